@@ -1,0 +1,112 @@
+"""Tests for aejax.occlusion: vectorized masks against a plain loop with the original semantics."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from aejax import occlusion
+
+
+def loop_occlude(images_NxHxW: np.ndarray, starts_NxK: np.ndarray, horizontal_NxK: np.ndarray,
+                 width: int = 1, value: float = 1.0) -> np.ndarray:
+    """The original's Python loop, generalised to several bars and a width."""
+    out = images_NxHxW.copy()
+    for i in range(out.shape[0]):
+        for s, h in zip(starts_NxK[i], horizontal_NxK[i]):
+            if h:
+                out[i, s:s + width, :] = value
+            else:
+                out[i, :, s:s + width] = value
+    return out
+
+
+def images(n: int = 16, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(0, 0.9, (n, 28, 28)).astype(np.float32)
+
+
+def test_original_semantics_match_loop() -> None:
+    key, x = jax.random.key(3), images()
+    starts, horizontal = occlusion.sample_bars(key, len(x))
+    expected = np.zeros_like(x)
+    for i in range(len(x)):  # the original's loop, written from its description
+        s = int(starts[i, 0])
+        if i % 2 == 0:
+            expected[i] = x[i]; expected[i, s, :] = 1.0
+        else:
+            expected[i] = x[i]; expected[i, :, s] = 1.0
+    np.testing.assert_array_equal(np.asarray(occlusion.occlude(key, jnp.asarray(x))), expected)
+    np.testing.assert_array_equal(np.asarray(horizontal[:, 0]), np.arange(len(x)) % 2 == 0)
+
+
+@pytest.mark.parametrize("orientation", ["alternate", "horizontal", "vertical", "random"])
+@pytest.mark.parametrize("width,num_bars,value", [(1, 1, 1.0), (3, 2, 0.5)])
+def test_generalised_options_match_loop(orientation: str, width: int, num_bars: int,
+                                        value: float) -> None:
+    key, x = jax.random.key(7), images(32)
+    kwargs = dict(low=4, high=18, orientation=orientation, num_bars=num_bars)
+    starts, horizontal = occlusion.sample_bars(key, len(x), **kwargs)
+    expected = loop_occlude(x, np.asarray(starts), np.asarray(horizontal), width, value)
+    got = occlusion.occlude(key, jnp.asarray(x), width=width, value=value, **kwargs)
+    np.testing.assert_array_equal(np.asarray(got), expected)
+
+
+def test_flat_and_square_shapes_agree_and_mask_matches() -> None:
+    key, x = jax.random.key(1), images(8)
+    square = occlusion.occlude(key, jnp.asarray(x))
+    flat, mask = occlusion.occlude(key, jnp.asarray(x.reshape(8, 784)), return_mask=True)
+    assert flat.shape == (8, 784) and mask.shape == (8, 784) and mask.dtype == bool
+    np.testing.assert_array_equal(np.asarray(flat).reshape(8, 28, 28), np.asarray(square))
+    np.testing.assert_array_equal(np.asarray(mask).sum(axis=1), np.full(8, 28))  # one 28-px bar
+    np.testing.assert_array_equal(np.asarray(flat)[np.asarray(mask)], 1.0)
+
+
+def test_jit_and_vmap_agree_with_eager() -> None:
+    keys = jax.random.split(jax.random.key(0), 4)
+    x = jnp.asarray(images(4 * 6).reshape(4, 6, 784))
+    eager = np.stack([np.asarray(occlusion.occlude(k, xi)) for k, xi in zip(keys, x)])
+    jitted = jax.jit(occlusion.occlude)(keys[0], x[0])
+    vmapped = jax.vmap(occlusion.occlude)(keys, x)
+    np.testing.assert_array_equal(np.asarray(jitted), eager[0])
+    np.testing.assert_array_equal(np.asarray(vmapped), eager)
+
+
+def test_start_distribution_covers_10_to_20_uniformly() -> None:
+    starts, _ = occlusion.sample_bars(jax.random.key(0), 22_000)
+    values, counts = np.unique(np.asarray(starts), return_counts=True)
+    np.testing.assert_array_equal(values, np.arange(10, 21))
+    assert np.all(np.abs(counts - 2000) < 200), counts  # 11 equally likely values
+
+
+def test_different_keys_give_different_masks() -> None:
+    a = occlusion.occlusion_mask(jax.random.key(0), 64)
+    b = occlusion.occlusion_mask(jax.random.key(1), 64)
+    assert a.shape == (64, 28, 28) and not np.array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(width=0), "width must be >= 1"),
+    (dict(low=20, high=27, width=2), "must lie inside the image"),
+    (dict(low=-1), "must lie inside the image"),
+    (dict(low=15, high=12), "must lie inside the image"),
+    (dict(num_bars=0), "number of bars"),
+    (dict(orientation="diagonal"), "orientation must be one of"),
+])
+def test_bad_arguments_raise_clear_errors(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        occlusion.occlude(jax.random.key(0), jnp.asarray(images(2)), **kwargs)
+
+
+@pytest.mark.parametrize("x,message", [
+    (np.zeros((784,), np.float32), "rank 1"),
+    (np.zeros((2, 1, 28, 28), np.float32), "rank 4"),
+    (np.zeros((2, 780), np.float32), "square number of pixels"),
+    (np.zeros((2, 784), np.uint8), "divide uint8 pixels by 255"),
+    (np.full((2, 784), np.nan, np.float32), "NaN or infinite"),
+    (np.full((2, 784), 255.0, np.float32), r"scaled to \[0, 1\]"),
+])
+def test_bad_images_raise_clear_errors(x: np.ndarray, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        occlusion.occlude(jax.random.key(0), x)
