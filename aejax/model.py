@@ -1,0 +1,62 @@
+"""The MLP autoencoder (Flax Linen): 784-128-50-128-784, ReLU hidden layers, sigmoid output."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+INITS: tuple[str, ...] = ("torch", "flax")
+
+
+def torch_uniform(fan_in: int) -> nn.initializers.Initializer:
+    """U(-1/sqrt(fan_in), 1/sqrt(fan_in)): PyTorch's ``nn.Linear`` default for weights and biases."""
+    bound = fan_in ** -0.5
+
+    def init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+class Autoencoder(nn.Module):
+    """A fully connected autoencoder whose decoder mirrors the encoder.
+
+    ``hidden=(128, 50)`` gives 784 -> 128 -> 50 -> 128 -> 784 (214,594 parameters). Every hidden
+    layer, the code included, is followed by ReLU; the output by a sigmoid, so reconstructions lie
+    in [0, 1] like the pixels. ``init_scheme="torch"`` (default) initialises like the PyTorch original;
+    ``"flax"`` uses Flax's defaults (LeCun-normal weights, zero biases).
+    """
+
+    features: int = 784
+    hidden: Sequence[int] = (128, 50)
+    init_scheme: str = "torch"
+
+    def dense(self, x: jax.Array, width: int, index: int) -> jax.Array:
+        """One Dense layer with the chosen initialisation."""
+        if self.init_scheme == "torch":
+            uniform = torch_uniform(x.shape[-1])
+            return nn.Dense(width, kernel_init=uniform, bias_init=uniform, name=f"dense_{index}")(x)
+        if self.init_scheme == "flax":
+            return nn.Dense(width, name=f"dense_{index}")(x)
+        raise ValueError(f"init must be one of {INITS}, got {self.init_scheme!r}")
+
+    @nn.compact
+    def __call__(self, x_BxD: jax.Array) -> jax.Array:
+        widths = list(self.hidden) + list(self.hidden[-2::-1])
+        for i, w in enumerate(widths):
+            x_BxD = nn.relu(self.dense(x_BxD, w, i))
+        return nn.sigmoid(self.dense(x_BxD, self.features, len(widths)))
+
+
+def init_params(key: jax.Array, model: Autoencoder) -> dict:
+    """Initialise the parameter pytree for one flat input of ``model.features`` pixels."""
+    return model.init(key, jnp.zeros((1, model.features)))["params"]
+
+
+def count_params(params: dict) -> int:
+    """Total number of scalar parameters in a pytree."""
+    return sum(x.size for x in jax.tree.leaves(params))

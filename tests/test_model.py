@@ -1,0 +1,51 @@
+"""Tests for aejax.model: sizes, parameter count, output range and the two initialisations."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from aejax.model import Autoencoder, count_params, init_params
+
+
+def test_default_model_has_214594_parameters_and_mirrored_layers() -> None:
+    params = init_params(jax.random.key(0), Autoencoder())
+    assert count_params(params) == 214_594
+    shapes = [params[f"dense_{i}"]["kernel"].shape for i in range(4)]
+    assert shapes == [(784, 128), (128, 50), (50, 128), (128, 784)]
+
+
+@pytest.mark.parametrize("hidden", [(64,), (256, 64, 16)])
+def test_configurable_sizes(hidden: tuple[int, ...]) -> None:
+    model = Autoencoder(features=100, hidden=hidden)
+    params = init_params(jax.random.key(0), model)
+    widths = [100, *hidden, *hidden[-2::-1], 100]
+    expected = sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
+    assert count_params(params) == expected
+    assert model.apply({"params": params}, jnp.ones((3, 100))).shape == (3, 100)
+
+
+def test_output_is_a_probability_per_pixel() -> None:
+    model = Autoencoder()
+    params = init_params(jax.random.key(1), model)
+    x = jax.random.uniform(jax.random.key(2), (5, 784))
+    y = np.asarray(model.apply({"params": params}, x))
+    assert y.shape == (5, 784) and y.min() > 0.0 and y.max() < 1.0
+
+
+def test_torch_init_is_uniform_within_fan_in_bound_and_flax_init_differs() -> None:
+    torch_params = init_params(jax.random.key(0), Autoencoder())
+    for layer in torch_params.values():
+        bound = layer["kernel"].shape[0] ** -0.5
+        for leaf in (layer["kernel"], layer["bias"]):
+            assert float(jnp.max(jnp.abs(leaf))) <= bound
+            assert float(jnp.std(leaf)) == pytest.approx(bound / np.sqrt(3), rel=0.15)
+    flax_params = init_params(jax.random.key(0), Autoencoder(init_scheme="flax"))
+    assert all(float(jnp.abs(v["bias"]).max()) == 0.0 for v in flax_params.values())
+
+
+def test_unknown_init_scheme_is_rejected() -> None:
+    with pytest.raises(ValueError, match="init must be one of"):
+        init_params(jax.random.key(0), Autoencoder(init_scheme="xavier"))
