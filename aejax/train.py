@@ -1,0 +1,206 @@
+"""Training: the train state, a pure jitted step, and an epoch that runs on device.
+
+The training set lives on device once, as uint8 (N, D). Each epoch draws a permutation from
+``fold_in(data_key, epoch)``; batches are gathered by index inside ``jax.lax.scan`` and turned into
+floats in the step. Per-step noise keys are ``fold_in(noise_key, step)``, so every random choice is
+a function of (seed, epoch, step).
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm.auto import tqdm
+
+from aejax import occlusion
+from aejax.config import Config
+from aejax.model import Autoencoder, init_params
+
+Metrics = dict[str, jax.Array]
+StepFn = Callable[["TrainState", jax.Array, jax.Array], tuple["TrainState", Metrics]]
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything that changes during training."""
+
+    step: jax.Array
+    params: Any
+    opt_state: Any
+
+
+def make_model(cfg: Config, features: int = 784) -> Autoencoder:
+    """The autoencoder a config describes."""
+    return Autoencoder(features=features, hidden=cfg.hidden, init_scheme=cfg.init_scheme)
+
+
+def make_optimizer(cfg: Config) -> optax.GradientTransformation:
+    """Adam with the config's learning rate (the original: 1e-3)."""
+    return optax.adam(cfg.learning_rate)
+
+
+def create_state(key: jax.Array, model: Autoencoder, tx: optax.GradientTransformation) -> TrainState:
+    """Fresh parameters and optimizer state at step 0."""
+    params = init_params(key, model)
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+
+
+def mse(pred: jax.Array, target: jax.Array) -> jax.Array:
+    """Mean squared error over every element (PyTorch's ``nn.MSELoss()``)."""
+    return jnp.mean(jnp.square(pred - target))
+
+
+def to_float(images_u8: jax.Array) -> jax.Array:
+    """uint8 pixels -> float32 in [0, 1]."""
+    return images_u8.astype(jnp.float32) / 255.0
+
+
+def make_pair(key: jax.Array, clean: jax.Array, mode: str,
+              occlusion_kwargs: dict[str, Any]) -> tuple[jax.Array, jax.Array]:
+    """The (input, target) pair for a training batch; the target is always the clean image.
+
+    ``none``: the input is clean (the original); ``all``: every input is occluded; ``mixed``: each
+    input is occluded with probability 0.5.
+    """
+    if mode == "none":
+        return clean, clean
+    occ_key, pick_key = jax.random.split(key)
+    occluded = occlusion.occlude(occ_key, clean, **occlusion_kwargs)
+    if mode == "all":
+        return occluded, clean
+    if mode == "mixed":
+        pick_Bx1 = jax.random.bernoulli(pick_key, 0.5, (clean.shape[0], 1))
+        return jnp.where(pick_Bx1, occluded, clean), clean
+    raise ValueError(f"train occlusion must be one of none, all, mixed; got {mode!r}")
+
+
+def make_train_step(cfg: Config, model: Autoencoder, tx: optax.GradientTransformation) -> StepFn:
+    """Build ``train_step(state, batch_u8, key) -> (state, metrics)``: forward, grad, Adam."""
+    occ_kwargs = cfg.occlusion_kwargs()
+
+    def train_step(state: TrainState, batch_u8: jax.Array, key: jax.Array
+                   ) -> tuple[TrainState, Metrics]:
+        inputs, targets = make_pair(key, to_float(batch_u8), cfg.train_occlusion, occ_kwargs)
+
+        def loss_fn(params: Any) -> jax.Array:
+            return mse(model.apply({"params": params}, inputs), targets)
+
+        loss, grads = jax.value_and_grad(loss_fn)(state.params)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        return TrainState(state.step + 1, params, opt_state), {"loss": loss}
+
+    return train_step
+
+
+def make_train_chunk(train_step: StepFn, length: int) -> Callable[..., tuple[TrainState, Metrics]]:
+    """Jit ``length`` steps as one ``lax.scan`` over batches gathered on device; state donated.
+
+    The returned ``chunk(state, images_u8_NxD, order_TxB, offset, noise_key)`` runs rows
+    ``offset .. offset+length-1`` of the epoch's batch order and returns per-step metrics.
+    """
+
+    def chunk(state: TrainState, images_u8: jax.Array, order_TxB: jax.Array,
+              offset: jax.Array, noise_key: jax.Array) -> tuple[TrainState, Metrics]:
+        idx_SxB = jax.lax.dynamic_slice_in_dim(order_TxB, offset, length)
+
+        def body(state: TrainState, idx_B: jax.Array) -> tuple[TrainState, Metrics]:
+            key = jax.random.fold_in(noise_key, state.step)
+            return train_step(state, images_u8[idx_B], key)
+
+        return jax.lax.scan(body, state, idx_SxB)
+
+    return jax.jit(chunk, donate_argnums=0)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def epoch_order(key: jax.Array, num_examples: int, batch_size: int) -> jax.Array:
+    """Shuffled example indices for one epoch as (steps, batch); the remainder is dropped."""
+    steps = num_examples // batch_size
+    return jax.random.permutation(key, num_examples)[: steps * batch_size].reshape(steps, -1)
+
+
+def chunk_plan(steps: int, target_chunks: int = 20) -> list[tuple[int, int]]:
+    """Split an epoch's steps into (offset, length) chunks of (mostly) one length.
+
+    Chunks let a progress bar advance without a host sync per step; a single length keeps it to
+    one compilation when a divisor of ``steps`` is close to ``steps / target_chunks``.
+    """
+    want = max(1, -(-steps // target_chunks))
+    size = max(d for d in range(1, want + 1) if steps % d == 0)
+    if size * 2 < want:
+        size = want
+    return [(o, min(size, steps - o)) for o in range(0, steps, size)]
+
+
+def root_keys(seed: int) -> dict[str, jax.Array]:
+    """One root key from the seed, split once by purpose."""
+    init, data, noise = jax.random.split(jax.random.key(seed), 3)
+    return {"init": init, "data": data, "noise": noise}
+
+
+def fit(cfg: Config, train_images_u8: np.ndarray, *, progress: bool = True
+        ) -> tuple[TrainState, dict[str, Any]]:
+    """Train from scratch on uint8 images (N, D); return the final state and a history.
+
+    Args:
+      cfg: the run's configuration.
+      train_images_u8: uint8 training images, flattened to (N, D).
+      progress: show a tqdm bar with the running loss.
+    """
+    num, features = train_images_u8.shape
+    if not 1 <= cfg.batch_size <= num:
+        raise ValueError(f"batch size must be between 1 and the training set size ({num}), "
+                         f"got {cfg.batch_size}")
+    model, tx = make_model(cfg, features), make_optimizer(cfg)
+    keys = root_keys(cfg.seed)
+    state = create_state(keys["init"], model, tx)
+    images = jax.device_put(train_images_u8)
+    steps = num // cfg.batch_size
+    plan = chunk_plan(steps)
+    step_fn = make_train_step(cfg, model, tx)
+    compile_start = time.perf_counter()
+    chunks = {n: compile_chunk(step_fn, n, state, images, steps, cfg, keys["noise"])
+              for n in sorted({n for _, n in plan})}
+    compile_seconds = time.perf_counter() - compile_start
+    losses: list[np.ndarray] = []
+    bar = tqdm(total=steps * cfg.epochs, disable=not progress, unit="step", desc="train")
+
+    def report(loss: jax.Array, n: int, epoch: int) -> None:
+        losses.append(np.asarray(loss))
+        bar.update(n)
+        bar.set_postfix(epoch=epoch + 1, loss=f"{losses[-1].mean():.4f}")
+
+    start = time.perf_counter()
+    for epoch in range(cfg.epochs):
+        order = epoch_order(jax.random.fold_in(keys["data"], epoch), num, cfg.batch_size)
+        pending = None
+        for offset, n in plan:
+            state, metrics = chunks[n](state, images, order, np.int32(offset), keys["noise"])
+            if pending is not None:  # read the previous chunk while this one runs
+                report(*pending, epoch)
+            pending = (metrics["loss"], n)
+        report(*pending, epoch)
+    jax.block_until_ready(state)
+    seconds = time.perf_counter() - start
+    bar.close()
+    history = {"loss": np.concatenate(losses), "steps_per_epoch": steps,
+               "train_seconds": seconds, "compile_seconds": compile_seconds}
+    return state, history
+
+
+def compile_chunk(step_fn: StepFn, length: int, state: TrainState, images: jax.Array,
+                  steps: int, cfg: Config, noise_key: jax.Array) -> Callable:
+    """Ahead-of-time compile one chunk length (so compile time is measured on its own)."""
+    order = jax.ShapeDtypeStruct((steps, cfg.batch_size), jnp.int32)
+    offset = jax.ShapeDtypeStruct((), jnp.int32)
+    return make_train_chunk(step_fn, length).lower(state, images, order, offset,
+                                                   noise_key).compile()

@@ -1,0 +1,107 @@
+"""Tests for aejax.train: input/target pairing, the step, the on-device epoch, determinism."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from aejax import occlusion, train
+from aejax.config import Config
+from tests.conftest import synthetic_digits
+
+CFG = Config(epochs=2, batch_size=16)
+
+
+def flat_images(n: int = 320, seed: int = 0) -> np.ndarray:
+    return synthetic_digits(n, seed)[0].reshape(n, -1)
+
+
+def test_make_pair_target_is_clean_and_input_is_occluded() -> None:
+    clean = jnp.asarray(flat_images(8), jnp.float32) / 255.0
+    key = jax.random.key(5)
+    inp, tgt = train.make_pair(key, clean, "none", CFG.occlusion_kwargs())
+    assert inp is clean and tgt is clean
+    inp, tgt = train.make_pair(key, clean, "all", CFG.occlusion_kwargs())
+    expected = occlusion.occlude(jax.random.split(key)[0], clean)
+    np.testing.assert_array_equal(np.asarray(tgt), np.asarray(clean))
+    np.testing.assert_array_equal(np.asarray(inp), np.asarray(expected))
+    assert not np.array_equal(np.asarray(inp), np.asarray(tgt))
+
+
+def test_mixed_occludes_about_half_of_the_inputs() -> None:
+    clean = jnp.asarray(flat_images(400), jnp.float32) / 255.0
+    inp, tgt = train.make_pair(jax.random.key(0), clean, "mixed", CFG.occlusion_kwargs())
+    np.testing.assert_array_equal(np.asarray(tgt), np.asarray(clean))
+    changed = np.any(np.asarray(inp) != np.asarray(clean), axis=1)
+    assert 150 < changed.sum() < 250
+
+
+def test_train_step_learns_and_jit_matches_eager() -> None:
+    model, tx = train.make_model(CFG), train.make_optimizer(CFG)
+    state = train.create_state(jax.random.key(0), model, tx)
+    step = train.make_train_step(CFG, model, tx)
+    batch = jnp.asarray(flat_images(16))
+    with jax.disable_jit():
+        eager_state, eager_metrics = step(state, batch, jax.random.key(1))
+    jit_step = jax.jit(step)
+    jit_state, jit_metrics = jit_step(state, batch, jax.random.key(1))
+    np.testing.assert_allclose(eager_metrics["loss"], jit_metrics["loss"], rtol=1e-6)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+                 eager_state.params, jit_state.params)
+    first = float(jit_metrics["loss"])
+    for i in range(50):
+        jit_state, metrics = jit_step(jit_state, batch, jax.random.key(i))
+    assert int(jit_state.step) == 51
+    assert float(metrics["loss"]) < 0.5 * first
+
+
+def test_scan_epoch_equals_a_python_loop_over_the_same_batches() -> None:
+    x = flat_images(160)
+    cfg = dataclasses.replace(CFG, epochs=1, train_occlusion="mixed")
+    state, history = train.fit(cfg, x, progress=False)
+    keys = train.root_keys(cfg.seed)
+    model, tx = train.make_model(cfg), train.make_optimizer(cfg)
+    ref = train.create_state(keys["init"], model, tx)
+    step = jax.jit(train.make_train_step(cfg, model, tx))
+    order = train.epoch_order(jax.random.fold_in(keys["data"], 0), len(x), cfg.batch_size)
+    losses = []
+    for idx in np.asarray(order):
+        ref, m = step(ref, jnp.asarray(x[idx]), jax.random.fold_in(keys["noise"], ref.step))
+        losses.append(float(m["loss"]))
+    np.testing.assert_allclose(history["loss"], losses, rtol=1e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+                 state.params, ref.params)
+
+
+def test_same_seed_is_bit_identical_and_other_seed_differs() -> None:
+    x = flat_images(200)
+    a, ha = train.fit(CFG, x, progress=False)
+    b, hb = train.fit(CFG, x, progress=False)
+    c, hc = train.fit(dataclasses.replace(CFG, seed=1), x, progress=False)
+    np.testing.assert_array_equal(ha["loss"], hb["loss"])
+    jax.tree.map(np.testing.assert_array_equal, a.params, b.params)
+    assert not np.array_equal(ha["loss"], hc["loss"])
+    assert len(ha["loss"]) == CFG.epochs * (200 // CFG.batch_size)
+
+
+def test_epoch_order_is_a_permutation_without_the_remainder() -> None:
+    order = np.asarray(train.epoch_order(jax.random.key(0), 100, 16))
+    assert order.shape == (6, 16)
+    assert len(np.unique(order)) == 96 and order.min() >= 0 and order.max() < 100
+
+
+@pytest.mark.parametrize("steps", [1, 7, 97, 1875, 2000])
+def test_chunk_plan_covers_every_step_once(steps: int) -> None:
+    plan = train.chunk_plan(steps)
+    covered = [o + i for o, n in plan for i in range(n)]
+    assert covered == list(range(steps))
+    assert len({n for _, n in plan}) <= 2
+
+
+def test_batch_larger_than_training_set_is_refused() -> None:
+    with pytest.raises(ValueError, match="between 1 and the training set size"):
+        train.fit(dataclasses.replace(CFG, batch_size=500), flat_images(100), progress=False)
