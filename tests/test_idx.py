@@ -1,0 +1,136 @@
+"""Tests for aejax.idx: round trips and every failure mode, on small files written here."""
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aejax import idx
+from aejax.idx import DataError
+
+
+def write_idx(path: Path, array: np.ndarray, magic: int | None = None) -> Path:
+    """Writes `array` as an IDX file (gzipped when the name ends in .gz), independently of idx."""
+    magic = magic if magic is not None else 0x0800 | array.ndim
+    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    payload = header + array.astype(np.uint8).tobytes()
+    path.write_bytes(gzip.compress(payload) if path.suffix == ".gz" else payload)
+    return path
+
+
+def write_folder(folder: Path, *, gz: bool = True, n_train: int = 6, n_test: int = 4,
+                 seed: int = 0, hw: tuple[int, int] = (5, 4)) -> dict[str, np.ndarray]:
+    """Writes four small MNIST-format files into `folder`; returns the arrays written."""
+    rng = np.random.default_rng(seed)
+    arrays = {
+        "train-images-idx3-ubyte": rng.integers(0, 256, (n_train, *hw), dtype=np.uint8),
+        "train-labels-idx1-ubyte": rng.integers(0, 10, n_train, dtype=np.uint8),
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, *hw), dtype=np.uint8),
+        "t10k-labels-idx1-ubyte": rng.integers(0, 10, n_test, dtype=np.uint8),
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    for base, array in arrays.items():
+        write_idx(folder / (base + (".gz" if gz else "")), array)
+    return arrays
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_round_trip(tmp_path, gz):
+    written = write_folder(tmp_path, gz=gz)
+    (train_x, train_y), (test_x, test_y) = idx.read_folder(idx.locate(tmp_path))
+    for got, base in zip((train_x, train_y, test_x, test_y), idx.FILES):
+        np.testing.assert_array_equal(got, written[base])
+        assert got.dtype == np.uint8
+    assert train_x.shape == (6, 5, 4) and test_y.shape == (4,)
+
+
+def test_gz_preferred_and_mixed_compression(tmp_path):
+    written = write_folder(tmp_path, gz=False)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", written["t10k-labels-idx1-ubyte"])
+    files = idx.locate(tmp_path)
+    assert files["t10k-labels-idx1-ubyte"].name.endswith(".gz")
+    assert files["train-images-idx3-ubyte"].suffix == ""
+    idx.read_folder(files)
+
+
+def test_wrong_magic(tmp_path):
+    path = write_idx(tmp_path / "x.gz", np.zeros((2, 3, 3)), magic=2049)
+    with pytest.raises(DataError, match=r"x\.gz: magic number 2049, expected 2051"):
+        idx.read_images(path)
+
+
+def test_wrong_dtype_byte(tmp_path):
+    path = write_idx(tmp_path / "x", np.zeros((2, 3, 3)), magic=0x0D03)  # float32 IDX
+    with pytest.raises(DataError, match=r"dtype byte 0x0D, expected 0x08"):
+        idx.read_images(path)
+
+
+def test_truncated_file(tmp_path):
+    path = write_idx(tmp_path / "x", np.zeros((2, 3, 3)))
+    path.write_bytes(path.read_bytes()[:-5])
+    with pytest.raises(DataError, match=r"x: 29 bytes but its header \(2, 3, 3\) implies 34"):
+        idx.read_images(path)
+    path.write_bytes(b"\x00\x00\x08")
+    with pytest.raises(DataError, match="too short for an IDX header"):
+        idx.read_images(path)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_corrupt_gzip(tmp_path, damage):
+    path = write_idx(tmp_path / "train-labels-idx1-ubyte.gz", np.arange(1000) % 10)
+    raw = bytearray(path.read_bytes())
+    if damage == "truncate":
+        raw = raw[: len(raw) // 2]
+    else:
+        raw[-6] ^= 0xFF  # inside the CRC32 / size trailer
+    path.write_bytes(bytes(raw))
+    with pytest.raises(DataError, match=r"train-labels-idx1-ubyte\.gz is not a valid gzip file"):
+        idx.read_labels(path)
+
+
+def test_count_mismatch(tmp_path):
+    images = write_idx(tmp_path / "i.gz", np.zeros((5, 2, 2)))
+    labels = write_idx(tmp_path / "l.gz", np.zeros(4))
+    with pytest.raises(DataError, match="holds 5 images but .* holds 4 labels"):
+        idx.read_split(images, labels)
+
+
+def test_label_out_of_range(tmp_path):
+    images = write_idx(tmp_path / "i", np.zeros((3, 2, 2)))
+    labels = write_idx(tmp_path / "l", np.array([0, 9, 10]))
+    with pytest.raises(DataError, match=r"label 10 out of range 0\.\.9"):
+        idx.read_split(images, labels)
+
+
+def test_wrong_dims(tmp_path):
+    write_folder(tmp_path)
+    write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", np.zeros((4, 5, 5)))
+    with pytest.raises(DataError, match=r"train images are \(5, 4\) but test images are \(5, 5\)"):
+        idx.read_folder(idx.locate(tmp_path))
+    path = write_idx(tmp_path / "zero.gz", np.zeros((3, 0, 4)))
+    with pytest.raises(DataError, match=r"empty dimension in shape \(3, 0, 4\)"):
+        idx.read_images(path)
+
+
+def test_labels_file_given_as_images(tmp_path):
+    path = write_idx(tmp_path / "l.gz", np.zeros(4))
+    with pytest.raises(DataError, match="magic number 2049, expected 2051"):
+        idx.read_images(path)
+
+
+def test_empty_and_missing_folder(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        idx.locate(tmp_path / "nope")
+    with pytest.raises(DataError) as info:
+        idx.locate(tmp_path)
+    assert all(f"{base}[.gz]" in str(info.value) for base in idx.FILES)
+
+
+def test_missing_one_file(tmp_path):
+    write_folder(tmp_path)
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(DataError, match=r"is missing t10k-labels-idx1-ubyte\[\.gz\]:") as info:
+        idx.locate(tmp_path)
+    assert "train-labels-idx1-ubyte[.gz]," not in str(info.value)
+    assert len(idx.find_files(tmp_path)) == 3
