@@ -1,0 +1,90 @@
+"""Command-line parsing: one flag per config field, and errors as one line, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+from aejax.config import ORIENTATIONS, TRAIN_OCCLUSIONS, Config
+
+CHOICES: dict[str, Sequence[str]] = {
+    "dataset": ("mnist", "fashion_mnist", "kmnist"),
+    "train_occlusion": TRAIN_OCCLUSIONS,
+    "occlusion_orientation": ORIENTATIONS,
+    "init_scheme": ("torch", "flax"),
+}
+HELP: dict[str, str] = {
+    "dataset": "dataset name",
+    "data_dir": "a folder holding the four MNIST-format IDX files (.gz or not)",
+    "data_root": "the data folder: downloads and decoded cache",
+    "hidden": "encoder widths, comma-separated; the decoder mirrors them",
+    "init_scheme": "parameter initialisation: torch (the original's) or flax",
+    "train_occlusion": "none: clean inputs (the original); all: occluded inputs; "
+                       "mixed: each input occluded with probability 0.5",
+    "eval_seed": "seed of the fixed test-set occlusion",
+}
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are a single line on stderr."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def positive_int_list(text: str) -> tuple[int, ...]:
+    """Parse '128,50' into (128, 50)."""
+    try:
+        return tuple(int(t) for t in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """Add ``--field-name`` for every Config field, typed by its default."""
+    for field in dataclasses.fields(Config):
+        default = field.default
+        kwargs: dict[str, Any] = {"default": default, "help": HELP.get(field.name, "")}
+        if field.name in CHOICES:
+            kwargs["choices"] = CHOICES[field.name]
+        if isinstance(default, tuple):
+            kwargs["type"] = positive_int_list
+            kwargs["default"] = ",".join(map(str, default))
+        elif default is None:
+            kwargs["type"] = str
+        else:
+            kwargs["type"] = type(default)
+        kwargs["help"] = f"{kwargs['help']} (default: {kwargs['default']})".lstrip()
+        parser.add_argument("--" + field.name.replace("_", "-"), **kwargs)
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """The Config the parsed flags describe (ValueError for impossible values)."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)}
+    if isinstance(values["hidden"], str):
+        values["hidden"] = positive_int_list(values["hidden"])
+    return Config(**values)
+
+
+def default_workdir(cfg: Config) -> str:
+    """``runs/<dataset>-<train occlusion>-<timestamp>``."""
+    return f"runs/{cfg.dataset}-{cfg.train_occlusion}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def run_main(main: Callable[[], int], prog: str) -> int:
+    """Run ``main``, turning expected failures into one line on stderr and exit code 2."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("jax").setLevel(logging.WARNING)  # hide "Unable to initialize backend"
+    try:
+        return main()
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError) as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2

@@ -1,0 +1,106 @@
+"""One run end to end: load data, train, evaluate, and write every result into a workdir."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import flax.serialization
+import jax
+import numpy as np
+
+from aejax import data, evaluate, plots, train
+from aejax.config import Config
+
+log = logging.getLogger(__name__)
+PARAMS_FILE = "params.msgpack"
+
+
+def prepare_workdir(workdir: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Create the run folder; refuse a file, or an existing non-empty run without ``overwrite``."""
+    path = Path(workdir)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"workdir {path} is a file, not a folder; choose another --workdir")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise ValueError(f"workdir {path} already holds a run; pass --overwrite to replace it "
+                         "or choose another --workdir")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise ValueError(f"workdir {path} is not writable ({err.strerror})") from None
+    return path
+
+
+def save_params(params: Any, path: str | os.PathLike) -> None:
+    """Write a parameter pytree as msgpack."""
+    Path(path).write_bytes(flax.serialization.msgpack_serialize(jax.tree.map(np.asarray, params)))
+
+
+def load_params(path: str | os.PathLike) -> Any:
+    """Read a parameter pytree written by ``save_params``."""
+    return flax.serialization.msgpack_restore(Path(path).read_bytes())
+
+
+def write_json(obj: Any, path: str | os.PathLike) -> None:
+    """Pretty JSON, written atomically."""
+    tmp = Path(f"{path}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def train_metrics(history: dict[str, Any], batch_size: int) -> dict[str, Any]:
+    """Summary of training: final (last-epoch mean) loss, per-epoch losses and speed."""
+    losses, per_epoch = history["loss"], history["steps_per_epoch"]
+    epoch_loss = losses.reshape(-1, per_epoch).mean(axis=1)
+    steps_per_second = len(losses) / history["train_seconds"]
+    return {"final_loss": float(epoch_loss[-1]), "epoch_loss": epoch_loss.tolist(),
+            "steps": int(len(losses)), "seconds": history["train_seconds"],
+            "compile_seconds": history["compile_seconds"],
+            "steps_per_second": steps_per_second,
+            "images_per_second": steps_per_second * batch_size}
+
+
+def run(cfg: Config, workdir: str | os.PathLike, *, progress: bool = True,
+        overwrite: bool = False) -> dict[str, Any]:
+    """Train and evaluate one configuration, writing config, metrics, figures and parameters.
+
+    Args:
+      cfg: the run's configuration.
+      workdir: the folder for the results (created; never silently overwritten).
+      progress: show a progress bar while training.
+      overwrite: allow replacing the results of an earlier run in ``workdir``.
+    """
+    start = time.perf_counter()
+    path = prepare_workdir(workdir, overwrite=overwrite)
+    ds = data.load(cfg.dataset, data_dir=cfg.data_dir, data_root=cfg.data_root)
+    write_json(run_info(cfg, ds), path / "config.json")
+    x_train = ds.train_images.reshape(len(ds.train_images), -1)
+    x_test = ds.test_images.reshape(len(ds.test_images), -1)
+    state, history = train.fit(cfg, x_train, progress=progress)
+    save_params(state.params, path / PARAMS_FILE)
+    test, arrays = evaluate.evaluate(cfg, train.make_model(cfg, x_train.shape[1]),
+                                     state.params, x_test)
+    metrics = {"train": train_metrics(history, cfg.batch_size), "test": test,
+               "data": {"source": ds.source, "is_sample": ds.is_sample,
+                        "train_size": len(x_train), "test_size": len(x_test)}}
+    np.save(path / "train_loss.npy", history["loss"])
+    plots.reconstruction_grid({"original": arrays["clean"], "occluded": arrays["occluded_input"],
+                               "reconstructed": arrays["recon_occluded"]}, path / "figure.png")
+    plots.loss_curve(history["loss"], history["steps_per_epoch"], path / "loss.png")
+    metrics["total_seconds"] = time.perf_counter() - start
+    write_json(metrics, path / "metrics.json")
+    return metrics
+
+
+def run_info(cfg: Config, ds: data.Dataset) -> dict[str, Any]:
+    """The config plus what is needed to interpret the run later."""
+    return {"config": json.loads(cfg.to_json()), "dataset_source": ds.source,
+            "dataset_is_sample": ds.is_sample, "jax_version": jax.__version__,
+            "backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()]}

@@ -1,0 +1,99 @@
+"""End-to-end smoke tests: a tiny run writes every result; the script's errors are one line."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aejax import experiment
+from aejax.config import Config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_script(name: str):
+    """Import scripts/<name>.py as a module (scripts/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(f"script_{name}", ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_run_writes_config_metrics_figures_and_params(small_idx_dir: Path, tmp_path: Path) -> None:
+    cfg = Config(data_dir=str(small_idx_dir), data_root=str(tmp_path / "root"), epochs=2)
+    metrics = experiment.run(cfg, tmp_path / "run", progress=False)
+    run = tmp_path / "run"
+    for name in ("config.json", "metrics.json", "figure.png", "loss.png", "params.msgpack"):
+        assert (run / name).stat().st_size > 0, name
+    saved = json.loads((run / "metrics.json").read_text())
+    assert saved == json.loads(json.dumps(metrics))
+    assert {"final_loss", "seconds", "steps_per_second"} <= set(saved["train"])
+    test = saved["test"]
+    assert test["occluded_input"]["mse"] > 0 and test["clean"]["mse"] > 0
+    assert saved["train"]["epoch_loss"][1] < saved["train"]["epoch_loss"][0]
+    assert saved["train"]["steps"] == 2 * (256 // 32)
+    info = json.loads((run / "config.json").read_text())
+    assert Config.from_dict(info["config"]) == cfg
+    params = experiment.load_params(run / "params.msgpack")
+    assert params["dense_0"]["kernel"].shape == (784, 128)
+
+
+def test_existing_run_is_not_overwritten(small_idx_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.json").write_text("{}")
+    cfg = Config(data_dir=str(small_idx_dir), data_root=str(tmp_path / "root"), epochs=1)
+    with pytest.raises(ValueError, match="already holds a run; pass --overwrite"):
+        experiment.run(cfg, tmp_path / "run", progress=False)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        experiment.prepare_workdir(tmp_path / "file")
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--epochs", "0"], "epochs must be >= 1"),
+    (["--epochs", "two"], "argument --epochs: invalid int value: 'two'"),
+    (["--batch-size", "-3"], "batch size must be >= 1"),
+    (["--learning-rate", "0"], "learning rate must be > 0"),
+    (["--dataset", "cifar"], "argument --dataset: invalid choice: 'cifar'"),
+    (["--hidden", "128,x"], "expected comma-separated integers"),
+    (["--frobnicate"], "unrecognized arguments: --frobnicate"),
+    (["--batch-size", "1000"], "between 1 and the training set size (256)"),
+])
+def test_bad_flags_exit_with_one_line(argv: list[str], message: str, small_idx_dir: Path,
+                                      tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    script = load_script("train")
+    args = ["--data-dir", str(small_idx_dir), "--data-root", str(tmp_path / "root"),
+            "--workdir", str(tmp_path / "run"), "--no-progress", "--no-compile-cache", *argv]
+    try:
+        code = script.main(args)
+    except SystemExit as exit_:
+        code = exit_.code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert message in err[-1] and err[-1].startswith("train.py: error: ")
+    assert not any("Traceback" in line for line in err)
+
+
+def test_script_runs_from_the_command_line(small_idx_dir: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "AEJAX_JAX_CACHE": str(tmp_path / "jax-cache")}
+    cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), "--data-dir", str(small_idx_dir),
+           "--data-root", str(tmp_path / "root"), "--epochs", "1", "--workdir",
+           str(tmp_path / "run"), "--train-occlusion", "mixed"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "test MSE clean" in done.stdout
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert np.isfinite(metrics["test"]["occluded"]["mse"])
+    assert any((tmp_path / "jax-cache").iterdir())  # the compilation cache was written
+    missing = subprocess.run([*cmd[:2], "--data-dir", str(tmp_path / "nowhere"), "--workdir",
+                              str(tmp_path / "run2")], capture_output=True, text=True, env=env,
+                             cwd=tmp_path, timeout=300)
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert missing.stderr.strip().splitlines()[-1].startswith("train.py: error: ")
