@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from aejax.config import ORIENTATIONS, TRAIN_OCCLUSIONS, Config
+from aejax.parallel import parse_devices
 
 CHOICES: dict[str, Sequence[str]] = {
     "dataset": ("mnist", "fashion_mnist", "kmnist"),
@@ -61,6 +62,26 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
             kwargs["type"] = type(default)
         kwargs["help"] = f"{kwargs['help']} (default: {kwargs['default']})".lstrip()
         parser.add_argument("--" + field.name.replace("_", "-"), **kwargs)
+
+
+def devices_flag(text: str) -> int | str:
+    """``--devices``: a positive count or ``all``."""
+    try:
+        return parse_devices(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err))
+
+
+def add_parallel_flags(parser: argparse.ArgumentParser) -> None:
+    """``--devices`` and the multi-process flags (``aejax.parallel``)."""
+    parser.add_argument("--devices", type=devices_flag, default=1, metavar="N|all",
+                        help="shard each global batch over N local devices, or over every "
+                             "device of every process (default: 1)")
+    parser.add_argument("--coordinator", metavar="HOST:PORT",
+                        help="multi-process run: process 0's address (with --num-processes and "
+                             "--process-id; SLURM/Open MPI launches are detected without them)")
+    parser.add_argument("--num-processes", type=int, help="multi-process run: process count")
+    parser.add_argument("--process-id", type=int, help="multi-process run: this process's index")
 
 
 def config_from_args(args: argparse.Namespace) -> Config:

@@ -13,7 +13,7 @@ import flax.serialization
 import jax
 import numpy as np
 
-from aejax import data, evaluate, plots, train
+from aejax import data, evaluate, parallel, plots, train
 from aejax.config import Config
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def train_metrics(history: dict[str, Any], batch_size: int) -> dict[str, Any]:
 
 
 def run(cfg: Config, workdir: str | os.PathLike, *, progress: bool = True,
-        overwrite: bool = False) -> dict[str, Any]:
+        overwrite: bool = False, mesh: jax.sharding.Mesh | None = None) -> dict[str, Any]:
     """Train and evaluate one configuration, writing config, metrics, figures and parameters.
 
     Args:
@@ -76,20 +76,26 @@ def run(cfg: Config, workdir: str | os.PathLike, *, progress: bool = True,
       workdir: the folder for the results (created; never silently overwritten).
       progress: show a progress bar while training.
       overwrite: allow replacing the results of an earlier run in ``workdir``.
+      mesh: train data parallel over this device mesh (``aejax.parallel``); in a multi-process
+        run every process calls ``run`` and only process 0 writes.
     """
     start = time.perf_counter()
-    path = prepare_workdir(workdir, overwrite=overwrite)
+    writer = parallel.is_main_process()
+    path = prepare_workdir(workdir, overwrite=overwrite) if writer else None
     ds = data.load(cfg.dataset, data_dir=cfg.data_dir, data_root=cfg.data_root)
-    write_json(run_info(cfg, ds), path / "config.json")
+    if path is not None:
+        write_json(run_info(cfg, ds, mesh), path / "config.json")
     x_train = ds.train_images.reshape(len(ds.train_images), -1)
     x_test = ds.test_images.reshape(len(ds.test_images), -1)
-    state, history = train.fit(cfg, x_train, progress=progress)
-    save_params(state.params, path / PARAMS_FILE)
-    test, arrays = evaluate.evaluate(cfg, train.make_model(cfg, x_train.shape[1]),
-                                     state.params, x_test)
+    state, history = train.fit(cfg, x_train, progress=progress and writer, mesh=mesh)
+    params = parallel.fetch(state.params)  # host copies: evaluation runs on the local device
+    test, arrays = evaluate.evaluate(cfg, train.make_model(cfg, x_train.shape[1]), params, x_test)
     metrics = {"train": train_metrics(history, cfg.batch_size), "test": test,
                "data": {"source": ds.source, "is_sample": ds.is_sample,
                         "train_size": len(x_train), "test_size": len(x_test)}}
+    if path is None:
+        return metrics
+    save_params(params, path / PARAMS_FILE)
     np.save(path / "train_loss.npy", history["loss"])
     plots.reconstruction_grid({"original": arrays["clean"], "occluded": arrays["occluded_input"],
                                "reconstructed": arrays["recon_occluded"]}, path / "figure.png")
@@ -99,8 +105,10 @@ def run(cfg: Config, workdir: str | os.PathLike, *, progress: bool = True,
     return metrics
 
 
-def run_info(cfg: Config, ds: data.Dataset) -> dict[str, Any]:
+def run_info(cfg: Config, ds: data.Dataset, mesh: jax.sharding.Mesh | None = None
+             ) -> dict[str, Any]:
     """The config plus what is needed to interpret the run later."""
     return {"config": json.loads(cfg.to_json()), "dataset_source": ds.source,
             "dataset_is_sample": ds.is_sample, "jax_version": jax.__version__,
-            "backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()]}
+            "backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()],
+            **parallel.describe(mesh)}

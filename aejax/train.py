@@ -20,7 +20,7 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from aejax import occlusion
+from aejax import occlusion, parallel
 from aejax.config import Config
 from aejax.model import Autoencoder, init_params
 
@@ -147,14 +147,16 @@ def root_keys(seed: int) -> dict[str, jax.Array]:
     return {"init": init, "data": data, "noise": noise}
 
 
-def fit(cfg: Config, train_images_u8: np.ndarray, *, progress: bool = True
-        ) -> tuple[TrainState, dict[str, Any]]:
+def fit(cfg: Config, train_images_u8: np.ndarray, *, progress: bool = True,
+        mesh: jax.sharding.Mesh | None = None) -> tuple[TrainState, dict[str, Any]]:
     """Train from scratch on uint8 images (N, D); return the final state and a history.
 
     Args:
       cfg: the run's configuration.
       train_images_u8: uint8 training images, flattened to (N, D).
       progress: show a tqdm bar with the running loss.
+      mesh: a 1-D device mesh to shard every global batch over (``aejax.parallel.make_mesh``);
+        None trains on the default device.
     """
     num, features = train_images_u8.shape
     if not 1 <= cfg.batch_size <= num:
@@ -162,13 +164,18 @@ def fit(cfg: Config, train_images_u8: np.ndarray, *, progress: bool = True
                          f"got {cfg.batch_size}")
     model, tx = make_model(cfg, features), make_optimizer(cfg)
     keys = root_keys(cfg.seed)
-    state = create_state(keys["init"], model, tx)
-    images = jax.device_put(train_images_u8)
+    state, noise_key = create_state(keys["init"], model, tx), keys["noise"]
+    if mesh is None:
+        images = jax.device_put(train_images_u8)
+    else:  # data parallel (aejax.parallel): replicate state, data and key; shard each batch
+        parallel.check_batch(cfg.batch_size, mesh)
+        state, images, noise_key = parallel.put((state, train_images_u8, noise_key),
+                                                parallel.replicated(mesh))
     steps = num // cfg.batch_size
     plan = chunk_plan(steps)
     step_fn = make_train_step(cfg, model, tx)
     compile_start = time.perf_counter()
-    chunks = {n: compile_chunk(step_fn, n, state, images, steps, cfg, keys["noise"])
+    chunks = {n: compile_chunk(step_fn, n, state, images, steps, cfg, noise_key, mesh)
               for n in sorted({n for _, n in plan})}
     compile_seconds = time.perf_counter() - compile_start
     losses: list[np.ndarray] = []
@@ -182,9 +189,11 @@ def fit(cfg: Config, train_images_u8: np.ndarray, *, progress: bool = True
     start = time.perf_counter()
     for epoch in range(cfg.epochs):
         order = epoch_order(jax.random.fold_in(keys["data"], epoch), num, cfg.batch_size)
+        if mesh is not None:  # each device gets its columns of every batch
+            order = parallel.put(order, parallel.batch_sharded(mesh))
         pending = None
         for offset, n in plan:
-            state, metrics = chunks[n](state, images, order, np.int32(offset), keys["noise"])
+            state, metrics = chunks[n](state, images, order, np.int32(offset), noise_key)
             if pending is not None:  # read the previous chunk while this one runs
                 report(*pending, epoch)
             pending = (metrics["loss"], n)
@@ -198,9 +207,14 @@ def fit(cfg: Config, train_images_u8: np.ndarray, *, progress: bool = True
 
 
 def compile_chunk(step_fn: StepFn, length: int, state: TrainState, images: jax.Array,
-                  steps: int, cfg: Config, noise_key: jax.Array) -> Callable:
+                  steps: int, cfg: Config, noise_key: jax.Array,
+                  mesh: jax.sharding.Mesh | None = None) -> Callable:
     """Ahead-of-time compile one chunk length (so compile time is measured on its own)."""
     order = jax.ShapeDtypeStruct((steps, cfg.batch_size), jnp.int32)
     offset = jax.ShapeDtypeStruct((), jnp.int32)
-    return make_train_chunk(step_fn, length).lower(state, images, order, offset,
-                                                   noise_key).compile()
+    chunk = make_train_chunk(step_fn, length)
+    if mesh is not None:  # data parallel: batch-sharded order in, replicated state/loss out
+        order = parallel.order_spec(mesh, steps, cfg.batch_size)
+        offset = jax.ShapeDtypeStruct((), jnp.int32, sharding=parallel.replicated(mesh))
+        chunk = jax.jit(chunk, donate_argnums=0, out_shardings=parallel.replicated(mesh))
+    return chunk.lower(state, images, order, offset, noise_key).compile()

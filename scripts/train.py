@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from aejax import cli, compile_cache, experiment
+from aejax import cli, compile_cache, experiment, parallel
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,14 +17,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--no-compile-cache", action="store_true",
                         help="do not use JAX's persistent compilation cache")
+    cli.add_parallel_flags(parser)
     args = parser.parse_args(argv)
 
     def run() -> int:
         cfg = cli.config_from_args(args)
+        parallel.initialize(args.coordinator, args.num_processes, args.process_id)
+        mesh = parallel.make_mesh(args.devices)
         if not args.no_compile_cache:
             compile_cache.enable()
         workdir = args.workdir or cli.default_workdir(cfg)
-        m = experiment.run(cfg, workdir, progress=not args.no_progress, overwrite=args.overwrite)
+        m = experiment.run(cfg, workdir, progress=not args.no_progress, overwrite=args.overwrite,
+                           mesh=mesh)
+        if not parallel.is_main_process():
+            return 0
         print(f"{workdir}: train loss {m['train']['final_loss']:.5f} | test MSE clean "
               f"{m['test']['clean']['mse']:.5f}, occluded input {m['test']['occluded_input']['mse']:.5f}, "
               f"reconstructed {m['test']['occluded']['mse']:.5f} | "

@@ -1,0 +1,154 @@
+"""Data parallelism with ``jax.sharding``: joining a multi-host run, the device mesh, placement.
+
+Training is data parallel over a 1-D mesh whose axis is ``"data"``. Parameters, optimizer state,
+the noise key and the uint8 training set are replicated on every device (MNIST's 60,000 x 784
+bytes are 47 MB per device); the epoch's batch order (steps, global batch) is sharded along the
+batch axis, so every device gathers its own share of each global batch from its local copy and
+only gradients (and the loss) cross devices. The math is single-device training with the same
+global batch, up to the order of floating-point sums.
+
+Several processes (hosts) join one runtime through ``jax.distributed``: every process runs the
+same program on identical host values (same seed, same data), and each fills only the devices
+it owns (``jax.make_array_from_callback``), so the mesh spans every process's devices.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
+
+log = logging.getLogger(__name__)
+AXIS = "data"
+SLURM_VARS = ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_NTASKS", "SLURM_PROCID",
+              "SLURM_LOCALID")
+
+
+def parse_devices(text: str) -> int | str:
+    """``--devices`` value: ``all`` or a positive count."""
+    if text == "all":
+        return text
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"--devices must be a positive number or 'all', got {text!r}")
+    return int(text)
+
+
+def launched_as_several_processes() -> bool:
+    """Whether a cluster launcher (SLURM's srun, Open MPI's mpirun) started several processes."""
+    env = os.environ
+    slurm = all(v in env for v in SLURM_VARS) and int(env["SLURM_NTASKS"]) > 1
+    return slurm or "OMPI_MCA_orte_hnp_uri" in env
+
+
+def initialize(coordinator: str | None = None, num_processes: int | None = None,
+               process_id: int | None = None) -> bool:
+    """Join a multi-process run when the flags or a cluster launcher ask for one.
+
+    Must run before anything touches a JAX device. Returns whether ``jax.distributed`` started.
+
+    Args:
+      coordinator: ``HOST:PORT`` of process 0's coordinator service.
+      num_processes: how many processes take part.
+      process_id: this process's index, 0 .. num_processes - 1.
+    """
+    given = (coordinator, num_processes, process_id)
+    if any(v is not None for v in given):
+        if any(v is None for v in given):
+            raise ValueError("--coordinator, --num-processes and --process-id go together: "
+                             "give all three, or none (a cluster launcher's variables are used)")
+        jax.distributed.initialize(coordinator, num_processes, process_id)
+    elif launched_as_several_processes():
+        jax.distributed.initialize()  # JAX reads the launcher's variables
+    else:
+        return False
+    log.info("process %d of %d: %d local / %d global devices", jax.process_index(),
+             jax.process_count(), jax.local_device_count(), jax.device_count())
+    return True
+
+
+def select_devices(devices: int | str) -> list[jax.Device]:
+    """The devices a ``--devices`` value names: all, or the first N/P of each of P processes."""
+    everything = jax.devices()
+    if devices == "all":
+        return everything
+    total, procs = len(everything), jax.process_count()
+    if devices > total:
+        raise ValueError(f"--devices {devices} asks for more devices than the {total} "
+                         f"{jax.default_backend()} device(s) JAX sees; use --devices all or fewer")
+    if devices % procs:
+        raise ValueError(f"--devices {devices} must be a multiple of the {procs} processes "
+                         "(each process uses the same number of its devices); try --devices all")
+    per = devices // procs
+    return [d for p in range(procs) for d in [d for d in everything if d.process_index == p][:per]]
+
+
+def make_mesh(devices: int | str = 1) -> Mesh | None:
+    """The 1-D ``"data"`` mesh over ``devices``; None for a single device (the plain path)."""
+    chosen = select_devices(devices)
+    if len(chosen) == 1:
+        return None
+    return Mesh(np.array(chosen), (AXIS,), axis_types=(AxisType.Auto,))
+
+
+def check_batch(batch_size: int, mesh: Mesh) -> None:
+    """Refuse a global batch that does not split evenly over the mesh's devices."""
+    n = mesh.size
+    if batch_size % n:
+        raise ValueError(f"batch size {batch_size} is not divisible by the {n} devices: each "
+                         f"device takes an equal share of every global batch; use a multiple of "
+                         f"{n} such as {n * max(1, round(batch_size / n))}")
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    """Every device holds the whole array."""
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def batch_sharded(mesh: Mesh) -> NamedSharding:
+    """A (steps, batch) order split along the batch axis: each device holds its columns."""
+    return NamedSharding(mesh, PartitionSpec(None, AXIS))
+
+
+def put(tree: Any, sharding: NamedSharding) -> Any:
+    """Place host-identical values on ``sharding``; each process fills only its own devices."""
+    return jax.tree.map(lambda x: _put(x, sharding), tree)
+
+
+def _put(x: Any, sharding: NamedSharding) -> jax.Array:
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):  # keys travel as their raw bits
+        return jax.random.wrap_key_data(_put(jax.random.key_data(x), sharding),
+                                        impl=jax.random.key_impl(x))
+    host = np.asarray(x)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+
+def order_spec(mesh: Mesh, steps: int, batch_size: int) -> jax.ShapeDtypeStruct:
+    """The abstract, batch-sharded epoch order, for ahead-of-time lowering."""
+    return jax.ShapeDtypeStruct((steps, batch_size), np.int32, sharding=batch_sharded(mesh))
+
+
+def fetch(tree: Any) -> Any:
+    """Host NumPy copies of arrays that may span several processes; the same in every process."""
+    return jax.tree.map(_fetch, tree)
+
+
+def _fetch(x: Any) -> np.ndarray:
+    if isinstance(x, jax.Array) and not (x.is_fully_addressable or x.is_fully_replicated):
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(x)
+
+
+def is_main_process() -> bool:
+    """Process 0 alone writes files (and prints) in a multi-process run."""
+    return jax.process_index() == 0
+
+
+def describe(mesh: Mesh | None) -> dict[str, Any]:
+    """What a run's config.json records about its devices."""
+    devices = [jax.devices()[0]] if mesh is None else list(mesh.devices.flat)
+    return {"mesh_devices": [str(d) for d in devices], "processes": jax.process_count()}

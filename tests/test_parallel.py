@@ -1,0 +1,173 @@
+"""Tests for aejax.parallel and aejax.scaling: data-parallel training over forced CPU devices and
+two processes matches single-device training on the same global batches; errors are one line.
+
+Device counts are fixed when JAX starts, so every multi-device run is a subprocess of
+``scripts/train.py`` with ``--xla_force_host_platform_device_count``; the single-device reference
+runs in this process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from aejax import data, experiment, parallel, scaling, train
+from aejax.config import Config
+from tests.conftest import write_idx_dataset
+from tests.test_experiment import load_script
+
+ROOT = Path(__file__).resolve().parents[1]
+FLAGS = ["--epochs", "2", "--batch-size", "32", "--train-occlusion", "mixed", "--no-progress",
+         "--no-compile-cache"]
+TIMEOUT = 240
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 256/64-image synthetic IDX dataset shared by this module's runs."""
+    return write_idx_dataset(tmp_path_factory.mktemp("parallel") / "data")
+
+
+@pytest.fixture(scope="module")
+def reference(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, np.ndarray]:
+    """Single-device parameters and losses for FLAGS, trained in this process."""
+    root = tmp_path_factory.mktemp("root")
+    cfg = Config(data_dir=str(dataset), data_root=str(root), epochs=2, batch_size=32,
+                 train_occlusion="mixed")
+    ds = data.load(cfg.dataset, data_dir=cfg.data_dir, data_root=cfg.data_root)
+    state, history = train.fit(cfg, ds.train_images.reshape(256, -1), progress=False)
+    return {"params": parallel.fetch(state.params), "loss": history["loss"]}
+
+
+def script_cmd(dataset: Path, tmp: Path, workdir: str, *extra: str) -> list[str]:
+    """``scripts/train.py`` on the module's dataset with FLAGS."""
+    return [sys.executable, str(ROOT / "scripts" / "train.py"), "--data-dir", str(dataset),
+            "--data-root", str(tmp / "root"), "--workdir", str(tmp / workdir), *FLAGS, *extra]
+
+
+def device_env(count: int) -> dict[str, str]:
+    """This environment with ``count`` forced CPU devices and this checkout first on the path."""
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, "JAX_PLATFORMS": "cpu",
+            "XLA_FLAGS": f"--xla_force_host_platform_device_count={count}"}
+
+
+def assert_matches_reference(run: Path, reference: dict[str, np.ndarray]) -> None:
+    """Parameters and per-step losses of ``run`` equal the single-device ones up to float error."""
+    params = experiment.load_params(run / experiment.PARAMS_FILE)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+                 params, reference["params"])
+    np.testing.assert_allclose(np.load(run / "train_loss.npy"), reference["loss"], rtol=1e-5)
+
+
+def test_four_devices_match_one_device(dataset: Path, reference: dict, tmp_path: Path) -> None:
+    cmd = script_cmd(dataset, tmp_path, "run", "--devices", "4")
+    done = subprocess.run(cmd, capture_output=True, text=True, env=device_env(4), timeout=TIMEOUT)
+    assert done.returncode == 0, done.stderr
+    assert_matches_reference(tmp_path / "run", reference)
+    info = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert len(info["mesh_devices"]) == 4 and info["processes"] == 1
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--devices", "4", "--batch-size", "30"],
+     "batch size 30 is not divisible by the 4 devices: each device takes an equal share"),
+    (["--devices", "8"], "--devices 8 asks for more devices than the 4 cpu device(s)"),
+])
+def test_impossible_device_requests_fail_in_one_line(extra: list[str], message: str,
+                                                     dataset: Path, tmp_path: Path) -> None:
+    cmd = script_cmd(dataset, tmp_path, "run", *extra)
+    done = subprocess.run(cmd, capture_output=True, text=True, env=device_env(4), timeout=TIMEOUT)
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert last.startswith("train.py: error: ") and message in last
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_processes(cmds: list[list[str]], env: dict[str, str], logs: Path) -> list[int]:
+    """Start every command at once; wait for all (killing all on timeout); return exit codes."""
+    logs.mkdir()
+    procs = [subprocess.Popen(c, env=env, stdout=open(logs / f"{i}.out", "w"),
+                              stderr=subprocess.STDOUT, text=True) for i, c in enumerate(cmds)]
+    try:
+        return [p.wait(timeout=TIMEOUT) for p in procs]
+    except subprocess.TimeoutExpired:
+        for p in procs:
+            p.kill()
+            p.wait()
+        pytest.fail(f"processes still running after {TIMEOUT} s:\n{read_logs(logs)}")
+
+
+def read_logs(logs: Path) -> str:
+    """Every process's output, headed by its index."""
+    return "\n".join(f"--- process {p.stem}:\n{p.read_text()[-3000:]}"
+                     for p in sorted(logs.glob("*.out")))
+
+
+def test_two_processes_match_one_device(dataset: Path, reference: dict, tmp_path: Path) -> None:
+    address = f"127.0.0.1:{free_port()}"
+    cmds = [script_cmd(dataset, tmp_path, f"run{i}", "--devices", "all", "--coordinator", address,
+                       "--num-processes", "2", "--process-id", str(i)) for i in range(2)]
+    codes = run_processes(cmds, device_env(2), tmp_path / "logs")
+    assert codes == [0, 0], read_logs(tmp_path / "logs")
+    assert_matches_reference(tmp_path / "run0", reference)
+    assert not (tmp_path / "run1").exists()  # only process 0 writes
+    info = json.loads((tmp_path / "run0" / "config.json").read_text())
+    assert len(info["mesh_devices"]) == 4 and info["processes"] == 2
+    assert "train loss" not in (tmp_path / "logs" / "1.out").read_text()
+
+
+def test_mesh_placement_and_fetch_on_one_device() -> None:
+    assert parallel.make_mesh(1) is None and parallel.make_mesh("all") is None
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), (parallel.AXIS,))
+    key = jax.random.key(7)
+    placed = parallel.put({"key": key, "x": np.arange(6).reshape(2, 3)}, parallel.replicated(mesh))
+    np.testing.assert_array_equal(jax.random.key_data(placed["key"]), jax.random.key_data(key))
+    np.testing.assert_array_equal(parallel.fetch(placed["x"]), np.arange(6).reshape(2, 3))
+    assert parallel.order_spec(mesh, 5, 8).sharding.spec == jax.P(None, parallel.AXIS)
+    parallel.check_batch(32, types.SimpleNamespace(size=4))
+    with pytest.raises(ValueError, match="use a multiple of 4 such as 32"):
+        parallel.check_batch(30, types.SimpleNamespace(size=4))
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--devices", "0"], "--devices must be a positive number or 'all', got '0'"),
+    (["--devices", "two"], "--devices must be a positive number or 'all'"),
+    (["--devices", "64"], "--devices 64 asks for more devices than the"),
+    (["--coordinator", "127.0.0.1:1234"], "--coordinator, --num-processes and --process-id go"),
+])
+def test_bad_parallel_flags_exit_with_one_line(argv: list[str], message: str, small_idx_dir: Path,
+                                               tmp_path: Path, capsys: pytest.CaptureFixture
+                                               ) -> None:
+    args = ["--data-dir", str(small_idx_dir), "--data-root", str(tmp_path / "root"),
+            "--workdir", str(tmp_path / "run"), "--no-progress", "--no-compile-cache", *argv]
+    try:
+        code = load_script("train").main(args)
+    except SystemExit as exit_:
+        code = exit_.code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and message in err[-1] and err[-1].startswith("train.py: error: ")
+    assert not (tmp_path / "run").exists()
+
+
+def test_scaling_measures_images_per_second_in_a_subprocess() -> None:
+    row = scaling.measure(2, 16, 4)
+    assert row["devices"] == 2 and row["steps"] == 8 and row["images_per_second"] > 0
+    rows = [{"devices": 1, "batch_size": 32, "images_per_second": 100.0},
+            {"devices": 2, "batch_size": 32, "images_per_second": 150.0}]
+    assert scaling.table(rows).splitlines()[-1] == "| 32 | 100 (1.00x) | 150 (1.50x) |"
