@@ -67,11 +67,17 @@ def table(workdirs: list[str], keys: tuple[str, ...] = KEYS, *, group: bool = Tr
     return out
 
 
+def cell(mean: float, std: float, n: int) -> str:
+    """``mean ± std`` with 2 decimals for values >= 1 (PSNR), 5 otherwise (MSE, SSIM, r)."""
+    digits = 2 if abs(mean) >= 1 else 5
+    return f"{mean:.{digits}f} ± {std:.{digits}f}" if n > 1 else f"{mean:.{digits}f}"
+
+
 def format_markdown(tab: Table) -> str:
     """The table as Markdown: ``mean ± std`` cells, the number of runs in the last column."""
     keys = list(next(iter(tab.values())))
     lines = ["| run | " + " | ".join(keys) + " | n |", "|---" * (len(keys) + 2) + "|"]
     for label, row in tab.items():
-        cells = [f"{m:.5f} ± {s:.5f}" if n > 1 else f"{m:.5f}" for m, s, n in row.values()]
+        cells = [cell(m, s, n) for m, s, n in row.values()]
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {next(iter(row.values()))[2]} |")
     return "\n".join(lines)
