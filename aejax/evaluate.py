@@ -8,21 +8,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aejax import occlusion
+from aejax import metrics, occlusion
 from aejax.config import Config
 from aejax.model import Autoencoder
 
 EVAL_KEY_PURPOSE = 0  # fold_in constant separating the evaluation key from other uses of eval_seed
+COMPARISONS: tuple[str, ...] = ("clean", "occluded_input", "occluded")
 
 
 def eval_key(cfg: Config) -> jax.Array:
     """The fixed evaluation key: a function of ``cfg.eval_seed`` only, not the training seed."""
     return jax.random.fold_in(jax.random.key(cfg.eval_seed), EVAL_KEY_PURPOSE)
-
-
-@jax.jit
-def _mse_per_image(a: jax.Array, b: jax.Array) -> jax.Array:
-    return jnp.mean(jnp.square(a - b), axis=-1)
 
 
 def reconstruct_all(model: Autoencoder, params: Any, clean: jax.Array, key: jax.Array,
@@ -35,17 +31,41 @@ def reconstruct_all(model: Autoencoder, params: Any, clean: jax.Array, key: jax.
             "recon_occluded": apply({"params": params}, occluded)}
 
 
-def core_metrics(arrays: dict[str, jax.Array]) -> dict[str, dict[str, float]]:
-    """Test-set MSE against the clean images for the three comparisons."""
-    clean = arrays["clean"]
-    pairs = {"clean": arrays["recon_clean"], "occluded_input": arrays["occluded_input"],
-             "occluded": arrays["recon_occluded"]}
-    return {name: {"mse": float(np.mean(_mse_per_image(x, clean)))} for name, x in pairs.items()}
+def compared(arrays: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    """What each comparison holds against the clean images."""
+    return {"clean": arrays["recon_clean"], "occluded_input": arrays["occluded_input"],
+            "occluded": arrays["recon_occluded"]}
 
 
-def evaluate(cfg: Config, model: Autoencoder, params: Any, test_images_u8: np.ndarray
-             ) -> tuple[dict[str, Any], dict[str, jax.Array]]:
-    """Metrics (``{"clean": {"mse": ...}, ...}``) and the arrays they were computed from."""
-    clean = jnp.asarray(test_images_u8, jnp.float32) / 255.0
-    arrays = reconstruct_all(model, params, clean, eval_key(cfg), cfg.occlusion_kwargs())
-    return core_metrics(arrays), arrays
+def per_image_metrics(arrays: dict[str, jax.Array]) -> dict[str, dict[str, np.ndarray]]:
+    """``{comparison: {metric: (N,) values}}``; on/off-bar errors use the evaluation mask."""
+    return {name: metrics.per_image(arrays["clean"], pred, arrays["mask"])
+            for name, pred in compared(arrays).items()}
+
+
+def summary(values: dict[str, dict[str, np.ndarray]], labels: np.ndarray
+                 ) -> dict[str, Any]:
+    """The ``test`` section of metrics.json: test-set means plus ``per_class``."""
+    out: dict[str, Any] = {name: metrics.summarize(v) for name, v in values.items()}
+    out["per_class"] = metrics.per_class(values, labels)
+    return out
+
+
+def evaluate(cfg: Config, model: Autoencoder, params: Any, test_images_u8: np.ndarray,
+             test_labels: np.ndarray) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``test`` metrics and the arrays (plus ``labels`` and ``per_image``) behind them.
+
+    Args:
+      cfg: the run's configuration (occlusion geometry and ``eval_seed``).
+      model: the autoencoder.
+      params: its trained parameters.
+      test_images_u8: uint8 test images, (N, H, W) or (N, H*W).
+      test_labels: the digit class of each test image, (N,).
+    """
+    images = np.asarray(test_images_u8).reshape(len(test_images_u8), -1)
+    clean = jnp.asarray(images, jnp.float32) / 255.0
+    arrays: dict[str, Any] = reconstruct_all(model, params, clean, eval_key(cfg),
+                                             cfg.occlusion_kwargs())
+    arrays["labels"] = np.asarray(test_labels)
+    arrays["per_image"] = per_image_metrics(arrays)
+    return summary(arrays["per_image"], arrays["labels"]), arrays

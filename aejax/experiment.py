@@ -86,23 +86,27 @@ def run(cfg: Config, workdir: str | os.PathLike, *, progress: bool = True,
     if path is not None:
         write_json(run_info(cfg, ds, mesh), path / "config.json")
     x_train = ds.train_images.reshape(len(ds.train_images), -1)
-    x_test = ds.test_images.reshape(len(ds.test_images), -1)
     state, history = train.fit(cfg, x_train, progress=progress and writer, mesh=mesh)
     params = parallel.fetch(state.params)  # host copies: evaluation runs on the local device
-    test, arrays = evaluate.evaluate(cfg, train.make_model(cfg, x_train.shape[1]), params, x_test)
+    test, arrays = evaluate.evaluate(cfg, train.make_model(cfg, x_train.shape[1]), params,
+                                     ds.test_images, ds.test_labels)
     metrics = {"train": train_metrics(history, cfg.batch_size), "test": test,
-               "data": {"source": ds.source, "is_sample": ds.is_sample,
-                        "train_size": len(x_train), "test_size": len(x_test)}}
+               "data": data_info(ds)}
     if path is None:
         return metrics
     save_params(params, path / PARAMS_FILE)
     np.save(path / "train_loss.npy", history["loss"])
-    plots.reconstruction_grid({"original": arrays["clean"], "occluded": arrays["occluded_input"],
-                               "reconstructed": arrays["recon_occluded"]}, path / "figure.png")
+    plots.evaluation_figures(arrays, test, path)
     plots.loss_curve(history["loss"], history["steps_per_epoch"], path / "loss.png")
     metrics["total_seconds"] = time.perf_counter() - start
     write_json(metrics, path / "metrics.json")
     return metrics
+
+
+def data_info(ds: data.Dataset) -> dict[str, Any]:
+    """Where the data came from and how much of it there was."""
+    return {"source": ds.source, "is_sample": ds.is_sample,
+            "train_size": len(ds.train_images), "test_size": len(ds.test_images)}
 
 
 def run_info(cfg: Config, ds: data.Dataset, mesh: jax.sharding.Mesh | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import matplotlib
 
@@ -45,9 +46,112 @@ def loss_curve(losses: np.ndarray, steps_per_epoch: int, path: str | os.PathLike
     ax.plot(steps, losses, color="0.8", lw=0.5, label="per step")
     ax.plot(steps, smooth(losses, max(1, steps_per_epoch // 20)), lw=1.2, label="smoothed")
     means = losses[: epochs * steps_per_epoch].reshape(epochs, -1).mean(axis=1)
-    ax.plot((np.arange(epochs) + 1) * steps_per_epoch, means, "o-", label="epoch mean")
+    # An epoch's mean belongs in the middle of the steps it averages, not at their end.
+    ax.plot((np.arange(epochs) + 0.5) * steps_per_epoch, means, "o-", label="epoch mean")
     ax.set(xlabel="step", ylabel="MSE loss", yscale="log", title="Training loss")
+    top = ax.secondary_xaxis("top", functions=(lambda s: s / steps_per_epoch,
+                                               lambda e: e * steps_per_epoch))
+    top.set_xlabel("epoch")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+COMPARISON_STYLE = {"clean": ("reconstructed clean", "tab:blue"),
+                    "occluded": ("reconstructed occluded", "tab:orange"),
+                    "occluded_input": ("occluded input (no model)", "0.6")}
+METRIC_TITLES = {"psnr": "PSNR (dB) per digit", "corr": "pixel correlation per digit",
+                 "corr_nonzero": "correlation (pixels > 1e-4) per digit", "ssim": "SSIM per digit",
+                 "mse": "MSE per digit"}
+
+
+def _save(fig: plt.Figure, path: str | os.PathLike) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def correlation_figure(arrays: dict, path: str | os.PathLike, index: int = 0, n: int = 10) -> None:
+    """The original's correlation plots: one image's pixel scatter; per-image r, bars or none."""
+    corr = {c: arrays["per_image"][c] for c in ("clean", "occluded")}
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.3))
+    clean = np.asarray(arrays["clean"][index]).ravel()
+    recon = np.asarray(arrays["recon_occluded"][index]).ravel()
+    bar = np.asarray(arrays["mask"][index]).ravel()
+    axes[0].scatter(clean[~bar], recon[~bar], s=6, alpha=0.5, label="off bar")
+    axes[0].scatter(clean[bar], recon[bar], s=10, color="tab:red", label="on bar")
+    axes[0].plot([0, 1], [0, 1], color="0.5", lw=0.8)
+    axes[0].set(xlabel="original pixel", ylabel="reconstructed pixel (occluded input)",
+                title=f"test image {index} (digit {int(arrays['labels'][index])}): "
+                      f"r = {corr['occluded']['corr'][index]:.3f}")
+    axes[0].legend(loc="upper left")
+    x = np.arange(n)
+    low = float(np.floor(10 * np.nanpercentile(corr["occluded"]["corr"], 0.5)) / 10)
+    for k, c in enumerate(corr):
+        label, color = COMPARISON_STYLE[c]
+        axes[1].bar(x + (k - 0.5) * 0.4, corr[c]["corr_nonzero"][:n], 0.4, label=label,
+                    color=color)
+        values = corr[c]["corr"]
+        axes[2].hist(values[np.isfinite(values)], bins=60, range=(low, 1), alpha=0.6,
+                     color=color, label=f"{label}: mean {np.nanmean(values):.3f}")
+    axes[1].set(xticks=x, xlabel="test image", ylabel="r (pixels > 1e-4 in both)",
+                ylim=(min(0.5, float(np.nanmin(corr["occluded"]["corr_nonzero"][:n]))), 1),
+                title=f"first {n} test images: correlation with the original")
+    axes[1].legend(loc="lower left")
+    axes[2].set(xlabel="r (all pixels)", ylabel="test images",
+                title=f"all {len(arrays['labels'])} test images")
+    axes[2].legend(loc="upper left")
+    _save(fig, path)
+
+
+def per_class_figure(test: dict, path: str | os.PathLike,
+                     metrics: tuple[str, ...] = ("psnr", "corr")) -> None:
+    """Mean ± std of each metric per digit, for every comparison: which digits suffer most?"""
+    digits = sorted(test["per_class"], key=int)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(6.5 * len(metrics), 4.2), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        for k, (c, (label, color)) in enumerate(COMPARISON_STYLE.items()):
+            rows = [test["per_class"][d][c] for d in digits]
+            ax.errorbar(np.arange(len(digits)) + (k - 1) * 0.2, [r[metric] for r in rows],
+                        yerr=[r[f"{metric}_std"] for r in rows], fmt="o", capsize=3,
+                        color=color, label=label)
+        ax.set(xticks=range(len(digits)), xticklabels=digits, xlabel="digit",
+               ylabel=f"{metric} (mean ± std over the class's images)",
+               title=METRIC_TITLES.get(metric, metric))
+        ax.grid(axis="y", alpha=0.3)
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=len(names), frameon=False)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def compare_figure(table: dict[str, dict[str, tuple[float, float, int]]],
+                   path: str | os.PathLike, ncols: int = 4) -> None:
+    """One panel per metric, one point (mean ± std over seeds) per run or group of runs."""
+    labels, metrics = list(table), list(next(iter(table.values())))
+    nrows = -(-len(metrics) // ncols)
+    size = (4.2 * ncols + 1.5, nrows * (1.2 + 0.4 * len(labels)))
+    fig, axes = plt.subplots(nrows, ncols, figsize=size, squeeze=False)
+    y = np.arange(len(labels))
+    for i, ax in enumerate(axes.flat):
+        if i >= len(metrics):
+            ax.axis("off")
+            continue
+        values = [table[g][metrics[i]] for g in labels]
+        for k, (mean, std, _) in enumerate(values):
+            ax.errorbar(mean, k, xerr=std, fmt="o", capsize=4, color=plt.cm.tab10(k % 10))
+        ax.set(yticks=y, yticklabels=labels if i % ncols == 0 else [], title=metrics[i])
+        ax.invert_yaxis()
+        ax.grid(axis="x", alpha=0.3)
+    _save(fig, path)
+
+
+def evaluation_figures(arrays: dict, test: dict, folder: str | os.PathLike) -> None:
+    """figure.png, correlation.png and per_class.png of an evaluated run."""
+    folder = Path(folder)
+    reconstruction_grid({"original": arrays["clean"], "occluded": arrays["occluded_input"],
+                         "reconstructed": arrays["recon_occluded"]}, folder / "figure.png")
+    correlation_figure(arrays, folder / "correlation.png")
+    per_class_figure(test, folder / "per_class.png")

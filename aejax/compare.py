@@ -1,0 +1,83 @@
+"""Side-by-side comparison of runs: seeds of one configuration grouped into mean ± std."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+KEYS: tuple[str, ...] = ("test.clean.mse", "test.occluded.mse", "test.occluded.on_bar_mse",
+                         "test.occluded.off_bar_mse", "test.occluded.psnr", "test.occluded.ssim",
+                         "test.occluded.corr_nonzero")
+IGNORED = ("seed", "data_dir", "data_root")  # differences that do not make another configuration
+Table = dict[str, dict[str, tuple[float, float, int]]]
+
+
+def load_run(workdir: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A run folder's config dict and metrics (ValueError if either file is missing)."""
+    path = Path(workdir)
+    files = [path / "config.json", path / "metrics.json"]
+    missing = [f.name for f in files if not f.is_file()]
+    if missing:
+        raise ValueError(f"{workdir} is not a finished run: no {' or '.join(missing)}")
+    return json.loads(files[0].read_text())["config"], json.loads(files[1].read_text())
+
+
+def lookup(tree: dict[str, Any], dotted: str) -> float:
+    """``tree["a"]["b"]`` for ``"a.b"``; NaN where a run lacks the metric."""
+    for part in dotted.split("."):
+        if not isinstance(tree, dict) or part not in tree:
+            return math.nan
+        tree = tree[part]
+    return float(tree)
+
+
+def labels(configs: list[dict[str, Any]], names: list[str], group: bool) -> list[str]:
+    """Name each run by the config fields that differ between runs (or by its folder)."""
+    ignored = IGNORED if group else ()
+    fields = sorted(k for k in configs[0]
+                    if k not in ignored and len({json.dumps(c.get(k)) for c in configs}) > 1)
+    if not fields:
+        return ["all runs"] * len(configs) if group else names
+    out = [" ".join(f"{k}={c.get(k)}" for k in fields) for c in configs]
+    return out if group or len(set(out)) == len(out) else names
+
+
+def table(workdirs: list[str], keys: tuple[str, ...] = KEYS, *, group: bool = True) -> Table:
+    """``{label: {key: (mean, std, n)}}``; with ``group`` runs that differ only in seed are one row.
+
+    The std is over seeds (ddof=1; 0 for a single run).
+    """
+    runs = [load_run(w) for w in workdirs]
+    names = [Path(w).name for w in workdirs]
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for label, (_, m) in zip(labels([c for c, _ in runs], names, group), runs):
+        rows.setdefault(label, []).append(m)
+    out: Table = {}
+    for label, group_metrics in rows.items():
+        out[label] = {}
+        for key in keys:
+            values = np.array([lookup(m, key) for m in group_metrics])
+            std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+            out[label][key] = (float(np.mean(values)), std, len(values))
+    return out
+
+
+def cell(mean: float, std: float, n: int) -> str:
+    """``mean ± std`` with 2 decimals for values >= 1 (PSNR), 5 otherwise (MSE, SSIM, r)."""
+    digits = 2 if abs(mean) >= 1 else 5
+    return f"{mean:.{digits}f} ± {std:.{digits}f}" if n > 1 else f"{mean:.{digits}f}"
+
+
+def format_markdown(tab: Table) -> str:
+    """The table as Markdown: ``mean ± std`` cells, the number of runs in the last column."""
+    keys = list(next(iter(tab.values())))
+    lines = ["| run | " + " | ".join(keys) + " | n |", "|---" * (len(keys) + 2) + "|"]
+    for label, row in tab.items():
+        cells = [cell(m, s, n) for m, s, n in row.values()]
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {next(iter(row.values()))[2]} |")
+    return "\n".join(lines)

@@ -1,0 +1,37 @@
+"""Evaluate a trained run on the whole occluded test set: metrics.json, figures, a table."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from aejax import cli, report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse flags, evaluate one run folder, print the table."""
+    parser = cli.OneLineParser(prog=Path(__file__).name, description=__doc__)
+    parser.add_argument("--workdir", required=True, help="a run folder written by train.py")
+    parser.add_argument("--export", metavar="FILE.npz",
+                        help="also save original, occluded, reconstructed images and labels")
+    parser.add_argument("--data-dir", help="read the test set from this folder of IDX files "
+                                           "instead of the run's own --data-dir")
+    parser.add_argument("--data-root", help="the data folder instead of the run's --data-root")
+    args = parser.parse_args(argv)
+
+    def run() -> int:
+        metrics, arrays = report.evaluate_run(args.workdir, data_dir=args.data_dir,
+                                              data_root=args.data_root)
+        print(f"{args.workdir}: {metrics['data']['test_size']} test images "
+              f"({metrics['data']['source']})")
+        print(report.format_table(metrics["test"]))
+        if args.export:
+            report.export_arrays(arrays, args.export)
+            print(f"arrays saved to {args.export}")
+        return 0
+
+    return cli.run_main(run, parser.prog)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""Tests for aejax.metrics against independent NumPy computations on small arrays."""
+
+from __future__ import annotations
+
+import dm_pix as pix
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from numpy.lib.stride_tricks import sliding_window_view
+
+from aejax import metrics, occlusion
+
+
+def random_pairs(n: int = 6, side: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Targets in [0, 1] and noisy predictions clipped to [0, 1], float32 (N, side, side)."""
+    rng = np.random.default_rng(seed)
+    a = rng.uniform(0, 1, (n, side, side)).astype(np.float32)
+    b = np.clip(a + rng.normal(0, 0.1, a.shape), 0, 1).astype(np.float32)
+    return a, b
+
+
+def numpy_ssim(a: np.ndarray, b: np.ndarray, size: int = 11, sigma: float = 1.5) -> float:
+    """Wang et al.'s SSIM of one pair: Gaussian-weighted windows over the valid region, averaged."""
+    g = np.exp(-0.5 * ((np.arange(size) - size // 2) / sigma) ** 2)
+    w = np.outer(g, g) / np.outer(g, g).sum()
+    wa, wb = (sliding_window_view(x.astype(np.float64), (size, size)) for x in (a, b))
+    mean = lambda x: np.einsum("ijkl,kl->ij", x, w)  # noqa: E731
+    mu_a, mu_b = mean(wa), mean(wb)
+    var_a, var_b = mean(wa * wa) - mu_a**2, mean(wb * wb) - mu_b**2
+    cov = mean(wa * wb) - mu_a * mu_b
+    c1, c2 = 0.01**2, 0.03**2
+    ssim_map = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)
+                / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)))
+    return float(ssim_map.mean())
+
+
+def test_mse_and_psnr_match_numpy_for_flat_and_square_images() -> None:
+    a, b = random_pairs()
+    expected_mse = np.mean((a.astype(np.float64) - b) ** 2, axis=(1, 2))
+    expected_psnr = 10 * np.log10(1.0 / expected_mse)
+    for x, y in ((a, b), (a.reshape(len(a), -1), b.reshape(len(b), -1))):
+        np.testing.assert_allclose(metrics.mse(x, y), expected_mse, rtol=1e-5)
+        np.testing.assert_allclose(metrics.psnr(x, y), expected_psnr, rtol=1e-5)
+
+
+def test_ssim_is_one_for_identical_images_and_matches_numpy() -> None:
+    a, b = random_pairs(n=3)
+    np.testing.assert_allclose(metrics.ssim(a, a), np.ones(3), atol=1e-5)
+    expected = [numpy_ssim(x, y) for x, y in zip(a, b)]
+    np.testing.assert_allclose(metrics.ssim(a, b), expected, atol=1e-4)
+    assert np.all(np.asarray(metrics.ssim(a, b)) < 0.99)
+
+
+def test_ssim_of_constant_images_is_the_luminance_term() -> None:
+    # No variance anywhere, so SSIM reduces to (2 x y + c1) / (x^2 + y^2 + c1).
+    x, y, c1 = 0.2, 0.6, 0.01**2
+    a = np.full((1, 12, 12), x, np.float32)
+    b = np.full((1, 12, 12), y, np.float32)
+    np.testing.assert_allclose(metrics.ssim(a, b), [(2 * x * y + c1) / (x**2 + y**2 + c1)],
+                               rtol=1e-4)
+
+
+def test_ssim_in_chunks_equals_one_pass() -> None:
+    a, b = random_pairs(n=7)
+    chunked = metrics.ssim(a, b, batch_size=3)  # 7 = 3 + 3 + a remainder of 1
+    whole = pix.ssim(jnp.asarray(a)[..., None], jnp.asarray(b)[..., None])
+    np.testing.assert_allclose(chunked, whole, rtol=1e-5)
+
+
+def test_corr_matches_numpy_corrcoef_and_hand_cases() -> None:
+    a, b = random_pairs()
+    expected = [np.corrcoef(x.ravel(), y.ravel())[0, 1] for x, y in zip(a, b)]
+    np.testing.assert_allclose(metrics.corr(a, b), expected, rtol=1e-4)
+    line = np.array([[0.1, 0.2, 0.3, 0.4]], np.float32)
+    np.testing.assert_allclose(metrics.corr(line, 0.5 * line + 0.1), [1.0], rtol=1e-5)
+    np.testing.assert_allclose(metrics.corr(line, 1 - line), [-1.0], rtol=1e-5)
+
+
+def test_corr_nonzero_keeps_only_pixels_above_the_tolerance_in_both() -> None:
+    # Pixels 0 (zero in the original) and 1 (5e-5 in the reconstruction) are left out.
+    original = np.array([[0.0, 0.3, 0.2, 0.5, 1.0, 0.7, 0.4, 0.9, 0.6]], np.float32)
+    recon = np.array([[0.8, 5e-5, 0.3, 0.4, 0.9, 0.8, 0.2, 0.95, 0.5]], np.float32)
+    keep = [2, 3, 4, 5, 6, 7, 8]
+    expected = np.corrcoef(original[0, keep], recon[0, keep])[0, 1]
+    np.testing.assert_allclose(metrics.corr_nonzero(original, recon), [expected], rtol=1e-5)
+    all_pixels = np.corrcoef(original[0], recon[0])[0, 1]
+    assert abs(expected - all_pixels) > 0.05  # the tolerance changes the answer here
+
+
+def test_on_and_off_bar_mse_split_the_total_mse() -> None:
+    a, b = random_pairs(n=8, side=28)
+    mask = np.asarray(occlusion.occlusion_mask(jax.random.key(3), 8, num_bars=2))
+    on, off = metrics.masked_mse(a, b, mask), metrics.masked_mse(a, b, ~mask)
+    frac = mask.reshape(8, -1).mean(axis=1)
+    np.testing.assert_allclose(frac * on + (1 - frac) * off, metrics.mse(a, b), rtol=1e-5)
+    loop = [np.mean((a[i][mask[i]] - b[i][mask[i]]) ** 2) for i in range(8)]
+    np.testing.assert_allclose(on, loop, rtol=1e-5)
+
+
+def test_per_image_gives_every_metric_with_the_mask() -> None:
+    a, b = random_pairs(n=4, side=28)
+    mask = np.asarray(occlusion.occlusion_mask(jax.random.key(0), 4))
+    values = metrics.per_image(a, b, mask)
+    assert set(values) == set(metrics.METRICS + metrics.MASKED)
+    assert all(v.shape == (4,) for v in values.values())
+    assert set(metrics.per_image(a, b)) == set(metrics.METRICS)
+
+
+def test_per_class_means_and_stds_add_up_to_the_overall_ones() -> None:
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 10, 200)
+    values = {"occluded": {"mse": rng.gamma(2.0, 0.01, 200), "psnr": rng.normal(18, 2, 200)}}
+    table = metrics.per_class(values, labels)
+    assert sorted(table, key=int) == [str(d) for d in range(10)]
+    counts = np.array([table[str(d)]["count"] for d in range(10)])
+    assert counts.sum() == 200
+    for name, v in values["occluded"].items():
+        means = np.array([table[str(d)]["occluded"][name] for d in range(10)])
+        stds = np.array([table[str(d)]["occluded"][f"{name}_std"] for d in range(10)])
+        overall = metrics.summarize(values["occluded"])[name]
+        np.testing.assert_allclose(np.sum(counts * means) / 200, overall, rtol=1e-10)
+        pooled_var = np.sum(counts * (stds**2 + (means - overall) ** 2)) / 200
+        np.testing.assert_allclose(pooled_var, np.var(v), rtol=1e-10)
+
+
+def test_undefined_correlations_are_nan_and_skipped_in_means() -> None:
+    flat = np.full((1, 16), 0.5, np.float32)  # no variance: r is undefined
+    assert np.isnan(metrics.corr(flat, flat)[0])
+    assert metrics.mean_std(np.array([0.5, np.nan, 0.7])) == pytest.approx((0.6, 0.1))

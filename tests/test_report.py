@@ -1,0 +1,119 @@
+"""End-to-end tests of evaluation: scripts/evaluate.py and scripts/compare.py on two tiny runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aejax import compare, data, experiment, metrics
+from aejax.config import Config
+from tests.conftest import write_idx_dataset
+from tests.test_experiment import load_script
+
+FIGURES = ("figure.png", "loss.png", "correlation.png", "per_class.png")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Path], data.Dataset]:
+    """Two one-epoch runs (seeds 0 and 1) on a small synthetic dataset, and that dataset."""
+    root = tmp_path_factory.mktemp("runs")
+    idx_dir = write_idx_dataset(root / "small")
+    folders = []
+    for seed in (0, 1):
+        cfg = Config(data_dir=str(idx_dir), data_root=str(root / "data"), epochs=1, seed=seed,
+                     train_occlusion="mixed")
+        experiment.run(cfg, root / f"run{seed}", progress=False)
+        folders.append(root / f"run{seed}")
+    ds = data.load("mnist", data_dir=str(idx_dir), data_root=str(root / "data"))
+    return folders, ds
+
+
+def call(script: str, argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
+    """Run scripts/<script>.py's main; return its exit code, stdout and stderr."""
+    try:
+        code = load_script(script).main(argv)
+    except SystemExit as exit_:
+        code = exit_.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_training_writes_every_metric_and_figure(runs) -> None:
+    (run, _), ds = runs
+    saved = json.loads((run / "metrics.json").read_text())
+    for comparison in ("clean", "occluded_input", "occluded"):
+        assert set(saved["test"][comparison]) == set(metrics.METRICS + metrics.MASKED)
+    digits = [str(d) for d in np.unique(ds.test_labels)]
+    assert sorted(saved["test"]["per_class"], key=int) == digits
+    for name in FIGURES:
+        assert (run / name).stat().st_size > 0, name
+
+
+def test_evaluate_script_recomputes_the_metrics_and_keeps_train(runs, tmp_path: Path,
+                                                                capsys) -> None:
+    (run, _), ds = runs
+    before = json.loads((run / "metrics.json").read_text())
+    for name in FIGURES[1:]:
+        (run / name).unlink(missing_ok=name == "loss.png")
+    code, out, err = call("evaluate", ["--workdir", str(run), "--export",
+                                       str(tmp_path / "a.npz")], capsys)
+    assert code == 0, err
+    assert "occluded_input" in out and "on_bar_mse" in out and "per digit" in out
+    after = json.loads((run / "metrics.json").read_text())
+    assert after["train"] == before["train"]
+    for comparison in ("clean", "occluded_input", "occluded"):  # reloaded params, same numbers
+        for name, value in before["test"][comparison].items():
+            assert after["test"][comparison][name] == pytest.approx(value, rel=1e-5), name
+    for name in ("correlation.png", "per_class.png"):
+        assert (run / name).stat().st_size > 0
+    exported = np.load(tmp_path / "a.npz")
+    np.testing.assert_array_equal(exported["labels"], ds.test_labels)
+    np.testing.assert_allclose(exported["original"], ds.test_images / 255.0, atol=1e-6)
+    bar = exported["mask"]
+    assert np.all(exported["occluded"][bar] == 1.0)
+    np.testing.assert_array_equal(exported["occluded"][~bar], exported["original"][~bar])
+    on_bar = [np.mean((1.0 - o[m]) ** 2) for o, m in zip(exported["original"], bar)]
+    assert after["test"]["occluded_input"]["on_bar_mse"] == pytest.approx(np.mean(on_bar), rel=1e-4)
+    assert after["test"]["occluded_input"]["off_bar_mse"] == 0.0
+    recon_mse = np.mean((exported["reconstructed"] - exported["original"]) ** 2)
+    assert after["test"]["occluded"]["mse"] == pytest.approx(recon_mse, rel=1e-4)
+
+
+def test_per_class_metrics_of_a_run_add_up(runs) -> None:
+    (run, _), _ = runs
+    test = json.loads((run / "metrics.json").read_text())["test"]
+    counts = {d: test["per_class"][d]["count"] for d in test["per_class"]}
+    total = sum(counts.values())
+    for comparison in ("clean", "occluded"):
+        for name in ("mse", "psnr", "ssim", "on_bar_mse"):
+            weighted = sum(n * test["per_class"][d][comparison][name] for d, n in counts.items())
+            assert weighted / total == pytest.approx(test[comparison][name], rel=1e-6)
+
+
+def test_evaluate_script_errors_are_one_line(tmp_path: Path, capsys) -> None:
+    code, _, err = call("evaluate", ["--workdir", str(tmp_path)], capsys)
+    assert code == 2 and err.strip() == (
+        f"evaluate.py: error: {tmp_path} is not a run folder: "
+        "no config.json (train one with scripts/train.py --workdir)")
+    code, _, err = call("evaluate", [], capsys)
+    assert code == 2 and "the following arguments are required: --workdir" in err
+
+
+def test_compare_groups_seeds_into_mean_and_std(runs, tmp_path: Path, capsys) -> None:
+    folders, _ = runs
+    values = [json.loads((f / "metrics.json").read_text())["test"]["occluded"]["mse"]
+              for f in folders]
+    out_png = tmp_path / "compare.png"
+    code, out, err = call("compare", [*map(str, folders), "--out", str(out_png)], capsys)
+    assert code == 0, err
+    assert out_png.stat().st_size > 0 and "figure saved to" in out
+    rows = [line for line in out.splitlines() if line.startswith("| all runs")]
+    assert len(rows) == 1 and rows[0].endswith("| 2 |")
+    assert f"{np.mean(values):.5f} ± {np.std(values, ddof=1):.5f}" in rows[0]
+    by_run = compare.table([str(f) for f in folders], ("test.occluded.mse",), group=False)
+    assert by_run == {f"seed={s}": {"test.occluded.mse": (values[s], 0.0, 1)} for s in (0, 1)}
+    code, _, err = call("compare", [str(folders[0]), str(tmp_path / "none")], capsys)
+    assert code == 2 and "is not a finished run: no config.json or metrics.json" in err
