@@ -73,7 +73,7 @@ def validate(cfg: Config) -> None:
         (cfg.epochs >= 1, f"epochs must be >= 1, got {cfg.epochs}"),
         (cfg.batch_size >= 1, f"batch size must be >= 1, got {cfg.batch_size}"),
         (math.isfinite(cfg.learning_rate) and cfg.learning_rate > 0,
-         f"learning rate must be a finite number > 0, got {cfg.learning_rate}"),
+         f"learning rate must be > 0 and finite, got {cfg.learning_rate}"),
         (len(cfg.hidden) >= 1 and all(h >= 1 for h in cfg.hidden),
          f"hidden sizes must be >= 1, got {list(cfg.hidden)}"),
         (cfg.init_scheme in ("torch", "flax"), f"init scheme must be torch or flax, got {cfg.init_scheme!r}"),

@@ -26,9 +26,9 @@ def test_json_round_trip() -> None:
 @pytest.mark.parametrize("kwargs,message", [
     (dict(epochs=0), "epochs must be >= 1, got 0"),
     (dict(batch_size=0), "batch size must be >= 1, got 0"),
-    (dict(learning_rate=0.0), "learning rate must be a finite number > 0, got 0.0"),
-    (dict(learning_rate=float("nan")), "learning rate must be a finite number > 0, got nan"),
-    (dict(learning_rate=float("inf")), "learning rate must be a finite number > 0, got inf"),
+    (dict(learning_rate=0.0), "learning rate must be > 0 and finite, got 0.0"),
+    (dict(learning_rate=float("nan")), "learning rate must be > 0 and finite, got nan"),
+    (dict(learning_rate=float("inf")), "learning rate must be > 0 and finite, got inf"),
     (dict(hidden=(128, 0)), r"hidden sizes must be >= 1, got \[128, 0\]"),
     (dict(train_occlusion="some"), "train occlusion must be one of"),
     (dict(seed=-1), "seed must be in 0..4294967295, got -1"),

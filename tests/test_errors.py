@@ -46,8 +46,8 @@ def train_error(argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture) 
 @pytest.mark.parametrize("argv,message", [
     (["--learning-rate", "fast"], "argument --learning-rate: invalid float value: 'fast'"),
     (["--seed", "1.5"], "argument --seed: invalid int value: '1.5'"),
-    (["--learning-rate", "nan"], "learning rate must be a finite number > 0, got nan"),
-    (["--learning-rate", "inf"], "learning rate must be a finite number > 0, got inf"),
+    (["--learning-rate", "nan"], "learning rate must be > 0 and finite, got nan"),
+    (["--learning-rate", "inf"], "learning rate must be > 0 and finite, got inf"),
     (["--seed", "-1"], "seed must be in 0..4294967295, got -1"),
     (["--eval-seed", str(2**64)], f"eval seed must be in 0..4294967295, got {2**64}"),
     (["--occlusion-value", "2"], "occlusion value must be a pixel value in [0, 1], got 2.0"),
