@@ -80,7 +80,8 @@ def validate(cfg: Config) -> None:
         (cfg.train_occlusion in TRAIN_OCCLUSIONS,
          f"train occlusion must be one of {TRAIN_OCCLUSIONS}, got {cfg.train_occlusion!r}"),
         (0 <= cfg.seed <= MAX_SEED, f"seed must be in 0..{MAX_SEED}, got {cfg.seed}"),
-        (0 <= cfg.eval_seed <= MAX_SEED, f"eval seed must be in 0..{MAX_SEED}, got {cfg.eval_seed}"),
+        (0 <= cfg.eval_seed <= MAX_SEED,
+         f"eval seed must be in 0..{MAX_SEED}, got {cfg.eval_seed}"),
         (0.0 <= cfg.occlusion_value <= 1.0,  # False for NaN too
          f"occlusion value must be a pixel value in [0, 1], got {cfg.occlusion_value}"),
         (cfg.occlusion_orientation in ORIENTATIONS,
@@ -99,7 +100,7 @@ def validate(cfg: Config) -> None:
 
 
 def check_image_size(cfg: Config, height: int, width: int) -> None:
-    """Raise ValueError if the config's occlusion bars do not fit in ``height`` x ``width`` images."""
+    """Raise ValueError if the config's bars do not fit in ``height`` x ``width`` images."""
     for size in (height, width):
         check_bars(size, width=cfg.occlusion_width, low=cfg.occlusion_low,
                    high=cfg.occlusion_high, num_bars=cfg.occlusion_bars,

@@ -49,7 +49,8 @@ def test_bad_values_are_refused(kwargs: dict, message: str) -> None:
 def test_bars_are_checked_against_the_image_size() -> None:
     custom = Config(data_dir="mine", occlusion_high=30)  # its image size is not known yet
     check_image_size(custom, 32, 32)
-    with pytest.raises(ValueError, match="reaches pixel 32, but 32-pixel images allow starts up to 30"):
+    with pytest.raises(ValueError, match="reaches pixel 32, but 32-pixel images allow starts "
+                                         "up to 30"):
         check_image_size(Config(data_dir="mine", occlusion_high=31, occlusion_width=2), 32, 32)
     with pytest.raises(ValueError, match="16-pixel images allow starts up to 15"):
         check_image_size(Config(), 28, 16)

@@ -69,7 +69,8 @@ def test_workdir_that_is_a_file_or_not_writable(small_idx_dir: Path, tmp_path: P
     (tmp_path / "file").write_text("keep me")
     data = ["--data-dir", str(small_idx_dir)]
     message = train_error([*data, "--workdir", str(tmp_path / "file")], tmp_path, capsys)
-    assert message == f"workdir {tmp_path / 'file'} is a file, not a folder; choose another --workdir"
+    assert message == (f"workdir {tmp_path / 'file'} is a file, not a folder; "
+                       "choose another --workdir")
     message = train_error([*data, "--workdir", str(tmp_path / "file" / "run")], tmp_path, capsys)
     assert message == f"workdir {tmp_path / 'file' / 'run'} is not writable (Not a directory)"
     assert (tmp_path / "file").read_text() == "keep me"
@@ -87,12 +88,14 @@ def test_workdir_in_a_read_only_folder(small_idx_dir: Path, tmp_path: Path,
 
 def damage(folder: Path, problem: str) -> str:
     """Break the IDX files in `folder` in one way; return the start of the expected message."""
-    test_images, labels = folder / "t10k-images-idx3-ubyte.gz", folder / "train-labels-idx1-ubyte.gz"
+    test_images = folder / "t10k-images-idx3-ubyte.gz"
+    labels = folder / "train-labels-idx1-ubyte.gz"
     if problem == "truncated gz":
         test_images.write_bytes(test_images.read_bytes()[:100])
         return f"{test_images} is not a valid gzip file"
     if problem == "wrong magic":
-        labels.write_bytes(gzip.compress(b"\x00\x00\x08\x03" + gzip.decompress(labels.read_bytes())[4:]))
+        body = gzip.decompress(labels.read_bytes())[4:]
+        labels.write_bytes(gzip.compress(b"\x00\x00\x08\x03" + body))  # an images magic
         return f"{labels}: magic number 2051, expected 2049: this is not an MNIST-format labels"
     if problem == "count mismatch":
         write_idx_dataset(folder / "other", 100, 64)
@@ -116,7 +119,8 @@ def test_bad_data_dir(problem: str, small_idx_dir: Path, tmp_path: Path,
     assert train_error(["--data-dir", str(folder)], tmp_path, capsys).startswith(expected)
 
 
-def test_checksum_mismatch_in_the_data_folder(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_checksum_mismatch_in_the_data_folder(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture) -> None:
     write_idx_dataset(tmp_path / "root" / "mnist", 64, 16)  # valid IDX files, but not MNIST's
     message = train_error([], tmp_path, capsys)
     assert "is not the registered mnist file (expected SHA-256 " in message
@@ -126,7 +130,8 @@ def test_checksum_mismatch_in_the_data_folder(tmp_path: Path, capsys: pytest.Cap
 
 def test_corrupt_gz_in_a_fresh_process_prints_one_line(small_idx_dir: Path, tmp_path: Path) -> None:
     expected = damage(small_idx_dir, "truncated gz")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ,
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), "--data-dir",
                            str(small_idx_dir), "--workdir", str(tmp_path / "run"),
                            "--no-compile-cache"], capture_output=True, text=True, env=env,
