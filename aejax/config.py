@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from typing import Any, Literal
 
-from aejax.occlusion import ORIENTATIONS, Orientation
+from aejax.data import IMAGE_SIDE
+from aejax.occlusion import ORIENTATIONS, Orientation, check_bars
 
 TrainOcclusion = Literal["none", "all", "mixed"]
 TRAIN_OCCLUSIONS: tuple[str, ...] = ("none", "all", "mixed")
+MAX_SEED = 2**32 - 1  # jax.random.key keeps only the low 32 bits of a seed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,12 +72,18 @@ def validate(cfg: Config) -> None:
     checks = [
         (cfg.epochs >= 1, f"epochs must be >= 1, got {cfg.epochs}"),
         (cfg.batch_size >= 1, f"batch size must be >= 1, got {cfg.batch_size}"),
-        (cfg.learning_rate > 0, f"learning rate must be > 0, got {cfg.learning_rate}"),
+        (math.isfinite(cfg.learning_rate) and cfg.learning_rate > 0,
+         f"learning rate must be > 0 and finite, got {cfg.learning_rate}"),
         (len(cfg.hidden) >= 1 and all(h >= 1 for h in cfg.hidden),
          f"hidden sizes must be >= 1, got {list(cfg.hidden)}"),
         (cfg.init_scheme in ("torch", "flax"), f"init scheme must be torch or flax, got {cfg.init_scheme!r}"),
         (cfg.train_occlusion in TRAIN_OCCLUSIONS,
          f"train occlusion must be one of {TRAIN_OCCLUSIONS}, got {cfg.train_occlusion!r}"),
+        (0 <= cfg.seed <= MAX_SEED, f"seed must be in 0..{MAX_SEED}, got {cfg.seed}"),
+        (0 <= cfg.eval_seed <= MAX_SEED,
+         f"eval seed must be in 0..{MAX_SEED}, got {cfg.eval_seed}"),
+        (0.0 <= cfg.occlusion_value <= 1.0,  # False for NaN too
+         f"occlusion value must be a pixel value in [0, 1], got {cfg.occlusion_value}"),
         (cfg.occlusion_orientation in ORIENTATIONS,
          f"orientation must be one of {ORIENTATIONS}, got {cfg.occlusion_orientation!r}"),
         (cfg.occlusion_width >= 1, f"occlusion width must be >= 1, got {cfg.occlusion_width}"),
@@ -86,3 +95,13 @@ def validate(cfg: Config) -> None:
     for ok, message in checks:
         if not ok:
             raise ValueError(message)
+    if cfg.data_dir is None:  # the registered datasets: 28 x 28, known before any file is read
+        check_image_size(cfg, IMAGE_SIDE, IMAGE_SIDE)
+
+
+def check_image_size(cfg: Config, height: int, width: int) -> None:
+    """Raise ValueError if the config's bars do not fit in ``height`` x ``width`` images."""
+    for size in (height, width):
+        check_bars(size, width=cfg.occlusion_width, low=cfg.occlusion_low,
+                   high=cfg.occlusion_high, num_bars=cfg.occlusion_bars,
+                   orientation=cfg.occlusion_orientation)

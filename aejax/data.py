@@ -28,6 +28,7 @@ __all__ = ["DATASETS", "DataError", "Dataset", "FileInfo", "load", "registered",
 log = logging.getLogger(__name__)
 
 DATASETS: tuple[str, ...] = ("mnist", "fashion_mnist", "kmnist")
+IMAGE_SIDE = 28  # every registered dataset holds 28 x 28 images
 SAMPLE_SEED, SAMPLE_TRAIN = 0, 4000
 _CACHE_VERSION = "v1"
 _KEYS = ("train_images", "train_labels", "test_images", "test_labels")
@@ -103,6 +104,7 @@ def _load_folder(name: str, folder: Path, root: Path, *, explicit: bool, source:
     if arrays is None:
         (train_x, train_y), (test_x, test_y) = idx.read_folder(files)
         arrays = dict(zip(_KEYS, (train_x, train_y, test_x, test_y)))
+        _check_size(name, files, arrays)
         _write_cache(cache, arrays)
     log.info("%s: %d train / %d test images from %s", name, len(arrays["train_images"]),
              len(arrays["test_images"]), source)
@@ -130,6 +132,18 @@ def _check_identity(name: str, folder: Path, files: dict[str, Path], digests: di
                             f"{info.sha256}, actual {digests[base]}): delete it and run again "
                             "to re-download it, or pass --data-dir to load custom data")
     return name
+
+
+def _check_size(name: str, files: dict[str, Path], arrays: dict[str, np.ndarray]) -> None:
+    """DataError unless images are square, and 28 x 28 for a registered dataset."""
+    height, width = arrays["train_images"].shape[1:]
+    if height != width:
+        raise DataError(f"{files[idx.FILES[0]]} holds {height}x{width} images: only square "
+                        "images are supported (the model and the bars see them flattened)")
+    if name in DATASETS and (height, width) != (IMAGE_SIDE, IMAGE_SIDE):
+        raise DataError(f"{files[idx.FILES[0]]} holds {height}x{width} images, but {name} images "
+                        f"are {IMAGE_SIDE}x{IMAGE_SIDE}: replace the files with the registered "
+                        "ones, or pass --data-dir to load them as custom data")
 
 
 def _load_sample(root: Path) -> Dataset | None:

@@ -12,6 +12,7 @@ import hashlib
 import importlib.util
 import logging
 import os
+import re
 import socket
 import urllib.parse
 import urllib.request
@@ -101,8 +102,7 @@ def download_files(name: str, root: Path) -> Path | None:
     folder = root / name
     for base, info in infos.items():  # all checked before any is moved: no half-filled folder
         if (actual := sha256_file(paths[base])) != info.sha256:
-            raise DataError(f"downloaded {info.url} has SHA-256 {actual}, expected {info.sha256}: "
-                            f"the server sends other files; put the right ones in {folder}")
+            raise DataError(mismatch_message(info.url, info.sha256, actual, folder))
     folder.mkdir(parents=True, exist_ok=True)
     for base, info in infos.items():
         os.replace(paths[base], folder / info.filename)
@@ -137,10 +137,25 @@ def fetch_tfds(name: str, infos: dict[str, FileInfo], root: Path) -> dict[str, P
     try:
         paths = manager.download({base: info.url for base, info in infos.items()})
     except tfds.core.download.download_manager.NonMatchingChecksumError as e:
-        detail = " ".join(str(e).split())  # one line
-        raise DataError(f"a downloaded {name} file has the wrong checksum ({detail}); "
-                        f"put the right files in {root / name}") from e
+        raise DataError(checksum_message(str(e), root / name)) from None
     return {base: Path(path) for base, path in paths.items()}
+
+
+def mismatch_message(url: str, expected: str, actual: str, folder: Path) -> str:
+    """One line: which download has the wrong SHA-256, both sums, and what to do."""
+    return (f"downloaded {url} has SHA-256 {actual}, expected {expected}: the server sent another "
+            f"file (a changed mirror, a proxy's error page or a cut download); run again to "
+            f"retry, or download the four files yourself and put them in {folder}")
+
+
+def checksum_message(tfds_error: str, folder: Path) -> str:
+    """`mismatch_message` for TFDS's multi-line NonMatchingChecksumError."""
+    url = re.search(r"Artifact (\S+?),", tfds_error)
+    sums = re.findall(r"checksum='([0-9a-f]+)'", tfds_error)
+    if url and len(sums) == 2:
+        return mismatch_message(url.group(1), sums[0], sums[1], folder)
+    detail = " ".join(tfds_error.split())  # TFDS changed its wording: keep it, on one line
+    return f"a download has the wrong checksum ({detail}); put the right files in {folder}"
 
 
 def fetch_urllib(name: str, infos: dict[str, FileInfo], root: Path) -> dict[str, Path]:

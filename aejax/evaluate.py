@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from aejax import metrics, occlusion
-from aejax.config import Config
+from aejax.config import Config, check_image_size
 from aejax.model import Autoencoder
 
 EVAL_KEY_PURPOSE = 0  # fold_in constant separating the evaluation key from other uses of eval_seed
@@ -51,6 +51,24 @@ def summary(values: dict[str, dict[str, np.ndarray]], labels: np.ndarray
     return out
 
 
+def check_inputs(cfg: Config, model: Autoencoder, images: np.ndarray, labels: np.ndarray) -> None:
+    """Raise ValueError, before any work, for test data that ``evaluate`` cannot use."""
+    shape, dtype = tuple(np.shape(images)), np.asarray(images).dtype
+    if dtype != np.uint8:
+        raise ValueError(f"test images must be uint8 pixels 0..255 as data.load returns them, "
+                         f"got dtype {dtype}")
+    height, width = occlusion.image_hw(shape)
+    if len(shape) == 3 and height != width:
+        raise ValueError(f"test images are {height}x{width}; only square images are supported")
+    if height * width != model.features:
+        raise ValueError(f"the model takes {model.features} pixels per image, but the test "
+                         f"images are {height}x{width} = {height * width}")
+    if np.shape(labels) != shape[:1]:
+        raise ValueError(f"{shape[0]} test images need {shape[0]} labels shaped ({shape[0]},), "
+                         f"got shape {np.shape(labels)}")
+    check_image_size(cfg, height, width)
+
+
 def evaluate(cfg: Config, model: Autoencoder, params: Any, test_images_u8: np.ndarray,
              test_labels: np.ndarray) -> tuple[dict[str, Any], dict[str, Any]]:
     """The ``test`` metrics and the arrays (plus ``labels`` and ``per_image``) behind them.
@@ -62,6 +80,7 @@ def evaluate(cfg: Config, model: Autoencoder, params: Any, test_images_u8: np.nd
       test_images_u8: uint8 test images, (N, H, W) or (N, H*W).
       test_labels: the digit class of each test image, (N,).
     """
+    check_inputs(cfg, model, test_images_u8, test_labels)
     images = np.asarray(test_images_u8).reshape(len(test_images_u8), -1)
     clean = jnp.asarray(images, jnp.float32) / 255.0
     arrays: dict[str, Any] = reconstruct_all(model, params, clean, eval_key(cfg),

@@ -48,6 +48,9 @@ def find_files(folder: str | os.PathLike) -> dict[str, Path]:
 def locate(folder: str | os.PathLike) -> dict[str, Path]:
     """All four IDX files in `folder`; DataError naming whatever is missing."""
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise DataError(f"data folder {folder} is a file, not a folder: name the folder that "
+                        "holds the four MNIST-format IDX files")
     if not folder.is_dir():
         raise DataError(f"data folder {folder} does not exist: create it and put the "
                         f"four MNIST-format IDX files ({', '.join(FILES)}, .gz or not) in it")
@@ -62,7 +65,11 @@ def locate(folder: str | os.PathLike) -> dict[str, Path]:
 def read_bytes(path: str | os.PathLike) -> bytes:
     """The file's content, gunzipped when it is a gzip file."""
     path = Path(path)
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"cannot read {path} ({e.strerror}): check that it is a readable "
+                        "file") from None
     if not (raw[:2] == _GZIP_MAGIC or path.suffix == ".gz"):
         return raw
     try:
@@ -79,8 +86,9 @@ def parse(buf: bytes, *, magic: int, name: str = "<buffer>") -> np.ndarray:
     found = int.from_bytes(buf[:4], "big")
     if len(buf) >= 4 and found != magic:
         note = f" (dtype byte 0x{buf[2]:02X}, expected 0x{UBYTE:02X})" if buf[2] != UBYTE else ""
-        raise DataError(f"{name}: magic number {found}, expected {magic}{note}; "
-                        "this is not an MNIST-format IDX file of the right kind")
+        kind = "images (IDX3)" if magic == IMAGES_MAGIC else "labels (IDX1)"
+        raise DataError(f"{name}: magic number {found}, expected {magic}{note}: this is not an "
+                        f"MNIST-format {kind} file; replace it with the right file")
     if len(buf) < header:
         raise DataError(f"{name}: only {len(buf)} bytes, too short for an IDX header; "
                         "the file is truncated, replace it")

@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from aejax.occlusion import check_images
+
 NONZERO_TOL = 1e-4  # the original's tolerance: a pixel counts if it exceeds this in both images
 SSIM_BATCH = 500  # images per SSIM chunk: keeps the filtered intermediates small on 10k images
 METRICS: tuple[str, ...] = ("mse", "psnr", "ssim", "corr", "corr_nonzero")
@@ -90,9 +92,22 @@ def masked_mse(target: jax.Array, pred: jax.Array, mask: jax.Array) -> jax.Array
     return jnp.sum(w * jnp.square(_flat(target) - _flat(pred)), axis=1) / jnp.sum(w, axis=1)
 
 
+def check_inputs(target: jax.Array, pred: jax.Array, mask: jax.Array | None = None) -> None:
+    """Raise ValueError unless target and pred are same-shaped float images in [0, 1]."""
+    check_images(target, "target")
+    check_images(pred, "pred")
+    if target.shape != pred.shape:
+        raise ValueError(f"target and pred must have the same shape, got {target.shape} and "
+                         f"{pred.shape}")
+    if mask is not None and (mask.shape != target.shape or mask.dtype != bool):
+        raise ValueError(f"mask must be boolean and shaped like the images {target.shape}, got "
+                         f"{mask.dtype} {mask.shape}")
+
+
 def per_image(target: jax.Array, pred: jax.Array,
               mask: jax.Array | None = None) -> dict[str, np.ndarray]:
     """Every metric per image; with a mask also ``on_bar_mse`` and ``off_bar_mse``."""
+    check_inputs(target, pred, mask)
     fns = {"mse": mse, "psnr": psnr, "ssim": ssim, "corr": corr, "corr_nonzero": corr_nonzero}
     values = {name: fn(target, pred) for name, fn in fns.items()}
     if mask is not None:

@@ -41,10 +41,15 @@ def check_bars(size: int, *, width: int, low: int, high: int, num_bars: int,
         raise ValueError(f"number of bars must be >= 1, got {num_bars}")
     if orientation not in ORIENTATIONS:
         raise ValueError(f"orientation must be one of {ORIENTATIONS}, got {orientation!r}")
-    if not 0 <= low <= high or high + width > size:
+    if width > size:
+        raise ValueError(f"occlusion width {width} is wider than the image ({size} pixels)")
+    if not 0 <= low <= high:
+        raise ValueError(f"occlusion start range {low}..{high} must satisfy 0 <= low <= high")
+    if high + width > size:
         raise ValueError(
             f"occlusion start range {low}..{high} with width {width} must lie inside the "
-            f"image (0..{size - width} for {size} pixels)"
+            f"image: a bar reaches pixel {high + width - 1}, but {size}-pixel images allow "
+            f"starts up to {size - width}"
         )
 
 
@@ -89,6 +94,8 @@ def occlusion_mask(key: jax.Array, num_images: int, *, height: int = 28, width: 
                    bar_width: int = 1, low: int = 10, high: int = 20,
                    orientation: Orientation = "alternate", num_bars: int = 1) -> jax.Array:
     """Sample a boolean occlusion mask (N, H, W); the defaults are the original experiment."""
+    if num_images < 0:
+        raise ValueError(f"number of images must be >= 0, got {num_images}")
     for size in (height, width):
         check_bars(size, width=bar_width, low=low, high=high, num_bars=num_bars,
                    orientation=orientation)
@@ -97,24 +104,32 @@ def occlusion_mask(key: jax.Array, num_images: int, *, height: int = 28, width: 
     return bars_mask(starts, horizontal, height=height, width=width, bar_width=bar_width)
 
 
-def check_images(images: jax.Array | np.ndarray) -> None:
+def check_images(images: jax.Array | np.ndarray, name: str = "images") -> None:
     """Raise ValueError for images that are not float pixels in [0, 1] of a supported shape."""
-    image_hw(tuple(images.shape))
+    try:
+        image_hw(tuple(images.shape))
+    except ValueError as err:
+        raise ValueError(str(err).replace("images", name, 1)) from None
     if not jnp.issubdtype(images.dtype, jnp.floating):
-        raise ValueError(
-            f"images must be floats scaled to [0, 1], got dtype {images.dtype} "
-            "(divide uint8 pixels by 255)"
-        )
+        raise ValueError(f"{name} must be floats scaled to [0, 1], got dtype {images.dtype}: "
+                         "scale integer images to [0, 1], e.g. x / 255")
     if isinstance(images, jax.core.Tracer):
         return  # values are unknown while tracing; shapes and dtypes were checked above
     values = np.asarray(images)
-    if not np.all(np.isfinite(values)):
-        raise ValueError("images contain NaN or infinite values")
+    if bad := int(np.size(values) - np.count_nonzero(np.isfinite(values))):
+        raise ValueError(f"{name} contain {bad} NaN or infinite values; replace them "
+                         "(e.g. np.nan_to_num) or drop those images")
     if values.size and (values.min() < 0.0 or values.max() > 1.0):
-        raise ValueError(
-            f"images must be scaled to [0, 1], got values in "
-            f"[{values.min():.4g}, {values.max():.4g}]"
-        )
+        raise ValueError(f"{name} must be scaled to [0, 1], got values in "
+                         f"[{values.min():.4g}, {values.max():.4g}]: divide 0..255 pixels by 255")
+
+
+def check_value(value: float | jax.Array) -> None:
+    """Raise ValueError for a concrete occlusion value outside [0, 1] (NaN included)."""
+    if isinstance(value, jax.core.Tracer) or np.ndim(value) != 0:
+        return
+    if not 0.0 <= float(value) <= 1.0:
+        raise ValueError(f"occlusion value must be a pixel value in [0, 1], got {value}")
 
 
 def occlude(key: jax.Array, images: jax.Array, *, width: int = 1, value: float = 1.0,
@@ -135,6 +150,7 @@ def occlude(key: jax.Array, images: jax.Array, *, width: int = 1, value: float =
       return_mask: also return the boolean mask, shaped like ``images``.
     """
     check_images(images)
+    check_value(value)
     height, img_width = image_hw(tuple(images.shape))
     mask_NxHxW = occlusion_mask(key, images.shape[0], height=height, width=img_width,
                                 bar_width=width, low=low, high=high,

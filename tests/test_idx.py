@@ -56,7 +56,8 @@ def test_gz_preferred_and_mixed_compression(tmp_path):
 
 def test_wrong_magic(tmp_path):
     path = write_idx(tmp_path / "x.gz", np.zeros((2, 3, 3)), magic=2049)
-    with pytest.raises(DataError, match=r"x\.gz: magic number 2049, expected 2051"):
+    with pytest.raises(DataError, match=r"x\.gz: magic number 2049, expected 2051: this is not "
+                                         r"an MNIST-format images \(IDX3\) file; replace it"):
         idx.read_images(path)
 
 
@@ -74,6 +75,10 @@ def test_truncated_file(tmp_path):
     path.write_bytes(b"\x00\x00\x08")
     with pytest.raises(DataError, match="too short for an IDX header"):
         idx.read_images(path)
+    path.write_bytes(b"")
+    with pytest.raises(DataError, match="x: only 0 bytes, too short for an IDX header; the file "
+                                        "is truncated, replace it"):
+        idx.read_labels(path)
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip"])
@@ -120,8 +125,11 @@ def test_labels_file_given_as_images(tmp_path):
 
 
 def test_empty_and_missing_folder(tmp_path):
-    with pytest.raises(DataError, match="does not exist"):
+    with pytest.raises(DataError, match="does not exist: create it and put the four"):
         idx.locate(tmp_path / "nope")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(DataError, match="data folder .*file is a file, not a folder"):
+        idx.locate(tmp_path / "file")
     with pytest.raises(DataError) as info:
         idx.locate(tmp_path)
     assert all(f"{base}[.gz]" in str(info.value) for base in idx.FILES)
@@ -134,3 +142,9 @@ def test_missing_one_file(tmp_path):
         idx.locate(tmp_path)
     assert "train-labels-idx1-ubyte[.gz]," not in str(info.value)
     assert len(idx.find_files(tmp_path)) == 3
+
+
+def test_unreadable_file(tmp_path):
+    (tmp_path / "x.gz").mkdir()  # a folder where a file should be: reading it fails with OSError
+    with pytest.raises(DataError, match=r"cannot read .*x\.gz \(Is a directory\): check that it"):
+        idx.read_images(tmp_path / "x.gz")

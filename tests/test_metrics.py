@@ -128,3 +128,20 @@ def test_undefined_correlations_are_nan_and_skipped_in_means() -> None:
     flat = np.full((1, 16), 0.5, np.float32)  # no variance: r is undefined
     assert np.isnan(metrics.corr(flat, flat)[0])
     assert metrics.mean_std(np.array([0.5, np.nan, 0.7])) == pytest.approx((0.6, 0.1))
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda a, b, m: (a, b[:, :8]), r"same shape, got \(4, 16, 16\) and \(4, 8, 16\)"),
+    (lambda a, b, m: (a[0, 0], b[0, 0]), r"target must be shaped .* got rank 1 shape \(16,\)"),
+    (lambda a, b, m: ((a * 255).astype(np.uint8), b), "target must be floats .* dtype uint8: "
+                                                      r"scale integer images to \[0, 1\]"),
+    (lambda a, b, m: (a, b * 255), r"pred must be scaled to \[0, 1\], got values in"),
+    (lambda a, b, m: (a, np.where(a > 0.5, np.nan, b)), "pred contain [0-9]+ NaN or infinite"),
+    (lambda a, b, m: (a, b, m[:, 0]), r"mask must be boolean and shaped like the images"),
+    (lambda a, b, m: (a, b, m.astype(np.float32)), "mask must be boolean .* got float32"),
+])
+def test_per_image_refuses_bad_inputs_with_clear_errors(change, message: str) -> None:
+    a, b = random_pairs(n=4)
+    mask = np.zeros(a.shape, bool)
+    with pytest.raises(ValueError, match=message):
+        metrics.per_image(*change(a, b, mask))

@@ -88,25 +88,50 @@ def test_different_keys_give_different_masks() -> None:
 
 @pytest.mark.parametrize("kwargs,message", [
     (dict(width=0), "width must be >= 1"),
-    (dict(low=20, high=27, width=2), "must lie inside the image"),
-    (dict(low=-1), "must lie inside the image"),
-    (dict(low=15, high=12), "must lie inside the image"),
-    (dict(num_bars=0), "number of bars"),
-    (dict(orientation="diagonal"), "orientation must be one of"),
+    (dict(low=20, high=27, width=2),
+     r"range 20\.\.27 with width 2 must lie inside the image: a bar reaches pixel 28, but "
+     r"28-pixel images allow starts up to 26"),
+    (dict(width=30), r"occlusion width 30 is wider than the image \(28 pixels\)"),
+    (dict(low=-1), r"range -1\.\.20 must satisfy 0 <= low <= high"),
+    (dict(low=15, high=12), r"range 15\.\.12 must satisfy 0 <= low <= high"),
+    (dict(num_bars=0), "number of bars must be >= 1, got 0"),
+    (dict(orientation="diagonal"), "orientation must be one of .*got 'diagonal'"),
+    (dict(value=float("nan")), r"occlusion value must be a pixel value in \[0, 1\], got nan"),
+    (dict(value=2.0), r"occlusion value must be a pixel value in \[0, 1\], got 2.0"),
 ])
 def test_bad_arguments_raise_clear_errors(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         occlusion.occlude(jax.random.key(0), jnp.asarray(images(2)), **kwargs)
 
 
+def test_bars_outside_small_images_and_negative_counts_are_refused() -> None:
+    with pytest.raises(ValueError, match="must lie inside the image.*allow starts up to 15"):
+        occlusion.occlusion_mask(jax.random.key(0), 2, height=16, width=16)
+    with pytest.raises(ValueError, match="number of images must be >= 0, got -1"):
+        occlusion.occlusion_mask(jax.random.key(0), -1)
+
+
 @pytest.mark.parametrize("x,message", [
-    (np.zeros((784,), np.float32), "rank 1"),
+    (np.zeros((784,), np.float32), r"rank 1 shape \(784,\)"),
     (np.zeros((2, 1, 28, 28), np.float32), "rank 4"),
-    (np.zeros((2, 780), np.float32), "square number of pixels"),
-    (np.zeros((2, 784), np.uint8), "divide uint8 pixels by 255"),
-    (np.full((2, 784), np.nan, np.float32), "NaN or infinite"),
-    (np.full((2, 784), 255.0, np.float32), r"scaled to \[0, 1\]"),
+    (np.zeros((2, 780), np.float32), "square number of pixels, got 780"),
+    (np.zeros((2, 784), np.uint8),
+     r"got dtype uint8: scale integer images to \[0, 1\], e\.g\. x / 255"),
+    (np.zeros((2, 784), np.int32), "got dtype int32: scale integer images"),
+    (np.full((2, 784), np.nan, np.float32), "contain 1568 NaN or infinite values; replace them"),
+    (np.r_[np.zeros((1, 784)), np.full((1, 784), np.inf)].astype(np.float32),
+     "contain 784 NaN or infinite values"),
+    (np.full((2, 784), 255.0, np.float32),
+     r"scaled to \[0, 1\], got values in \[255, 255\]: divide 0\.\.255 pixels by 255"),
 ])
 def test_bad_images_raise_clear_errors(x: np.ndarray, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         occlusion.occlude(jax.random.key(0), x)
+
+
+def test_value_checks_are_skipped_while_tracing() -> None:
+    x = jnp.full((2, 784), 0.5)
+    occluded = jax.jit(lambda v, x: occlusion.occlude(jax.random.key(0), x, value=v))(0.25, x)
+    assert set(np.unique(np.asarray(occluded)).tolist()) == {0.25, 0.5}
+    with pytest.raises(ValueError, match="dtype int32"):  # shapes and dtypes are still checked
+        jax.jit(lambda x: occlusion.occlude(jax.random.key(0), x))(jnp.zeros((2, 784), jnp.int32))
