@@ -49,7 +49,7 @@ def test_existing_run_is_not_overwritten(small_idx_dir: Path, tmp_path: Path) ->
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "metrics.json").write_text("{}")
     cfg = Config(data_dir=str(small_idx_dir), data_root=str(tmp_path / "root"), epochs=1)
-    with pytest.raises(ValueError, match="already holds a run; pass --overwrite"):
+    with pytest.raises(ValueError, match="already holds a run; pass --resume to continue it, --overwrite"):
         experiment.run(cfg, tmp_path / "run", progress=False)
     (tmp_path / "file").write_text("")
     with pytest.raises(ValueError, match="is a file, not a folder"):
