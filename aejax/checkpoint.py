@@ -41,9 +41,7 @@ class Checkpointer:
 
     def __init__(self, directory: str | Path, *, every: int = 0, keep: int = 3,
                  resume: bool = False) -> None:
-        if every < 0 or keep < 1:
-            raise ValueError(f"--checkpoint-every must be >= 0 and --keep >= 1, got {every} "
-                             f"and {keep}")
+        check_options(every, keep)
         self.directory, self.every, self.resume = Path(directory), every, resume
         options = ocp.CheckpointManagerOptions(max_to_keep=keep, cleanup_tmp_directories=True)
         self.manager = ocp.CheckpointManager(self.directory.absolute(), options=options,
@@ -104,6 +102,12 @@ class Checkpointer:
         """Wait for the last write to finish."""
         self.manager.wait_until_finished()
         self.manager.close()
+
+
+def check_options(every: int, keep: int) -> None:
+    """Refuse a negative checkpoint interval or keeping fewer than one checkpoint."""
+    if every < 0 or keep < 1:
+        raise ValueError(f"--checkpoint-every must be >= 0 and --keep >= 1, got {every} and {keep}")
 
 
 def no_checkpoint_message(directory: Path) -> str:

@@ -121,6 +121,7 @@ def run(cfg: Config, workdir: str | os.PathLike, *, progress: bool = True,
         writes the other files.
     """
     start = time.perf_counter()
+    checkpoint.check_options(checkpoint_every, keep)  # before anything is written
     writer = parallel.is_main_process()
     path = Path(workdir)
     if writer:

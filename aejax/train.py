@@ -240,8 +240,8 @@ def fit(cfg: Config, train_images_u8: np.ndarray, *, progress: bool = True,
               for n in sorted(lengths)}
     compile_seconds = time.perf_counter() - compile_start
     loop = Loop(cfg, chunks, plan, images, noise_key, keys["data"], mesh, checkpoints, data)
-    bar = tqdm(total=steps * cfg.epochs, disable=not progress, unit="step", desc="train")
-    bar.update(done)
+    bar = tqdm(total=steps * cfg.epochs, initial=done, disable=not progress, unit="step",
+               desc="train")
     log = LossLog(losses, bar, seconds)
     try:
         state = run_epochs(loop, state, log)
