@@ -109,3 +109,23 @@ def run_main(main: Callable[[], int], prog: str) -> int:
     except (ValueError, OSError) as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
+
+
+def add_checkpoint_flags(parser: argparse.ArgumentParser) -> None:
+    """``--resume``, ``--checkpoint-every`` and ``--keep`` (``aejax.checkpoint``)."""
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --workdir from its latest checkpoint (its "
+                             "config is reused; only --epochs and the data paths may change)")
+    parser.add_argument("--checkpoint-every", type=int, default=0, metavar="STEPS",
+                        help="also checkpoint every STEPS steps, at the end of the chunk that "
+                             "reaches them (default: 0, only at the end of every epoch)")
+    parser.add_argument("--keep", type=int, default=3, metavar="K",
+                        help="keep the latest K checkpoints (default: 3)")
+
+
+def given_config(parser: argparse.ArgumentParser, argv: list[str] | None) -> dict[str, Any]:
+    """The config fields that ``argv`` sets explicitly (those left at their defaults are absent)."""
+    names = [f.name for f in dataclasses.fields(Config)]
+    unset = object()  # argparse only fills in defaults for attributes the namespace lacks
+    probe = parser.parse_args(argv, argparse.Namespace(**dict.fromkeys(names, unset)))
+    return {name: getattr(probe, name) for name in names if getattr(probe, name) is not unset}

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -12,30 +14,64 @@ from typing import Any
 import flax.serialization
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
-from aejax import data, evaluate, parallel, plots, train
+from aejax import checkpoint, data, evaluate, parallel, plots, train
 from aejax.config import Config
 
 log = logging.getLogger(__name__)
 PARAMS_FILE = "params.msgpack"
 
 
-def prepare_workdir(workdir: str | os.PathLike, *, overwrite: bool = False) -> Path:
-    """Create the run folder; refuse a file, or an existing non-empty run without ``overwrite``."""
+def prepare_workdir(workdir: str | os.PathLike, *, overwrite: bool = False,
+                    resume: bool = False) -> Path:
+    """Create the run folder; refuse a file, or an existing run without ``resume``/``overwrite``.
+
+    ``resume`` needs the folder of an earlier run; ``overwrite`` deletes its checkpoints, so
+    that the new run's checkpoints never mix with the old ones.
+    """
     path = Path(workdir)
     if path.exists() and not path.is_dir():
         raise ValueError(f"workdir {path} is a file, not a folder; choose another --workdir")
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
-        raise ValueError(f"workdir {path} already holds a run; pass --overwrite to replace it "
-                         "or choose another --workdir")
+    if resume and overwrite:
+        raise ValueError("--resume continues the run in --workdir and --overwrite replaces it; "
+                         "choose one")
+    if resume and not path.is_dir():
+        raise ValueError(nothing_to_resume(path))
+    if path.is_dir() and any(path.iterdir()) and not (overwrite or resume):
+        raise ValueError(f"workdir {path} already holds a run; pass --resume to continue it, "
+                         "--overwrite to replace it, or choose another --workdir")
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".write-test"
         probe.write_text("")
         probe.unlink()
+        if overwrite:
+            shutil.rmtree(path / checkpoint.DIRNAME, ignore_errors=True)
     except OSError as err:
         raise ValueError(f"workdir {path} is not writable ({err.strerror})") from None
     return path
+
+
+def nothing_to_resume(path: Path) -> str:
+    """The error for ``--resume`` with a workdir that does not exist."""
+    return (f"--resume: workdir {path} does not exist, so there is nothing to resume; start the "
+            "run without --resume")
+
+
+def resume_config(workdir: str | os.PathLike, given: dict[str, Any]) -> Config:
+    """The config to resume ``workdir`` with: its checkpoint's, updated by ``given`` values.
+
+    Raises ValueError when there is no checkpoint, or when ``given`` changes more than
+    ``checkpoint.RESUMABLE`` (where the data is read from, the number of epochs).
+    """
+    if not Path(workdir).is_dir():
+        raise ValueError(nothing_to_resume(Path(workdir)))
+    directory = Path(workdir) / checkpoint.DIRNAME
+    saved = checkpoint.latest_meta(directory)["config"]
+    cfg = Config.from_dict({**saved, **given})
+    checkpoint.check_config(saved, cfg, directory)
+    return cfg
 
 
 def save_params(params: Any, path: str | os.PathLike) -> None:
@@ -68,7 +104,8 @@ def train_metrics(history: dict[str, Any], batch_size: int) -> dict[str, Any]:
 
 
 def run(cfg: Config, workdir: str | os.PathLike, *, progress: bool = True,
-        overwrite: bool = False, mesh: jax.sharding.Mesh | None = None) -> dict[str, Any]:
+        overwrite: bool = False, resume: bool = False, checkpoint_every: int = 0, keep: int = 3,
+        mesh: jax.sharding.Mesh | None = None) -> dict[str, Any]:
     """Train and evaluate one configuration, writing config, metrics, figures and parameters.
 
     Args:
@@ -76,23 +113,36 @@ def run(cfg: Config, workdir: str | os.PathLike, *, progress: bool = True,
       workdir: the folder for the results (created; never silently overwritten).
       progress: show a progress bar while training.
       overwrite: allow replacing the results of an earlier run in ``workdir``.
+      resume: continue the run in ``workdir`` from its latest checkpoint.
+      checkpoint_every: also checkpoint every this many steps (0: only at epoch ends).
+      keep: how many of the latest checkpoints to keep in ``workdir/checkpoints``.
       mesh: train data parallel over this device mesh (``aejax.parallel``); in a multi-process
-        run every process calls ``run`` and only process 0 writes.
+        run every process calls ``run`` (and writes its part of the checkpoints); only process 0
+        writes the other files.
     """
     start = time.perf_counter()
+    checkpoint.check_options(checkpoint_every, keep)  # before anything is written
     writer = parallel.is_main_process()
-    path = prepare_workdir(workdir, overwrite=overwrite) if writer else None
+    path = Path(workdir)
+    if writer:
+        prepare_workdir(path, overwrite=overwrite, resume=resume)
+    if jax.process_count() > 1:  # the others wait until process 0 has prepared the folder
+        multihost_utils.sync_global_devices("aejax: workdir ready")
     ds = data.load(cfg.dataset, data_dir=cfg.data_dir, data_root=cfg.data_root)
-    if path is not None:
+    if writer:
         write_json(run_info(cfg, ds, mesh), path / "config.json")
     x_train = ds.train_images.reshape(len(ds.train_images), -1)
-    state, history = train.fit(cfg, x_train, progress=progress and writer, mesh=mesh)
+    ckpt = checkpoint.Checkpointer(path / checkpoint.DIRNAME, every=checkpoint_every, keep=keep,
+                                   resume=resume)
+    with contextlib.closing(ckpt):
+        state, history = train.fit(cfg, x_train, progress=progress and writer, mesh=mesh,
+                                   checkpoints=ckpt)
     params = parallel.fetch(state.params)  # host copies: evaluation runs on the local device
     test, arrays = evaluate.evaluate(cfg, train.make_model(cfg, x_train.shape[1]), params,
                                      ds.test_images, ds.test_labels)
     metrics = {"train": train_metrics(history, cfg.batch_size), "test": test,
                "data": data_info(ds)}
-    if path is None:
+    if not writer:
         return metrics
     save_params(params, path / PARAMS_FILE)
     np.save(path / "train_loss.npy", history["loss"])

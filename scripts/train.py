@@ -2,33 +2,44 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
-from aejax import cli, compile_cache, experiment, parallel
+from aejax import checkpoint, cli, compile_cache, experiment, parallel
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse flags, run one experiment, print a summary line."""
+    """Parse flags, run (or resume) one experiment, print a summary line."""
     parser = cli.OneLineParser(prog=Path(__file__).name, description=__doc__)
     cli.add_config_flags(parser)
     parser.add_argument("--workdir", help="where results go (default: runs/<dataset>-...)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run")
+    cli.add_checkpoint_flags(parser)
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--no-compile-cache", action="store_true",
                         help="do not use JAX's persistent compilation cache")
     cli.add_parallel_flags(parser)
     args = parser.parse_args(argv)
+    if args.resume and not args.workdir:
+        parser.error("--resume needs --workdir RUN, the run to continue")
 
     def run() -> int:
-        cfg = cli.config_from_args(args)
+        logging.getLogger("absl").setLevel(logging.WARNING)  # Orbax logs every save at INFO
         parallel.initialize(args.coordinator, args.num_processes, args.process_id)
+        workdir = args.workdir or cli.default_workdir(cli.config_from_args(args))
+        cfg = (experiment.resume_config(workdir, cli.given_config(parser, argv)) if args.resume
+               else cli.config_from_args(args))
         mesh = parallel.make_mesh(args.devices)
         if not args.no_compile_cache:
             compile_cache.enable()
-        workdir = args.workdir or cli.default_workdir(cfg)
-        m = experiment.run(cfg, workdir, progress=not args.no_progress, overwrite=args.overwrite,
-                           mesh=mesh)
+        try:
+            m = experiment.run(cfg, workdir, progress=not args.no_progress, overwrite=args.overwrite,
+                               resume=args.resume, checkpoint_every=args.checkpoint_every,
+                               keep=args.keep, mesh=mesh)
+        except checkpoint.Interrupted as stop:  # Ctrl-C: a checkpoint was saved first
+            print(f"{parser.prog}: {stop}", file=sys.stderr)
+            return 130
         if not parallel.is_main_process():
             return 0
         print(f"{workdir}: train loss {m['train']['final_loss']:.5f} | test MSE clean "

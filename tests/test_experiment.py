@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import importlib.util
 import json
 import os
@@ -12,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aejax import experiment
+from aejax import checkpoint, cli, data, experiment, train
 from aejax.config import Config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,7 +51,7 @@ def test_existing_run_is_not_overwritten(small_idx_dir: Path, tmp_path: Path) ->
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "metrics.json").write_text("{}")
     cfg = Config(data_dir=str(small_idx_dir), data_root=str(tmp_path / "root"), epochs=1)
-    with pytest.raises(ValueError, match="already holds a run; pass --overwrite"):
+    with pytest.raises(ValueError, match="already holds a run; pass --resume to continue it, --overwrite"):
         experiment.run(cfg, tmp_path / "run", progress=False)
     (tmp_path / "file").write_text("")
     with pytest.raises(ValueError, match="is a file, not a folder"):
@@ -97,3 +99,26 @@ def test_script_runs_from_the_command_line(small_idx_dir: Path, tmp_path: Path) 
                              cwd=tmp_path, timeout=300)
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
     assert missing.stderr.strip().splitlines()[-1].startswith("train.py: error: ")
+
+
+def test_resume_config_reuses_the_checkpoint_config_and_overwrite_clears_it(
+        small_idx_dir: Path, tmp_path: Path) -> None:
+    cfg = Config(data_dir=str(small_idx_dir), data_root=str(tmp_path / "root"), epochs=1,
+                 hidden=(64, 16), seed=3, batch_size=64)
+    x = data.load(cfg.dataset, data_dir=cfg.data_dir, data_root=cfg.data_root).train_images
+    run = tmp_path / "run"
+    with contextlib.closing(checkpoint.Checkpointer(run / checkpoint.DIRNAME)) as ckpt:
+        train.fit(cfg, x.reshape(len(x), -1), progress=False, checkpoints=ckpt)
+    assert experiment.resume_config(run, {"epochs": 4}) == dataclasses.replace(cfg, epochs=4)
+    with pytest.raises(ValueError, match=r"hidden=\[64, 16\] \(now \[128, 50\]\)"):
+        experiment.resume_config(run, {"hidden": (128, 50)})  # a default given explicitly
+    experiment.prepare_workdir(run, overwrite=True)
+    assert not (run / checkpoint.DIRNAME).exists()
+
+
+def test_given_config_holds_only_the_flags_on_the_command_line() -> None:
+    parser = cli.OneLineParser()
+    cli.add_config_flags(parser)
+    given = cli.given_config(parser, ["--hidden", "128,50", "--epochs", "7", "--seed", "0"])
+    assert given == {"hidden": (128, 50), "epochs": 7, "seed": 0}
+    assert cli.given_config(parser, []) == {}

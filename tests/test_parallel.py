@@ -121,13 +121,13 @@ def read_logs(logs: Path) -> str:
 
 def test_two_processes_match_one_device(dataset: Path, reference: dict, tmp_path: Path) -> None:
     address = f"127.0.0.1:{free_port()}"
-    cmds = [script_cmd(dataset, tmp_path, f"run{i}", "--devices", "all", "--coordinator", address,
+    cmds = [script_cmd(dataset, tmp_path, "run", "--devices", "all", "--coordinator", address,
                        "--num-processes", "2", "--process-id", str(i)) for i in range(2)]
     codes = run_processes(cmds, device_env(2), tmp_path / "logs")
     assert codes == [0, 0], read_logs(tmp_path / "logs")
-    assert_matches_reference(tmp_path / "run0", reference)
-    assert not (tmp_path / "run1").exists()  # only process 0 writes
-    info = json.loads((tmp_path / "run0" / "config.json").read_text())
+    assert_matches_reference(tmp_path / "run", reference)
+    assert (tmp_path / "run" / "checkpoints" / "16").is_dir()  # written by both, collectively
+    info = json.loads((tmp_path / "run" / "config.json").read_text())
     assert len(info["mesh_devices"]) == 4 and info["processes"] == 2
     assert "train loss" not in (tmp_path / "logs" / "1.out").read_text()
 

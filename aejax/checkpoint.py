@@ -1,0 +1,190 @@
+"""Checkpoints of the full training state with Orbax, and the checks that make resuming safe.
+
+A checkpoint is ``<workdir>/checkpoints/<step>/`` with two items: ``state`` (the ``TrainState``
+pytree: step, parameters, Adam state) and ``meta`` (JSON: the position in the run, the config,
+a fingerprint of the training images, every loss so far and the training time so far). Orbax
+writes each one into a temporary folder and renames it when complete, so a process killed at
+any moment leaves the previous checkpoints usable. The random stream needs no saving: the epoch
+order is ``fold_in(data_key, epoch)`` and the noise ``fold_in(noise_key, step)``, so the seed in
+the config and the step in the state are the RNG's position.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
+
+from aejax.config import Config
+
+DIRNAME = "checkpoints"
+# Fields that may change when a run is resumed: where the data is read from, and how long to train.
+RESUMABLE = ("data_dir", "data_root", "epochs")
+
+
+class Interrupted(KeyboardInterrupt):
+    """Training stopped on SIGINT after saving a checkpoint; the message says how to resume."""
+
+
+class Checkpointer:
+    """Saves ``fit``'s state into ``directory`` every ``every`` steps and at epoch ends."""
+
+    def __init__(self, directory: str | Path, *, every: int = 0, keep: int = 3,
+                 resume: bool = False) -> None:
+        check_options(every, keep)
+        self.directory, self.every, self.resume = Path(directory), every, resume
+        options = ocp.CheckpointManagerOptions(max_to_keep=keep, cleanup_tmp_directories=True)
+        self.manager = ocp.CheckpointManager(self.directory.absolute(), options=options,
+                                             item_names=("state", "meta"))
+
+    def due(self, before: int, after: int) -> bool:
+        """Whether a chunk from global step ``before`` to ``after`` crossed a multiple of every."""
+        return self.every > 0 and before // self.every != after // self.every
+
+    def save(self, state: Any, *, cfg: Config, data: dict[str, Any], steps: int,
+             losses: np.ndarray, seconds: float) -> None:
+        """Start writing ``state`` with its meta (every process takes part; ends in background)."""
+        step = len(losses)
+        meta = {"step": step, "epoch": step // steps, "offset": step % steps,
+                "steps_per_epoch": steps, "config": json.loads(cfg.to_json()), "data": data,
+                "loss": losses.tolist(), "train_seconds": seconds, "checkpoint_every": self.every}
+        self.manager.save(step, args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
+
+    def load_latest(self, like: Any, cfg: Config, data: dict[str, Any], steps: int
+               ) -> tuple[Any, np.ndarray, float]:
+        """The latest state, every loss so far and the training time, once checked against cfg."""
+        step, meta = self.latest()
+        check_config(meta["config"], cfg, self.directory)
+        check_data(meta["data"], data, self.directory)
+        if step > cfg.epochs * steps:
+            raise ValueError(f"cannot resume from {self.directory}: its checkpoint is at step "
+                             f"{step} (epoch {step // steps}), past the --epochs {cfg.epochs} "
+                             "asked for; raise --epochs")
+        losses = np.asarray(meta["loss"], np.float32)
+        return self.restore(step, like), losses, float(meta["train_seconds"])
+
+    def latest(self) -> tuple[int, dict[str, Any]]:
+        """The newest checkpoint's step and ``meta`` item (ValueError if there is none)."""
+        step = self.manager.latest_step()
+        if step is None:
+            raise ValueError(no_checkpoint_message(self.directory))
+        got = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+        return step, got.meta
+
+    def restore(self, step: int, like: Any) -> Any:
+        """The state saved at ``step``, placed like ``like`` (same shapes, dtypes, shardings)."""
+        abstract = jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), like)
+        got = self.manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract)))
+        return got.state
+
+    def kept(self) -> str:
+        """Which checkpoint survives a failed run, for its error message."""
+        self.manager.wait_until_finished()
+        step = self.manager.latest_step()
+        if step is None:
+            return "no checkpoint was saved before it"
+        return f"the last good checkpoint (step {step}) is kept in {self.directory}"
+
+    def close(self) -> None:
+        """Wait for the last write to finish."""
+        self.manager.wait_until_finished()
+        self.manager.close()
+
+
+def check_options(every: int, keep: int) -> None:
+    """Refuse a negative checkpoint interval or keeping fewer than one checkpoint."""
+    if every < 0 or keep < 1:
+        raise ValueError(f"--checkpoint-every must be >= 0 and --keep >= 1, got {every} and {keep}")
+
+
+def no_checkpoint_message(directory: Path) -> str:
+    """What to say when ``--resume`` finds nothing to resume."""
+    return (f"--resume: no checkpoint in {directory} (the run saved none yet); "
+            "start it again without --resume")
+
+
+def latest_meta(directory: str | Path) -> dict[str, Any]:
+    """The ``meta`` item of the newest checkpoint in ``directory`` (ValueError if none)."""
+    path = Path(directory)
+    if not path.is_dir():
+        raise ValueError(no_checkpoint_message(path))
+    with contextlib.closing(Checkpointer(path)) as checkpointer:
+        return checkpointer.latest()[1]
+
+
+def check_config(saved: dict[str, Any], cfg: Config, directory: str | Path) -> None:
+    """Refuse to resume a checkpoint with a config that differs beyond ``RESUMABLE`` fields."""
+    now = json.loads(cfg.to_json())
+    changed = [k for k in sorted(set(saved) | set(now))
+               if k not in RESUMABLE and saved.get(k) != now.get(k)]
+    if changed:
+        diffs = ", ".join(f"{k}={saved.get(k)!r} (now {now.get(k)!r})" for k in changed)
+        raise ValueError(f"cannot resume from {directory}: it was trained with {diffs}; leave "
+                         "those flags out, or start a new --workdir")
+
+
+def fingerprint(images_u8: np.ndarray) -> dict[str, Any]:
+    """Shape and SHA-256 of the training images, to recognise the same data on resume."""
+    digest = hashlib.sha256(np.ascontiguousarray(images_u8).data).hexdigest()
+    return {"shape": list(images_u8.shape), "sha256": digest}
+
+
+def check_data(saved: dict[str, Any], now: dict[str, Any], directory: str | Path) -> None:
+    """Refuse to resume on training images other than the checkpoint's (see ``fingerprint``)."""
+    if saved != now:
+        raise ValueError(f"cannot resume from {directory}: it was trained on other training "
+                         f"images ({saved['shape'][0]} images, sha256 {saved['sha256'][:12]}) "
+                         f"than these ({now['shape'][0]} images, sha256 {now['sha256'][:12]}); "
+                         "point --data-dir/--dataset at the run's data, or start a new --workdir")
+
+
+def all_finite(tree: Any) -> bool:
+    """Whether every element of every array in ``tree`` is finite (NaN and inf are not)."""
+    return all(bool(np.isfinite(np.asarray(x)).all()) for x in jax.tree.leaves(tree))
+
+
+class StopFlag:
+    """Set by SIGINT; read at chunk ends so that the state is saved before training stops."""
+
+    def __init__(self) -> None:
+        self.raised = False
+
+    def requested(self) -> bool:
+        """Whether any process was asked to stop (a collective when there are several)."""
+        if jax.process_count() == 1:
+            return self.raised
+        flags = multihost_utils.process_allgather(np.array(self.raised))
+        return bool(np.any(flags))
+
+
+@contextlib.contextmanager
+def stop_on_sigint() -> Iterator[StopFlag]:
+    """Turn Ctrl-C into a flag for the block's duration (main thread only; else plain Ctrl-C)."""
+    flag = StopFlag()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if flag.raised:  # a second Ctrl-C stops at once, without saving
+            raise KeyboardInterrupt
+        flag.raised = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)

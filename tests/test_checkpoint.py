@@ -1,0 +1,142 @@
+"""Tests for aejax.checkpoint: a restored state equals the saved one byte for byte, only the last
+K are kept, a half-written checkpoint is ignored, and every refusal to resume says why."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import signal
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from aejax import checkpoint, train
+from aejax.config import Config
+from tests.conftest import synthetic_digits
+
+CFG = Config(epochs=2, batch_size=16)
+STEPS = 10  # steps per epoch of the fake runs below
+
+
+def fresh_state(seed: int = 0) -> train.TrainState:
+    """A train state at step 0 for CFG."""
+    return train.create_state(jax.random.key(seed), train.make_model(CFG),
+                              train.make_optimizer(CFG))
+
+
+def trained_state(step: int) -> train.TrainState:
+    """A state whose leaves all differ from a fresh one's (so a restore cannot pass by luck)."""
+    state = fresh_state(seed=1)
+    return state.replace(step=state.step + step,
+                         params=jax.tree.map(lambda x: x * 1.5 + 0.25, state.params))
+
+
+def save(ckpt: checkpoint.Checkpointer, state: train.TrainState, data: dict) -> np.ndarray:
+    """Save ``state`` with one fake loss per step; return those losses."""
+    losses = np.linspace(0.5, 0.1, int(state.step), dtype=np.float32)
+    ckpt.save(state, cfg=CFG, data=data, steps=STEPS, losses=losses, seconds=1.5)
+    return losses
+
+
+def assert_same_tree(a: object, b: object) -> None:
+    """Every leaf equal, bit for bit, with the same dtype."""
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        assert np.asarray(x).dtype == np.asarray(y).dtype
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_restore_is_bit_identical_and_only_the_last_k_are_kept(tmp_path: Path) -> None:
+    data = checkpoint.fingerprint(synthetic_digits(40, 0)[0])
+    with contextlib.closing(checkpoint.Checkpointer(tmp_path / "ck", keep=2)) as ckpt:
+        for step in (3, 7, 12):
+            losses = save(ckpt, trained_state(step), data)
+    with contextlib.closing(checkpoint.Checkpointer(tmp_path / "ck", resume=True)) as ckpt:
+        assert ckpt.manager.all_steps() == [7, 12]
+        state, got_losses, seconds = ckpt.load_latest(fresh_state(), CFG, data, STEPS)
+        step, meta = ckpt.latest()
+    assert_same_tree(state, trained_state(12))
+    assert int(state.step) == 12 and isinstance(state, train.TrainState)
+    np.testing.assert_array_equal(got_losses, losses)
+    assert seconds == 1.5
+    assert (step, meta["epoch"], meta["offset"]) == (12, 1, 2)
+    assert Config.from_dict(meta["config"]) == CFG
+
+
+def test_a_half_written_checkpoint_is_ignored(tmp_path: Path) -> None:
+    data = checkpoint.fingerprint(synthetic_digits(40, 0)[0])
+    with contextlib.closing(checkpoint.Checkpointer(tmp_path / "ck")) as ckpt:
+        save(ckpt, trained_state(5), data)
+    partial = tmp_path / "ck" / "9.orbax-checkpoint-tmp-1234567"  # what a kill mid-write leaves
+    (partial / "state").mkdir(parents=True)
+    (partial / "state" / "garbage").write_bytes(b"\x00" * 10)
+    assert checkpoint.latest_meta(tmp_path / "ck")["step"] == 5
+    with contextlib.closing(checkpoint.Checkpointer(tmp_path / "ck", resume=True)) as ckpt:
+        state, _, _ = ckpt.load_latest(fresh_state(), CFG, data, STEPS)
+    assert_same_tree(state, trained_state(5))
+
+
+def test_resume_is_refused_with_another_model_or_other_data(tmp_path: Path) -> None:
+    data = checkpoint.fingerprint(synthetic_digits(40, 0)[0])
+    with contextlib.closing(checkpoint.Checkpointer(tmp_path / "ck")) as ckpt:
+        save(ckpt, trained_state(5), data)
+        wider = dataclasses.replace(CFG, hidden=(64,), learning_rate=0.1)
+        with pytest.raises(ValueError, match=r"cannot resume from .*ck: it was trained with "
+                           r"hidden=\[128, 50\] \(now \[64\]\), learning_rate=0\.001 \(now 0\.1\); "
+                           r"leave those flags out"):
+            ckpt.load_latest(fresh_state(), wider, data, STEPS)
+        other = checkpoint.fingerprint(synthetic_digits(40, 1)[0])
+        with pytest.raises(ValueError, match=r"trained on other training images \(40 images, "
+                           r"sha256 [0-9a-f]{12}\) than these \(40 images"):
+            ckpt.load_latest(fresh_state(), CFG, other, STEPS)
+        with pytest.raises(ValueError, match=r"checkpoint is at step 5 \(epoch 2\), past the "
+                           r"--epochs 2 asked for; raise --epochs"):
+            ckpt.load_latest(fresh_state(), CFG, data, steps=2)
+    moved = dataclasses.replace(CFG, data_dir="/elsewhere", data_root="/x", epochs=9)
+    checkpoint.check_config(checkpoint.latest_meta(tmp_path / "ck")["config"], moved, "ck")
+
+
+def test_no_checkpoint_is_an_error_that_says_so(tmp_path: Path) -> None:
+    message = r"--resume: no checkpoint in .*empty \(the run saved none yet\); start it again"
+    with pytest.raises(ValueError, match=message):
+        checkpoint.latest_meta(tmp_path / "empty")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=message):
+        checkpoint.latest_meta(tmp_path / "empty")
+    with contextlib.closing(checkpoint.Checkpointer(tmp_path / "empty", resume=True)) as ckpt:
+        with pytest.raises(ValueError, match=message):
+            ckpt.load_latest(fresh_state(), CFG, {}, STEPS)
+        assert ckpt.kept() == "no checkpoint was saved before it"
+
+
+@pytest.mark.parametrize("every,keep", [(-1, 3), (0, 0)])
+def test_bad_interval_or_keep_is_refused(tmp_path: Path, every: int, keep: int) -> None:
+    with pytest.raises(ValueError, match="--checkpoint-every must be >= 0 and --keep >= 1"):
+        checkpoint.Checkpointer(tmp_path / "ck", every=every, keep=keep)
+
+
+def test_due_when_a_chunk_crosses_a_multiple_of_the_interval(tmp_path: Path) -> None:
+    with contextlib.closing(checkpoint.Checkpointer(tmp_path / "ck", every=5)) as ckpt:
+        assert [ckpt.due(a, a + 2) for a in range(0, 10, 2)] == [False, False, True, False, True]
+        assert ckpt.due(3, 5) and not ckpt.due(5, 9)
+    with contextlib.closing(checkpoint.Checkpointer(tmp_path / "ck2")) as ckpt:
+        assert not any(ckpt.due(a, a + 3) for a in range(20))
+
+
+def test_sigint_sets_a_flag_and_a_second_one_interrupts() -> None:
+    before = signal.getsignal(signal.SIGINT)
+    with checkpoint.stop_on_sigint() as stop:
+        assert not stop.requested()
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.requested()  # no KeyboardInterrupt: training goes on to the next save
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_all_finite() -> None:
+    assert checkpoint.all_finite({"a": np.ones(3), "b": [np.zeros((2, 2))]})
+    assert not checkpoint.all_finite({"a": np.ones(3), "b": [np.array([0.0, np.nan])]})
+    assert not checkpoint.all_finite([np.array([np.inf])])
