@@ -99,6 +99,19 @@ def validate(cfg: Config) -> None:
         check_image_size(cfg, IMAGE_SIDE, IMAGE_SIDE)
 
 
+def check_data(cfg: Config, num_train: int, height: int, width: int) -> None:
+    """Raise ValueError if the config does not fit the loaded data (batch size, bar positions)."""
+    check_batch_size(cfg, num_train)
+    check_image_size(cfg, height, width)
+
+
+def check_batch_size(cfg: Config, num_train: int) -> None:
+    """Raise ValueError unless 1 <= batch size <= the training set size."""
+    if not 1 <= cfg.batch_size <= num_train:
+        raise ValueError(f"batch size must be between 1 and the training set size ({num_train}), "
+                         f"got {cfg.batch_size}")
+
+
 def check_image_size(cfg: Config, height: int, width: int) -> None:
     """Raise ValueError if the config's bars do not fit in ``height`` x ``width`` images."""
     for size in (height, width):

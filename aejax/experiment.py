@@ -17,7 +17,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from aejax import checkpoint, data, evaluate, parallel, plots, train
-from aejax.config import Config
+from aejax.config import Config, check_data
 
 log = logging.getLogger(__name__)
 PARAMS_FILE = "params.msgpack"
@@ -129,6 +129,7 @@ def run(cfg: Config, workdir: str | os.PathLike, *, progress: bool = True,
     if jax.process_count() > 1:  # the others wait until process 0 has prepared the folder
         multihost_utils.sync_global_devices("aejax: workdir ready")
     ds = data.load(cfg.dataset, data_dir=cfg.data_dir, data_root=cfg.data_root)
+    check_data(cfg, *ds.train_images.shape)  # before config.json makes the folder a run
     if writer:
         write_json(run_info(cfg, ds, mesh), path / "config.json")
     x_train = ds.train_images.reshape(len(ds.train_images), -1)

@@ -72,6 +72,18 @@ def _save(fig: plt.Figure, path: str | os.PathLike) -> None:
     plt.close(fig)
 
 
+def finite_mean(values: np.ndarray) -> float:
+    """Mean of the finite values; NaN (without a warning) when there are none."""
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else float("nan")
+
+
+def finite_min(values: np.ndarray, default: float = 0.0) -> float:
+    """Smallest finite value, or ``default`` when there are none."""
+    finite = values[np.isfinite(values)]
+    return float(finite.min()) if finite.size else default
+
+
 def correlation_figure(arrays: dict, path: str | os.PathLike, index: int = 0, n: int = 10) -> None:
     """The original's correlation plots: one image's pixel scatter; per-image r, bars or none."""
     corr = {c: arrays["per_image"][c] for c in ("clean", "occluded")}
@@ -87,16 +99,17 @@ def correlation_figure(arrays: dict, path: str | os.PathLike, index: int = 0, n:
                       f"r = {corr['occluded']['corr'][index]:.3f}")
     axes[0].legend(loc="upper left")
     x = np.arange(n)
-    low = float(np.floor(10 * np.nanpercentile(corr["occluded"]["corr"], 0.5)) / 10)
+    finite = corr["occluded"]["corr"][np.isfinite(corr["occluded"]["corr"])]
+    low = float(np.floor(10 * np.percentile(finite, 0.5)) / 10) if finite.size else 0.0
     for k, c in enumerate(corr):
         label, color = COMPARISON_STYLE[c]
         axes[1].bar(x + (k - 0.5) * 0.4, corr[c]["corr_nonzero"][:n], 0.4, label=label,
                     color=color)
         values = corr[c]["corr"]
         axes[2].hist(values[np.isfinite(values)], bins=60, range=(low, 1), alpha=0.6,
-                     color=color, label=f"{label}: mean {np.nanmean(values):.3f}")
+                     color=color, label=f"{label}: mean {finite_mean(values):.3f}")
     axes[1].set(xticks=x, xlabel="test image", ylabel="r (pixels > 1e-4 in both)",
-                ylim=(min(0.5, float(np.nanmin(corr["occluded"]["corr_nonzero"][:n]))), 1),
+                ylim=(min(0.5, finite_min(corr["occluded"]["corr_nonzero"][:n])), 1),
                 title=f"first {n} test images: correlation with the original")
     axes[1].legend(loc="lower left")
     axes[2].set(xlabel="r (all pixels)", ylabel="test images",

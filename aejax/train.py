@@ -23,7 +23,7 @@ import optax
 from tqdm.auto import tqdm
 
 from aejax import checkpoint, occlusion, parallel
-from aejax.config import Config
+from aejax.config import Config, check_batch_size
 from aejax.model import Autoencoder, init_params
 
 Metrics = dict[str, jax.Array]
@@ -219,9 +219,7 @@ def fit(cfg: Config, train_images_u8: np.ndarray, *, progress: bool = True,
         continue from the latest checkpoint when ``checkpoints.resume``; None saves nothing.
     """
     num, features = train_images_u8.shape
-    if not 1 <= cfg.batch_size <= num:
-        raise ValueError(f"batch size must be between 1 and the training set size ({num}), "
-                         f"got {cfg.batch_size}")
+    check_batch_size(cfg, num)
     model, tx = make_model(cfg, features), make_optimizer(cfg)
     keys = root_keys(cfg.seed)
     state, images, noise_key = place(create_state(keys["init"], model, tx), train_images_u8,

@@ -167,3 +167,15 @@ def test_evaluate_checks_the_bars_against_custom_image_sizes() -> None:
     cfg = Config(data_dir="custom")  # 16 x 16 images: the default bars (starts 10..20) do not fit
     with pytest.raises(ValueError, match="16-pixel images allow starts up to 15"):
         evaluate.evaluate(cfg, model, params, np.zeros((2, 16, 16), np.uint8), np.zeros(2))
+
+
+def test_data_mismatch_is_refused_before_the_folder_becomes_a_run(
+        small_idx_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    data = ["--data-dir", str(small_idx_dir)]
+    assert "training set size (256), got 1000" in train_error(data + ["--batch-size", "1000"],
+                                                              tmp_path, capsys)
+    assert not (tmp_path / "run" / "config.json").exists()
+    base = ["--data-root", str(tmp_path / "root"), "--epochs", "1", "--no-progress",
+            "--no-compile-cache", "--workdir", str(tmp_path / "run")]
+    # the folder holds no run, so the corrected command needs no --overwrite
+    assert load_script("train").main(base + data + ["--batch-size", "64"]) == 0
