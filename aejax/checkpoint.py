@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import shutil
 import signal
 import threading
 from collections.abc import Iterator
@@ -30,6 +31,7 @@ from aejax.config import Config
 DIRNAME = "checkpoints"
 # Fields that may change when a run is resumed: where the data is read from, and how long to train.
 RESUMABLE = ("data_dir", "data_root", "epochs")
+TMP_SUFFIX = ".orbax-checkpoint-tmp"  # Orbax writes <step><TMP_SUFFIX>... and renames it when done
 
 
 class Interrupted(KeyboardInterrupt):
@@ -43,7 +45,10 @@ class Checkpointer:
                  resume: bool = False) -> None:
         check_options(every, keep)
         self.directory, self.every, self.resume = Path(directory), every, resume
-        options = ocp.CheckpointManagerOptions(max_to_keep=keep, cleanup_tmp_directories=True)
+        remove_partial(self.directory)
+        # Orbax's own clean-up runs in a background thread, and two managers opened one after the
+        # other (reading the config to resume, then training) would race to delete the same folder.
+        options = ocp.CheckpointManagerOptions(max_to_keep=keep, cleanup_tmp_directories=False)
         self.manager = ocp.CheckpointManager(self.directory.absolute(), options=options,
                                              item_names=("state", "meta"))
 
@@ -102,6 +107,15 @@ class Checkpointer:
         """Wait for the last write to finish."""
         self.manager.wait_until_finished()
         self.manager.close()
+
+
+def remove_partial(directory: Path) -> None:
+    """Delete what a kill during a save left (Orbax's unfinished ``*.orbax-checkpoint-tmp*``)."""
+    if jax.process_index() == 0 and directory.is_dir():
+        for path in directory.glob(f"*{TMP_SUFFIX}*"):
+            shutil.rmtree(path, ignore_errors=True)
+    if jax.process_count() > 1:  # nobody opens the folder while process 0 is still deleting
+        multihost_utils.sync_global_devices("aejax: partial checkpoints removed")
 
 
 def check_options(every: int, keep: int) -> None:

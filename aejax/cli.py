@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import sys
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
@@ -107,6 +109,8 @@ def run_main(main: Callable[[], int], prog: str) -> int:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     except (ValueError, OSError) as err:
+        if os.environ.get("AEJAX_DEBUG"):  # developers: the full traceback too
+            traceback.print_exc()
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
 
