@@ -1,0 +1,126 @@
+"""Training throughput of the JAX variants, timed in this process after a warm-up.
+
+``scan``: the project's on-device epoch (``train.make_train_chunk``: batches gathered from uint8
+images inside ``lax.scan``, the chunks of ``train.chunk_plan``, each chunk's losses read while the
+next one runs), exactly as ``train.fit`` drives it. ``loop``: the naive JAX way, one jitted
+``train_step`` call per batch from a Python loop, each batch sliced on the host and transferred.
+Every timing ends with ``block_until_ready``; the fastest of several runs counts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+
+from aejax import train
+from aejax.config import Config
+from aejax.model import count_params
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """What every variant shares: the config, its step function and a fresh state."""
+
+    cfg: Config
+    step_fn: train.StepFn
+    state: train.TrainState
+    keys: dict[str, jax.Array]
+
+    @property
+    def num_params(self) -> int:
+        """Scalar parameters of the model."""
+        return count_params(self.state.params)
+
+
+def setup(cfg: Config, features: int) -> Setup:
+    """The model, optimizer, step function and initial state a config describes."""
+    model, tx = train.make_model(cfg, features), train.make_optimizer(cfg)
+    keys = train.root_keys(cfg.seed)
+    state = train.create_state(keys["init"], model, tx)
+    return Setup(cfg, train.make_train_step(cfg, model, tx), state, keys)
+
+
+def fresh_state(s: Setup) -> train.TrainState:
+    """A private copy of the initial state (the timed calls donate theirs)."""
+    return jax.tree.map(lambda x: x.copy(), s.state)
+
+
+@dataclasses.dataclass(frozen=True)
+class Runner:
+    """One warmed-up variant: ``run()`` trains ``steps`` steps and blocks until they are done."""
+
+    run: Callable[[], Any]
+    steps: int
+    info: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def interleaved(runners: dict[str, Runner], repeats: int) -> dict[str, float]:
+    """Best steps/s of each runner, timing them in turn ``repeats`` times.
+
+    Taking turns spreads every variant over the same stretch of time, so a burst of load from
+    other processes slows all of them rather than the one that happened to be running.
+    """
+    best = {name: float("inf") for name in runners}
+    for _ in range(repeats):
+        for name, r in runners.items():
+            start = time.perf_counter()
+            r.run()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return {name: runners[name].steps / best[name] for name in runners}
+
+
+def scan_runner(s: Setup, images_u8: np.ndarray) -> Runner:
+    """Whole on-device epochs, driven like ``train.fit``; compiled and warmed up."""
+    num, batch = len(images_u8), s.cfg.batch_size
+    steps = num // batch
+    plan = train.chunk_plan(steps)
+    images = jax.device_put(images_u8)
+    start = time.perf_counter()
+    chunks = {n: train.compile_chunk(s.step_fn, n, s.state, images, steps, s.cfg, s.keys["noise"])
+              for n in sorted({n for _, n in plan})}
+    compile_seconds = time.perf_counter() - start
+    state = fresh_state(s)
+    epoch = 0
+
+    def run_epoch() -> None:
+        nonlocal state, epoch
+        order = train.epoch_order(jax.random.fold_in(s.keys["data"], epoch), num, batch)
+        pending = None
+        for offset, n in plan:
+            state, metrics = chunks[n](state, images, order, np.int32(offset), s.keys["noise"])
+            if pending is not None:  # read the previous chunk's losses while this one runs
+                np.asarray(pending)
+            pending = metrics["loss"]
+        np.asarray(pending)
+        jax.block_until_ready(state)
+        epoch += 1
+
+    run_epoch()  # warm-up: first-call overheads, caches, epoch_order's compilation
+    return Runner(run_epoch, steps, {"compile_seconds": compile_seconds})
+
+
+def loop_runner(s: Setup, images_u8: np.ndarray, steps: int, *, warmup: int = 10) -> Runner:
+    """A Python loop calling the jitted step once per host batch (the naive way); warmed up."""
+    batch = s.cfg.batch_size
+    step = jax.jit(s.step_fn, donate_argnums=0)
+    order = np.random.default_rng(s.cfg.seed).permutation(len(images_u8))
+    rows = len(order) // batch
+    state = fresh_state(s)
+    count = 0
+
+    def run(n: int = steps) -> None:
+        nonlocal state, count
+        for _ in range(n):
+            row = count % rows
+            batch_u8 = images_u8[order[row * batch:(row + 1) * batch]]
+            state, _ = step(state, batch_u8, jax.random.fold_in(s.keys["noise"], count))
+            count += 1
+        jax.block_until_ready(state)
+
+    run(warmup)
+    return Runner(run, steps)

@@ -1,0 +1,168 @@
+"""The whole benchmark: every section measured in one run, saved as JSON, shown as a short table.
+
+Training rows (scan, loop, torch at each batch size) are measured in this process, beside the
+matmul roofline, so every ratio compares numbers taken minutes apart on the same machine, with
+the load average recorded before and after.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import resource
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+from aejax import bench, bench_external, roofline, scaling, torch_baseline
+from aejax.config import Config
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """What to measure, and how long."""
+
+    batch_sizes: Sequence[int] = (32, 256, 1024)
+    loop_steps: int = 300
+    torch_steps: int = 300
+    repeats: int = 5
+    roofline_size: int = 1024
+    torch: bool = True
+    compile: bool = True
+    train_script_args: Sequence[str] | None = None  # None: skip scripts/train.py
+    scaling_devices: Sequence[int] = ()  # empty: skip the device-count sweep
+    scaling_steps: int = 200
+
+
+def use_platform(device: str) -> None:
+    """Run on ``cpu`` or ``gpu`` (before any backend starts); child processes inherit it."""
+    name = {"cpu": "cpu", "gpu": "cuda"}[device]
+    os.environ["JAX_PLATFORMS"] = name
+    jax.config.update("jax_platforms", name)
+
+
+def machine() -> dict[str, Any]:
+    """The platform, CPU, device and versions the numbers belong to."""
+    device = jax.devices()[0]
+    return {"backend": jax.default_backend(), "device_kind": device.device_kind,
+            "device_count": jax.device_count(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
+            "python": platform.python_version(), "jax": jax.__version__,
+            "platform": platform.platform()}
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux), else the processor string."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor()
+
+
+def load_average() -> list[float]:
+    """The 1, 5 and 15 minute load averages (how busy the machine was)."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def training_rows(images_u8: np.ndarray, opts: Options, gflops: float,
+                  torch_device: str) -> list[dict[str, Any]]:
+    """scan, loop and torch steps/s at every batch size, with % of roofline and ratio to torch."""
+    rows = []
+    for batch in opts.batch_sizes:
+        s = bench.setup(Config(batch_size=batch), images_u8.shape[1])
+        runners = {"scan": bench.scan_runner(s, images_u8),
+                   "loop": bench.loop_runner(s, images_u8, opts.loop_steps)}
+        if opts.torch:
+            runners["torch"] = torch_baseline.runner(images_u8, batch, opts.torch_steps,
+                                                     device=torch_device)
+        speeds = bench.interleaved(runners, opts.repeats)
+        for name, sps in speeds.items():
+            rows.append({"variant": name, "batch_size": batch, "steps_per_second": sps,
+                         "images_per_second": sps * batch, "steps_timed": runners[name].steps,
+                         "percent_of_roofline": roofline.percent_of_roofline(
+                             sps, s.num_params, batch, gflops),
+                         "ratio_to_torch": sps / speeds["torch"] if opts.torch else None,
+                         **runners[name].info})
+    return rows
+
+
+def run(images_u8: np.ndarray, opts: Options) -> dict[str, Any]:
+    """Measure every requested section; return one JSON-ready dict.
+
+    Child processes (compile times, train.py, scaling) inherit the environment, so set
+    ``JAX_PLATFORMS`` there to keep them on the same platform.
+
+    Args:
+      images_u8: training images (N, D), uint8.
+      opts: what to measure.
+    """
+    result: dict[str, Any] = {"machine": machine(), "load_average_start": load_average()}
+    if opts.torch and torch_baseline.available():
+        import torch
+
+        result["machine"]["torch"] = torch.__version__
+    else:
+        opts = dataclasses.replace(opts, torch=False)
+    before = roofline.matmul_gflops(opts.roofline_size)
+    torch_device = "cuda" if result["machine"]["backend"] == "gpu" else "cpu"
+    rows = training_rows(images_u8, opts, before, torch_device)
+    after = roofline.matmul_gflops(opts.roofline_size)  # the best of both counts: load only slows
+    gflops = max(before, after)
+    result["roofline"] = {"matmul_size": opts.roofline_size, "dtype": "float32", "gflops": gflops,
+                          "gflops_before": before, "gflops_after": after}
+    for r in rows:
+        r["percent_of_roofline"] *= before / gflops
+    result["training"] = rows
+    if opts.compile:
+        result["compile"] = bench_external.compile_times(opts.batch_sizes[0])
+    if opts.train_script_args is not None:
+        result["train_script"] = bench_external.train_script(opts.train_script_args)
+    if opts.scaling_devices:
+        result["scaling"] = scaling.sweep(opts.scaling_devices, opts.batch_sizes,
+                                          opts.scaling_steps)
+    result["bench_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["load_average_end"] = load_average()
+    return result
+
+
+def table(result: dict[str, Any]) -> str:
+    """A short human-readable summary of ``run``'s result."""
+    m = result["machine"]
+    lines = [f"{m['backend']} ({m['device_kind']}; {m['cpu']}, {m['cpu_count']} cores), "
+             f"load average {result['load_average_start']} -> {result['load_average_end']}",
+             f"roofline: {result['roofline']['matmul_size']}^2 float32 matmul, "
+             f"{result['roofline']['gflops']:.1f} GFLOP/s",
+             "| batch | variant | steps/s | images/s | % roofline | vs torch |",
+             "|---|---|---|---|---|---|"]
+    for r in result["training"]:
+        ratio = f"{r['ratio_to_torch']:.2f}x" if r["ratio_to_torch"] else "-"
+        lines.append(f"| {r['batch_size']} | {r['variant']} | {r['steps_per_second']:,.0f} | "
+                     f"{r['images_per_second']:,.0f} | {r['percent_of_roofline']:.1f}% | {ratio} |")
+    if "compile" in result:
+        c = result["compile"]
+        lines.append(f"compile (one batch-{result['training'][0]['batch_size']} chunk): "
+                     f"cold {c['cold']:.2f} s, warm {c['warm']:.2f} s (persistent cache)")
+    for r in result.get("train_script", []):
+        lines.append(f"scripts/train.py run {r['run']}: {r['wall_seconds']:.1f} s wall, "
+                     f"peak RSS {r['peak_rss_mb']:.0f} MB")
+    if result.get("scaling"):
+        lines += ["images/s against device count (speed-up):", scaling.table(result["scaling"])]
+    lines.append(f"this process's peak RSS: {result['bench_peak_rss_mb']:.0f} MB")
+    return "\n".join(lines)
+
+
+def images(data_dir: str | None, num: int = 60000, features: int = 784) -> tuple[np.ndarray, str]:
+    """MNIST's training images from ``data_dir``, else random uint8 images of MNIST's size.
+
+    Dense training costs the same whatever the pixels are, so random images time the same.
+    """
+    if data_dir:
+        from aejax import data
+
+        ds = data.load("mnist", data_dir=data_dir)
+        return ds.train_images.reshape(len(ds.train_images), -1), f"MNIST ({ds.source})"
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (num, features), np.uint8), f"random uint8 {num}x{features}"

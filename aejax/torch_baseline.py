@@ -1,0 +1,85 @@
+"""The PyTorch original, as a speed baseline: the same MLP, MSE, Adam 1e-3 and a plain eager loop.
+
+The loop is the original's (forward, ``zero_grad``, ``backward``, ``step`` per batch) without its
+``DataLoader``: the images are converted to float once and batches are taken by index from a
+shuffled order, which is the fastest way to feed it, so the ratio to JAX is not flattered. PyTorch
+is optional (``pip install -e '.[bench]'``); ``available()`` says whether it can be imported.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+
+def available() -> bool:
+    """Whether PyTorch can be imported."""
+    return importlib.util.find_spec("torch") is not None
+
+
+def make_model(features: int = 784, hidden: Sequence[int] = (128, 50)) -> Any:
+    """The original ``nn.Sequential``: Linear+ReLU down to the code and back, sigmoid output."""
+    from torch import nn
+
+    widths = [features, *hidden, *hidden[-2::-1]]
+    layers: list[Any] = []
+    for fan_in, fan_out in zip(widths, widths[1:]):
+        layers += [nn.Linear(fan_in, fan_out), nn.ReLU()]
+    return nn.Sequential(*layers, nn.Linear(widths[-1], features), nn.Sigmoid())
+
+
+def synchronize(device: str) -> None:
+    """Wait for queued GPU work (CPU work is synchronous)."""
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
+
+
+def runner(images_u8: np.ndarray, batch_size: int, steps: int, *, warmup: int = 20,
+           learning_rate: float = 1e-3, device: str = "cpu", seed: int = 0) -> Any:
+    """An ``aejax.bench.Runner`` for the eager PyTorch loop on uint8 images (N, D), warmed up.
+
+    Args:
+      images_u8: the training images, flattened to (N, D).
+      batch_size: images per step.
+      steps: steps per timed run.
+      warmup: untimed steps first (allocator, kernels, caches).
+      learning_rate: Adam's learning rate (the original: 1e-3).
+      device: a torch device string, ``cpu`` or ``cuda``.
+      seed: seeds the initialisation and the batch order.
+    """
+    import torch
+
+    from aejax.bench import Runner
+
+    torch.manual_seed(seed)
+    data = torch.tensor(images_u8, device=device).float().div_(255.0)  # a copy: input may be read-only
+    model = make_model(data.shape[1]).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    loss_fn = torch.nn.MSELoss()
+    order = torch.randperm(len(data), device=device)
+    position, losses = 0, []
+
+    def run(n: int = steps) -> None:
+        nonlocal position
+        for _ in range(n):
+            if position + batch_size > len(order):
+                position = 0
+            x = data[order[position:position + batch_size]]
+            position += batch_size
+            loss = loss_fn(model(x), x)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        losses.append(loss.detach())
+        synchronize(device)
+
+    run(warmup)
+    info = {"num_params": sum(p.numel() for p in model.parameters()),
+            "threads": torch.get_num_threads(), "first_loss": float(losses[0])}
+    return Runner(run, steps, info)

@@ -1,0 +1,55 @@
+"""Benchmark training: JAX on-device epoch vs a jitted Python loop vs PyTorch, against the roofline."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from aejax import bench_report, cli, compile_cache
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse flags, measure, print the table (and write JSON with --out)."""
+    parser = cli.OneLineParser(prog=Path(__file__).name, description=__doc__)
+    ints = cli.positive_int_list
+    parser.add_argument("--device", choices=("cpu", "gpu"), help="platform (default: JAX's)")
+    parser.add_argument("--batch-sizes", type=ints, default=(32, 256, 1024))
+    parser.add_argument("--steps", type=int, default=300, help="timed steps of loop and torch")
+    parser.add_argument("--repeats", type=int, default=5, help="timed turns; the best counts")
+    parser.add_argument("--roofline-size", type=int, default=1024, help="matmul side")
+    parser.add_argument("--data-dir", default=os.environ.get("AEJAX_MNIST_DIR"),
+                        help="MNIST IDX folder (default: $AEJAX_MNIST_DIR, else random images)")
+    parser.add_argument("--num-images", type=int, default=60000, help="random images' count")
+    parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch baseline")
+    parser.add_argument("--no-compile", action="store_true", help="skip cold/warm compile times")
+    parser.add_argument("--train-script", action="store_true",
+                        help="also time scripts/train.py end to end twice (wall, peak RSS)")
+    parser.add_argument("--scaling", type=ints, default=(), metavar="1,2,4",
+                        help="also measure images/s against these device counts")
+    parser.add_argument("--out", help="write every measurement to this JSON file")
+    args = parser.parse_args(argv)
+
+    def run() -> int:
+        if args.device:
+            bench_report.use_platform(args.device)
+        compile_cache.enable()
+        train_args = ["--data-dir", args.data_dir] if args.data_dir else []
+        opts = bench_report.Options(
+            batch_sizes=args.batch_sizes, loop_steps=args.steps, torch_steps=args.steps,
+            repeats=args.repeats, roofline_size=args.roofline_size, torch=not args.no_torch,
+            compile=not args.no_compile, scaling_devices=args.scaling,
+            train_script_args=train_args if args.train_script else None)
+        images, source = bench_report.images(args.data_dir, args.num_images)
+        result = {"data": source, **bench_report.run(images, opts)}
+        print(f"data: {source}\n{bench_report.table(result)}")
+        if args.out:
+            Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+        return 0
+
+    return cli.run_main(run, parser.prog)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

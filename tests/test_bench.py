@@ -1,0 +1,115 @@
+"""Tests for the benchmark harness on a tiny configuration (what it measures, not how fast)."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from aejax import bench, bench_external, bench_report, roofline, torch_baseline, train
+from aejax.config import Config
+from aejax.model import count_params, init_params
+from tests.test_experiment import load_script
+
+IMAGES = np.random.default_rng(0).integers(0, 256, (64, 784), np.uint8)
+needs_torch = pytest.mark.skipif(not torch_baseline.available(), reason="PyTorch not installed")
+
+
+def test_step_flops_and_percent_follow_the_6pb_rule() -> None:
+    assert roofline.step_flops(214_594, 32) == 6 * 214_594 * 32
+    # 1000 steps/s of 6 * 1e6 * 10 FLOPs = 60 GFLOP/s, which is 50% of 120 GFLOP/s
+    assert roofline.percent_of_roofline(1000, 1_000_000, 10, 120.0) == pytest.approx(50.0)
+
+
+def test_matmul_roofline_is_positive_and_finite() -> None:
+    gflops = roofline.matmul_gflops(64, repeats=2)
+    assert np.isfinite(gflops) and gflops > 0
+
+
+def test_runners_train_and_report_their_step_counts() -> None:
+    s = bench.setup(Config(batch_size=8), 784)
+    scan, loop = bench.scan_runner(s, IMAGES), bench.loop_runner(s, IMAGES, 3, warmup=1)
+    assert scan.steps == 64 // 8 and loop.steps == 3
+    assert scan.info["compile_seconds"] > 0
+    speeds = bench.interleaved({"scan": scan, "loop": loop}, repeats=2)
+    assert set(speeds) == {"scan", "loop"} and all(v > 0 for v in speeds.values())
+    # the timed calls donate their own copies: the shared initial state stays usable
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, b), s.state.params,
+                 bench.setup(Config(batch_size=8), 784).state.params)
+
+
+@needs_torch
+def test_torch_model_matches_the_flax_model_given_the_same_weights() -> None:
+    import torch
+
+    params = init_params(jax.random.key(0), train.make_model(Config()))
+    model = torch_baseline.make_model()
+    linears = [m for m in model if isinstance(m, torch.nn.Linear)]
+    assert sum(p.numel() for p in model.parameters()) == count_params(params) == 214_594
+    with torch.no_grad():
+        for i, layer in enumerate(linears):
+            layer.weight.copy_(torch.tensor(np.asarray(params[f"dense_{i}"]["kernel"]).T))
+            layer.bias.copy_(torch.tensor(np.asarray(params[f"dense_{i}"]["bias"])))
+        x = IMAGES[:5].astype(np.float32) / 255
+        expected = train.make_model(Config()).apply({"params": params}, x)
+        np.testing.assert_allclose(model(torch.as_tensor(x)).numpy(), expected, atol=1e-5)
+
+
+@needs_torch
+def test_torch_runner_trains() -> None:
+    r = torch_baseline.runner(IMAGES, 8, 30, warmup=1)
+    r.run()
+    assert r.info["num_params"] == 214_594 and r.info["threads"] >= 1
+    assert r.steps == 30
+
+
+def test_report_rows_ratios_and_table() -> None:
+    opts = bench_report.Options(batch_sizes=(8, 16), loop_steps=2, torch_steps=2, repeats=1,
+                                roofline_size=64, compile=False)
+    result = bench_report.run(IMAGES, opts)
+    rows = result["training"]
+    variants = ["scan", "loop"] + (["torch"] if torch_baseline.available() else [])
+    assert [(r["batch_size"], r["variant"]) for r in rows] == [
+        (b, v) for b in (8, 16) for v in variants]
+    gflops = result["roofline"]["gflops"]
+    assert gflops == max(result["roofline"]["gflops_before"], result["roofline"]["gflops_after"])
+    for r in rows:
+        assert r["images_per_second"] == pytest.approx(r["steps_per_second"] * r["batch_size"])
+        assert r["percent_of_roofline"] == pytest.approx(roofline.percent_of_roofline(
+            r["steps_per_second"], 214_594, r["batch_size"], gflops))
+        if r["variant"] == "torch":
+            assert r["ratio_to_torch"] == pytest.approx(1.0)
+    text = bench_report.table(result)
+    assert "| batch | variant |" in text and len(text.splitlines()) == 5 + len(rows)
+    json.dumps(result)
+
+
+def test_compile_times_cold_and_warm_in_fresh_processes() -> None:
+    times = bench_external.compile_times(8, num_examples=64)
+    assert set(times) == {"cold", "warm"} and all(t > 0 for t in times.values())
+
+
+def test_train_script_is_timed_with_its_peak_memory(small_idx_dir) -> None:
+    (run,) = bench_external.train_script(["--data-dir", str(small_idx_dir), "--epochs", "1",
+                                          "--batch-size", "64"], runs=1)
+    assert run["wall_seconds"] > 0 and run["peak_rss_mb"] > 50
+    assert "train loss" in run["summary"]
+
+
+def test_failing_child_raises_with_its_stderr() -> None:
+    with pytest.raises(RuntimeError, match="boom"):
+        bench_external.run_child(["python", "-c", "raise SystemExit('boom')"],
+                                 env=bench_external.child_env())
+
+
+def test_bench_script_prints_the_table_and_writes_json(tmp_path, capsys) -> None:
+    out = tmp_path / "bench.json"
+    code = load_script("bench").main(["--batch-sizes", "8", "--steps", "2", "--repeats", "1",
+                              "--roofline-size", "64", "--num-images", "64", "--no-compile",
+                              "--data-dir", "", "--out", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "| 8 | scan |" in printed and "random uint8 64x784" in printed
+    assert json.loads(out.read_text())["training"][0]["variant"] == "scan"
