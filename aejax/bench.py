@@ -1,8 +1,8 @@
 """Training throughput of the JAX variants, timed in this process after a warm-up.
 
 ``scan``: the project's on-device epoch (``train.make_train_chunk``: batches gathered from uint8
-images inside ``lax.scan``, the chunks of ``train.chunk_plan``, each chunk's losses read while the
-next one runs), exactly as ``train.fit`` drives it. ``loop``: the naive JAX way, one jitted
+images inside ``lax.scan``, the chunks of ``loop.chunk_plan``, each chunk's losses read while the
+next one runs), exactly as ``loop.fit`` drives it. ``loop``: the naive JAX way, one jitted
 ``train_step`` call per batch from a Python loop, each batch sliced on the host and transferred.
 Every timing ends with ``block_until_ready``; the fastest of several runs counts.
 """
@@ -17,7 +17,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from aejax import train
+from aejax import loop, train
 from aejax.config import Config
 from aejax.model import count_params
 
@@ -75,13 +75,13 @@ def interleaved(runners: dict[str, Runner], repeats: int) -> dict[str, float]:
 
 
 def scan_runner(s: Setup, images_u8: np.ndarray) -> Runner:
-    """Whole on-device epochs, driven like ``train.fit``; compiled and warmed up."""
+    """Whole on-device epochs, driven like ``loop.fit``; compiled and warmed up."""
     num, batch = len(images_u8), s.cfg.batch_size
     steps = num // batch
-    plan = train.chunk_plan(steps)
+    plan = loop.chunk_plan(steps)
     images = jax.device_put(images_u8)
     start = time.perf_counter()
-    chunks = {n: train.compile_chunk(s.step_fn, n, s.state, images, steps, s.cfg, s.keys["noise"])
+    chunks = {n: loop.compile_chunk(s.step_fn, n, s.state, images, steps, s.cfg, s.keys["noise"])
               for n in sorted({n for _, n in plan})}
     compile_seconds = time.perf_counter() - start
     state = fresh_state(s)

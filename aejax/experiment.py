@@ -16,7 +16,7 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from aejax import checkpoint, data, evaluate, parallel, plots, train
+from aejax import checkpoint, data, evaluate, loop, parallel, plots, train
 from aejax.config import Config, check_data
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ def run(cfg: Config, workdir: str | os.PathLike, *, progress: bool = True,
     ckpt = checkpoint.Checkpointer(path / checkpoint.DIRNAME, every=checkpoint_every, keep=keep,
                                    resume=resume)
     with contextlib.closing(ckpt):
-        state, history = train.fit(cfg, x_train, progress=progress and writer, mesh=mesh,
+        state, history = loop.fit(cfg, x_train, progress=progress and writer, mesh=mesh,
                                    checkpoints=ckpt)
     params = parallel.fetch(state.params)  # host copies: evaluation runs on the local device
     test, arrays = evaluate.evaluate(cfg, train.make_model(cfg, x_train.shape[1]), params,

@@ -19,7 +19,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from aejax import parallel, train
+from aejax import loop, parallel
 from aejax.config import Config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,7 +30,7 @@ def throughput(devices: int, batch_size: int, steps: int, *, epochs: int = 2,
     """Train ``epochs`` x ``steps`` steps on random uint8 images; time them (compile excluded)."""
     images = np.random.default_rng(seed).integers(0, 256, (steps * batch_size, features), np.uint8)
     cfg = dataclasses.replace(Config(), epochs=epochs, batch_size=batch_size, seed=seed)
-    _, history = train.fit(cfg, images, progress=False, mesh=parallel.make_mesh(devices))
+    _, history = loop.fit(cfg, images, progress=False, mesh=parallel.make_mesh(devices))
     done = epochs * steps
     return {"devices": devices, "batch_size": batch_size, "steps": done,
             "seconds": history["train_seconds"],

@@ -9,7 +9,6 @@ is optional (``pip install -e '.[bench]'``); ``available()`` says whether it can
 from __future__ import annotations
 
 import importlib.util
-import time
 from collections.abc import Sequence
 from typing import Any
 

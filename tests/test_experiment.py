@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aejax import checkpoint, cli, data, experiment, train
+from aejax import checkpoint, cli, data, experiment, loop
 from aejax.config import Config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,7 +108,7 @@ def test_resume_config_reuses_the_checkpoint_config_and_overwrite_clears_it(
     x = data.load(cfg.dataset, data_dir=cfg.data_dir, data_root=cfg.data_root).train_images
     run = tmp_path / "run"
     with contextlib.closing(checkpoint.Checkpointer(run / checkpoint.DIRNAME)) as ckpt:
-        train.fit(cfg, x.reshape(len(x), -1), progress=False, checkpoints=ckpt)
+        loop.fit(cfg, x.reshape(len(x), -1), progress=False, checkpoints=ckpt)
     assert experiment.resume_config(run, {"epochs": 4}) == dataclasses.replace(cfg, epochs=4)
     with pytest.raises(ValueError, match=r"hidden=\[64, 16\] \(now \[128, 50\]\)"):
         experiment.resume_config(run, {"hidden": (128, 50)})  # a default given explicitly

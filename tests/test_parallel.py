@@ -20,7 +20,7 @@ import jax
 import numpy as np
 import pytest
 
-from aejax import data, experiment, parallel, scaling, train
+from aejax import data, experiment, loop, parallel, scaling
 from aejax.config import Config
 from tests.conftest import write_idx_dataset
 from tests.test_experiment import load_script
@@ -44,7 +44,7 @@ def reference(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     cfg = Config(data_dir=str(dataset), data_root=str(root), epochs=2, batch_size=32,
                  train_occlusion="mixed")
     ds = data.load(cfg.dataset, data_dir=cfg.data_dir, data_root=cfg.data_root)
-    state, history = train.fit(cfg, ds.train_images.reshape(256, -1), progress=False)
+    state, history = loop.fit(cfg, ds.train_images.reshape(256, -1), progress=False)
     return {"params": parallel.fetch(state.params), "loss": history["loss"]}
 
 

@@ -18,7 +18,7 @@ import jax
 import numpy as np
 import pytest
 
-from aejax import checkpoint, data, experiment, parallel, train
+from aejax import checkpoint, data, experiment, loop, parallel, train
 from aejax.config import Config
 from tests.conftest import synthetic_digits, write_idx_dataset
 from tests.test_experiment import load_script
@@ -87,7 +87,7 @@ def test_killed_and_interrupted_runs_resume_to_bit_identical_parameters(tmp_path
                           timeout=TIMEOUT)
     assert done.returncode == 0, done.stderr
     ds = data.load("mnist", data_dir=str(folder), data_root=str(tmp_path / "root"))
-    ref, history = train.fit(dataclasses.replace(CFG, data_dir=str(folder)),
+    ref, history = loop.fit(dataclasses.replace(CFG, data_dir=str(folder)),
                              ds.train_images.reshape(1600, -1), progress=False)
     params = experiment.load_params(run / experiment.PARAMS_FILE)
     for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(parallel.fetch(ref.params)),
@@ -101,9 +101,9 @@ def resume_on_a_mesh(directory: str) -> None:
     mesh = parallel.make_mesh(4)
     x = synthetic_digits(256, 0)[0].reshape(256, -1)
     cfg = Config(epochs=2, batch_size=32, train_occlusion="mixed")
-    ref, _ = train.fit(cfg, x, progress=False, mesh=mesh)
+    ref, _ = loop.fit(cfg, x, progress=False, mesh=mesh)
     with contextlib.closing(checkpoint.Checkpointer(directory, every=3)) as ckpt:
-        train.fit(dataclasses.replace(cfg, epochs=1), x, progress=False, mesh=mesh,
+        loop.fit(dataclasses.replace(cfg, epochs=1), x, progress=False, mesh=mesh,
                   checkpoints=ckpt)
     with contextlib.closing(checkpoint.Checkpointer(directory, resume=True)) as ckpt:
         like = parallel.put(train.create_state(jax.random.key(1), train.make_model(cfg),
@@ -111,7 +111,7 @@ def resume_on_a_mesh(directory: str) -> None:
                             parallel.replicated(mesh))
         restored = ckpt.restore(ckpt.latest()[0], like)
         assert all(leaf.sharding == parallel.replicated(mesh) for leaf in jax.tree.leaves(restored))
-        state, _ = train.fit(cfg, x, progress=False, mesh=mesh, checkpoints=ckpt)
+        state, _ = loop.fit(cfg, x, progress=False, mesh=mesh, checkpoints=ckpt)
     for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(ref), strict=True):
         np.testing.assert_array_equal(parallel.fetch(a), parallel.fetch(b))
 
@@ -130,7 +130,7 @@ def saved_run(small_idx_dir: Path, tmp_path: Path) -> Path:
     cfg = Config(data_dir=str(small_idx_dir), data_root=str(tmp_path / "root"), epochs=2)
     x = data.load(cfg.dataset, data_dir=cfg.data_dir, data_root=cfg.data_root).train_images
     with contextlib.closing(checkpoint.Checkpointer(run / checkpoint.DIRNAME)) as ckpt:
-        train.fit(cfg, x.reshape(len(x), -1), progress=False, checkpoints=ckpt)
+        loop.fit(cfg, x.reshape(len(x), -1), progress=False, checkpoints=ckpt)
     return run
 
 

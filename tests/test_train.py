@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aejax import checkpoint, occlusion, train
+from aejax import checkpoint, loop, occlusion, train
 from aejax.config import Config
 from tests.conftest import synthetic_digits
 
@@ -64,7 +64,7 @@ def test_train_step_learns_and_jit_matches_eager() -> None:
 def test_scan_epoch_equals_a_python_loop_over_the_same_batches() -> None:
     x = flat_images(160)
     cfg = dataclasses.replace(CFG, epochs=1, train_occlusion="mixed")
-    state, history = train.fit(cfg, x, progress=False)
+    state, history = loop.fit(cfg, x, progress=False)
     keys = train.root_keys(cfg.seed)
     model, tx = train.make_model(cfg), train.make_optimizer(cfg)
     ref = train.create_state(keys["init"], model, tx)
@@ -81,9 +81,9 @@ def test_scan_epoch_equals_a_python_loop_over_the_same_batches() -> None:
 
 def test_same_seed_is_bit_identical_and_other_seed_differs() -> None:
     x = flat_images(200)
-    a, ha = train.fit(CFG, x, progress=False)
-    b, hb = train.fit(CFG, x, progress=False)
-    c, hc = train.fit(dataclasses.replace(CFG, seed=1), x, progress=False)
+    a, ha = loop.fit(CFG, x, progress=False)
+    b, hb = loop.fit(CFG, x, progress=False)
+    c, hc = loop.fit(dataclasses.replace(CFG, seed=1), x, progress=False)
     np.testing.assert_array_equal(ha["loss"], hb["loss"])
     jax.tree.map(np.testing.assert_array_equal, a.params, b.params)
     assert not np.array_equal(ha["loss"], hc["loss"])
@@ -98,7 +98,7 @@ def test_epoch_order_is_a_permutation_without_the_remainder() -> None:
 
 @pytest.mark.parametrize("steps", [1, 7, 97, 1875, 2000])
 def test_chunk_plan_covers_every_step_once(steps: int) -> None:
-    plan = train.chunk_plan(steps)
+    plan = loop.chunk_plan(steps)
     covered = [o + i for o, n in plan for i in range(n)]
     assert covered == list(range(steps))
     assert len({n for _, n in plan}) <= 2
@@ -106,20 +106,20 @@ def test_chunk_plan_covers_every_step_once(steps: int) -> None:
 
 def test_batch_larger_than_training_set_is_refused() -> None:
     with pytest.raises(ValueError, match="between 1 and the training set size"):
-        train.fit(dataclasses.replace(CFG, batch_size=500), flat_images(100), progress=False)
+        loop.fit(dataclasses.replace(CFG, batch_size=500), flat_images(100), progress=False)
 
 
 @pytest.mark.parametrize("steps,every", [(40, 5), (1875, 100), (97, 1), (7, 3)])
 def test_chunk_plan_caps_chunks_at_the_checkpoint_interval(steps: int, every: int) -> None:
-    plan = train.chunk_plan(steps, max_length=every)
+    plan = loop.chunk_plan(steps, max_length=every)
     assert [o + i for o, n in plan for i in range(n)] == list(range(steps))
     assert max(n for _, n in plan) <= every
 
 
 @pytest.mark.parametrize("offset", [0, 6, 7, 39])
 def test_plan_from_covers_the_rest_of_the_epoch_once(offset: int) -> None:
-    plan = train.chunk_plan(40, max_length=3)
-    rest = train.plan_from(plan, offset)
+    plan = loop.chunk_plan(40, max_length=3)
+    rest = loop.plan_from(plan, offset)
     assert [o + i for o, n in rest for i in range(n)] == list(range(offset, 40))
     assert all(n <= 3 for _, n in rest) and (offset != 0 or rest == plan)
 
@@ -127,17 +127,17 @@ def test_plan_from_covers_the_rest_of_the_epoch_once(offset: int) -> None:
 def test_resuming_from_a_mid_epoch_checkpoint_is_bit_identical(tmp_path: Path) -> None:
     x = flat_images(640)
     cfg = dataclasses.replace(CFG, epochs=3, train_occlusion="mixed")
-    ref, ref_history = train.fit(cfg, x, progress=False)  # uninterrupted, no checkpoints
+    ref, ref_history = loop.fit(cfg, x, progress=False)  # uninterrupted, no checkpoints
     one_epoch = dataclasses.replace(cfg, epochs=1)
     with contextlib.closing(checkpoint.Checkpointer(tmp_path, every=5, keep=100)) as ckpt:
-        train.fit(one_epoch, x, progress=False, checkpoints=ckpt)
+        loop.fit(one_epoch, x, progress=False, checkpoints=ckpt)
         ckpt.manager.wait_until_finished()
         assert ckpt.manager.all_steps() == [6, 10, 16, 20, 26, 30, 36, 40]
         for step in (30, 36, 40):  # as if killed after step 26, two thirds into the epoch
             ckpt.manager.delete(step)
     with contextlib.closing(checkpoint.Checkpointer(tmp_path, every=5, resume=True)) as ckpt:
         assert ckpt.latest()[1]["offset"] == 26
-        state, history = train.fit(cfg, x, progress=False, checkpoints=ckpt)
+        state, history = loop.fit(cfg, x, progress=False, checkpoints=ckpt)
     for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(ref), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     np.testing.assert_array_equal(history["loss"], ref_history["loss"])
@@ -168,7 +168,7 @@ def test_a_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpo
                 rf"the loss is nan at step {bad} \(epoch 1\); training stopped; the last good "
                 rf"checkpoint \(step {bad // 2 * 2}\) is kept in .*; try a lower "
                 r"--learning-rate than 100000000.0")):
-            train.fit(cfg, x, progress=False, checkpoints=ckpt)
+            loop.fit(cfg, x, progress=False, checkpoints=ckpt)
         assert ckpt.manager.all_steps() == list(range(2, bad + 1, 2))
         state = ckpt.restore(bad // 2 * 2, train.create_state(
             jax.random.key(0), train.make_model(cfg), train.make_optimizer(cfg)))
