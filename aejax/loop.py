@@ -125,6 +125,7 @@ def fit(cfg: Config, train_images_u8: np.ndarray, *, progress: bool = True,
     compile_start, step_fn = time.perf_counter(), make_train_step(cfg, model, tx)
     chunks = {n: compile_chunk(step_fn, n, state, images, steps, cfg, noise_key, mesh)
               for n in sorted(lengths)}
+    jax.block_until_ready(epoch_order(keys["data"], num, cfg.batch_size))  # compiled here too
     compile_seconds = time.perf_counter() - compile_start
     loop = Loop(cfg, chunks, plan, images, noise_key, keys["data"], mesh, checkpoints, data)
     bar = tqdm(total=steps * cfg.epochs, initial=done, disable=not progress, unit="step",
