@@ -21,3 +21,14 @@ def test_constant_reconstructions_still_give_every_figure(tmp_path: Path) -> Non
     plots.evaluation_figures(arrays, test, tmp_path)
     for name in ("figure.png", "correlation.png", "per_class.png"):
         assert (tmp_path / name).stat().st_size > 0, name
+
+
+def test_tile_places_each_image_in_its_row_and_column() -> None:
+    rows = [np.arange(3 * 4, dtype=float).reshape(3, 4) + 100 * r for r in range(2)]  # 2x2 images
+    grid = plots.tile(rows, n=3, gap=1)
+    assert grid.shape == (2 * 3 - 1, 3 * 3 - 1)
+    for r in range(2):
+        for c in range(3):
+            np.testing.assert_array_equal(grid[3 * r:3 * r + 2, 3 * c:3 * c + 2],
+                                          rows[r][c].reshape(2, 2))
+    assert np.isnan(grid[2]).all() and np.isnan(grid[:, 2]).all()  # the gaps
