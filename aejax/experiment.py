@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import logging
 import os
 import shutil
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from aejax import checkpoint, data, evaluate, loop, parallel, plots, train
+from aejax import checkpoint, data, evaluate, loop, parallel, train
 from aejax.config import Config, check_data
 
 log = logging.getLogger(__name__)
@@ -135,6 +137,8 @@ def run(cfg: Config, workdir: str | os.PathLike, *, progress: bool = True,
     x_train = ds.train_images.reshape(len(ds.train_images), -1)
     ckpt = checkpoint.Checkpointer(path / checkpoint.DIRNAME, every=checkpoint_every, keep=keep,
                                    resume=resume)
+    if writer:  # matplotlib takes ~0.4 s to import: let it load while the device trains
+        threading.Thread(target=importlib.import_module, args=("aejax.plots",), daemon=True).start()
     with contextlib.closing(ckpt):
         state, history = loop.fit(cfg, x_train, progress=progress and writer, mesh=mesh,
                                    checkpoints=ckpt)
@@ -147,6 +151,8 @@ def run(cfg: Config, workdir: str | os.PathLike, *, progress: bool = True,
         return metrics
     save_params(params, path / PARAMS_FILE)
     np.save(path / "train_loss.npy", history["loss"])
+    from aejax import plots  # imported by the thread above (or now, if it has not finished)
+
     plots.evaluation_figures(arrays, test, path)
     plots.loss_curve(history["loss"], history["steps_per_epoch"], path / "loss.png")
     metrics["total_seconds"] = time.perf_counter() - start
