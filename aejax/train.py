@@ -44,14 +44,9 @@ def make_optimizer(cfg: Config) -> optax.GradientTransformation:
     return optax.adam(cfg.learning_rate)
 
 
-def create_state(key: jax.Array, model: Autoencoder, tx: optax.GradientTransformation) -> TrainState:
-    """Fresh parameters and optimizer state at step 0."""
-    return _init_state(key, model, tx)
-
-
 @functools.partial(jax.jit, static_argnums=(1, 2))
-def _init_state(key: jax.Array, model: Autoencoder, tx: optax.GradientTransformation) -> TrainState:
-    """``create_state`` as one compiled program: bit-identical, and faster than dozens of eager ops."""
+def create_state(key: jax.Array, model: Autoencoder, tx: optax.GradientTransformation) -> TrainState:
+    """Fresh parameters and optimizer state at step 0 (one compiled program, not eager ops)."""
     params = init_params(key, model)
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
 
@@ -109,7 +104,8 @@ def make_train_chunk(train_step: StepFn, length: int, unroll: int = 2
     """Jit ``length`` steps as one ``lax.scan`` over batches gathered on device; state donated.
 
     ``unroll=2`` puts two steps in each loop iteration: bit-identical results, about 10% more
-    steps/s at batch 32 on a 2-core CPU (less loop overhead per step; BENCHMARKS.md). The returned ``chunk(state, images_u8_NxD, order_TxB, offset, noise_key)`` runs rows
+    steps/s at batch 32 on a 2-core CPU (less loop overhead per step; BENCHMARKS.md). The
+    returned ``chunk(state, images_u8_NxD, order_TxB, offset, noise_key)`` runs rows
     ``offset .. offset+length-1`` of the epoch's batch order and returns per-step metrics.
     """
 
