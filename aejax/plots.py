@@ -11,6 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from aejax.metrics import mean_std  # noqa: E402
+
 
 def tile(rows: list[np.ndarray], n: int, gap: int = 2) -> np.ndarray:
     """The first ``n`` square images of each row in one array, NaN (drawn white) between them."""
@@ -88,12 +90,6 @@ def _save(fig: plt.Figure, path: str | os.PathLike) -> None:
     plt.close(fig)
 
 
-def finite_mean(values: np.ndarray) -> float:
-    """Mean of the finite values; NaN (without a warning) when there are none."""
-    finite = values[np.isfinite(values)]
-    return float(finite.mean()) if finite.size else float("nan")
-
-
 def finite_min(values: np.ndarray, default: float = 0.0) -> float:
     """Smallest finite value, or ``default`` when there are none."""
     finite = values[np.isfinite(values)]
@@ -123,7 +119,7 @@ def correlation_figure(arrays: dict, path: str | os.PathLike, index: int = 0, n:
                     color=color)
         values = corr[c]["corr"]
         axes[2].hist(values[np.isfinite(values)], bins=60, range=(low, 1), alpha=0.6,
-                     color=color, label=f"{label}: mean {finite_mean(values):.3f}")
+                     color=color, label=f"{label}: mean {mean_std(values)[0]:.3f}")
     axes[1].set(xticks=x, xlabel="test image", ylabel="r (pixels > 1e-4 in both)",
                 ylim=(min(0.5, finite_min(corr["occluded"]["corr_nonzero"][:n])), 1),
                 title=f"first {n} test images: correlation with the original")
