@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from aejax import occlusion
+from aejax import adam, occlusion
 from aejax.config import Config
 from aejax.model import Autoencoder, init_params
 
@@ -40,8 +40,9 @@ def make_model(cfg: Config, features: int = 784) -> Autoencoder:
 
 
 def make_optimizer(cfg: Config) -> optax.GradientTransformation:
-    """Adam with the config's learning rate (the original: 1e-3)."""
-    return optax.adam(cfg.learning_rate)
+    """Adam with the config's learning rate (the original: 1e-3); ``optax.adam``'s update and
+    state layout, with one division per element instead of three (``aejax.adam``)."""
+    return adam.adam(cfg.learning_rate)
 
 
 @functools.partial(jax.jit, static_argnums=(1, 2))

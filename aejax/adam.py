@@ -1,0 +1,48 @@
+"""Adam with the bias corrections folded into two scalars: one division and one sqrt per element.
+
+``optax.adam`` divides every element of both moments by its bias correction and then divides
+again by ``sqrt(nu_hat) + eps``: three divisions and a square root per parameter and step. The
+same update, rearranged as in Kingma & Ba (2015, end of section 2), is
+
+    theta -= lr * sqrt(1 - b2^t) / (1 - b1^t) * mu / (sqrt(nu) + eps * sqrt(1 - b2^t))
+
+where the two bias-correction factors are scalars computed once per step. It is the same
+function of the gradients as ``optax.adam`` (equal up to float32 rounding), and its state has the
+same pytree layout, so checkpoints of either load into the other. On a 2-core CPU it makes the
+batch-32 training step about 8% faster (BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def adam(learning_rate: float, b1: float = 0.9, b2: float = 0.999,
+         eps: float = 1e-8) -> optax.GradientTransformation:
+    """Adam (optax's defaults) whose ``update`` returns the parameter change ``-lr * step``."""
+
+    def init(params: Any) -> tuple[optax.ScaleByAdamState, optax.EmptyState]:
+        zeros = lambda p: jnp.zeros_like(p)  # noqa: E731
+        moments = optax.ScaleByAdamState(count=jnp.zeros([], jnp.int32),
+                                         mu=jax.tree.map(zeros, params),
+                                         nu=jax.tree.map(zeros, params))
+        return moments, optax.EmptyState()  # the layout of optax.adam's chained state
+
+    def update(grads: Any, state: tuple[optax.ScaleByAdamState, optax.EmptyState],
+               params: Any = None) -> tuple[Any, tuple[optax.ScaleByAdamState, optax.EmptyState]]:
+        del params
+        moments, empty = state
+        count = optax.safe_increment(moments.count)
+        root_c2 = jnp.sqrt(1.0 - b2 ** count)  # sqrt of the second moment's bias correction
+        step_size = learning_rate * root_c2 / (1.0 - b1 ** count)
+        eps_hat = eps * root_c2
+        mu = jax.tree.map(lambda m, g: b1 * m + (1.0 - b1) * g, moments.mu, grads)
+        nu = jax.tree.map(lambda v, g: b2 * v + (1.0 - b2) * jnp.square(g), moments.nu, grads)
+        updates = jax.tree.map(lambda m, v: -step_size * m / (jnp.sqrt(v) + eps_hat), mu, nu)
+        return updates, (optax.ScaleByAdamState(count=count, mu=mu, nu=nu), empty)
+
+    return optax.GradientTransformation(init, update)
