@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -14,21 +15,32 @@ from aejax.model import Autoencoder
 
 EVAL_KEY_PURPOSE = 0  # fold_in constant separating the evaluation key from other uses of eval_seed
 COMPARISONS: tuple[str, ...] = ("clean", "occluded_input", "occluded")
+ARRAYS: tuple[str, ...] = ("clean", "occluded_input", "mask", "recon_clean", "recon_occluded")
 
 
 def eval_key(cfg: Config) -> jax.Array:
     """The fixed evaluation key: a function of ``cfg.eval_seed`` only, not the training seed."""
-    return jax.random.fold_in(jax.random.key(cfg.eval_seed), EVAL_KEY_PURPOSE)
+    return seed_key(cfg.eval_seed)
+
+
+def seed_key(eval_seed: int | jax.Array) -> jax.Array:
+    """``eval_key`` from the seed alone, so that it can be derived inside a compiled program."""
+    return jax.random.fold_in(jax.random.key(eval_seed), EVAL_KEY_PURPOSE)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def reconstruct(model: Autoencoder, params: Any, images: jax.Array) -> jax.Array:
+    """The model's reconstruction of flat images (N, D), compiled once per model."""
+    return model.apply({"params": params}, images)
 
 
 def reconstruct_all(model: Autoencoder, params: Any, clean: jax.Array, key: jax.Array,
                     occlusion_kwargs: dict[str, Any]) -> dict[str, jax.Array]:
     """Occlude ``clean`` (N, D) with ``key`` and reconstruct both versions."""
     occluded, mask = occlusion.occlude(key, clean, return_mask=True, **occlusion_kwargs)
-    apply = jax.jit(model.apply)
     return {"clean": clean, "occluded_input": occluded, "mask": mask,
-            "recon_clean": apply({"params": params}, clean),
-            "recon_occluded": apply({"params": params}, occluded)}
+            "recon_clean": reconstruct(model, params, clean),
+            "recon_occluded": reconstruct(model, params, occluded)}
 
 
 def compared(arrays: dict[str, jax.Array]) -> dict[str, jax.Array]:
@@ -39,8 +51,36 @@ def compared(arrays: dict[str, jax.Array]) -> dict[str, jax.Array]:
 
 def per_image_metrics(arrays: dict[str, jax.Array]) -> dict[str, dict[str, np.ndarray]]:
     """``{comparison: {metric: (N,) values}}``; on/off-bar errors use the evaluation mask."""
-    return {name: metrics.per_image(arrays["clean"], pred, arrays["mask"])
-            for name, pred in compared(arrays).items()}
+    for pred in compared(arrays).values():
+        metrics.check_inputs(arrays["clean"], pred, arrays["mask"])
+    values = metrics.per_image_all(arrays["clean"], compared(arrays), arrays["mask"])
+    return {name: metrics.to_numpy(values[name]) for name in COMPARISONS}
+
+
+@functools.partial(jax.jit, static_argnames=("model", "occlusion_items"))
+def evaluate_arrays(model: Autoencoder, params: Any, clean: jax.Array, eval_seed: int | jax.Array,
+                    occlusion_items: tuple[tuple[str, Any], ...]
+                    ) -> tuple[dict[str, jax.Array], dict[str, dict[str, jax.Array]]]:
+    """``reconstruct_all`` (key ``seed_key(eval_seed)``) and every per-image metric: one program.
+
+    Unchecked. ``clean`` comes in already converted to floats: converted in here, XLA may fuse
+    the conversion's multiply into a later subtraction (an FMA, unrounded), and the occluded
+    input's off-bar error would no longer be exactly 0.
+    """
+    arrays = reconstruct_all(model, params, clean, seed_key(eval_seed), dict(occlusion_items))
+    return arrays, metrics.per_image_all(clean, compared(arrays), arrays["mask"])
+
+
+def check_predictions(arrays: dict[str, jax.Array], values: dict[str, dict[str, jax.Array]]
+                      ) -> None:
+    """Raise ``metrics.check_inputs``'s ValueError for the first comparison it would refuse.
+
+    A non-finite MSE is the only sign needed: the inputs are pixels in [0, 1] and the model ends
+    in a sigmoid, so a prediction can only be invalid by holding NaN (e.g. NaN parameters).
+    """
+    for name, pred in compared(arrays).items():
+        if not np.all(np.isfinite(values[name]["mse"])):
+            metrics.check_inputs(arrays["clean"], pred, arrays["mask"])
 
 
 def summary(values: dict[str, dict[str, np.ndarray]], labels: np.ndarray
@@ -83,8 +123,10 @@ def evaluate(cfg: Config, model: Autoencoder, params: Any, test_images_u8: np.nd
     check_inputs(cfg, model, test_images_u8, test_labels)
     images = np.asarray(test_images_u8).reshape(len(test_images_u8), -1)
     clean = jnp.asarray(images, jnp.float32) / 255.0
-    arrays: dict[str, Any] = reconstruct_all(model, params, clean, eval_key(cfg),
-                                             cfg.occlusion_kwargs())
+    out, values = evaluate_arrays(model, params, clean, cfg.eval_seed,
+                                  tuple(cfg.occlusion_kwargs().items()))
+    arrays: dict[str, Any] = {name: out[name] for name in ARRAYS}
+    check_predictions(arrays, values)
     arrays["labels"] = np.asarray(test_labels)
-    arrays["per_image"] = per_image_metrics(arrays)
+    arrays["per_image"] = {name: metrics.to_numpy(values[name]) for name in COMPARISONS}
     return summary(arrays["per_image"], arrays["labels"]), arrays

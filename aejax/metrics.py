@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from typing import Any
 
 import dm_pix as pix
@@ -19,6 +20,7 @@ from aejax.occlusion import check_images
 
 NONZERO_TOL = 1e-4  # the original's tolerance: a pixel counts if it exceeds this in both images
 SSIM_BATCH = 500  # images per SSIM chunk: keeps the filtered intermediates small on 10k images
+CHUNK = 200  # images per step of ``per_image_all``: its intermediates stay in the CPU's cache
 METRICS: tuple[str, ...] = ("mse", "psnr", "ssim", "corr", "corr_nonzero")
 MASKED: tuple[str, ...] = ("on_bar_mse", "off_bar_mse")
 
@@ -104,16 +106,62 @@ def check_inputs(target: jax.Array, pred: jax.Array, mask: jax.Array | None = No
                          f"{mask.dtype} {mask.shape}")
 
 
+def all_metrics(target: jax.Array, pred: jax.Array,
+                mask: jax.Array | None = None) -> dict[str, jax.Array]:
+    """Every metric of one batch, unchecked and in one piece: the body ``per_image_all`` maps."""
+    values = {"mse": mse(target, pred), "psnr": psnr(target, pred),
+              "ssim": pix.ssim(as_nhwc(target), as_nhwc(pred), max_val=1.0),
+              "corr": corr(target, pred), "corr_nonzero": corr_nonzero(target, pred)}
+    if mask is not None:
+        values["on_bar_mse"] = masked_mse(target, pred, mask)
+        values["off_bar_mse"] = masked_mse(target, pred, ~mask)
+    return values
+
+
+def in_chunks(fn: Callable[[Any], Any], xs: Any, size: int) -> Any:
+    """``fn`` over the leading axis of the arrays in ``xs``, ``size`` rows per ``lax.map`` step.
+
+    ``fn`` sees (size, ...) slices, not single rows under ``vmap`` (XLA fuses those far worse
+    on CPU); rows left over after the last whole chunk go through one more call.
+    """
+    n = jax.tree.leaves(xs)[0].shape[0]
+    whole = n // size * size
+    if whole == 0:
+        return fn(xs)
+    steps = jax.tree.map(lambda x: x[:whole].reshape(-1, size, *x.shape[1:]), xs)
+    out = jax.tree.map(lambda y: y.reshape(whole, *y.shape[2:]), jax.lax.map(fn, steps))
+    if whole == n:
+        return out
+    rest = fn(jax.tree.map(lambda x: x[whole:], xs))
+    return jax.tree.map(lambda a, b: jnp.concatenate([a, b]), out, rest)
+
+
+@functools.partial(jax.jit, static_argnames="chunk")
+def per_image_all(target: jax.Array, preds: dict[str, jax.Array], mask: jax.Array | None = None,
+                  chunk: int = CHUNK) -> dict[str, dict[str, jax.Array]]:
+    """``{name: all_metrics(target, pred, mask)}`` for every prediction, as one program.
+
+    Unchecked (see ``check_inputs``). One pass over ``chunk`` images at a time: intermediates stay
+    small, and the predictions share the filtering of the target that SSIM needs.
+    """
+    def body(x: tuple[jax.Array, jax.Array | None, dict[str, jax.Array]]) -> dict[str, Any]:
+        t, m, ps = x
+        return {name: all_metrics(t, p, m) for name, p in ps.items()}
+
+    return in_chunks(body, (target, mask, preds), chunk)
+
+
+def to_numpy(values: dict[str, jax.Array]) -> dict[str, np.ndarray]:
+    """Per-image metrics as float64 NumPy arrays, in the order of ``METRICS + MASKED``."""
+    return {name: np.asarray(values[name], np.float64) for name in METRICS + MASKED
+            if name in values}
+
+
 def per_image(target: jax.Array, pred: jax.Array,
               mask: jax.Array | None = None) -> dict[str, np.ndarray]:
     """Every metric per image; with a mask also ``on_bar_mse`` and ``off_bar_mse``."""
     check_inputs(target, pred, mask)
-    fns = {"mse": mse, "psnr": psnr, "ssim": ssim, "corr": corr, "corr_nonzero": corr_nonzero}
-    values = {name: fn(target, pred) for name, fn in fns.items()}
-    if mask is not None:
-        values["on_bar_mse"] = masked_mse(target, pred, mask)
-        values["off_bar_mse"] = masked_mse(target, pred, ~mask)
-    return {name: np.asarray(v, np.float64) for name, v in values.items()}
+    return to_numpy(per_image_all(target, {"pred": pred}, mask)["pred"])
 
 
 def mean_std(values: np.ndarray) -> tuple[float, float]:

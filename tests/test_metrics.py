@@ -107,6 +107,71 @@ def test_per_image_gives_every_metric_with_the_mask() -> None:
     assert set(metrics.per_image(a, b)) == set(metrics.METRICS)
 
 
+def metrics_atol(name: str) -> float:
+    """Float32 rounding allowed between two computations of a metric (NaN must match NaN).
+
+    SSIM and correlations average terms of order 1, so a value near 0 keeps only an absolute
+    accuracy; the errors (and PSNR) are compared relatively.
+    """
+    return 1e-6 if name in ("ssim", "corr", "corr_nonzero") else 0.0
+
+
+def degenerate_pairs() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Seven 16x16 pairs and masks; images 0-3 make some metric undefined (NaN), 4-6 do not."""
+    a, b = random_pairs(n=7)
+    mask = np.zeros(a.shape, bool)
+    mask[:, 5] = True  # one row on the bar
+    a[0] = b[0] = 0.5  # no variance: corr and corr_nonzero are undefined
+    a[1, :, :] = 0.0
+    a[1, 3, 4] = 0.7  # one pixel above the tolerance in both: corr_nonzero is undefined
+    mask[2] = False  # nothing on the bar: on_bar_mse is undefined
+    mask[3] = True  # everything on the bar: off_bar_mse is undefined
+    return a, b, mask
+
+
+def test_per_image_all_agrees_with_each_metric_function_nan_included() -> None:
+    a, b, mask = degenerate_pairs()
+    preds = {"b": b, "flipped": 1 - b}  # two predictions share the target's SSIM filtering
+    fused = metrics.per_image_all(a, preds, mask, chunk=3)  # 7 = 3 + 3 + a remainder of 1
+    for name, pred in preds.items():
+        separate = {"mse": metrics.mse(a, pred), "psnr": metrics.psnr(a, pred),
+                    "ssim": metrics.ssim(a, pred), "corr": metrics.corr(a, pred),
+                    "corr_nonzero": metrics.corr_nonzero(a, pred),
+                    "on_bar_mse": metrics.masked_mse(a, pred, mask),
+                    "off_bar_mse": metrics.masked_mse(a, pred, ~mask)}
+        assert set(fused[name]) == set(separate)
+        for metric, expected in separate.items():
+            np.testing.assert_allclose(fused[name][metric], expected, rtol=1e-6,
+                                       atol=metrics_atol(metric), err_msg=f"{name} {metric}")
+    nan = {m: np.flatnonzero(np.isnan(v)).tolist() for m, v in fused["b"].items()}
+    assert nan == {"mse": [], "psnr": [], "ssim": [], "corr": [0], "corr_nonzero": [0, 1],
+                   "on_bar_mse": [2], "off_bar_mse": [3]}
+
+
+def test_per_image_gives_per_image_all_values_in_metric_order() -> None:
+    a, b, mask = degenerate_pairs()
+    values = metrics.per_image(a, b, mask)
+    assert list(values) == list(metrics.METRICS + metrics.MASKED)
+    fused = metrics.per_image_all(a, {"b": b}, mask)["b"]
+    for name, v in values.items():
+        assert v.dtype == np.float64
+        np.testing.assert_array_equal(v, np.asarray(fused[name], np.float64))
+
+
+@pytest.mark.parametrize("n", [1, 3, 5, 6])
+def test_in_chunks_equals_one_call_for_any_remainder(n: int) -> None:
+    rng = np.random.default_rng(n)
+    xs = {"x": jnp.asarray(rng.normal(size=(n, 4))), "none": None,
+          "y": jnp.asarray(rng.normal(size=(n, 2, 3)))}
+
+    def fn(d: dict) -> tuple[jax.Array, jax.Array]:
+        return jnp.sum(d["x"], axis=1), d["y"] * d["x"][:, :2, None]
+
+    for got, want in zip(metrics.in_chunks(fn, xs, 3), fn(xs)):
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
 def test_per_class_means_and_stds_add_up_to_the_overall_ones() -> None:
     rng = np.random.default_rng(1)
     labels = rng.integers(0, 10, 200)

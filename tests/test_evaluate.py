@@ -1,0 +1,77 @@
+"""Tests for aejax.evaluate: the one-program evaluation against its pieces computed one by one."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from aejax import evaluate, metrics, train
+from aejax.config import Config
+from tests.conftest import synthetic_digits
+from tests.test_metrics import metrics_atol
+
+N = 2 * metrics.CHUNK + 50  # two whole chunks and a remainder
+
+
+@pytest.fixture(scope="module")
+def setup() -> tuple[Config, object, dict, np.ndarray, np.ndarray]:
+    """A config, a freshly initialised model and N synthetic test digits with labels."""
+    cfg = Config(occlusion_bars=2, occlusion_orientation="random", eval_seed=3)
+    model = train.make_model(cfg)
+    params = train.create_state(jax.random.key(0), model, train.make_optimizer(cfg)).params
+    images, labels = synthetic_digits(N, seed=5)
+    return cfg, model, params, images, labels
+
+
+def test_evaluate_equals_reconstruct_all_and_each_metric_function(setup) -> None:
+    cfg, model, params, images, labels = setup
+    test, arrays = evaluate.evaluate(cfg, model, params, images, labels)
+    clean = jnp.asarray(images.reshape(N, -1), jnp.float32) / 255.0  # as evaluate converts
+    np.testing.assert_allclose(clean, images.reshape(N, -1) / 255.0, rtol=1e-7)
+    expected = evaluate.reconstruct_all(model, params, clean, evaluate.eval_key(cfg),
+                                        cfg.occlusion_kwargs())
+    assert list(arrays) == list(expected) + ["labels", "per_image"]
+    for name, value in expected.items():
+        np.testing.assert_array_equal(arrays[name], value, err_msg=name)
+    mask = expected["mask"]
+    assert list(arrays["per_image"]) == list(evaluate.COMPARISONS)
+    summaries = {}
+    for comparison, pred in evaluate.compared(expected).items():
+        separate = {"mse": metrics.mse(clean, pred), "psnr": metrics.psnr(clean, pred),
+                    "ssim": metrics.ssim(clean, pred), "corr": metrics.corr(clean, pred),
+                    "corr_nonzero": metrics.corr_nonzero(clean, pred),
+                    "on_bar_mse": metrics.masked_mse(clean, pred, mask),
+                    "off_bar_mse": metrics.masked_mse(clean, pred, ~mask)}
+        values = arrays["per_image"][comparison]
+        assert list(values) == list(separate)
+        for name, want in separate.items():
+            assert values[name].dtype == np.float64 and values[name].shape == (N,)
+            np.testing.assert_allclose(values[name], want, rtol=1e-6, atol=metrics_atol(name),
+                                       err_msg=f"{comparison} {name}")
+        summaries[comparison] = {name: np.asarray(v, np.float64) for name, v in separate.items()}
+    assert np.all(arrays["per_image"]["occluded_input"]["off_bar_mse"] == 0.0)  # exactly
+    want = evaluate.summary(summaries, labels)
+    assert jax.tree.structure(test) == jax.tree.structure(want)
+    np.testing.assert_allclose(jax.tree.leaves(test), jax.tree.leaves(want), rtol=1e-6, atol=1e-7)
+
+
+def test_nan_parameters_are_refused_like_per_image_refuses_nan_predictions(setup) -> None:
+    cfg, model, params, images, labels = setup
+    nan_params = jax.tree.map(lambda p: np.full_like(p, np.nan), params)
+    with pytest.raises(ValueError, match=f"pred contain {N * 784} NaN or infinite values"):
+        evaluate.evaluate(cfg, model, nan_params, images, labels)
+
+
+def test_reconstruct_all_does_not_compile_again_for_new_parameters(setup) -> None:
+    cfg, model, params, images, _ = setup
+    clean = jnp.asarray(images[:8].reshape(8, -1), jnp.float32) / 255.0
+    doubled = jax.tree.map(lambda p: 2 * p, params)
+    evaluate.reconstruct_all(model, params, clean, evaluate.eval_key(cfg), cfg.occlusion_kwargs())
+    before = evaluate.reconstruct._cache_size()
+    out = evaluate.reconstruct_all(model, doubled, clean, evaluate.eval_key(cfg),
+                                   cfg.occlusion_kwargs())
+    assert evaluate.reconstruct._cache_size() == before
+    np.testing.assert_allclose(out["recon_clean"], model.apply({"params": doubled}, clean),
+                               rtol=1e-6)
