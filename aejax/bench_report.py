@@ -28,7 +28,7 @@ class Options:
     batch_sizes: Sequence[int] = (32, 256, 1024)
     loop_steps: int = 300
     torch_steps: int = 300
-    repeats: int = 5
+    repeats: int = 10
     roofline_size: int = 1024
     torch: bool = True
     compile: bool = True

@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", choices=("cpu", "gpu"), help="platform (default: JAX's)")
     parser.add_argument("--batch-sizes", type=ints, default=(32, 256, 1024))
     parser.add_argument("--steps", type=int, default=300, help="timed steps of loop and torch")
-    parser.add_argument("--repeats", type=int, default=5, help="timed turns; the best counts")
+    parser.add_argument("--repeats", type=int, default=10, help="timed turns; the best counts")
     parser.add_argument("--roofline-size", type=int, default=1024, help="matmul side")
     parser.add_argument("--data-dir", default=os.environ.get("AEJAX_MNIST_DIR"),
                         help="MNIST IDX folder (default: $AEJAX_MNIST_DIR, else random images)")
