@@ -59,19 +59,19 @@ class Runner:
     info: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
-def interleaved(runners: dict[str, Runner], repeats: int) -> dict[str, float]:
-    """Best steps/s of each runner, timing them in turn ``repeats`` times.
+def interleaved(runners: dict[str, Runner], repeats: int) -> dict[str, list[float]]:
+    """Steps/s of every turn of each runner, timing them in turn ``repeats`` times.
 
     Taking turns spreads every variant over the same stretch of time, so a burst of load from
     other processes slows all of them rather than the one that happened to be running.
     """
-    best = {name: float("inf") for name in runners}
+    speeds: dict[str, list[float]] = {name: [] for name in runners}
     for _ in range(repeats):
         for name, r in runners.items():
             start = time.perf_counter()
             r.run()
-            best[name] = min(best[name], time.perf_counter() - start)
-    return {name: runners[name].steps / best[name] for name in runners}
+            speeds[name].append(r.steps / (time.perf_counter() - start))
+    return speeds
 
 
 def scan_runner(s: Setup, images_u8: np.ndarray) -> Runner:

@@ -11,6 +11,7 @@ import dataclasses
 import os
 import platform
 import resource
+import statistics
 from collections.abc import Sequence
 from typing import Any
 
@@ -78,13 +79,19 @@ def training_rows(images_u8: np.ndarray, opts: Options, gflops: float,
         if opts.torch:
             runners["torch"] = torch_baseline.runner(images_u8, batch, opts.torch_steps,
                                                      device=torch_device)
-        speeds = bench.interleaved(runners, opts.repeats)
-        for name, sps in speeds.items():
+        turns = bench.interleaved(runners, opts.repeats)
+        best = {name: max(v) for name, v in turns.items()}
+        median = {name: statistics.median(v) for name, v in turns.items()}
+        for name, sps in best.items():
             rows.append({"variant": name, "batch_size": batch, "steps_per_second": sps,
+                         "steps_per_second_median": median[name],
+                         "steps_per_second_turns": turns[name],
                          "images_per_second": sps * batch, "steps_timed": runners[name].steps,
                          "percent_of_roofline": roofline.percent_of_roofline(
                              sps, s.num_params, batch, gflops),
-                         "ratio_to_torch": sps / speeds["torch"] if opts.torch else None,
+                         "ratio_to_torch": sps / best["torch"] if opts.torch else None,
+                         "ratio_to_torch_median": (median[name] / median["torch"]
+                                                   if opts.torch else None),
                          **runners[name].info})
     return rows
 
@@ -135,11 +142,14 @@ def table(result: dict[str, Any]) -> str:
              f"load average {result['load_average_start']} -> {result['load_average_end']}",
              f"roofline: {result['roofline']['matmul_size']}^2 float32 matmul, "
              f"{result['roofline']['gflops']:.1f} GFLOP/s",
+             "best of each variant's turns (median of the turns in brackets):",
              "| batch | variant | steps/s | images/s | % roofline | vs torch |",
              "|---|---|---|---|---|---|"]
     for r in result["training"]:
-        ratio = f"{r['ratio_to_torch']:.2f}x" if r["ratio_to_torch"] else "-"
-        lines.append(f"| {r['batch_size']} | {r['variant']} | {r['steps_per_second']:,.0f} | "
+        ratio = (f"{r['ratio_to_torch']:.2f}x ({r['ratio_to_torch_median']:.2f}x)"
+                 if r["ratio_to_torch"] else "-")
+        lines.append(f"| {r['batch_size']} | {r['variant']} | {r['steps_per_second']:,.0f} "
+                     f"({r['steps_per_second_median']:,.0f}) | "
                      f"{r['images_per_second']:,.0f} | {r['percent_of_roofline']:.1f}% | {ratio} |")
     if "compile" in result:
         c = result["compile"]

@@ -33,8 +33,9 @@ def test_runners_train_and_report_their_step_counts() -> None:
     scan, loop = bench.scan_runner(s, IMAGES), bench.loop_runner(s, IMAGES, 3, warmup=1)
     assert scan.steps == 64 // 8 and loop.steps == 3
     assert scan.info["compile_seconds"] > 0
-    speeds = bench.interleaved({"scan": scan, "loop": loop}, repeats=2)
-    assert set(speeds) == {"scan", "loop"} and all(v > 0 for v in speeds.values())
+    speeds = bench.interleaved({"scan": scan, "loop": loop}, repeats=3)
+    assert set(speeds) == {"scan", "loop"}
+    assert all(len(v) == 3 and min(v) > 0 for v in speeds.values())
     # the timed calls donate their own copies: the shared initial state stays usable
     jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, b), s.state.params,
                  bench.setup(Config(batch_size=8), 784).state.params)
@@ -66,7 +67,7 @@ def test_torch_runner_trains() -> None:
 
 
 def test_report_rows_ratios_and_table() -> None:
-    opts = bench_report.Options(batch_sizes=(8, 16), loop_steps=2, torch_steps=2, repeats=1,
+    opts = bench_report.Options(batch_sizes=(8, 16), loop_steps=2, torch_steps=2, repeats=3,
                                 roofline_size=64, compile=False)
     result = bench_report.run(IMAGES, opts)
     rows = result["training"]
@@ -76,13 +77,17 @@ def test_report_rows_ratios_and_table() -> None:
     gflops = result["roofline"]["gflops"]
     assert gflops == max(result["roofline"]["gflops_before"], result["roofline"]["gflops_after"])
     for r in rows:
+        turns = r["steps_per_second_turns"]
+        assert len(turns) == 3 and r["steps_per_second"] == max(turns)
+        assert min(turns) <= r["steps_per_second_median"] <= max(turns)
         assert r["images_per_second"] == pytest.approx(r["steps_per_second"] * r["batch_size"])
         assert r["percent_of_roofline"] == pytest.approx(roofline.percent_of_roofline(
             r["steps_per_second"], 214_594, r["batch_size"], gflops))
         if r["variant"] == "torch":
             assert r["ratio_to_torch"] == pytest.approx(1.0)
+            assert r["ratio_to_torch_median"] == pytest.approx(1.0)
     text = bench_report.table(result)
-    assert "| batch | variant |" in text and len(text.splitlines()) == 5 + len(rows)
+    assert "| batch | variant |" in text and len(text.splitlines()) == 6 + len(rows)
     json.dumps(result)
 
 
