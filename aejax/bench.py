@@ -1,10 +1,10 @@
 """Training throughput of the JAX variants, timed in this process after a warm-up.
 
 ``scan``: the project's on-device epoch (``train.make_train_chunk``: batches gathered from uint8
-images inside ``lax.scan``, the chunks of ``loop.chunk_plan``, each chunk's losses read while the
-next one runs), exactly as ``loop.fit`` drives it. ``loop``: the naive JAX way, one jitted
-``train_step`` call per batch from a Python loop, each batch sliced on the host and transferred.
-Every timing ends with ``block_until_ready``; the fastest of several runs counts.
+images inside ``lax.scan``, the chunks of ``loop.chunk_plan``, each chunk's losses read and checked
+while the next one runs), run by ``loop.run_epoch`` as ``loop.fit`` runs it. ``loop``: the naive
+JAX way, one jitted ``train_step`` call per batch from a Python loop, each batch sliced on the
+host and transferred. Every timing ends with ``block_until_ready``.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from tqdm.auto import tqdm
 
 from aejax import loop, train
 from aejax.config import Config
@@ -75,7 +76,9 @@ def interleaved(runners: dict[str, Runner], repeats: int) -> dict[str, list[floa
 
 
 def scan_runner(s: Setup, images_u8: np.ndarray) -> Runner:
-    """Whole on-device epochs, driven like ``loop.fit``; compiled and warmed up."""
+    """Whole on-device epochs run by ``loop.run_epoch``, as ``loop.fit`` runs them (chunks,
+    each chunk's losses read and checked while the next one runs), without a progress bar or
+    checkpoints; compiled and warmed up."""
     num, batch = len(images_u8), s.cfg.batch_size
     steps = num // batch
     plan = loop.chunk_plan(steps)
@@ -84,20 +87,17 @@ def scan_runner(s: Setup, images_u8: np.ndarray) -> Runner:
     chunks = {n: loop.compile_chunk(s.step_fn, n, s.state, images, steps, s.cfg, s.keys["noise"])
               for n in sorted({n for _, n in plan})}
     compile_seconds = time.perf_counter() - start
+    epochs = loop.Loop(s.cfg, chunks, plan, images, s.keys["noise"], s.keys["data"], mesh=None,
+                       checkpoints=None, data={})
+    log = loop.LossLog([], tqdm(disable=True))
     state = fresh_state(s)
     epoch = 0
 
     def run_epoch() -> None:
         nonlocal state, epoch
-        order = train.epoch_order(jax.random.fold_in(s.keys["data"], epoch), num, batch)
-        pending = None
-        for offset, n in plan:
-            state, metrics = chunks[n](state, images, order, np.int32(offset), s.keys["noise"])
-            if pending is not None:  # read the previous chunk's losses while this one runs
-                np.asarray(pending)
-            pending = metrics["loss"]
-        np.asarray(pending)
+        state = loop.run_epoch(epochs, state, log, epoch)
         jax.block_until_ready(state)
+        log.losses.clear()  # only the last epoch's losses are kept
         epoch += 1
 
     run_epoch()  # warm-up: first-call overheads, caches, epoch_order's compilation

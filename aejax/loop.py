@@ -156,34 +156,46 @@ def place(state: TrainState, images_u8: np.ndarray, noise_key: jax.Array, cfg: C
 
 def run_epochs(loop: Loop, state: TrainState, log: LossLog) -> TrainState:
     """Train to the last epoch from ``state``'s step, saving checkpoints at chunk ends."""
-    cfg, plan, ckpt = loop.cfg, loop.plan, loop.checkpoints
-    steps, start = plan[-1][0] + plan[-1][1], sum(map(len, log.losses))
-    num = loop.images.shape[0]
+    steps, start = loop.plan[-1][0] + loop.plan[-1][1], sum(map(len, log.losses))
+    ckpt = loop.checkpoints
     guard = checkpoint.stop_on_sigint() if ckpt is not None else contextlib.nullcontext()
     with guard as stop:
-        for epoch in range(start // steps, cfg.epochs):
-            order = epoch_order(jax.random.fold_in(loop.data_key, epoch), num, cfg.batch_size)
-            if loop.mesh is not None:  # each device gets its columns of every batch
-                order = parallel.put(order, parallel.batch_sharded(loop.mesh))
+        for epoch in range(start // steps, loop.cfg.epochs):
+            state = run_epoch(loop, state, log, epoch, max(0, start - epoch * steps), stop)
+    return state
+
+
+def run_epoch(loop: Loop, state: TrainState, log: LossLog, epoch: int, offset: int = 0,
+              stop: Any = None) -> TrainState:
+    """One epoch's chunks from step ``offset`` of it on.
+
+    Each chunk's losses are checked while the next chunk runs; with checkpoints, the state is
+    saved at the epoch's end, when ``checkpoints.every`` is crossed, and (then raising
+    ``Interrupted``) when ``stop.requested()`` after a SIGINT.
+    """
+    cfg, plan, ckpt = loop.cfg, loop.plan, loop.checkpoints
+    steps, num = plan[-1][0] + plan[-1][1], loop.images.shape[0]
+    order = epoch_order(jax.random.fold_in(loop.data_key, epoch), num, cfg.batch_size)
+    if loop.mesh is not None:  # each device gets its columns of every batch
+        order = parallel.put(order, parallel.batch_sharded(loop.mesh))
+    pending = None
+    for start, n in plan_from(plan, offset):
+        state, metrics = loop.chunks[n](state, loop.images, order, np.int32(start), loop.noise_key)
+        if pending is not None:  # read the previous chunk while this one runs
+            log.add(*pending)
+        first, end = epoch * steps + start, epoch * steps + start + n
+        pending = (metrics["loss"], first, epoch)
+        stopping = stop is not None and stop.requested()
+        if ckpt is not None and (start + n == steps or ckpt.due(first, end) or stopping):
+            log.add(*pending)  # never save a state whose losses were not checked
             pending = None
-            for offset, n in plan_from(plan, max(0, start - epoch * steps)):
-                state, metrics = loop.chunks[n](state, loop.images, order, np.int32(offset),
-                                                loop.noise_key)
-                if pending is not None:  # read the previous chunk while this one runs
-                    log.add(*pending)
-                first, end = epoch * steps + offset, epoch * steps + offset + n
-                pending = (metrics["loss"], first, epoch)
-                stopping = ckpt is not None and stop.requested()
-                if ckpt is not None and (offset + n == steps or ckpt.due(first, end) or stopping):
-                    log.add(*pending)  # never save a state whose losses were not checked
-                    pending = None
-                    save(loop, state, log, steps)
-                    if stopping:
-                        raise checkpoint.Interrupted(
-                            f"interrupted: saved step {end} in {ckpt.directory}; continue with "
-                            f"--workdir {ckpt.directory.parent} --resume")
-            if pending is not None:
-                log.add(*pending)
+            save(loop, state, log, steps)
+            if stopping:
+                raise checkpoint.Interrupted(
+                    f"interrupted: saved step {end} in {ckpt.directory}; continue with "
+                    f"--workdir {ckpt.directory.parent} --resume")
+    if pending is not None:
+        log.add(*pending)
     return state
 
 
