@@ -49,14 +49,6 @@ def compared(arrays: dict[str, jax.Array]) -> dict[str, jax.Array]:
             "occluded": arrays["recon_occluded"]}
 
 
-def per_image_metrics(arrays: dict[str, jax.Array]) -> dict[str, dict[str, np.ndarray]]:
-    """``{comparison: {metric: (N,) values}}``; on/off-bar errors use the evaluation mask."""
-    for pred in compared(arrays).values():
-        metrics.check_inputs(arrays["clean"], pred, arrays["mask"])
-    values = metrics.per_image_all(arrays["clean"], compared(arrays), arrays["mask"])
-    return {name: metrics.to_numpy(values[name]) for name in COMPARISONS}
-
-
 @functools.partial(jax.jit, static_argnames=("model", "occlusion_items"))
 def evaluate_arrays(model: Autoencoder, params: Any, clean: jax.Array, eval_seed: int | jax.Array,
                     occlusion_items: tuple[tuple[str, Any], ...]
