@@ -55,9 +55,8 @@ def ssim(target: jax.Array, pred: jax.Array, batch_size: int = SSIM_BATCH) -> ja
 
     Computed ``batch_size`` images at a time, so memory does not grow with the test set.
     """
-    pairs = (as_nhwc(target), as_nhwc(pred))
-    return jax.lax.map(lambda ab: pix.ssim(ab[0], ab[1], max_val=1.0), pairs,
-                       batch_size=batch_size)
+    return in_chunks(lambda ab: pix.ssim(*ab, max_val=1.0), (as_nhwc(target), as_nhwc(pred)),
+                     batch_size)
 
 
 def _flat(images: jax.Array) -> jax.Array:
