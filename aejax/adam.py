@@ -26,10 +26,9 @@ def adam(learning_rate: float, b1: float = 0.9, b2: float = 0.999,
     """Adam (optax's defaults) whose ``update`` returns the parameter change ``-lr * step``."""
 
     def init(params: Any) -> tuple[optax.ScaleByAdamState, optax.EmptyState]:
-        zeros = lambda p: jnp.zeros_like(p)  # noqa: E731
         moments = optax.ScaleByAdamState(count=jnp.zeros([], jnp.int32),
-                                         mu=jax.tree.map(zeros, params),
-                                         nu=jax.tree.map(zeros, params))
+                                         mu=jax.tree.map(jnp.zeros_like, params),
+                                         nu=jax.tree.map(jnp.zeros_like, params))
         return moments, optax.EmptyState()  # the layout of optax.adam's chained state
 
     def update(grads: Any, state: tuple[optax.ScaleByAdamState, optax.EmptyState],
