@@ -42,10 +42,15 @@ def chunk_plan(steps: int, target_chunks: int = 20, max_length: int = 0) -> list
     return [(o, min(size, steps - o)) for o in range(0, steps, size)]
 
 
+def plan_steps(plan: list[tuple[int, int]]) -> int:
+    """The number of steps an epoch's plan covers."""
+    return plan[-1][0] + plan[-1][1]
+
+
 def plan_from(plan: list[tuple[int, int]], offset: int) -> list[tuple[int, int]]:
     """The chunks of ``plan`` from step ``offset`` of the epoch on (a resumed epoch's rest)."""
     rest = [(o, n) for o, n in plan if o >= offset]
-    end = rest[0][0] if rest else plan[-1][0] + plan[-1][1]
+    end = rest[0][0] if rest else plan_steps(plan)
     return ([(offset, end - offset)] if end > offset else []) + rest
 
 
@@ -156,7 +161,7 @@ def place(state: TrainState, images_u8: np.ndarray, noise_key: jax.Array, cfg: C
 
 def run_epochs(loop: Loop, state: TrainState, log: LossLog) -> TrainState:
     """Train to the last epoch from ``state``'s step, saving checkpoints at chunk ends."""
-    steps, start = loop.plan[-1][0] + loop.plan[-1][1], sum(map(len, log.losses))
+    steps, start = plan_steps(loop.plan), sum(map(len, log.losses))
     ckpt = loop.checkpoints
     guard = checkpoint.stop_on_sigint() if ckpt is not None else contextlib.nullcontext()
     with guard as stop:
@@ -174,7 +179,7 @@ def run_epoch(loop: Loop, state: TrainState, log: LossLog, epoch: int, offset: i
     ``Interrupted``) when ``stop.requested()`` after a SIGINT.
     """
     cfg, plan, ckpt = loop.cfg, loop.plan, loop.checkpoints
-    steps, num = plan[-1][0] + plan[-1][1], loop.images.shape[0]
+    steps, num = plan_steps(plan), loop.images.shape[0]
     order = epoch_order(jax.random.fold_in(loop.data_key, epoch), num, cfg.batch_size)
     if loop.mesh is not None:  # each device gets its columns of every batch
         order = parallel.put(order, parallel.batch_sharded(loop.mesh))
