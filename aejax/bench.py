@@ -78,7 +78,9 @@ def interleaved(runners: dict[str, Runner], repeats: int) -> dict[str, list[floa
 def scan_runner(s: Setup, images_u8: np.ndarray) -> Runner:
     """Whole on-device epochs run by ``loop.run_epoch``, as ``loop.fit`` runs them (chunks,
     each chunk's losses read and checked while the next one runs), without a progress bar or
-    checkpoints; compiled and warmed up."""
+    checkpoints; compiled and warmed up. Every turn runs epoch 0's batch order, computed once
+    beforehand, as ``fit`` computes every epoch's order before training (and as the ``loop`` and
+    PyTorch variants shuffle before timing)."""
     num, batch = len(images_u8), s.cfg.batch_size
     steps = num // batch
     plan = loop.chunk_plan(steps)
@@ -87,20 +89,19 @@ def scan_runner(s: Setup, images_u8: np.ndarray) -> Runner:
     chunks = {n: loop.compile_chunk(s.step_fn, n, s.state, images, steps, s.cfg, s.keys["noise"])
               for n in sorted({n for _, n in plan})}
     compile_seconds = time.perf_counter() - start
-    epochs = loop.Loop(s.cfg, chunks, plan, images, s.keys["noise"], s.keys["data"], mesh=None,
+    orders = loop.epoch_orders(s.keys["data"], [0], num, batch)
+    epochs = loop.Loop(s.cfg, chunks, plan, images, s.keys["noise"], orders, mesh=None,
                        checkpoints=None, data={})
     log = loop.LossLog([], tqdm(disable=True))
     state = fresh_state(s)
-    epoch = 0
 
     def run_epoch() -> None:
-        nonlocal state, epoch
-        state = loop.run_epoch(epochs, state, log, epoch)
+        nonlocal state
+        state = loop.run_epoch(epochs, state, log, 0)
         jax.block_until_ready(state)
-        log.losses.clear()  # only the last epoch's losses are kept
-        epoch += 1
+        log.losses.clear()  # only the last turn's losses are kept
 
-    run_epoch()  # warm-up: first-call overheads, caches, epoch_order's compilation
+    run_epoch()  # warm-up: first-call overheads and caches
     return Runner(run_epoch, steps, {"compile_seconds": compile_seconds})
 
 

@@ -96,6 +96,16 @@ def test_epoch_order_is_a_permutation_without_the_remainder() -> None:
     assert len(np.unique(order)) == 96 and order.min() >= 0 and order.max() < 100
 
 
+def test_epoch_orders_are_each_epochs_own_order() -> None:
+    key = jax.random.key(3)
+    orders = loop.epoch_orders(key, range(1, 3), 100, 16)
+    assert list(orders) == [1, 2]
+    for epoch, order in orders.items():
+        want = train.epoch_order(jax.random.fold_in(key, epoch), 100, 16)
+        np.testing.assert_array_equal(np.asarray(order), np.asarray(want))
+    assert not np.array_equal(np.asarray(orders[1]), np.asarray(orders[2]))
+
+
 @pytest.mark.parametrize("steps", [1, 7, 97, 1875, 2000])
 def test_chunk_plan_covers_every_step_once(steps: int) -> None:
     plan = loop.chunk_plan(steps)
