@@ -21,24 +21,34 @@ from tqdm.auto import tqdm
 
 from aejax import checkpoint, parallel
 from aejax.config import Config, check_batch_size
-from aejax.train import (StepFn, TrainState, create_state, epoch_order, make_model,
+from aejax.train import (UNROLL, StepFn, TrainState, create_state, epoch_order, make_model,
                          make_optimizer, make_train_chunk, make_train_step, root_keys)
 
 
-def chunk_plan(steps: int, target_chunks: int = 20, max_length: int = 0) -> list[tuple[int, int]]:
-    """Split an epoch's steps into (offset, length) chunks of (mostly) one length.
+def chunk_plan(steps: int, target_chunks: int = 20, max_length: int = 0, min_length: int = 16,
+               multiple: int = UNROLL) -> list[tuple[int, int]]:
+    """Split an epoch's steps into (offset, length) chunks: every one but the last ``multiple`` long.
 
-    Chunks let a progress bar advance without a host sync per step; a single length keeps it to
-    one compilation when a divisor of ``steps`` is close to ``steps / target_chunks``. A
-    ``max_length`` (the checkpoint interval) caps the length, so that a chunk ends soon after
-    every multiple of it.
+    Chunks let a progress bar advance without a host sync per step. Every chunk but the epoch's
+    last is a multiple of the scan's unroll, so every step but an odd epoch's last one runs as one
+    of a compiled pair. XLA fuses a lone step's Adam update differently, which changes the last
+    bits; with whole pairs, any plan (another checkpoint interval, another chunk length) trains
+    to the same parameters bit for bit. The wanted length is ``steps / target_chunks``, at least
+    ``min_length`` (every chunk boundary costs about a millisecond on a 2-core CPU, which made
+    2-step chunks at batch 1024 5% slower; BENCHMARKS.md) and at most ``max_length`` (the
+    checkpoint interval, so that a chunk ends soon after every multiple of it), rounded down to
+    the multiple; a divisor of ``steps`` at least half as long is preferred (one compilation).
+    Only a ``max_length`` below the multiple gives lone steps.
     """
-    want = max(1, -(-steps // target_chunks))
+    want = max(min_length, -(-steps // target_chunks))
     if max_length > 0:
         want = min(want, max_length)
-    size = max(d for d in range(1, want + 1) if steps % d == 0)
-    if size * 2 < want:
-        size = want
+    if want >= steps:
+        return [(0, steps)]
+    unit = multiple if want >= multiple else 1
+    want -= want % unit
+    divisors = [d for d in range(unit, want + 1, unit) if steps % d == 0]
+    size = divisors[-1] if divisors and divisors[-1] * 2 >= want else want
     return [(o, min(size, steps - o)) for o in range(0, steps, size)]
 
 

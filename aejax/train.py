@@ -22,6 +22,7 @@ from aejax.config import Config
 from aejax.model import Autoencoder, init_params
 
 Metrics = dict[str, jax.Array]
+UNROLL = 2  # training steps per loop iteration of a chunk's scan
 StepFn = Callable[["TrainState", jax.Array, jax.Array], tuple["TrainState", Metrics]]
 
 
@@ -100,13 +101,14 @@ def make_train_step(cfg: Config, model: Autoencoder, tx: optax.GradientTransform
     return train_step
 
 
-def make_train_chunk(train_step: StepFn, length: int, unroll: int = 2
+def make_train_chunk(train_step: StepFn, length: int, unroll: int = UNROLL
                      ) -> Callable[..., tuple[TrainState, Metrics]]:
     """Jit ``length`` steps as one ``lax.scan`` over batches gathered on device; state donated.
 
-    ``unroll=2`` puts two steps in each loop iteration: bit-identical results, about 10% more
-    steps/s at batch 32 on a 2-core CPU (less loop overhead per step; BENCHMARKS.md). The
-    returned ``chunk(state, images_u8_NxD, order_TxB, offset, noise_key)`` runs rows
+    ``unroll=2`` puts two steps in each loop iteration: about 10% more steps/s at batch 32 on a
+    2-core CPU (BENCHMARKS.md). An odd ``length`` ends with a lone step, whose Adam update XLA
+    fuses differently (the last bits differ), so ``loop.chunk_plan`` gives every chunk but an
+    epoch's last a multiple of ``UNROLL`` steps. The returned ``chunk(state, images_u8_NxD, order_TxB, offset, noise_key)`` runs rows
     ``offset .. offset+length-1`` of the epoch's batch order and returns per-step metrics.
     """
 

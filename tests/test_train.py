@@ -114,6 +114,19 @@ def test_chunk_plan_covers_every_step_once(steps: int) -> None:
     assert len({n for _, n in plan}) <= 2
 
 
+@pytest.mark.parametrize("steps,length", [(1875, 94), (58, 16), (234, 16), (1000, 50), (7, 7)])
+def test_chunks_aim_at_min_length_steps_or_more(steps: int, length: int) -> None:
+    plan = loop.chunk_plan(steps)
+    assert plan[0][1] == length and all(n >= min(16, steps) for _, n in plan[:-1])
+
+
+@pytest.mark.parametrize("steps", [1, 7, 58, 97, 1875, 2000])
+@pytest.mark.parametrize("every", [0, 2, 3, 5, 50])
+def test_every_chunk_but_the_last_is_whole_unrolled_pairs(steps: int, every: int) -> None:
+    plan = loop.chunk_plan(steps, max_length=every)
+    assert all(n % train.UNROLL == 0 for _, n in plan[:-1])
+
+
 def test_batch_larger_than_training_set_is_refused() -> None:
     with pytest.raises(ValueError, match="between 1 and the training set size"):
         loop.fit(dataclasses.replace(CFG, batch_size=500), flat_images(100), progress=False)
@@ -142,11 +155,12 @@ def test_resuming_from_a_mid_epoch_checkpoint_is_bit_identical(tmp_path: Path) -
     with contextlib.closing(checkpoint.Checkpointer(tmp_path, every=5, keep=100)) as ckpt:
         loop.fit(one_epoch, x, progress=False, checkpoints=ckpt)
         ckpt.manager.wait_until_finished()
-        assert ckpt.manager.all_steps() == [6, 10, 16, 20, 26, 30, 36, 40]
-        for step in (30, 36, 40):  # as if killed after step 26, two thirds into the epoch
+        # 4-step chunks (the uninterrupted run's are 10 steps long): the results do not depend on it
+        assert ckpt.manager.all_steps() == [8, 12, 16, 20, 28, 32, 36, 40]
+        for step in (32, 36, 40):  # as if killed after step 28, seven tenths into the epoch
             ckpt.manager.delete(step)
     with contextlib.closing(checkpoint.Checkpointer(tmp_path, every=5, resume=True)) as ckpt:
-        assert ckpt.latest()[1]["offset"] == 26
+        assert ckpt.latest()[1]["offset"] == 28
         state, history = loop.fit(cfg, x, progress=False, checkpoints=ckpt)
     for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(ref), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
