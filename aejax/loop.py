@@ -27,7 +27,7 @@ from aejax.train import (UNROLL, StepFn, TrainState, create_state, epoch_order, 
 
 def chunk_plan(steps: int, target_chunks: int = 20, max_length: int = 0, min_length: int = 16,
                multiple: int = UNROLL) -> list[tuple[int, int]]:
-    """Split an epoch's steps into (offset, length) chunks: every one but the last ``multiple`` long.
+    """Split an epoch's steps into (offset, length) chunks, all but the last a multiple long.
 
     Chunks let a progress bar advance without a host sync per step. Every chunk but the epoch's
     last is a multiple of the scan's unroll, so every step but an odd epoch's last one runs as one
