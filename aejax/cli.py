@@ -40,12 +40,32 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def positive_int_list(text: str) -> tuple[int, ...]:
-    """Parse '128,50' into (128, 50)."""
+def int_list(text: str) -> tuple[int, ...]:
+    """Parse '128,50' into (128, 50); the values are checked where they are used (``Config``)."""
     try:
         return tuple(int(t) for t in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def positive_int_list(text: str) -> tuple[int, ...]:
+    """An argparse type: '32,256' into (32, 256), every value >= 1."""
+    values = int_list(text)
+    if min(values) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated positive integers, got {text!r}")
+    return values
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -56,7 +76,7 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         if field.name in CHOICES:
             kwargs["choices"] = CHOICES[field.name]
         if isinstance(default, tuple):
-            kwargs["type"] = positive_int_list
+            kwargs["type"] = int_list
             kwargs["default"] = ",".join(map(str, default))
         elif default is None:
             kwargs["type"] = str
@@ -90,7 +110,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
     """The Config the parsed flags describe (ValueError for impossible values)."""
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)}
     if isinstance(values["hidden"], str):
-        values["hidden"] = positive_int_list(values["hidden"])
+        values["hidden"] = int_list(values["hidden"])
     return Config(**values)
 
 

@@ -8,20 +8,26 @@ import sys
 from pathlib import Path
 
 from aejax import bench_report, cli, compile_cache
+from aejax.config import Config, check_batch_size
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse flags, measure, print the table (and write JSON with --out)."""
     parser = cli.OneLineParser(prog=Path(__file__).name, description=__doc__)
-    ints = cli.positive_int_list
+    ints, count = cli.positive_int_list, cli.positive_int
     parser.add_argument("--device", choices=("cpu", "gpu"), help="platform (default: JAX's)")
-    parser.add_argument("--batch-sizes", type=ints, default=(32, 256, 1024))
-    parser.add_argument("--steps", type=int, default=300, help="timed steps of loop and torch")
-    parser.add_argument("--repeats", type=int, default=10, help="timed turns; the best counts")
-    parser.add_argument("--roofline-size", type=int, default=1024, help="matmul side")
+    parser.add_argument("--batch-sizes", type=ints, default=(32, 256, 1024), metavar="32,256,1024",
+                        help="batch sizes to time (default: 32,256,1024)")
+    parser.add_argument("--steps", type=count, default=300,
+                        help="timed steps of loop and torch per turn (default: 300)")
+    parser.add_argument("--repeats", type=count, default=10,
+                        help="turns of every variant; the best and the median count (default: 10)")
+    parser.add_argument("--roofline-size", type=count, default=1024,
+                        help="side of the roofline's square matmul (default: 1024)")
     parser.add_argument("--data-dir", default=os.environ.get("AEJAX_MNIST_DIR"),
                         help="MNIST IDX folder (default: $AEJAX_MNIST_DIR, else random images)")
-    parser.add_argument("--num-images", type=int, default=60000, help="random images' count")
+    parser.add_argument("--num-images", type=count, default=60000,
+                        help="random images' count, without --data-dir (default: 60000)")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch baseline")
     parser.add_argument("--no-compile", action="store_true", help="skip cold/warm compile times")
     parser.add_argument("--train-script", action="store_true",
@@ -41,7 +47,11 @@ def main(argv: list[str] | None = None) -> int:
             repeats=args.repeats, roofline_size=args.roofline_size, torch=not args.no_torch,
             compile=not args.no_compile, scaling_devices=args.scaling,
             train_script_args=train_args if args.train_script else None)
+        if args.out and not Path(args.out).resolve().parent.is_dir():
+            raise ValueError(f"--out {args.out}: its folder does not exist")
         images, source = bench_report.images(args.data_dir, args.num_images)
+        for batch in args.batch_sizes:
+            check_batch_size(Config(batch_size=batch), len(images))
         result = {"data": source, **bench_report.run(images, opts)}
         print(f"data: {source}\n{bench_report.table(result)}")
         if args.out:

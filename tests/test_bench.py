@@ -118,3 +118,26 @@ def test_bench_script_prints_the_table_and_writes_json(tmp_path, capsys) -> None
     printed = capsys.readouterr().out
     assert "| 8 | scan |" in printed and "random uint8 64x784" in printed
     assert json.loads(out.read_text())["training"][0]["variant"] == "scan"
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--repeats", "0"], "argument --repeats: expected a positive integer, got '0'"),
+    (["--steps", "-5"], "argument --steps: expected a positive integer, got '-5'"),
+    (["--roofline-size", "big"],
+     "argument --roofline-size: expected a positive integer, got 'big'"),
+    (["--scaling", "0"], "argument --scaling: expected comma-separated positive integers, got '0'"),
+    (["--batch-sizes", "32,0"],
+     "argument --batch-sizes: expected comma-separated positive integers, got '32,0'"),
+    (["--batch-sizes", "128"],
+     "batch size must be between 1 and the training set size (64), got 128"),
+    (["--out", "no/such/folder/b.json"], "--out no/such/folder/b.json: its folder does not exist"),
+])
+def test_bench_script_refuses_bad_flags_in_one_line(argv, message, tmp_path, monkeypatch,
+                                                    capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    try:
+        code = load_script("bench").main(["--num-images", "64", "--data-dir", "", *argv])
+    except SystemExit as exit_:  # argparse errors
+        code = exit_.code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err == [f"bench.py: error: {message}"]
