@@ -10,6 +10,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from aejax.config import ORIENTATIONS, TRAIN_OCCLUSIONS, Config
@@ -117,6 +118,12 @@ def config_from_args(args: argparse.Namespace) -> Config:
 def default_workdir(cfg: Config) -> str:
     """``runs/<dataset>-<train occlusion>-<timestamp>``."""
     return f"runs/{cfg.dataset}-{cfg.train_occlusion}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def check_output_folder(path: str, flag: str) -> None:
+    """Raise ValueError now, not after the work, if ``path``'s folder does not exist."""
+    if not Path(path).resolve().parent.is_dir():
+        raise ValueError(f"{flag} {path}: its folder does not exist")
 
 
 def run_main(main: Callable[[], int], prog: str) -> int:

@@ -33,6 +33,9 @@ def lookup(tree: dict[str, Any], dotted: str) -> float:
         if not isinstance(tree, dict) or part not in tree:
             return math.nan
         tree = tree[part]
+    if isinstance(tree, dict):
+        raise ValueError(f"{dotted} is not a number in metrics.json but holds "
+                         f"{', '.join(sorted(tree))}; name one of them, e.g. {dotted}.{min(tree)}")
     return float(tree)
 
 
@@ -57,6 +60,10 @@ def table(workdirs: list[str], keys: tuple[str, ...] = KEYS, *, group: bool = Tr
     rows: dict[str, list[dict[str, Any]]] = {}
     for label, (_, m) in zip(labels([c for c, _ in runs], names, group), runs):
         rows.setdefault(label, []).append(m)
+    absent = [k for k in keys if all(math.isnan(lookup(m, k)) for _, m in runs)]
+    if absent:
+        raise ValueError(f"no run has the metric(s) {', '.join(absent)}: --keys are dotted paths "
+                         f"into metrics.json, such as {KEYS[1]}")
     out: Table = {}
     for label, group_metrics in rows.items():
         out[label] = {}

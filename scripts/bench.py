@@ -47,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
             repeats=args.repeats, roofline_size=args.roofline_size, torch=not args.no_torch,
             compile=not args.no_compile, scaling_devices=args.scaling,
             train_script_args=train_args if args.train_script else None)
-        if args.out and not Path(args.out).resolve().parent.is_dir():
-            raise ValueError(f"--out {args.out}: its folder does not exist")
+        if args.out:
+            cli.check_output_folder(args.out, "--out")
         images, source = bench_report.images(args.data_dir, args.num_images)
         for batch in args.batch_sizes:
             check_batch_size(Config(batch_size=batch), len(images))

@@ -20,6 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def run() -> int:
+        cli.check_output_folder(args.out, "--out")
         table = compare.table(args.runs, args.keys, group=not args.by_run)
         print(compare.format_markdown(table))
         plots.compare_figure(table, args.out)

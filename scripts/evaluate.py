@@ -20,6 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def run() -> int:
+        if args.export:
+            cli.check_output_folder(args.export, "--export")
         metrics, arrays = report.evaluate_run(args.workdir, data_dir=args.data_dir,
                                               data_root=args.data_root)
         print(f"{args.workdir}: {metrics['data']['test_size']} test images "

@@ -7,30 +7,34 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from aejax import compare
 from aejax.config import Config
 
 
-def fake_run(folder: Path, mse: float, **config) -> str:
-    """A run folder holding only config.json and metrics.json."""
+def fake_run(folder: Path, mse: float, clean: float | None = None, **config) -> str:
+    """A run folder holding only config.json and metrics.json (with a clean MSE if given)."""
     folder.mkdir(parents=True)
     cfg = json.loads(Config(**config).to_json())
     (folder / "config.json").write_text(json.dumps({"config": cfg}))
-    (folder / "metrics.json").write_text(json.dumps({"test": {"occluded": {"mse": mse}}}))
+    test = {"occluded": {"mse": mse}, **({"clean": {"mse": clean}} if clean else {})}
+    (folder / "metrics.json").write_text(json.dumps({"test": test}))
     return str(folder)
 
 
 def test_runs_differing_only_in_seed_form_one_row(tmp_path: Path) -> None:
     mses = {("none", 0): 0.017, ("none", 1): 0.016, ("none", 2): 0.019,
             ("mixed", 0): 0.009, ("mixed", 1): 0.0087}
-    folders = [fake_run(tmp_path / f"{m}{s}", v, train_occlusion=m, seed=s,
-                        data_dir=f"/data{s}") for (m, s), v in mses.items()]
+    folders = [fake_run(tmp_path / f"{m}{s}", v, 0.008 if m == "none" else None,
+                        train_occlusion=m, seed=s, data_dir=f"/data{s}")
+               for (m, s), v in mses.items()]
     tab = compare.table(folders, ("test.occluded.mse", "test.clean.mse"))
     assert list(tab) == ["train_occlusion=none", "train_occlusion=mixed"]
     mean, std, n = tab["train_occlusion=none"]["test.occluded.mse"]
     assert (n, mean) == (3, np.mean([0.017, 0.016, 0.019]))
     assert std == np.std([0.017, 0.016, 0.019], ddof=1)
+    assert tab["train_occlusion=none"]["test.clean.mse"] == (0.008, 0.0, 3)
     assert math.isnan(tab["train_occlusion=mixed"]["test.clean.mse"][0])  # absent: NaN
     text = compare.format_markdown(tab)
     assert "| train_occlusion=mixed | 0.00885 ± 0.00021 | nan ± nan | 2 |" in text
@@ -46,3 +50,12 @@ def test_labels_name_the_fields_that_differ() -> None:
     assert compare.labels([a, a], ["r0", "r1"], group=False) == ["r0", "r1"]
     assert compare.lookup({"a": {"b": 2}}, "a.b") == 2.0
     assert math.isnan(compare.lookup({"a": {"b": 2}}, "a.c"))
+
+
+def test_a_metric_no_run_has_or_a_group_of_metrics_is_refused(tmp_path: Path) -> None:
+    folders = [fake_run(tmp_path / "a", 0.017), fake_run(tmp_path / "b", 0.016, seed=1)]
+    with pytest.raises(ValueError, match="no run has the metric.s. test.ocluded.mse: --keys"):
+        compare.table(folders, ("test.occluded.mse", "test.ocluded.mse"))
+    with pytest.raises(ValueError, match="test.occluded is not a number in metrics.json but "
+                                         "holds mse; name one of them, e.g. test.occluded.mse"):
+        compare.table(folders, ("test.occluded",))

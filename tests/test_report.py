@@ -100,6 +100,10 @@ def test_evaluate_script_errors_are_one_line(tmp_path: Path, capsys) -> None:
         "no config.json (train one with scripts/train.py --workdir)")
     code, _, err = call("evaluate", [], capsys)
     assert code == 2 and "the following arguments are required: --workdir" in err
+    missing = tmp_path / "no" / "arrays.npz"
+    code, _, err = call("evaluate", ["--workdir", str(tmp_path), "--export", str(missing)], capsys)
+    assert code == 2 and err.strip() == (
+        f"evaluate.py: error: --export {missing}: its folder does not exist")
 
 
 def test_compare_groups_seeds_into_mean_and_std(runs, tmp_path: Path, capsys) -> None:
@@ -117,3 +121,8 @@ def test_compare_groups_seeds_into_mean_and_std(runs, tmp_path: Path, capsys) ->
     assert by_run == {f"seed={s}": {"test.occluded.mse": (values[s], 0.0, 1)} for s in (0, 1)}
     code, _, err = call("compare", [str(folders[0]), str(tmp_path / "none")], capsys)
     assert code == 2 and "is not a finished run: no config.json or metrics.json" in err
+    code, _, err = call("compare", [str(folders[0]), "--out", str(tmp_path / "no" / "c.png")],
+                        capsys)
+    assert code == 2 and "--out" in err and "c.png: its folder does not exist" in err
+    code, _, err = call("compare", [str(folders[0]), "--keys", "test.occluded.mes"], capsys)
+    assert code == 2 and "no run has the metric(s) test.occluded.mes" in err
