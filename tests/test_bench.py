@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -14,6 +19,7 @@ from aejax.model import count_params, init_params
 from tests.test_experiment import load_script
 
 IMAGES = np.random.default_rng(0).integers(0, 256, (64, 784), np.uint8)
+ROOT = Path(__file__).resolve().parents[1]
 needs_torch = pytest.mark.skipif(not torch_baseline.available(), reason="PyTorch not installed")
 
 
@@ -141,3 +147,17 @@ def test_bench_script_refuses_bad_flags_in_one_line(argv, message, tmp_path, mon
         code = exit_.code
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and err == [f"bench.py: error: {message}"]
+
+
+@pytest.mark.skipif(any(importlib.util.find_spec(m) for m in ("jax_cuda12_plugin",
+                                                              "jax_cuda13_plugin")),
+                    reason="a CUDA plugin is installed")
+def test_bench_script_without_a_gpu_says_so_in_one_line() -> None:
+    # a fresh process: choosing the platform must happen before JAX starts a backend
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench.py"), "--device", "gpu",
+                           "--no-torch", "--data-dir", ""], capture_output=True, text=True,
+                          env={**os.environ, "JAX_PLATFORMS": ""}, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "bench.py: error: --device gpu: JAX cannot start the cuda platform; for a GPU install "
+        "jax[cuda12] on a machine with one, or leave --device out"]
