@@ -39,20 +39,10 @@ class Options:
 
 
 def use_platform(device: str) -> None:
-    """Run on ``cpu`` or ``gpu`` (before any backend starts); child processes inherit it.
-
-    Raises ValueError if JAX cannot start that platform (no GPU, or jax without CUDA).
-    """
+    """Run on ``cpu`` or ``gpu`` (before any backend starts); child processes inherit it."""
     name = {"cpu": "cpu", "gpu": "cuda"}[device]
     os.environ["JAX_PLATFORMS"] = name
     jax.config.update("jax_platforms", name)
-    try:
-        jax.devices()
-    except (RuntimeError, AssertionError) as err:  # jax 0.10 raises a bare AssertionError here
-        reason = f" ({str(err).splitlines()[0]})" if str(err) else ""
-        raise ValueError(f"--device {device}: JAX cannot start the {name} platform{reason}; "
-                         f"for a GPU install jax[cuda12] on a machine with one, or leave "
-                         f"--device out") from err
 
 
 def machine() -> dict[str, Any]:

@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+import jax
+
 from aejax.config import ORIENTATIONS, TRAIN_OCCLUSIONS, Config
 from aejax.parallel import parse_devices
 
@@ -126,6 +128,19 @@ def check_output_folder(path: str, flag: str) -> None:
         raise ValueError(f"{flag} {path}: its folder does not exist")
 
 
+def backend_problem() -> str | None:
+    """Why JAX cannot start its backend (say ``JAX_PLATFORMS=cuda`` without a GPU), else None."""
+    try:
+        jax.devices()
+    except (AssertionError, RuntimeError) as err:  # jax 0.10 raises a bare AssertionError
+        detail = str(err).strip().splitlines()
+        reason = f" ({detail[0]})" if detail else ""
+        return (f"JAX cannot start the platform {jax.config.jax_platforms!r}{reason}: for a GPU "
+                "install jax[cuda12] on a machine with one, or choose another platform "
+                "(JAX_PLATFORMS, or bench.py's --device)")
+    return None
+
+
 def run_main(main: Callable[[], int], prog: str) -> int:
     """Run ``main``, turning expected failures into one line on stderr and exit code 2."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -139,6 +154,12 @@ def run_main(main: Callable[[], int], prog: str) -> int:
         if os.environ.get("AEJAX_DEBUG"):  # developers: the full traceback too
             traceback.print_exc()
         print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
+    except (AssertionError, RuntimeError):
+        problem = backend_problem()  # only a backend that cannot start is the user's to fix
+        if problem is None or os.environ.get("AEJAX_DEBUG"):
+            raise
+        print(f"{prog}: error: {problem}", file=sys.stderr)
         return 2
 
 

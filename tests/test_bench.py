@@ -159,5 +159,5 @@ def test_bench_script_without_a_gpu_says_so_in_one_line() -> None:
                           env={**os.environ, "JAX_PLATFORMS": ""}, timeout=120)
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().splitlines() == [
-        "bench.py: error: --device gpu: JAX cannot start the cuda platform; for a GPU install "
-        "jax[cuda12] on a machine with one, or leave --device out"]
+        "bench.py: error: JAX cannot start the platform 'cuda': for a GPU install jax[cuda12] on "
+        "a machine with one, or choose another platform (JAX_PLATFORMS, or bench.py's --device)"]

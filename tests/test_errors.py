@@ -8,6 +8,7 @@ training set) are not repeated here.
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import os
 import subprocess
 import sys
@@ -179,3 +180,17 @@ def test_data_mismatch_is_refused_before_the_folder_becomes_a_run(
             "--no-compile-cache", "--workdir", str(tmp_path / "run")]
     # the folder holds no run, so the corrected command needs no --overwrite
     assert load_script("train").main(base + data + ["--batch-size", "64"]) == 0
+
+
+@pytest.mark.skipif(any(importlib.util.find_spec(m) for m in ("jax_cuda12_plugin",
+                                                              "jax_cuda13_plugin")),
+                    reason="a CUDA plugin is installed")
+def test_a_platform_jax_cannot_start_is_one_line(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), "--workdir",
+                           str(tmp_path / "run")], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "JAX_PLATFORMS": "cuda"})
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "train.py: error: JAX cannot start the platform 'cuda': for a GPU install jax[cuda12] on "
+        "a machine with one, or choose another platform (JAX_PLATFORMS, or bench.py's --device)"]
+    assert not (tmp_path / "run").exists()
