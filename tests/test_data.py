@@ -12,6 +12,8 @@ import importlib.util
 import logging
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -356,3 +358,23 @@ def test_wrong_image_size(tmp_path, hw, message):
     write_folder(tmp_path / "mnist", gz=False, hw=hw)  # uncompressed: only the format is checked
     with pytest.raises(DataError, match=message):
         data.load("mnist", data_root=tmp_path)
+
+
+def test_training_from_idx_files_never_imports_tfds(small_idx_dir: Path, tmp_path: Path) -> None:
+    # the GPU machines have no tensorflow-datasets: train.py and bench.py must run from IDX files
+    root = Path(__file__).resolve().parents[1]
+    code = (
+        "import runpy, sys\n"
+        f"sys.argv = ['train.py', '--data-dir', {str(small_idx_dir)!r}, '--epochs', '1',\n"
+        f"            '--workdir', {str(tmp_path / 'run')!r}, '--no-progress']\n"
+        "try:\n"
+        f"    runpy.run_path({str(root / 'scripts' / 'train.py')!r}, run_name='__main__')\n"
+        "except SystemExit as exit_:\n"
+        "    assert not exit_.code, exit_.code\n"
+        "import aejax.bench_report\n"
+        "print('tfds imported:', 'tensorflow_datasets' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "tfds imported: False"
+    assert (tmp_path / "run" / "metrics.json").is_file()
