@@ -60,11 +60,13 @@ class Runner:
     info: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
-def interleaved(runners: dict[str, Runner], repeats: int) -> dict[str, list[float]]:
+def interleaved(runners: dict[str, Runner], repeats: int,
+                after_turn: Callable[[], Any] | None = None) -> dict[str, list[float]]:
     """Steps/s of every turn of each runner, timing them in turn ``repeats`` times.
 
     Taking turns spreads every variant over the same stretch of time, so a burst of load from
     other processes slows all of them rather than the one that happened to be running.
+    ``after_turn`` (a progress bar's update) is called between turns, outside the timings.
     """
     speeds: dict[str, list[float]] = {name: [] for name in runners}
     for _ in range(repeats):
@@ -72,6 +74,8 @@ def interleaved(runners: dict[str, Runner], repeats: int) -> dict[str, list[floa
             start = time.perf_counter()
             r.run()
             speeds[name].append(r.steps / (time.perf_counter() - start))
+        if after_turn is not None:
+            after_turn()
     return speeds
 
 

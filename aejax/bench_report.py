@@ -17,6 +17,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from tqdm.auto import tqdm
 
 from aejax import bench, bench_external, roofline, scaling, torch_baseline
 from aejax.config import Config
@@ -36,6 +37,7 @@ class Options:
     train_script_args: Sequence[str] | None = None  # None: skip scripts/train.py
     scaling_devices: Sequence[int] = ()  # empty: skip the device-count sweep
     scaling_steps: int = 200
+    progress: bool = True  # a progress bar on stderr
 
 
 def use_platform(device: str) -> None:
@@ -69,17 +71,23 @@ def load_average() -> list[float]:
 
 
 def training_rows(images_u8: np.ndarray, opts: Options, gflops: float,
-                  torch_device: str) -> list[dict[str, Any]]:
-    """scan, loop and torch steps/s at every batch size, with % of roofline and ratio to torch."""
+                  torch_device: str, bar: Any) -> list[dict[str, Any]]:
+    """scan, loop and torch steps/s at every batch size, with % of roofline and ratio to torch.
+
+    ``bar`` (tqdm) advances by one for each batch size's set-up and for each of its turns.
+    """
     rows = []
     for batch in opts.batch_sizes:
+        bar.set_description(f"batch {batch}: compile, warm up")
         s = bench.setup(Config(batch_size=batch), images_u8.shape[1])
         runners = {"scan": bench.scan_runner(s, images_u8),
                    "loop": bench.loop_runner(s, images_u8, opts.loop_steps)}
         if opts.torch:
             runners["torch"] = torch_baseline.runner(images_u8, batch, opts.torch_steps,
                                                      device=torch_device)
-        turns = bench.interleaved(runners, opts.repeats)
+        bar.update()
+        bar.set_description(f"batch {batch}: {opts.repeats} turns")
+        turns = bench.interleaved(runners, opts.repeats, after_turn=bar.update)
         best = {name: max(v) for name, v in turns.items()}
         median = {name: statistics.median(v) for name, v in turns.items()}
         for name, sps in best.items():
@@ -113,23 +121,37 @@ def run(images_u8: np.ndarray, opts: Options) -> dict[str, Any]:
         result["machine"]["torch"] = torch.__version__
     else:
         opts = dataclasses.replace(opts, torch=False)
-    before = roofline.matmul_gflops(opts.roofline_size)
-    torch_device = "cuda" if result["machine"]["backend"] == "gpu" else "cpu"
-    rows = training_rows(images_u8, opts, before, torch_device)
-    after = roofline.matmul_gflops(opts.roofline_size)  # the best of both counts: load only slows
-    gflops = max(before, after)
-    result["roofline"] = {"matmul_size": opts.roofline_size, "dtype": "float32", "gflops": gflops,
-                          "gflops_before": before, "gflops_after": after}
-    for r in rows:
-        r["percent_of_roofline"] *= before / gflops
-    result["training"] = rows
-    if opts.compile:
-        result["compile"] = bench_external.compile_times(opts.batch_sizes[0])
-    if opts.train_script_args is not None:
-        result["train_script"] = bench_external.train_script(opts.train_script_args)
-    if opts.scaling_devices:
-        result["scaling"] = scaling.sweep(opts.scaling_devices, opts.batch_sizes,
-                                          opts.scaling_steps)
+    sections = {"compile": opts.compile, "train.py": opts.train_script_args is not None,
+                "scaling": bool(opts.scaling_devices)}
+    total = 2 + len(opts.batch_sizes) * (1 + opts.repeats) + sum(sections.values())
+    with tqdm(total=total, desc="roofline", unit="part", disable=not opts.progress,
+              leave=False) as bar:
+        before = roofline.matmul_gflops(opts.roofline_size)
+        bar.update()
+        torch_device = "cuda" if result["machine"]["backend"] == "gpu" else "cpu"
+        rows = training_rows(images_u8, opts, before, torch_device, bar)
+        bar.set_description("roofline")
+        after = roofline.matmul_gflops(opts.roofline_size)  # the best of both: load only slows
+        bar.update()
+        gflops = max(before, after)
+        result["roofline"] = {"matmul_size": opts.roofline_size, "dtype": "float32",
+                              "gflops": gflops, "gflops_before": before, "gflops_after": after}
+        for r in rows:
+            r["percent_of_roofline"] *= before / gflops
+        result["training"] = rows
+        if opts.compile:
+            bar.set_description("compile times (fresh processes)")
+            result["compile"] = bench_external.compile_times(opts.batch_sizes[0])
+            bar.update()
+        if opts.train_script_args is not None:
+            bar.set_description("scripts/train.py, twice")
+            result["train_script"] = bench_external.train_script(opts.train_script_args)
+            bar.update()
+        if opts.scaling_devices:
+            bar.set_description("scaling over devices")
+            result["scaling"] = scaling.sweep(opts.scaling_devices, opts.batch_sizes,
+                                              opts.scaling_steps)
+            bar.update()
     result["bench_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result["load_average_end"] = load_average()
     return result

@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scaling", type=ints, default=(), metavar="1,2,4",
                         help="also measure images/s against these device counts")
     parser.add_argument("--out", help="write every measurement to this JSON file")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = parser.parse_args(argv)
 
     def run() -> int:
@@ -46,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
             batch_sizes=args.batch_sizes, loop_steps=args.steps, torch_steps=args.steps,
             repeats=args.repeats, roofline_size=args.roofline_size, torch=not args.no_torch,
             compile=not args.no_compile, scaling_devices=args.scaling,
-            train_script_args=train_args if args.train_script else None)
+            train_script_args=train_args if args.train_script else None,
+            progress=not args.no_progress)
         if args.out:
             cli.check_output_folder(args.out, "--out")
         images, source = bench_report.images(args.data_dir, args.num_images)

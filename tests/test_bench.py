@@ -117,13 +117,47 @@ def test_failing_child_raises_with_its_stderr() -> None:
 
 def test_bench_script_prints_the_table_and_writes_json(tmp_path, capsys) -> None:
     out = tmp_path / "bench.json"
-    code = load_script("bench").main(["--batch-sizes", "8", "--steps", "2", "--repeats", "1",
-                              "--roofline-size", "64", "--num-images", "64", "--no-compile",
-                              "--data-dir", "", "--out", str(out)])
+    argv = ["--batch-sizes", "8", "--steps", "2", "--repeats", "2", "--roofline-size", "64",
+            "--num-images", "64", "--no-compile", "--data-dir", ""]
+    code = load_script("bench").main([*argv, "--out", str(out)])
     assert code == 0
-    printed = capsys.readouterr().out
-    assert "| 8 | scan |" in printed and "random uint8 64x784" in printed
+    printed = capsys.readouterr()
+    assert "| 8 | scan |" in printed.out and "random uint8 64x784" in printed.out
     assert json.loads(out.read_text())["training"][0]["variant"] == "scan"
+    assert "roofline" in printed.err  # the progress bar
+    assert load_script("bench").main([*argv, "--no-progress"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_the_progress_bar_names_each_part_and_ends_full(monkeypatch) -> None:
+    class Bar:
+        """Records what bench_report tells tqdm."""
+
+        def __init__(self, total: int, desc: str, **kwargs) -> None:
+            self.total, self.n, self.descriptions = total, 0, [desc]
+            bars.append(self)
+
+        def __enter__(self) -> Bar:
+            return self
+
+        def __exit__(self, *exc) -> None:
+            pass
+
+        def update(self, n: int = 1) -> None:
+            self.n += n
+
+        def set_description(self, desc: str) -> None:
+            self.descriptions.append(desc)
+
+    bars: list[Bar] = []
+    monkeypatch.setattr(bench_report, "tqdm", Bar)
+    opts = bench_report.Options(batch_sizes=(8, 16), loop_steps=2, repeats=3, roofline_size=32,
+                                torch=False, compile=False)
+    bench_report.run(IMAGES, opts)
+    (bar,) = bars
+    assert bar.n == bar.total == 2 + 2 * (1 + 3)  # the roofline twice; per batch set-up + turns
+    assert bar.descriptions == ["roofline", "batch 8: compile, warm up", "batch 8: 3 turns",
+                                "batch 16: compile, warm up", "batch 16: 3 turns", "roofline"]
 
 
 @pytest.mark.parametrize("argv,message", [
