@@ -2,8 +2,8 @@
 
 Cold compile: a new process compiles one training chunk with an empty persistent compilation cache
 folder; warm: a second new process compiles it again with that folder, now filled. The end-to-end
-run starts ``scripts/train.py`` and records its wall time and peak resident memory (``ru_maxrss``
-of that child, from ``os.wait4``).
+run starts ``scripts/train.py`` and records its wall time and peak resident memory (the child's
+own ``VmHWM``, which it reports as it exits).
 """
 
 from __future__ import annotations
