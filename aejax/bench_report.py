@@ -20,7 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from aejax import bench, bench_external, roofline, scaling, torch_baseline
-from aejax.config import Config
+from aejax.config import Config, check_batch_size
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,6 +114,8 @@ def run(images_u8: np.ndarray, opts: Options) -> dict[str, Any]:
       images_u8: training images (N, D), uint8.
       opts: what to measure.
     """
+    for batch in opts.batch_sizes:  # before any measurement, not minutes into it
+        check_batch_size(Config(batch_size=batch), len(images_u8))
     result: dict[str, Any] = {"machine": machine(), "load_average_start": load_average()}
     if opts.torch and torch_baseline.available():
         import torch
@@ -121,9 +123,8 @@ def run(images_u8: np.ndarray, opts: Options) -> dict[str, Any]:
         result["machine"]["torch"] = torch.__version__
     else:
         opts = dataclasses.replace(opts, torch=False)
-    sections = {"compile": opts.compile, "train.py": opts.train_script_args is not None,
-                "scaling": bool(opts.scaling_devices)}
-    total = 2 + len(opts.batch_sizes) * (1 + opts.repeats) + sum(sections.values())
+    sections = [opts.compile, opts.train_script_args is not None, bool(opts.scaling_devices)]
+    total = 2 + len(opts.batch_sizes) * (1 + opts.repeats) + sum(sections)
     with tqdm(total=total, desc="roofline", unit="part", disable=not opts.progress,
               leave=False) as bar:
         before = roofline.matmul_gflops(opts.roofline_size)
@@ -139,22 +140,28 @@ def run(images_u8: np.ndarray, opts: Options) -> dict[str, Any]:
         for r in rows:
             r["percent_of_roofline"] *= before / gflops
         result["training"] = rows
-        if opts.compile:
-            bar.set_description("compile times (fresh processes)")
-            result["compile"] = bench_external.compile_times(opts.batch_sizes[0])
-            bar.update()
-        if opts.train_script_args is not None:
-            bar.set_description("scripts/train.py, twice")
-            result["train_script"] = bench_external.train_script(opts.train_script_args)
-            bar.update()
-        if opts.scaling_devices:
-            bar.set_description("scaling over devices")
-            result["scaling"] = scaling.sweep(opts.scaling_devices, opts.batch_sizes,
-                                              opts.scaling_steps)
-            bar.update()
+        result.update(child_sections(opts, bar))
     result["bench_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result["load_average_end"] = load_average()
     return result
+
+
+def child_sections(opts: Options, bar: Any) -> dict[str, Any]:
+    """The sections measured in fresh processes: compile times, train.py, scaling."""
+    out: dict[str, Any] = {}
+    if opts.compile:
+        bar.set_description("compile times (fresh processes)")
+        out["compile"] = bench_external.compile_times(opts.batch_sizes[0])
+        bar.update()
+    if opts.train_script_args is not None:
+        bar.set_description("scripts/train.py, twice")
+        out["train_script"] = bench_external.train_script(opts.train_script_args)
+        bar.update()
+    if opts.scaling_devices:
+        bar.set_description("scaling over devices")
+        out["scaling"] = scaling.sweep(opts.scaling_devices, opts.batch_sizes, opts.scaling_steps)
+        bar.update()
+    return out
 
 
 def table(result: dict[str, Any]) -> str:

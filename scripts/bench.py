@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 from aejax import bench_report, cli, compile_cache
-from aejax.config import Config, check_batch_size
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,8 +51,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.out:
             cli.check_output_folder(args.out, "--out")
         images, source = bench_report.images(args.data_dir, args.num_images)
-        for batch in args.batch_sizes:
-            check_batch_size(Config(batch_size=batch), len(images))
         result = {"data": source, **bench_report.run(images, opts)}
         print(f"data: {source}\n{bench_report.table(result)}")
         if args.out:
