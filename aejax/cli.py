@@ -26,13 +26,25 @@ CHOICES: dict[str, Sequence[str]] = {
 }
 HELP: dict[str, str] = {
     "dataset": "dataset name",
-    "data_dir": "a folder holding the four MNIST-format IDX files (.gz or not)",
+    "data_dir": "a folder holding the four MNIST-format IDX files (.gz or not); without it the "
+                "dataset is read from --data-root, or downloaded there",
     "data_root": "the data folder: downloads and decoded cache",
     "hidden": "encoder widths, comma-separated; the decoder mirrors them",
     "init_scheme": "parameter initialisation: torch (the original's) or flax",
     "train_occlusion": "none: clean inputs (the original); all: occluded inputs; "
                        "mixed: each input occluded with probability 0.5",
     "eval_seed": "seed of the fixed test-set occlusion",
+    "epochs": "passes over the training set",
+    "batch_size": "images per training step",
+    "learning_rate": "Adam's learning rate",
+    "seed": "seed of the initialisation, the batch order and the training occlusions",
+    "occlusion_width": "bar width in pixels",
+    "occlusion_value": "the bars' pixel value (1.0: white, as in the original)",
+    "occlusion_low": "lowest row or column a bar starts at",
+    "occlusion_high": "highest row or column a bar starts at (inclusive)",
+    "occlusion_orientation": "alternate: rows for even images, columns for odd (the original); "
+                             "horizontal; vertical; random",
+    "occlusion_bars": "bars per image",
 }
 
 
@@ -85,7 +97,8 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
             kwargs["type"] = str
         else:
             kwargs["type"] = type(default)
-        kwargs["help"] = f"{kwargs['help']} (default: {kwargs['default']})".lstrip()
+        if default is not None:
+            kwargs["help"] = f"{kwargs['help']} (default: {kwargs['default']})".lstrip()
         parser.add_argument("--" + field.name.replace("_", "-"), **kwargs)
 
 
