@@ -23,14 +23,16 @@ from aejax.config import Config, check_data
 
 log = logging.getLogger(__name__)
 PARAMS_FILE = "params.msgpack"
+RUN_FILES = ("config.json", "metrics.json", PARAMS_FILE, "train_loss.npy", "figure.png",
+             "loss.png", "correlation.png", "per_class.png")  # what run writes, checkpoints aside
 
 
 def prepare_workdir(workdir: str | os.PathLike, *, overwrite: bool = False,
                     resume: bool = False) -> Path:
     """Create the run folder; refuse a file, or an existing run without ``resume``/``overwrite``.
 
-    ``resume`` needs the folder of an earlier run; ``overwrite`` deletes its checkpoints, so
-    that the new run's checkpoints never mix with the old ones.
+    ``resume`` needs the folder of an earlier run. With ``overwrite`` nothing is deleted yet:
+    ``run`` clears the old run (``clear_run``) only once the new one's data has been checked.
     """
     path = Path(workdir)
     if path.exists() and not path.is_dir():
@@ -48,11 +50,16 @@ def prepare_workdir(workdir: str | os.PathLike, *, overwrite: bool = False,
         probe = path / ".write-test"
         probe.write_text("")
         probe.unlink()
-        if overwrite:
-            shutil.rmtree(path / checkpoint.DIRNAME, ignore_errors=True)
     except OSError as err:
         raise ValueError(f"workdir {path} is not writable ({err.strerror})") from None
     return path
+
+
+def clear_run(path: Path) -> None:
+    """Delete what an earlier run wrote into ``path`` (its files and checkpoints), nothing else."""
+    for name in RUN_FILES:
+        (path / name).unlink(missing_ok=True)
+    shutil.rmtree(path / checkpoint.DIRNAME, ignore_errors=True)
 
 
 def nothing_to_resume(path: Path) -> str:
@@ -128,12 +135,14 @@ def run(cfg: Config, workdir: str | os.PathLike, *, progress: bool = True,
     path = Path(workdir)
     if writer:
         prepare_workdir(path, overwrite=overwrite, resume=resume)
+    ds = data.load(cfg.dataset, data_dir=cfg.data_dir, data_root=cfg.data_root)
+    check_data(cfg, *ds.train_images.shape)  # before anything is deleted or written
+    if writer:
+        if overwrite:
+            clear_run(path)  # so that no old file or checkpoint mixes with the new run's
+        write_json(run_info(cfg, ds, mesh), path / "config.json")
     if jax.process_count() > 1:  # the others wait until process 0 has prepared the folder
         multihost_utils.sync_global_devices("aejax: workdir ready")
-    ds = data.load(cfg.dataset, data_dir=cfg.data_dir, data_root=cfg.data_root)
-    check_data(cfg, *ds.train_images.shape)  # before config.json makes the folder a run
-    if writer:
-        write_json(run_info(cfg, ds, mesh), path / "config.json")
     x_train = ds.train_images.reshape(len(ds.train_images), -1)
     ckpt = checkpoint.Checkpointer(path / checkpoint.DIRNAME, every=checkpoint_every, keep=keep,
                                    resume=resume)

@@ -180,6 +180,13 @@ def test_data_mismatch_is_refused_before_the_folder_becomes_a_run(
             "--no-compile-cache", "--workdir", str(tmp_path / "run")]
     # the folder holds no run, so the corrected command needs no --overwrite
     assert load_script("train").main(base + data + ["--batch-size", "64"]) == 0
+    before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "run").rglob("*"))
+    assert "training set size (256), got 1000" in train_error(
+        data + ["--batch-size", "1000", "--overwrite"], tmp_path, capsys)
+    # a refused --overwrite leaves the old run as it was, checkpoints included
+    assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "run").rglob("*")) == before
+    assert (tmp_path / "run" / "checkpoints").is_dir()
+    assert (tmp_path / "run" / "metrics.json").is_file()
 
 
 @pytest.mark.skipif(any(importlib.util.find_spec(m) for m in ("jax_cuda12_plugin",

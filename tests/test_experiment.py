@@ -113,7 +113,11 @@ def test_resume_config_reuses_the_checkpoint_config_and_overwrite_clears_it(
     with pytest.raises(ValueError, match=r"hidden=\[64, 16\] \(now \[128, 50\]\)"):
         experiment.resume_config(run, {"hidden": (128, 50)})  # a default given explicitly
     experiment.prepare_workdir(run, overwrite=True)
-    assert not (run / checkpoint.DIRNAME).exists()
+    assert (run / checkpoint.DIRNAME).is_dir()  # nothing is deleted before the data is checked
+    (run / "config.json").write_text("{}")
+    (run / "notes.txt").write_text("mine")
+    experiment.clear_run(run)
+    assert sorted(p.name for p in run.iterdir()) == ["notes.txt"]  # only what a run writes
 
 
 def test_given_config_holds_only_the_flags_on_the_command_line() -> None:
