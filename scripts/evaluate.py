@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from aejax import cli, report
+from aejax import cli, compile_cache, report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,9 +17,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", help="read the test set from this folder of IDX files "
                                            "instead of the run's own --data-dir")
     parser.add_argument("--data-root", help="the data folder instead of the run's --data-root")
+    parser.add_argument("--no-compile-cache", action="store_true",
+                        help="do not use JAX's persistent compilation cache")
     args = parser.parse_args(argv)
 
     def run() -> int:
+        if not args.no_compile_cache:
+            compile_cache.enable()
         if args.export:
             cli.check_output_folder(args.export, "--export")
         metrics, arrays = report.evaluate_run(args.workdir, data_dir=args.data_dir,

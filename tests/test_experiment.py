@@ -94,6 +94,12 @@ def test_script_runs_from_the_command_line(small_idx_dir: Path, tmp_path: Path) 
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert np.isfinite(metrics["test"]["occluded"]["mse"])
     assert any((tmp_path / "jax-cache").iterdir())  # the compilation cache was written
+    evaluated = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "evaluate.py"), "--workdir", str(tmp_path / "run")],
+        capture_output=True, text=True, env={**env, "AEJAX_JAX_CACHE": str(tmp_path / "cache2")},
+        cwd=tmp_path, timeout=300)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert any((tmp_path / "cache2").iterdir())  # evaluate.py uses the cache too
     missing = subprocess.run([*cmd[:2], "--data-dir", str(tmp_path / "nowhere"), "--workdir",
                               str(tmp_path / "run2")], capture_output=True, text=True, env=env,
                              cwd=tmp_path, timeout=300)

@@ -59,7 +59,7 @@ def test_evaluate_script_recomputes_the_metrics_and_keeps_train(runs, tmp_path: 
     for name in FIGURES[1:]:
         (run / name).unlink(missing_ok=name == "loss.png")
     code, out, err = call("evaluate", ["--workdir", str(run), "--export",
-                                       str(tmp_path / "a.npz")], capsys)
+                                       str(tmp_path / "a.npz"), "--no-compile-cache"], capsys)
     assert code == 0, err
     assert "occluded_input" in out and "on_bar_mse" in out and "per digit" in out
     after = json.loads((run / "metrics.json").read_text())
@@ -73,6 +73,7 @@ def test_evaluate_script_recomputes_the_metrics_and_keeps_train(runs, tmp_path: 
     np.testing.assert_array_equal(exported["labels"], ds.test_labels)
     np.testing.assert_allclose(exported["original"], ds.test_images / 255.0, atol=1e-6)
     bar = exported["mask"]
+    assert bar.dtype == bool and bar.shape == exported["original"].shape  # as the README says
     assert np.all(exported["occluded"][bar] == 1.0)
     np.testing.assert_array_equal(exported["occluded"][~bar], exported["original"][~bar])
     on_bar = [np.mean((1.0 - o[m]) ** 2) for o, m in zip(exported["original"], bar)]
