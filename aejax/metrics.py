@@ -21,6 +21,7 @@ from aejax.occlusion import check_images
 NONZERO_TOL = 1e-4  # the original's tolerance: a pixel counts if it exceeds this in both images
 SSIM_BATCH = 500  # images per SSIM chunk: keeps the filtered intermediates small on 10k images
 CHUNK = 200  # images per step of ``per_image_all``: its intermediates stay in the CPU's cache
+PSNR_MAX = 100.0  # dB: identical images (MSE 0) would be infinite and make the means inf or NaN
 METRICS: tuple[str, ...] = ("mse", "psnr", "ssim", "corr", "corr_nonzero")
 MASKED: tuple[str, ...] = ("on_bar_mse", "off_bar_mse")
 
@@ -45,8 +46,12 @@ def mse(target: jax.Array, pred: jax.Array) -> jax.Array:
 
 @jax.jit
 def psnr(target: jax.Array, pred: jax.Array) -> jax.Array:
-    """Peak signal-to-noise ratio per image in dB, for pixels in [0, 1]."""
-    return pix.psnr(as_nhwc(target), as_nhwc(pred))
+    """Peak signal-to-noise ratio per image in dB, for pixels in [0, 1], capped at ``PSNR_MAX``.
+
+    Identical images happen: with ``--occlusion-value 0`` a bar on an all-black row changes
+    nothing, and dm-pix's PSNR of such a pair is infinite.
+    """
+    return jnp.minimum(pix.psnr(as_nhwc(target), as_nhwc(pred)), PSNR_MAX)
 
 
 @functools.partial(jax.jit, static_argnames="batch_size")

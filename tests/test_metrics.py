@@ -44,6 +44,15 @@ def test_mse_and_psnr_match_numpy_for_flat_and_square_images() -> None:
         np.testing.assert_allclose(metrics.psnr(x, y), expected_psnr, rtol=1e-5)
 
 
+def test_psnr_of_identical_images_is_capped_so_the_means_stay_finite() -> None:
+    a, b = random_pairs(n=4)
+    b[1] = a[1]  # e.g. a black bar on an all-black row: nothing changed
+    values = np.asarray(metrics.psnr(a, b))
+    assert values[1] == metrics.PSNR_MAX
+    assert np.all(values[[0, 2, 3]] < 30)  # the others are untouched
+    assert np.all(np.isfinite(metrics.mean_std(values)))
+
+
 def test_ssim_is_one_for_identical_images_and_matches_numpy() -> None:
     a, b = random_pairs(n=3)
     np.testing.assert_allclose(metrics.ssim(a, a), np.ones(3), atol=1e-5)
