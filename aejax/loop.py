@@ -38,18 +38,25 @@ def chunk_plan(steps: int, target_chunks: int = 20, max_length: int = 0, min_len
     2-step chunks at batch 1024 5% slower; BENCHMARKS.md) and at most ``max_length`` (the
     checkpoint interval, so that a chunk ends soon after every multiple of it), rounded down to
     the multiple; a divisor of ``steps`` at least half as long is preferred (one compilation).
-    Only a ``max_length`` below the multiple gives lone steps.
+    Only a ``max_length`` below the multiple gives lone steps. A last chunk of 3 steps is run as
+    2 + 1: a scan of 3 makes one pass of its loop, which XLA compiles as straight-line code whose
+    steps it fuses differently from the same steps in a longer scan.
     """
     want = max(min_length, -(-steps // target_chunks))
     if max_length > 0:
         want = min(want, max_length)
     if want >= steps:
-        return [(0, steps)]
-    unit = multiple if want >= multiple else 1
-    want -= want % unit
-    divisors = [d for d in range(unit, want + 1, unit) if steps % d == 0]
-    size = divisors[-1] if divisors and divisors[-1] * 2 >= want else want
-    return [(o, min(size, steps - o)) for o in range(0, steps, size)]
+        plan = [(0, steps)]
+    else:
+        unit = multiple if want >= multiple else 1
+        want -= want % unit
+        divisors = [d for d in range(unit, want + 1, unit) if steps % d == 0]
+        size = divisors[-1] if divisors and divisors[-1] * 2 >= want else want
+        plan = [(o, min(size, steps - o)) for o in range(0, steps, size)]
+    offset, last = plan[-1]
+    if multiple < last < 2 * multiple:  # one pass of the scan's loop plus lone steps: see above
+        plan[-1:] = [(offset, multiple), (offset + multiple, last - multiple)]
+    return plan
 
 
 def plan_steps(plan: list[tuple[int, int]]) -> int:

@@ -111,7 +111,7 @@ def test_chunk_plan_covers_every_step_once(steps: int) -> None:
     plan = loop.chunk_plan(steps)
     covered = [o + i for o, n in plan for i in range(n)]
     assert covered == list(range(steps))
-    assert len({n for _, n in plan}) <= 2
+    assert len({n for _, n in plan}) <= 3  # the chunk size, the epoch's rest (or 2 + 1 for 3)
 
 
 @pytest.mark.parametrize("steps,length", [(1875, 94), (58, 16), (234, 16), (1000, 50), (7, 7)])
@@ -125,6 +125,29 @@ def test_chunks_aim_at_min_length_steps_or_more(steps: int, length: int) -> None
 def test_every_chunk_but_the_last_is_whole_unrolled_pairs(steps: int, every: int) -> None:
     plan = loop.chunk_plan(steps, max_length=every)
     assert all(n % train.UNROLL == 0 for _, n in plan[:-1])
+
+
+def test_a_last_chunk_of_three_steps_runs_as_a_pair_and_a_lone_step() -> None:
+    assert loop.chunk_plan(101, max_length=14)[-3:] == [(84, 14), (98, 2), (100, 1)]
+    assert loop.chunk_plan(3) == [(0, 2), (2, 1)]
+    # and so the plan does not change the result: 4 + 2 + 1 steps against one chunk of 7
+    cfg = dataclasses.replace(CFG, train_occlusion="mixed")
+    model, tx = train.make_model(cfg), train.make_optimizer(cfg)
+    images, keys = jnp.asarray(flat_images(112)), train.root_keys(0)
+    order = train.epoch_order(keys["data"], 112, cfg.batch_size)
+    step = train.make_train_step(cfg, model, tx)
+
+    def params_after(plan: list[tuple[int, int]]) -> list[np.ndarray]:
+        state = train.create_state(keys["init"], model, tx)
+        for offset, n in plan:
+            state, _ = train.make_train_chunk(step, n)(state, images, order, np.int32(offset),
+                                                       keys["noise"])
+        return [np.asarray(x) for x in jax.tree.leaves(state.params)]
+
+    plan = loop.chunk_plan(7, max_length=4)
+    assert plan == [(0, 4), (4, 2), (6, 1)]
+    for got, want in zip(params_after(plan), params_after([(0, 7)])):
+        np.testing.assert_array_equal(got, want)
 
 
 def test_batch_larger_than_training_set_is_refused() -> None:
