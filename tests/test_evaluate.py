@@ -75,3 +75,16 @@ def test_reconstruct_all_does_not_compile_again_for_new_parameters(setup) -> Non
     assert evaluate.reconstruct._cache_size() == before
     np.testing.assert_allclose(out["recon_clean"], model.apply({"params": doubled}, clean),
                                rtol=1e-6)
+
+
+def test_the_eval_key_reuses_no_training_key_and_takes_every_seed(setup) -> None:
+    _, model, params, images, labels = setup
+    for seed in (0, 7):
+        root = train.root_keys(seed)
+        used = jnp.stack([jax.random.key_data(root[k]) for k in ("init", "data", "noise")])
+        ours = jax.random.key_data(evaluate.eval_key(Config(seed=seed, eval_seed=seed)))
+        assert not np.any(np.all(np.asarray(used) == np.asarray(ours)[None], axis=-1))  # own key
+    for eval_seed in (2**31, 2**32 - 1):  # beyond int32: the key is made outside the program
+        test, _ = evaluate.evaluate(Config(eval_seed=eval_seed), model, params, images[:20],
+                                    labels[:20])
+        assert np.isfinite(test["occluded"]["mse"])
