@@ -70,12 +70,7 @@ class Checkpointer:
                ) -> tuple[Any, np.ndarray, float]:
         """The latest state, every loss so far and the training time, once checked against cfg."""
         step, meta = self.latest()
-        check_config(meta["config"], cfg, self.directory)
-        check_data(meta["data"], data, self.directory)
-        if step > cfg.epochs * steps:
-            raise ValueError(f"cannot resume from {self.directory}: its checkpoint is at step "
-                             f"{step} (epoch {step // steps}), past the --epochs {cfg.epochs} "
-                             "asked for; raise --epochs")
+        check_resumable(step, meta, cfg, data, steps, self.directory)
         losses = np.asarray(meta["loss"], np.float32)
         return self.restore(step, like), losses, float(meta["train_seconds"])
 
@@ -137,6 +132,18 @@ def latest_meta(directory: str | Path) -> dict[str, Any]:
         raise ValueError(no_checkpoint_message(path))
     with contextlib.closing(Checkpointer(path)) as checkpointer:
         return checkpointer.latest()[1]
+
+
+def check_resumable(step: int, meta: dict[str, Any], cfg: Config, data: dict[str, Any],
+                    steps: int, directory: str | Path) -> None:
+    """Refuse to resume the checkpoint (``step``, ``meta``) with another config, other training
+    images (``fingerprint``), or fewer epochs than it has already trained."""
+    check_config(meta["config"], cfg, directory)
+    check_data(meta["data"], data, directory)
+    if step > cfg.epochs * steps:
+        raise ValueError(f"cannot resume from {directory}: its checkpoint is at step {step} "
+                         f"(epoch {step // steps}), past the --epochs {cfg.epochs} asked for; "
+                         "raise --epochs")
 
 
 def check_config(saved: dict[str, Any], cfg: Config, directory: str | Path) -> None:

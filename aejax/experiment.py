@@ -137,13 +137,18 @@ def run(cfg: Config, workdir: str | os.PathLike, *, progress: bool = True,
         prepare_workdir(path, overwrite=overwrite, resume=resume)
     ds = data.load(cfg.dataset, data_dir=cfg.data_dir, data_root=cfg.data_root)
     check_data(cfg, *ds.train_images.shape)  # before anything is deleted or written
+    x_train = ds.train_images.reshape(len(ds.train_images), -1)
+    if resume:  # a refused resume must not rewrite config.json either
+        ckpt = checkpoint.Checkpointer(path / checkpoint.DIRNAME)
+        with contextlib.closing(ckpt):
+            checkpoint.check_resumable(*ckpt.latest(), cfg, checkpoint.fingerprint(x_train),
+                                       len(x_train) // cfg.batch_size, ckpt.directory)
     if writer:
         if overwrite:
             clear_run(path)  # so that no old file or checkpoint mixes with the new run's
         write_json(run_info(cfg, ds, mesh), path / "config.json")
     if jax.process_count() > 1:  # the others wait until process 0 has prepared the folder
         multihost_utils.sync_global_devices("aejax: workdir ready")
-    x_train = ds.train_images.reshape(len(ds.train_images), -1)
     ckpt = checkpoint.Checkpointer(path / checkpoint.DIRNAME, every=checkpoint_every, keep=keep,
                                    resume=resume)
     if writer:  # matplotlib takes ~0.4 s to import: let it load while the device trains

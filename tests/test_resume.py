@@ -153,6 +153,7 @@ def test_resume_errors_are_one_line(argv: list[str], message: str, saved_run: Pa
                                     capsys: pytest.CaptureFixture) -> None:
     other = write_idx_dataset(tmp_path / "other", seed=7)
     names = {"tmp": tmp_path, "run": saved_run, "other": other}
+    (saved_run / "config.json").write_text("{}")  # what the refused command must leave alone
     args = ["--data-dir", str(small_idx_dir), "--data-root", str(tmp_path / "root"),
             "--no-progress", "--no-compile-cache", *[a.format(**names) for a in argv]]
     try:
@@ -164,3 +165,4 @@ def test_resume_errors_are_one_line(argv: list[str], message: str, saved_run: Pa
     assert message.format(**names) in err[-1] and err[-1].startswith("train.py: error: ")
     assert not any("Traceback" in line for line in err)
     assert not (tmp_path / "new").exists()  # a refused run leaves no folder behind
+    assert (saved_run / "config.json").read_text() == "{}"  # nor a rewritten config.json
