@@ -136,7 +136,10 @@ def default_workdir(cfg: Config) -> str:
 
 
 def check_output_folder(path: str, flag: str) -> None:
-    """Raise ValueError now, not after the work, if ``path``'s folder does not exist."""
+    """Raise ValueError now, not after the work, if ``path``'s folder does not exist or ``path``
+    is itself a folder."""
+    if Path(path).is_dir():
+        raise ValueError(f"{flag} {path} is a folder: give a file name")
     if not Path(path).resolve().parent.is_dir():
         raise ValueError(f"{flag} {path}: its folder does not exist")
 

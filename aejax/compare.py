@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from aejax import jsonio
+
 KEYS: tuple[str, ...] = ("test.clean.mse", "test.occluded.mse", "test.occluded.on_bar_mse",
                          "test.occluded.off_bar_mse", "test.occluded.psnr", "test.occluded.ssim",
                          "test.occluded.corr_nonzero")
@@ -18,13 +20,22 @@ Table = dict[str, dict[str, tuple[float, float, int]]]
 
 
 def load_run(workdir: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A run folder's config dict and metrics (ValueError if either file is missing)."""
+    """A run folder's config dict and metrics (ValueError if either file is missing).
+
+    The config gets one more field, ``data``: how many training and test images the run had and
+    whether they were the small sample, so that runs on other data never form one row.
+    """
     path = Path(workdir)
     files = [path / "config.json", path / "metrics.json"]
     missing = [f.name for f in files if not f.is_file()]
     if missing:
         raise ValueError(f"{workdir} is not a finished run: no {' or '.join(missing)}")
-    return json.loads(files[0].read_text())["config"], json.loads(files[1].read_text())
+    info, metrics = jsonio.read_json(files[0]), jsonio.read_json(files[1])
+    if not isinstance(info.get("config"), dict):
+        raise ValueError(f"{files[0]} is not a config.json written by train.py: it has no 'config'")
+    data = metrics.get("data", {})
+    size = f"{data.get('train_size')}+{data.get('test_size')} images"
+    return {**info["config"], "data": size + (" (sample)" if data.get("is_sample") else "")}, metrics
 
 
 def lookup(tree: dict[str, Any], dotted: str) -> float:
@@ -36,6 +47,9 @@ def lookup(tree: dict[str, Any], dotted: str) -> float:
     if isinstance(tree, dict):
         raise ValueError(f"{dotted} is not a number in metrics.json but holds "
                          f"{', '.join(sorted(tree))}; name one of them, e.g. {dotted}.{min(tree)}")
+    if isinstance(tree, bool) or not isinstance(tree, (int, float)):
+        raise ValueError(f"{dotted} is not a number in metrics.json but a "
+                         f"{type(tree).__name__}; name a number, such as {KEYS[1]}")
     return float(tree)
 
 
@@ -55,8 +69,14 @@ def table(workdirs: list[str], keys: tuple[str, ...] = KEYS, *, group: bool = Tr
 
     The std is over seeds (ddof=1; 0 for a single run).
     """
+    resolved = [Path(w).resolve() for w in workdirs]
+    twice = next((w for w, r in zip(workdirs, resolved) if resolved.count(r) > 1), None)
+    if twice is not None:
+        raise ValueError(f"{twice} is given twice: each run counts once")
     runs = [load_run(w) for w in workdirs]
     names = [Path(w).name for w in workdirs]
+    if len(set(names)) < len(names):  # folders of the same name: tell them apart by path
+        names = [str(w) for w in workdirs]
     rows: dict[str, list[dict[str, Any]]] = {}
     for label, (_, m) in zip(labels([c for c, _ in runs], names, group), runs):
         rows.setdefault(label, []).append(m)

@@ -19,7 +19,9 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from aejax import checkpoint, data, evaluate, loop, parallel, train
+from aejax.jsonio import write_json
 from aejax.config import Config, check_data
+from aejax.model import init_params
 
 log = logging.getLogger(__name__)
 PARAMS_FILE = "params.msgpack"
@@ -88,16 +90,28 @@ def save_params(params: Any, path: str | os.PathLike) -> None:
     Path(path).write_bytes(flax.serialization.msgpack_serialize(jax.tree.map(np.asarray, params)))
 
 
-def load_params(path: str | os.PathLike) -> Any:
-    """Read a parameter pytree written by ``save_params``."""
-    return flax.serialization.msgpack_restore(Path(path).read_bytes())
+def load_params(path: str | os.PathLike, model: Any = None) -> Any:
+    """Read a parameter pytree written by ``save_params``; with ``model``, check that it fits.
+
+    ValueError if the file is damaged, or if its shapes are not the model's (a config.json that
+    does not belong to this params.msgpack).
+    """
+    try:
+        params = flax.serialization.msgpack_restore(Path(path).read_bytes())
+    except Exception as err:  # msgpack raises several types of its own on damaged bytes
+        raise ValueError(f"{path} is damaged ({type(err).__name__}: {err}); restore it or "
+                         "train again") from None
+    if model is not None:
+        want = jax.eval_shape(lambda: init_params(jax.random.key(0), model))
+        if not isinstance(params, dict) or shapes(params) != shapes(want):
+            raise ValueError(f"{path} does not fit the model of this run's config.json "
+                             f"(hidden={list(model.hidden)}): the two files do not belong together")
+    return params
 
 
-def write_json(obj: Any, path: str | os.PathLike) -> None:
-    """Pretty JSON, written atomically."""
-    tmp = Path(f"{path}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+def shapes(tree: Any) -> Any:
+    """The tree with every array replaced by its shape."""
+    return jax.tree.map(np.shape, tree)
 
 
 def train_metrics(history: dict[str, Any], batch_size: int) -> dict[str, Any]:

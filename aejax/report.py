@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 from pathlib import Path
@@ -11,19 +10,35 @@ from typing import Any
 
 import numpy as np
 
-from aejax import data, evaluate, experiment, metrics, plots, train
+from aejax import data, evaluate, experiment, jsonio, metrics, plots, train
 from aejax.config import Config
 
 TABLE_METRICS: tuple[str, ...] = metrics.METRICS + metrics.MASKED
 
 
-def load_config(workdir: str | os.PathLike) -> Config:
-    """The Config a run folder was trained with (ValueError if it is not a run folder)."""
+def load_info(workdir: str | os.PathLike) -> dict[str, Any]:
+    """A run folder's config.json (ValueError if it is not a run folder)."""
     path = Path(workdir) / "config.json"
     if not path.is_file():
         raise ValueError(f"{workdir} is not a run folder: no config.json "
                          "(train one with scripts/train.py --workdir)")
-    return Config.from_dict(json.loads(path.read_text())["config"])
+    info = jsonio.read_json(path)
+    if not isinstance(info.get("config"), dict):
+        raise ValueError(f"{path} is not a config.json written by train.py: it has no 'config'")
+    return info
+
+
+def config_of(info: dict[str, Any], workdir: str | os.PathLike) -> Config:
+    """The Config in a run's config.json (ValueError naming the file if it is not valid)."""
+    try:
+        return Config.from_dict(info["config"])
+    except (TypeError, ValueError) as err:  # a hand-edited value of the wrong type or range
+        raise ValueError(f"{Path(workdir) / 'config.json'}: {err}") from None
+
+
+def load_config(workdir: str | os.PathLike) -> Config:
+    """The Config a run folder was trained with (ValueError if it is not a run folder)."""
+    return config_of(load_info(workdir), workdir)
 
 
 def evaluate_run(workdir: str | os.PathLike, *, data_dir: str | None = None,
@@ -38,33 +53,41 @@ def evaluate_run(workdir: str | os.PathLike, *, data_dir: str | None = None,
       The whole metrics.json content and the evaluated arrays.
     """
     path = Path(workdir)
-    cfg = load_config(path)
+    info = load_info(path)
+    cfg = config_of(info, path)
     params_file = path / experiment.PARAMS_FILE
     if not params_file.is_file():
         raise ValueError(f"{workdir} holds no trained parameters ({experiment.PARAMS_FILE})")
+    metrics_file = path / "metrics.json"
+    saved = jsonio.read_json(metrics_file) if metrics_file.is_file() else {}
     overrides = {k: v for k, v in (("data_dir", data_dir), ("data_root", data_root)) if v}
     cfg = dataclasses.replace(cfg, **overrides)
     ds = data.load(cfg.dataset, data_dir=cfg.data_dir, data_root=cfg.data_root)
+    if ds.is_sample and not info.get("dataset_is_sample", False):
+        raise ValueError(f"{workdir} was trained on {info.get('dataset_source', 'the full data')}, "
+                         f"but only the small sample is available here ({ds.source}); pass "
+                         "--data-dir (or --data-root) to evaluate it on the full test set")
     model = train.make_model(cfg, int(np.prod(ds.test_images.shape[1:])))
-    test, arrays = evaluate.evaluate(cfg, model, experiment.load_params(params_file),
+    test, arrays = evaluate.evaluate(cfg, model, experiment.load_params(params_file, model),
                                      ds.test_images, ds.test_labels)
-    metrics_file = path / "metrics.json"
-    saved = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
     saved.update(test=test, data=experiment.data_info(ds))
-    experiment.write_json(saved, metrics_file)
+    jsonio.write_json(saved, metrics_file)
     plots.evaluation_figures(arrays, test, path)
     return saved, arrays
 
 
-def export_arrays(arrays: dict[str, Any], path: str | os.PathLike) -> None:
-    """Save original, occluded, reconstructed (and clean reconstruction, mask, labels) as .npz."""
+def export_arrays(arrays: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Save original, occluded, reconstructed (and clean reconstruction, mask, labels) as .npz;
+    return the file's path (NumPy adds ``.npz`` to a name without it)."""
     n = len(arrays["labels"])
     side = math.isqrt(int(np.prod(np.shape(arrays["clean"])[1:])))
     images = {"original": "clean", "occluded": "occluded_input",
               "reconstructed": "recon_occluded", "reconstructed_clean": "recon_clean",
               "mask": "mask"}
     out = {name: np.asarray(arrays[key]).reshape(n, side, side) for name, key in images.items()}
+    path = Path(path) if str(path).endswith(".npz") else Path(f"{path}.npz")
     np.savez_compressed(path, labels=np.asarray(arrays["labels"]), **out)
+    return path
 
 
 def format_table(test: dict[str, Any]) -> str:

