@@ -47,6 +47,9 @@ def prepare_workdir(workdir: str | os.PathLike, *, overwrite: bool = False,
     if path.is_dir() and any(path.iterdir()) and not (overwrite or resume):
         raise ValueError(f"workdir {path} already holds a run; pass --resume to continue it, "
                          "--overwrite to replace it, or choose another --workdir")
+    if overwrite and path.is_dir() and any(path.iterdir()) and not is_run(path):
+        raise ValueError(f"--overwrite replaces a run, but workdir {path} holds other files (no "
+                         "config.json written by train.py); choose another --workdir")
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".write-test"
@@ -57,11 +60,25 @@ def prepare_workdir(workdir: str | os.PathLike, *, overwrite: bool = False,
     return path
 
 
+def is_run(path: Path) -> bool:
+    """Whether ``path`` holds a run: a config.json as ``run`` writes it."""
+    try:
+        return isinstance(json.loads((path / "config.json").read_text()).get("config"), dict)
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def clear_run(path: Path) -> None:
     """Delete what an earlier run wrote into ``path`` (its files and checkpoints), nothing else."""
     for name in RUN_FILES:
         (path / name).unlink(missing_ok=True)
-    shutil.rmtree(path / checkpoint.DIRNAME, ignore_errors=True)
+    checkpoints = path / checkpoint.DIRNAME
+    if checkpoints.is_dir():
+        for step in checkpoints.iterdir():  # Orbax's <step>/ folders and their unfinished twins
+            if step.is_dir() and step.name.split(checkpoint.TMP_SUFFIX)[0].isdigit():
+                shutil.rmtree(step)
+        with contextlib.suppress(OSError):
+            checkpoints.rmdir()  # kept if anything else is in it
 
 
 def nothing_to_resume(path: Path) -> str:

@@ -118,12 +118,17 @@ def test_resume_config_reuses_the_checkpoint_config_and_overwrite_clears_it(
     assert experiment.resume_config(run, {"epochs": 4}) == dataclasses.replace(cfg, epochs=4)
     with pytest.raises(ValueError, match=r"hidden=\[64, 16\] \(now \[128, 50\]\)"):
         experiment.resume_config(run, {"hidden": (128, 50)})  # a default given explicitly
+    with pytest.raises(ValueError, match="--overwrite replaces a run, but workdir .* holds other "
+                                         "files"):
+        experiment.prepare_workdir(run, overwrite=True)  # checkpoints, but no run's config.json
+    (run / "config.json").write_text(json.dumps({"config": {}}))
     experiment.prepare_workdir(run, overwrite=True)
     assert (run / checkpoint.DIRNAME).is_dir()  # nothing is deleted before the data is checked
-    (run / "config.json").write_text("{}")
     (run / "notes.txt").write_text("mine")
+    (run / checkpoint.DIRNAME / "model.pt").write_text("mine too")
     experiment.clear_run(run)
-    assert sorted(p.name for p in run.iterdir()) == ["notes.txt"]  # only what a run writes
+    assert sorted(p.relative_to(run).as_posix() for p in run.rglob("*")) == [
+        "checkpoints", "checkpoints/model.pt", "notes.txt"]  # only what a run writes is gone
 
 
 def test_given_config_holds_only_the_flags_on_the_command_line() -> None:
