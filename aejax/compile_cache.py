@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 import jax
 
+log = logging.getLogger(__name__)
 DEFAULT_DIR = Path("~/.cache/aejax/jax").expanduser()
 
 
-def enable(directory: str | os.PathLike | None = None) -> Path:
+def enable(directory: str | os.PathLike | None = None) -> Path | None:
     """Cache every compiled program on disk so a second run skips XLA compilation.
 
     JAX caches nothing that compiled in under 1 s by default; this model's steps compile faster
-    than that, so the threshold is lowered to 0. ``AEJAX_JAX_CACHE`` overrides the folder.
+    than that, so the threshold is lowered to 0. ``AEJAX_JAX_CACHE`` overrides the folder. The
+    cache only saves time: a folder that cannot be created (a read-only home) gives a warning
+    and None, and everything compiles as without the cache.
     """
     path = Path(directory or os.environ.get("AEJAX_JAX_CACHE") or DEFAULT_DIR).expanduser()
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        log.warning("no compilation cache: cannot create %s (%s); set AEJAX_JAX_CACHE to a "
+                    "writable folder, or pass --no-compile-cache", path, err.strerror or err)
+        return None
     jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)

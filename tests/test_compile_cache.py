@@ -1,0 +1,41 @@
+"""Tests for aejax.compile_cache: the persistent cache is switched on, or skipped with a warning."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import jax
+import pytest
+
+from aejax import compile_cache
+
+OPTIONS = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+           "jax_persistent_cache_min_entry_size_bytes")
+
+
+@pytest.fixture
+def jax_options():
+    """Restore JAX's cache options after the test (they are process-wide)."""
+    before = {name: getattr(jax.config, name) for name in OPTIONS}
+    yield
+    for name, value in before.items():
+        jax.config.update(name, value)
+
+
+def test_enable_points_jax_at_the_folder_and_caches_everything(tmp_path: Path,
+                                                               jax_options) -> None:
+    assert compile_cache.enable(tmp_path / "cache") == tmp_path / "cache"
+    assert jax.config.jax_compilation_cache_dir == str(tmp_path / "cache")
+    assert jax.config.jax_persistent_cache_min_compile_time_secs == 0.0
+
+
+def test_a_folder_that_cannot_be_made_is_a_warning_not_an_error(tmp_path: Path, jax_options,
+                                                                caplog) -> None:
+    (tmp_path / "file").write_text("")
+    before = jax.config.jax_compilation_cache_dir
+    with caplog.at_level(logging.WARNING, logger="aejax.compile_cache"):
+        assert compile_cache.enable(tmp_path / "file" / "cache") is None
+    assert jax.config.jax_compilation_cache_dir == before
+    assert "no compilation cache: cannot create" in caplog.text
+    assert "--no-compile-cache" in caplog.text
