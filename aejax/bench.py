@@ -93,7 +93,7 @@ def scan_runner(s: Setup, images_u8: np.ndarray) -> Runner:
     chunks = {n: loop.compile_chunk(s.step_fn, n, s.state, images, steps, s.cfg, s.keys["noise"])
               for n in sorted({n for _, n in plan})}
     compile_seconds = time.perf_counter() - start
-    orders = loop.epoch_orders(s.keys["data"], [0], num, batch)
+    orders = loop.EpochOrders(s.keys["data"], num, batch, range(1))
     epochs = loop.Loop(s.cfg, chunks, plan, images, s.keys["noise"], orders, mesh=None,
                        checkpoints=None, data={})
     log = loop.LossLog([], tqdm(disable=True))

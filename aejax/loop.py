@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import jax
@@ -23,6 +23,8 @@ from aejax import checkpoint, parallel
 from aejax.config import Config, check_batch_size
 from aejax.train import (UNROLL, StepFn, TrainState, create_state, epoch_order, make_model,
                          make_optimizer, make_train_chunk, make_train_step, root_keys)
+
+ORDERS_AHEAD = 16  # epochs whose batch orders exist at once (``EpochOrders``)
 
 
 def chunk_plan(steps: int, target_chunks: int = 20, max_length: int = 0, min_length: int = 16,
@@ -109,7 +111,7 @@ class Loop:
     plan: list[tuple[int, int]]
     images: jax.Array
     noise_key: jax.Array
-    orders: Mapping[int, jax.Array]  # epoch -> its batch order (``epoch_orders``)
+    orders: EpochOrders  # each epoch's batch order, computed ahead
     mesh: jax.sharding.Mesh | None
     checkpoints: checkpoint.Checkpointer | None
     data: dict[str, Any]  # the training images' fingerprint, for checkpoints
@@ -145,10 +147,10 @@ def fit(cfg: Config, train_images_u8: np.ndarray, *, progress: bool = True,
     done = sum(map(len, losses))
     lengths = {n for _, n in plan + plan_from(plan, done % steps)}  # a resumed epoch's rest too
     compile_start, step_fn = time.perf_counter(), make_train_step(cfg, model, tx)
-    orders = epoch_orders(keys["data"], range(done // steps, cfg.epochs), num, cfg.batch_size)
+    orders = EpochOrders(keys["data"], num, cfg.batch_size, range(done // steps, cfg.epochs))
     chunks = {n: compile_chunk(step_fn, n, state, images, steps, cfg, noise_key, mesh)
               for n in sorted(lengths)}
-    jax.block_until_ready(orders)
+    jax.block_until_ready(list(orders.ready.values()))
     compile_seconds = time.perf_counter() - compile_start
     loop = Loop(cfg, chunks, plan, images, noise_key, orders, mesh, checkpoints, data)
     bar = tqdm(total=steps * cfg.epochs, initial=done, disable=not progress, unit="step",
@@ -185,6 +187,7 @@ def run_epochs(loop: Loop, state: TrainState, log: LossLog) -> TrainState:
     with guard as stop:
         for epoch in range(start // steps, loop.cfg.epochs):
             state = run_epoch(loop, state, log, epoch, max(0, start - epoch * steps), stop)
+            loop.orders.done(epoch)
     return state
 
 
@@ -234,14 +237,35 @@ def save(loop: Loop, state: TrainState, log: LossLog, steps: int) -> None:
 
 def epoch_orders(data_key: jax.Array, epochs: Iterable[int], num: int, batch_size: int
                  ) -> dict[int, jax.Array]:
-    """Each epoch's batch order (``train.epoch_order`` of ``fold_in(data_key, epoch)``), dispatched
-    together before training.
+    """Each epoch's batch order: ``train.epoch_order`` of ``fold_in(data_key, epoch)``."""
+    return {e: epoch_order(jax.random.fold_in(data_key, e), num, batch_size) for e in epochs}
+
+
+class EpochOrders:
+    """The batch orders of ``epochs``, computed up to ``ORDERS_AHEAD`` epochs ahead of training.
 
     The shuffle is a sort of the whole epoch (~25 ms for 60,000 images on a 2-core CPU, 3-6% of
-    an epoch there); dispatched before the chunks are compiled, the device computes the orders
-    while the host compiles, instead of before each epoch. Each takes 4 bytes per image.
+    an epoch there). The first orders are dispatched before the chunks are compiled, so the
+    device computes them while the host compiles, and each later one ``ORDERS_AHEAD`` epochs
+    before it is needed: no epoch waits for its sort. A window rather than every epoch, because
+    each order takes 4 bytes per image (100,000 epochs of MNIST would take 24 GB).
     """
-    return {e: epoch_order(jax.random.fold_in(data_key, e), num, batch_size) for e in epochs}
+
+    def __init__(self, data_key: jax.Array, num: int, batch_size: int, epochs: range) -> None:
+        self.data_key, self.num, self.batch_size, self.epochs = data_key, num, batch_size, epochs
+        self.ready = epoch_orders(data_key, epochs[:ORDERS_AHEAD], num, batch_size)
+
+    def __getitem__(self, epoch: int) -> jax.Array:
+        if epoch not in self.ready:
+            self.ready.update(epoch_orders(self.data_key, [epoch], self.num, self.batch_size))
+        return self.ready[epoch]
+
+    def done(self, epoch: int) -> None:
+        """Forget ``epoch``'s order and dispatch the one ``ORDERS_AHEAD`` epochs later."""
+        self.ready.pop(epoch, None)
+        later = epoch + ORDERS_AHEAD
+        if later in self.epochs and later not in self.ready:
+            self[later]
 
 
 def compile_chunk(step_fn: StepFn, length: int, state: TrainState, images: jax.Array,

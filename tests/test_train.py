@@ -106,6 +106,28 @@ def test_epoch_orders_are_each_epochs_own_order() -> None:
     assert not np.array_equal(np.asarray(orders[1]), np.asarray(orders[2]))
 
 
+def test_epoch_orders_are_computed_a_window_ahead_not_all_at_once() -> None:
+    key = jax.random.key(4)
+    orders = loop.EpochOrders(key, 64, 16, range(2, 2 + loop.ORDERS_AHEAD + 5))
+    assert sorted(orders.ready) == list(range(2, 2 + loop.ORDERS_AHEAD))  # bounded memory
+    orders.done(2)  # epoch 2 trained: its order goes, the one ORDERS_AHEAD later comes
+    assert sorted(orders.ready) == list(range(3, 3 + loop.ORDERS_AHEAD))
+    for epoch in (5, 2 + loop.ORDERS_AHEAD + 4):  # ready, or computed when asked for
+        want = train.epoch_order(jax.random.fold_in(key, epoch), 64, 16)
+        np.testing.assert_array_equal(np.asarray(orders[epoch]), np.asarray(want))
+
+
+def test_training_past_the_order_window_equals_training_with_every_order_ahead(
+        monkeypatch) -> None:
+    cfg = dataclasses.replace(CFG, epochs=loop.ORDERS_AHEAD + 3)
+    x = flat_images(64)
+    _, windowed = loop.fit(cfg, x, progress=False)
+    monkeypatch.setattr(loop, "ORDERS_AHEAD", 1000)
+    _, all_ahead = loop.fit(cfg, x, progress=False)
+    assert len(windowed["loss"]) == cfg.epochs * 4
+    np.testing.assert_array_equal(windowed["loss"], all_ahead["loss"])
+
+
 @pytest.mark.parametrize("steps", [1, 7, 97, 1875, 2000])
 def test_chunk_plan_covers_every_step_once(steps: int) -> None:
     plan = loop.chunk_plan(steps)
