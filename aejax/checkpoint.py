@@ -79,15 +79,30 @@ class Checkpointer:
         step = self.manager.latest_step()
         if step is None:
             raise ValueError(no_checkpoint_message(self.directory))
-        got = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+        with self.damaged(step):
+            got = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+            if not isinstance(got.meta, dict) or "config" not in got.meta:
+                raise ValueError("its meta item is not the one train.py writes")
         return step, got.meta
+
+    @contextlib.contextmanager
+    def damaged(self, step: int) -> Iterator[None]:
+        """Turn Orbax's and TensorStore's errors on a broken checkpoint into one ValueError."""
+        try:
+            yield
+        except Exception as err:  # KeyError, FileNotFoundError, TensorStore's ValueError, ...
+            detail = " ".join(str(err).split())[:200]
+            raise ValueError(f"checkpoint {self.directory / str(step)} is damaged "
+                             f"({type(err).__name__}: {detail}); delete that folder to resume "
+                             "from the checkpoint before it, or start again") from None
 
     def restore(self, step: int, like: Any) -> Any:
         """The state saved at ``step``, placed like ``like`` (same shapes, dtypes, shardings)."""
         abstract = jax.tree.map(
             lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), like)
-        got = self.manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract)))
+        with self.damaged(step):
+            got = self.manager.restore(step, args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract)))
         return got.state
 
     def kept(self) -> str:

@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -166,3 +167,23 @@ def test_resume_errors_are_one_line(argv: list[str], message: str, saved_run: Pa
     assert not any("Traceback" in line for line in err)
     assert not (tmp_path / "new").exists()  # a refused run leaves no folder behind
     assert (saved_run / "config.json").read_text() == "{}"  # nor a rewritten config.json
+
+
+@pytest.mark.parametrize("damage", ["no meta", "empty step folder"])
+def test_a_damaged_checkpoint_is_one_line_naming_it(damage: str, saved_run: Path,
+                                                    small_idx_dir: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    step = saved_run / checkpoint.DIRNAME / "16"
+    if damage == "no meta":
+        shutil.rmtree(step / "meta")
+    else:
+        for item in list(step.iterdir()):
+            shutil.rmtree(item) if item.is_dir() else item.unlink()
+    args = ["--data-dir", str(small_idx_dir), "--data-root", str(tmp_path / "root"),
+            "--no-progress", "--no-compile-cache", "--resume", "--workdir", str(saved_run)]
+    code = load_script("train").main(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and not any("Traceback" in line for line in err)
+    assert err[-1].startswith(f"train.py: error: checkpoint {step} is damaged (")
+    assert err[-1].endswith("delete that folder to resume from the checkpoint before it, or "
+                            "start again")
