@@ -157,6 +157,11 @@ def backend_problem() -> str | None:
     return None
 
 
+def out_of_memory(message: str) -> bool:
+    """Whether a JAX runtime error says that an allocation failed."""
+    return "RESOURCE_EXHAUSTED" in message or "out of memory" in message.lower()
+
+
 def run_main(main: Callable[[], int], prog: str) -> int:
     """Run ``main``, turning expected failures into one line on stderr and exit code 2."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -171,9 +176,15 @@ def run_main(main: Callable[[], int], prog: str) -> int:
             traceback.print_exc()
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
-    except (AssertionError, RuntimeError):
+    except (AssertionError, RuntimeError) as err:
+        if os.environ.get("AEJAX_DEBUG"):
+            raise
+        if isinstance(err, jax.errors.JaxRuntimeError) and out_of_memory(str(err)):
+            print(f"{prog}: error: out of memory ({str(err).splitlines()[0][:160]}); lower "
+                  "--batch-size or --hidden", file=sys.stderr)
+            return 2
         problem = backend_problem()  # only a backend that cannot start is the user's to fix
-        if problem is None or os.environ.get("AEJAX_DEBUG"):
+        if problem is None:
             raise
         print(f"{prog}: error: {problem}", file=sys.stderr)
         return 2

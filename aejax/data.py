@@ -117,7 +117,9 @@ def _check_identity(name: str, folder: Path, files: dict[str, Path], digests: di
     matches = {n: sum(registered(n)[b].sha256 == d for b, d in digests.items()) for n in DATASETS}
     found = max(matches, key=matches.get) if max(matches.values()) else None
     if found is None and explicit:
-        log.warning("files in %s match no registered dataset; loading them as 'custom'", folder)
+        log.warning("files in %s match no registered dataset (uncompressed files cannot be "
+                    "checked: the registered sums are of the .gz files); loading them as "
+                    "'custom'", folder)
         return "custom"
     if found not in (None, name):
         raise DataError(f"files in {folder} are {found}, not {name}: choose dataset {found}, "
@@ -128,9 +130,11 @@ def _check_identity(name: str, folder: Path, files: dict[str, Path], digests: di
             log.warning("%s is uncompressed: only its format is checked (the registered "
                         "checksums are those of the .gz files)", path)
         elif digests[base] != info.sha256:
+            fix = ("replace it with the registered file (a cut-short copy, or another file of the "
+                   "same name?)" if explicit else "delete it and run again to re-download it, or "
+                   "pass --data-dir to load custom data")
             raise DataError(f"{path} is not the registered {name} file (expected SHA-256 "
-                            f"{info.sha256}, actual {digests[base]}): delete it and run again "
-                            "to re-download it, or pass --data-dir to load custom data")
+                            f"{info.sha256}, actual {digests[base]}): {fix}")
     return name
 
 

@@ -82,7 +82,9 @@ def clear_run(path: Path) -> None:
 
 
 def nothing_to_resume(path: Path) -> str:
-    """The error for ``--resume`` with a workdir that does not exist."""
+    """The error for ``--resume`` with a workdir that does not exist (or is a file)."""
+    if path.exists():
+        return f"--resume: workdir {path} is a file, not a run folder; give the run's folder"
     return (f"--resume: workdir {path} does not exist, so there is nothing to resume; start the "
             "run without --resume")
 

@@ -65,6 +65,14 @@ def test_bad_values_fail_before_any_work(argv: list[str], message: str, tmp_path
     assert not (tmp_path / "run").exists()  # refused before the workdir or the data were touched
 
 
+def test_a_model_too_large_for_memory_is_one_line(small_idx_dir: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture) -> None:
+    message = train_error(["--data-dir", str(small_idx_dir), "--hidden", "1000000000"], tmp_path,
+                          capsys)  # 784 x 1e9 float32 weights: terabytes
+    assert message.startswith("out of memory (") and message.endswith("lower --batch-size or "
+                                                                      "--hidden")
+
+
 def test_workdir_that_is_a_file_or_not_writable(small_idx_dir: Path, tmp_path: Path,
                                                 capsys: pytest.CaptureFixture) -> None:
     (tmp_path / "file").write_text("keep me")

@@ -139,6 +139,8 @@ def saved_run(small_idx_dir: Path, tmp_path: Path) -> Path:
     (["--resume"], "--resume needs --workdir RUN"),
     (["--resume", "--workdir", "{tmp}/nowhere"], "--resume: workdir {tmp}/nowhere does not exist"),
     (["--resume", "--workdir", "{tmp}"], "--resume: no checkpoint in {tmp}/checkpoints"),
+    (["--resume", "--workdir", "{other}/train-images-idx3-ubyte.gz"],
+     "--resume: workdir {other}/train-images-idx3-ubyte.gz is a file, not a run folder"),
     (["--resume", "--hidden", "64", "--workdir", "{run}"],
      "cannot resume from {run}/checkpoints: it was trained with hidden=[128, 50] (now [64])"),
     (["--resume", "--epochs", "1", "--workdir", "{run}"],
