@@ -117,9 +117,10 @@ def _check_identity(name: str, folder: Path, files: dict[str, Path], digests: di
     matches = {n: sum(registered(n)[b].sha256 == d for b, d in digests.items()) for n in DATASETS}
     found = max(matches, key=matches.get) if max(matches.values()) else None
     if found is None and explicit:
-        log.warning("files in %s match no registered dataset (uncompressed files cannot be "
-                    "checked: the registered sums are of the .gz files); loading them as "
-                    "'custom'", folder)
+        why = (" (uncompressed files cannot be, as the registered sums are of the .gz files)"
+               if any(p.suffix != ".gz" for p in files.values()) else "")
+        log.warning("files in %s match no registered dataset%s; loading them as 'custom'",
+                    folder, why)
         return "custom"
     if found not in (None, name):
         raise DataError(f"files in {folder} are {found}, not {name}: choose dataset {found}, "
