@@ -23,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.resume and not args.workdir:
         parser.error("--resume needs --workdir RUN, the run to continue")
+    if args.workdir == "":
+        parser.error("--workdir is empty; leave it out for runs/<dataset>-...")
 
     def run() -> int:
         logging.getLogger("absl").setLevel(logging.WARNING)  # Orbax logs every save at INFO

@@ -58,6 +58,7 @@ def train_error(argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture) 
     (["--occlusion-width", "30"], "occlusion width 30 is wider than the image (28 pixels)"),
     (["--hidden", ""], "argument --hidden: expected comma-separated integers, got ''"),
     (["--devices", "0"], "argument --devices: "),
+    (["--workdir", ""], "--workdir is empty; leave it out for runs/<dataset>-..."),
 ])
 def test_bad_values_fail_before_any_work(argv: list[str], message: str, tmp_path: Path,
                                          capsys: pytest.CaptureFixture) -> None:
