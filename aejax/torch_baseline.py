@@ -15,9 +15,15 @@ from typing import Any
 import numpy as np
 
 
-def available() -> bool:
-    """Whether PyTorch can be imported."""
-    return importlib.util.find_spec("torch") is not None
+def available(cuda: bool = False) -> bool:
+    """Whether PyTorch can be imported (and, with ``cuda``, sees a GPU: a CPU build does not)."""
+    if importlib.util.find_spec("torch") is None:
+        return False
+    if not cuda:
+        return True
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def make_model(features: int = 784, hidden: Sequence[int] = (128, 50)) -> Any:
@@ -80,5 +86,6 @@ def runner(images_u8: np.ndarray, batch_size: int, steps: int, *, warmup: int = 
 
     run(warmup)
     info = {"num_params": sum(p.numel() for p in model.parameters()),
-            "threads": torch.get_num_threads(), "first_loss": float(losses[0])}
+            "threads": torch.get_num_threads(),
+            "warmup_last_loss": float(losses[0])}  # the loss after the warm-up steps
     return Runner(run, steps, info)

@@ -21,8 +21,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="timed steps of loop and torch per turn (default: 300)")
     parser.add_argument("--repeats", type=count, default=10,
                         help="turns of every variant; the best and the median count (default: 10)")
-    parser.add_argument("--roofline-size", type=count, default=1024,
-                        help="side of the roofline's square matmul (default: 1024)")
+    parser.add_argument("--roofline-size", type=count,
+                        help="side of the roofline's square matmul (default: 1024 on a CPU, "
+                             "8192 on a GPU, where a small one measures launch overhead)")
     parser.add_argument("--data-dir", default=os.environ.get("AEJAX_MNIST_DIR"),
                         help="MNIST IDX folder (default: $AEJAX_MNIST_DIR, else random images)")
     parser.add_argument("--num-images", type=count, default=60000,
@@ -44,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         train_args = ["--data-dir", args.data_dir] if args.data_dir else []
         opts = bench_report.Options(
             batch_sizes=args.batch_sizes, loop_steps=args.steps, torch_steps=args.steps,
-            repeats=args.repeats, roofline_size=args.roofline_size, torch=not args.no_torch,
+            repeats=args.repeats, torch=not args.no_torch,
+            roofline_size=args.roofline_size or bench_report.default_roofline_size(),
             compile=not args.no_compile, scaling_devices=args.scaling,
             train_script_args=train_args if args.train_script else None,
             progress=not args.no_progress)

@@ -195,3 +195,15 @@ def test_bench_script_without_a_gpu_says_so_in_one_line() -> None:
     assert done.stderr.strip().splitlines() == [
         "bench.py: error: JAX cannot start the platform 'cuda': for a GPU install jax[cuda12] on "
         "a machine with one, or choose another platform (JAX_PLATFORMS, or bench.py's --device)"]
+
+
+def test_on_a_gpu_children_share_memory_and_matmuls_are_full_float32() -> None:
+    code = ("import os, jax\nfrom aejax import bench_report\nbench_report.use_platform('gpu')\n"
+            "print(os.environ['JAX_PLATFORMS'], os.environ['XLA_PYTHON_CLIENT_PREALLOCATE'],"
+            " jax.config.jax_default_matmul_precision)")  # no backend started: no GPU needed
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("XLA_PYTHON_CLIENT_PREALLOCATE", "JAX_DEFAULT_MATMUL_PRECISION")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["cuda", "false", "highest"]
