@@ -76,7 +76,16 @@ def weighted_corr(a: jax.Array, b: jax.Array, weight: jax.Array) -> jax.Array:
     da = a - jnp.sum(w * a, axis=1, keepdims=True) / n
     db = b - jnp.sum(w * b, axis=1, keepdims=True) / n
     cov = jnp.sum(w * da * db, axis=1)
-    return cov / jnp.sqrt(jnp.sum(w * da * da, axis=1) * jnp.sum(w * db * db, axis=1))
+    r = cov / jnp.sqrt(jnp.sum(w * da * da, axis=1) * jnp.sum(w * db * db, axis=1))
+    # a constant image's deviations are rounding noise when its mean is inexact (0.1, 77/255)
+    return jnp.where(constant(a, w) | constant(b, w), jnp.nan, r)
+
+
+def constant(x: jax.Array, weight: jax.Array) -> jax.Array:
+    """Per image: whether every pixel with non-zero weight holds the same value (or none has)."""
+    inside = weight > 0
+    return (jnp.max(jnp.where(inside, x, -jnp.inf), axis=1)
+            <= jnp.min(jnp.where(inside, x, jnp.inf), axis=1))
 
 
 @jax.jit

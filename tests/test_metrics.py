@@ -201,6 +201,12 @@ def test_per_class_means_and_stds_add_up_to_the_overall_ones() -> None:
 def test_undefined_correlations_are_nan_and_skipped_in_means() -> None:
     flat = np.full((1, 16), 0.5, np.float32)  # no variance: r is undefined
     assert np.isnan(metrics.corr(flat, flat)[0])
+    rng = np.random.default_rng(0)
+    for value in (0.1, 0.3, 77 / 255):  # float32 means of these are inexact: still undefined
+        const = np.full((2, 784), value, np.float32)
+        other = rng.uniform(0, 1, (2, 784)).astype(np.float32)
+        assert np.all(np.isnan(metrics.corr(const, other)))
+        assert np.all(np.isnan(metrics.corr_nonzero(other, const)))
     assert metrics.mean_std(np.array([0.5, np.nan, 0.7])) == pytest.approx((0.6, 0.1))
 
 
