@@ -162,24 +162,12 @@ def run(cfg: Config, workdir: str | os.PathLike, *, progress: bool = True,
         run every process calls ``run`` (and writes its part of the checkpoints); only process 0
         writes the other files.
     """
-    start = time.perf_counter()
+    started = time.perf_counter()
     checkpoint.check_options(checkpoint_every, keep)  # before anything is written
     writer = parallel.is_main_process()
     path = Path(workdir)
-    if writer:
-        prepare_workdir(path, overwrite=overwrite, resume=resume)
-    ds = data.load(cfg.dataset, data_dir=cfg.data_dir, data_root=cfg.data_root)
-    check_data(cfg, *ds.train_images.shape)  # before anything is deleted or written
+    ds = start(cfg, path, writer=writer, overwrite=overwrite, resume=resume, mesh=mesh)
     x_train = ds.train_images.reshape(len(ds.train_images), -1)
-    if resume:  # a refused resume must not rewrite config.json either
-        ckpt = checkpoint.Checkpointer(path / checkpoint.DIRNAME)
-        with contextlib.closing(ckpt):
-            checkpoint.check_resumable(*ckpt.latest(), cfg, checkpoint.fingerprint(x_train),
-                                       len(x_train) // cfg.batch_size, ckpt.directory)
-    if writer:
-        if overwrite:
-            clear_run(path)  # so that no old file or checkpoint mixes with the new run's
-        write_json(run_info(cfg, ds, mesh), path / "config.json")
     if jax.process_count() > 1:  # the others wait until process 0 has prepared the folder
         multihost_utils.sync_global_devices("aejax: workdir ready")
     ckpt = checkpoint.Checkpointer(path / checkpoint.DIRNAME, every=checkpoint_every, keep=keep,
@@ -202,9 +190,38 @@ def run(cfg: Config, workdir: str | os.PathLike, *, progress: bool = True,
 
     plots.evaluation_figures(arrays, test, path)
     plots.loss_curve(history["loss"], history["steps_per_epoch"], path / "loss.png")
-    metrics["total_seconds"] = time.perf_counter() - start
+    metrics["total_seconds"] = time.perf_counter() - started
     write_json(metrics, path / "metrics.json")
     return metrics
+
+
+def start(cfg: Config, path: Path, *, writer: bool, overwrite: bool, resume: bool,
+          mesh: jax.sharding.Mesh | None) -> data.Dataset:
+    """Check the workdir, the data and (to resume) the checkpoint, then write config.json.
+
+    Nothing is deleted or written before every check has passed, and a workdir this call
+    created is removed again if one fails, so a refused command leaves the disk as it was.
+    """
+    new_folder = writer and not path.exists()
+    try:
+        if writer:
+            prepare_workdir(path, overwrite=overwrite, resume=resume)
+        ds = data.load(cfg.dataset, data_dir=cfg.data_dir, data_root=cfg.data_root)
+        check_data(cfg, *ds.train_images.shape)
+        if resume:
+            x = ds.train_images.reshape(len(ds.train_images), -1)
+            with contextlib.closing(checkpoint.Checkpointer(path / checkpoint.DIRNAME)) as ckpt:
+                checkpoint.check_resumable(*ckpt.latest(), cfg, checkpoint.fingerprint(x),
+                                           len(x) // cfg.batch_size, ckpt.directory)
+    except BaseException:
+        if new_folder and path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+        raise
+    if writer:
+        if overwrite:
+            clear_run(path)  # so that no old file or checkpoint mixes with the new run's
+        write_json(run_info(cfg, ds, mesh), path / "config.json")
+    return ds
 
 
 def data_info(ds: data.Dataset) -> dict[str, Any]:

@@ -127,6 +127,7 @@ def test_bad_data_dir(problem: str, small_idx_dir: Path, tmp_path: Path,
     expected = damage(small_idx_dir, problem)
     folder = small_idx_dir / "nope" if problem == "missing folder" else small_idx_dir
     assert train_error(["--data-dir", str(folder)], tmp_path, capsys).startswith(expected)
+    assert not (tmp_path / "run").exists()  # the workdir it made for the run is gone again
 
 
 def test_checksum_mismatch_in_the_data_folder(tmp_path: Path,
