@@ -89,9 +89,13 @@ def test_report_rows_ratios_and_table() -> None:
         assert r["images_per_second"] == pytest.approx(r["steps_per_second"] * r["batch_size"])
         assert r["percent_of_roofline"] == pytest.approx(roofline.percent_of_roofline(
             r["steps_per_second"], 214_594, r["batch_size"], gflops))
-        if r["variant"] == "torch":
-            assert r["ratio_to_torch"] == pytest.approx(1.0)
-            assert r["ratio_to_torch_median"] == pytest.approx(1.0)
+        torch_row = next((t for t in rows if t["variant"] == "torch"
+                          and t["batch_size"] == r["batch_size"]), None)
+        if torch_row is not None:  # each variant against the torch row of its own batch size
+            assert r["ratio_to_torch"] == pytest.approx(r["steps_per_second"]
+                                                        / torch_row["steps_per_second"])
+            assert r["ratio_to_torch_median"] == pytest.approx(
+                r["steps_per_second_median"] / torch_row["steps_per_second_median"])
     text = bench_report.table(result)
     assert "| batch | variant |" in text and len(text.splitlines()) == 6 + len(rows)
     json.dumps(result)

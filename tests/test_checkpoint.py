@@ -30,8 +30,12 @@ def fresh_state(seed: int = 0) -> train.TrainState:
 def trained_state(step: int) -> train.TrainState:
     """A state whose leaves all differ from a fresh one's (so a restore cannot pass by luck)."""
     state = fresh_state(seed=1)
-    return state.replace(step=state.step + step,
-                         params=jax.tree.map(lambda x: x * 1.5 + 0.25, state.params))
+
+    def changed(x: jax.Array) -> jax.Array:  # Adam's zero moments and count become non-zero too
+        return (x * 1.5 + 0.25 + step).astype(x.dtype)
+
+    return state.replace(step=state.step + step, params=jax.tree.map(changed, state.params),
+                         opt_state=jax.tree.map(changed, state.opt_state))
 
 
 def save(ckpt: checkpoint.Checkpointer, state: train.TrainState, data: dict) -> np.ndarray:

@@ -25,9 +25,11 @@ def jax_options():
 
 def test_enable_points_jax_at_the_folder_and_caches_everything(tmp_path: Path,
                                                                jax_options) -> None:
-    assert compile_cache.enable(tmp_path / "cache") == tmp_path / "cache"
-    assert jax.config.jax_compilation_cache_dir == str(tmp_path / "cache")
+    assert compile_cache.enable(tmp_path / "a" / "cache") == tmp_path / "a" / "cache"
+    assert (tmp_path / "a" / "cache").is_dir()
+    assert jax.config.jax_compilation_cache_dir == str(tmp_path / "a" / "cache")
     assert jax.config.jax_persistent_cache_min_compile_time_secs == 0.0
+    assert jax.config.jax_persistent_cache_min_entry_size_bytes == 0
 
 
 def test_a_folder_that_cannot_be_made_is_a_warning_not_an_error(tmp_path: Path, jax_options,

@@ -88,3 +88,7 @@ def test_the_eval_key_reuses_no_training_key_and_takes_every_seed(setup) -> None
         test, _ = evaluate.evaluate(Config(eval_seed=eval_seed), model, params, images[:20],
                                     labels[:20])
         assert np.isfinite(test["occluded"]["mse"])
+    same = [evaluate.eval_key(Config(seed=s, eval_seed=5)) for s in (0, 9)]
+    other = evaluate.eval_key(Config(eval_seed=6))
+    data = [np.asarray(jax.random.key_data(k)) for k in (*same, other)]
+    assert np.array_equal(data[0], data[1]) and not np.array_equal(data[0], data[2])

@@ -48,7 +48,14 @@ def test_generalised_options_match_loop(orientation: str, width: int, num_bars: 
     key, x = jax.random.key(7), images(32)
     kwargs = dict(low=4, high=18, orientation=orientation, num_bars=num_bars)
     starts, horizontal = occlusion.sample_bars(key, len(x), **kwargs)
-    expected = loop_occlude(x, np.asarray(starts), np.asarray(horizontal), width, value)
+    rows = np.asarray(horizontal)
+    want = {"alternate": np.broadcast_to((np.arange(32) % 2 == 0)[:, None], rows.shape),
+            "horizontal": np.ones_like(rows), "vertical": np.zeros_like(rows)}
+    if orientation in want:
+        np.testing.assert_array_equal(rows, want[orientation])
+    else:  # random: both orientations occur
+        assert 0.2 < rows.mean() < 0.8
+    expected = loop_occlude(x, np.asarray(starts), rows, width, value)
     got = occlusion.occlude(key, jnp.asarray(x), width=width, value=value, **kwargs)
     np.testing.assert_array_equal(np.asarray(got), expected)
 

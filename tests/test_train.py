@@ -34,6 +34,21 @@ def test_make_pair_target_is_clean_and_input_is_occluded() -> None:
     assert not np.array_equal(np.asarray(inp), np.asarray(tgt))
 
 
+def test_the_first_loss_is_the_original_mse_computed_in_numpy() -> None:
+    model, tx = train.make_model(CFG), train.make_optimizer(CFG)
+    state = train.create_state(jax.random.key(2), model, tx)
+    batch_u8 = flat_images(16)
+    _, metrics = train.make_train_step(CFG, model, tx)(state, jnp.asarray(batch_u8),
+                                                       jax.random.key(0))
+    x = batch_u8.astype(np.float64) / 255.0  # pixels in [0, 1], the target is the clean input
+    h = x
+    for i in range(4):  # 784-128-50-128-784, ReLU inside, sigmoid out, written out by hand
+        layer = state.params[f"dense_{i}"]
+        h = h @ np.asarray(layer["kernel"], np.float64) + np.asarray(layer["bias"], np.float64)
+        h = np.maximum(h, 0.0) if i < 3 else 1.0 / (1.0 + np.exp(-h))
+    assert float(metrics["loss"]) == pytest.approx(np.mean((h - x) ** 2), rel=1e-5)
+
+
 def test_mixed_occludes_about_half_of_the_inputs() -> None:
     clean = jnp.asarray(flat_images(400), jnp.float32) / 255.0
     inp, tgt = train.make_pair(jax.random.key(0), clean, "mixed", CFG.occlusion_kwargs())
