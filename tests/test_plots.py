@@ -6,6 +6,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import pytest
 
 from aejax import evaluate, plots
 from aejax.config import Config
@@ -32,3 +33,10 @@ def test_tile_places_each_image_in_its_row_and_column() -> None:
             np.testing.assert_array_equal(grid[3 * r:3 * r + 2, 3 * c:3 * c + 2],
                                           rows[r][c].reshape(2, 2))
     assert np.isnan(grid[2]).all() and np.isnan(grid[:, 2]).all()  # the gaps
+
+
+@pytest.mark.parametrize("window", [1, 3, 50])
+def test_smooth_is_the_trailing_mean_of_a_plain_loop(window: int) -> None:
+    values = np.random.default_rng(0).normal(size=20)
+    want = [np.mean(values[max(0, i + 1 - window):i + 1]) for i in range(len(values))]
+    np.testing.assert_allclose(plots.smooth(values, window), want, rtol=1e-12)
