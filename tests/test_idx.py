@@ -51,7 +51,10 @@ def test_gz_preferred_and_mixed_compression(tmp_path):
     files = idx.locate(tmp_path)
     assert files["t10k-labels-idx1-ubyte"].name.endswith(".gz")
     assert files["train-images-idx3-ubyte"].suffix == ""
-    idx.read_folder(files)
+    (train_x, train_y), (test_x, test_y) = idx.read_folder(files)
+    for got, name in ((train_x, "train-images-idx3-ubyte"), (train_y, "train-labels-idx1-ubyte"),
+                      (test_x, "t10k-images-idx3-ubyte"), (test_y, "t10k-labels-idx1-ubyte")):
+        np.testing.assert_array_equal(got, written[name])  # the .gz and the plain files alike
 
 
 def test_wrong_magic(tmp_path):

@@ -55,6 +55,9 @@ def test_mixed_occludes_about_half_of_the_inputs() -> None:
     np.testing.assert_array_equal(np.asarray(tgt), np.asarray(clean))
     changed = np.any(np.asarray(inp) != np.asarray(clean), axis=1)
     assert 150 < changed.sum() < 250
+    # the changed inputs are exactly the "all" pair's occluded images, row for row
+    occluded, _ = train.make_pair(jax.random.key(0), clean, "all", CFG.occlusion_kwargs())
+    np.testing.assert_array_equal(np.asarray(inp)[changed], np.asarray(occluded)[changed])
 
 
 def test_train_step_learns_and_jit_matches_eager() -> None:
