@@ -30,9 +30,7 @@ def load_run(workdir: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]
     missing = [f.name for f in files if not f.is_file()]
     if missing:
         raise ValueError(f"{workdir} is not a finished run: no {' or '.join(missing)}")
-    info, metrics = jsonio.read_json(files[0]), jsonio.read_json(files[1])
-    if not isinstance(info.get("config"), dict):
-        raise ValueError(f"{files[0]} is not a config.json written by train.py: it has no 'config'")
+    info, metrics = jsonio.read_run_config(files[0]), jsonio.read_json(files[1])
     data = metrics.get("data", {})
     size = f"{data.get('train_size')}+{data.get('test_size')} images"
     return {**info["config"], "data": size + (" (sample)" if data.get("is_sample") else "")}, metrics

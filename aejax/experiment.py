@@ -19,8 +19,8 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from aejax import checkpoint, data, evaluate, loop, parallel, train
-from aejax.jsonio import write_json
 from aejax.config import Config, check_data
+from aejax.jsonio import read_run_config, write_json
 from aejax.model import init_params
 
 log = logging.getLogger(__name__)
@@ -63,9 +63,10 @@ def prepare_workdir(workdir: str | os.PathLike, *, overwrite: bool = False,
 def is_run(path: Path) -> bool:
     """Whether ``path`` holds a run: a config.json as ``run`` writes it."""
     try:
-        return isinstance(json.loads((path / "config.json").read_text()).get("config"), dict)
-    except (OSError, ValueError, AttributeError):
+        read_run_config(path / "config.json")
+    except (OSError, ValueError):
         return False
+    return True
 
 
 def clear_run(path: Path) -> None:

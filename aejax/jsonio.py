@@ -26,3 +26,11 @@ def write_json(obj: Any, path: str | os.PathLike) -> None:
     tmp = Path(f"{path}.tmp")
     tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)
+
+
+def read_run_config(path: str | os.PathLike) -> dict[str, Any]:
+    """A run's config.json: a JSON object with a ``config`` object (ValueError naming the file)."""
+    info = read_json(path)
+    if not isinstance(info.get("config"), dict):
+        raise ValueError(f"{path} is not a config.json written by train.py: it has no 'config'")
+    return info

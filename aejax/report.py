@@ -22,10 +22,7 @@ def load_info(workdir: str | os.PathLike) -> dict[str, Any]:
     if not path.is_file():
         raise ValueError(f"{workdir} is not a run folder: no config.json "
                          "(train one with scripts/train.py --workdir)")
-    info = jsonio.read_json(path)
-    if not isinstance(info.get("config"), dict):
-        raise ValueError(f"{path} is not a config.json written by train.py: it has no 'config'")
-    return info
+    return jsonio.read_run_config(path)
 
 
 def config_of(info: dict[str, Any], workdir: str | os.PathLike) -> Config:
