@@ -7,6 +7,8 @@ import json
 import math
 from typing import Any, Literal
 
+import numpy as np
+
 from aejax.data import IMAGE_SIDE
 from aejax.occlusion import ORIENTATIONS, Orientation, check_bars
 
@@ -44,6 +46,9 @@ class Config:
     eval_seed: int = 0
 
     def __post_init__(self) -> None:
+        check_integers(self)
+        for name in INT_FIELDS:  # NumPy integers become ints (JSON cannot hold them)
+            object.__setattr__(self, name, int(getattr(self, name)))
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
         validate(self)
 
@@ -65,6 +70,24 @@ class Config:
         if unknown:
             raise ValueError(f"unknown config field(s): {', '.join(unknown)}")
         return cls(**values)
+
+
+INT_FIELDS: tuple[str, ...] = ("epochs", "batch_size", "seed", "eval_seed", "occlusion_width",
+                               "occlusion_low", "occlusion_high", "occlusion_bars")
+
+
+def is_integer(value: Any) -> bool:
+    """True for Python and NumPy integers (not bools)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def check_integers(cfg: Config) -> None:
+    """Raise ValueError for a count, seed or bar position that is not an integer (2.5, "3")."""
+    for name in INT_FIELDS:
+        if not is_integer(value := getattr(cfg, name)):
+            raise ValueError(f"{name.replace('_', ' ')} must be an integer, got {value!r}")
+    if not isinstance(cfg.hidden, (tuple, list)) or not all(map(is_integer, cfg.hidden)):
+        raise ValueError(f"hidden sizes must be integers, got {cfg.hidden!r}")
 
 
 def validate(cfg: Config) -> None:

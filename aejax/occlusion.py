@@ -25,16 +25,34 @@ def image_hw(shape: tuple[int, ...]) -> tuple[int, int]:
     if len(shape) == 2:
         side = math.isqrt(shape[1])
         if side * side != shape[1] or side == 0:
-            raise ValueError(f"flat images must have a square number of pixels, got {shape[1]}")
+            hint = (f" (one {shape[0]} x {shape[1]} image? pass it as a batch, images[None])"
+                    if shape[0] == shape[1] else "")
+            raise ValueError(f"flat images must have a square number of pixels, got "
+                             f"{shape[1]}{hint}")
         return side, side
     raise ValueError(
         f"images must be shaped (N, H*W) or (N, H, W), got rank {len(shape)} shape {shape}"
     )
 
 
+def check_static(**values: object) -> None:
+    """Raise ValueError unless every value is a Python (or NumPy) integer, not a traced one.
+
+    Bar geometry fixes array shapes and masks, so it must be known when a function is traced:
+    under ``jit`` pass it as a static argument, under ``vmap`` keep it out of the mapped axes.
+    """
+    for name, value in values.items():
+        if isinstance(value, jax.core.Tracer):
+            raise ValueError(f"occlusion {name} must be a Python int, not a traced value: mark it "
+                             "static under jit (static_argnames) and do not vmap over it")
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise ValueError(f"occlusion {name} must be an integer, got {value!r}")
+
+
 def check_bars(size: int, *, width: int, low: int, high: int, num_bars: int,
                orientation: str) -> None:
     """Raise ValueError if bars of this geometry do not fit in a ``size``-pixel side."""
+    check_static(width=width, low=low, high=high, bars=num_bars)
     if width < 1:
         raise ValueError(f"occlusion width must be >= 1, got {width}")
     if num_bars < 1:
@@ -94,6 +112,7 @@ def occlusion_mask(key: jax.Array, num_images: int, *, height: int = 28, width: 
                    bar_width: int = 1, low: int = 10, high: int = 20,
                    orientation: Orientation = "alternate", num_bars: int = 1) -> jax.Array:
     """Sample a boolean occlusion mask (N, H, W); the defaults are the original experiment."""
+    check_static(**{"image count": num_images})
     if num_images < 0:
         raise ValueError(f"number of images must be >= 0, got {num_images}")
     for size in (height, width):
@@ -125,8 +144,11 @@ def check_images(images: jax.Array | np.ndarray, name: str = "images") -> None:
 
 
 def check_value(value: float | jax.Array) -> None:
-    """Raise ValueError for a concrete occlusion value outside [0, 1] (NaN included)."""
-    if isinstance(value, jax.core.Tracer) or np.ndim(value) != 0:
+    """Raise ValueError unless the occlusion value is a scalar, and for a concrete one outside
+    [0, 1] (NaN included); a traced scalar (under ``jit`` or ``vmap``) passes unchecked."""
+    if np.ndim(value) != 0:
+        raise ValueError(f"occlusion value must be a scalar, got shape {np.shape(value)}")
+    if isinstance(value, jax.core.Tracer):
         return
     if not 0.0 <= float(value) <= 1.0:
         raise ValueError(f"occlusion value must be a pixel value in [0, 1], got {value}")
@@ -145,8 +167,12 @@ def occlude(key: jax.Array, images: jax.Array, *, width: int = 1, value: float =
       value: the value written into occluded pixels.
       low, high: the inclusive range of bar starts.
       orientation: ``alternate`` (even index: row, odd: column), ``horizontal``, ``vertical``
-        or ``random``.
-      num_bars: bars per image.
+        or ``random``. ``alternate`` follows the position in the batch, as the original does:
+        a batch of one (or a ``vmap`` over single images) gets rows only.
+      num_bars: bars per image, drawn independently (they may coincide).
+
+    The geometry (``width``, ``low``, ``high``, ``orientation``, ``num_bars``) must be static
+    under ``jit``; ``value`` may be traced.
       return_mask: also return the boolean mask, shaped like ``images``.
     """
     check_images(images)

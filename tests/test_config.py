@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from aejax.config import Config, check_image_size
@@ -40,6 +41,12 @@ def test_json_round_trip() -> None:
     (dict(occlusion_high=30), "range 10..30 with width 1 must lie inside the image"),
     (dict(occlusion_width=30), r"occlusion width 30 is wider than the image \(28 pixels\)"),
     (dict(init_scheme="xavier"), "init scheme"),
+    (dict(occlusion_width=2.5), "occlusion width must be an integer, got 2.5"),
+    (dict(occlusion_low=10.5), "occlusion low must be an integer, got 10.5"),
+    (dict(epochs=True), "epochs must be an integer, got True"),
+    (dict(batch_size="32"), "batch size must be an integer, got '32'"),
+    (dict(hidden=(64.7,)), r"hidden sizes must be integers, got \(64\.7,\)"),
+    (dict(hidden=5), "hidden sizes must be integers, got 5"),
 ])
 def test_bad_values_are_refused(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -59,3 +66,9 @@ def test_bars_are_checked_against_the_image_size() -> None:
 def test_unknown_fields_are_refused() -> None:
     with pytest.raises(ValueError, match="unknown config field"):
         Config.from_dict({"epochz": 3})
+
+
+def test_numpy_integers_are_taken_as_ints() -> None:
+    cfg = Config(epochs=np.int64(2), hidden=[np.int32(64), 16], occlusion_low=np.int8(3))
+    assert type(cfg.epochs) is int and cfg.hidden == (64, 16) and cfg.occlusion_low == 3
+    assert Config.from_dict(json.loads(cfg.to_json())) == cfg

@@ -105,6 +105,10 @@ def test_different_keys_give_different_masks() -> None:
     (dict(orientation="diagonal"), "orientation must be one of .*got 'diagonal'"),
     (dict(value=float("nan")), r"occlusion value must be a pixel value in \[0, 1\], got nan"),
     (dict(value=2.0), r"occlusion value must be a pixel value in \[0, 1\], got 2.0"),
+    (dict(value=np.array([5.0])), r"occlusion value must be a scalar, got shape \(1,\)"),
+    (dict(width=2.5), "occlusion width must be an integer, got 2.5"),
+    (dict(low=10.5), "occlusion low must be an integer, got 10.5"),
+    (dict(num_bars=True), "occlusion bars must be an integer, got True"),
 ])
 def test_bad_arguments_raise_clear_errors(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -121,7 +125,9 @@ def test_bars_outside_small_images_and_negative_counts_are_refused() -> None:
 @pytest.mark.parametrize("x,message", [
     (np.zeros((784,), np.float32), r"rank 1 shape \(784,\)"),
     (np.zeros((2, 1, 28, 28), np.float32), "rank 4"),
-    (np.zeros((2, 780), np.float32), "square number of pixels, got 780"),
+    (np.zeros((2, 780), np.float32), "square number of pixels, got 780$"),
+    (np.zeros((28, 28), np.float32),
+     r"square number of pixels, got 28 \(one 28 x 28 image\? pass it as a batch, images\[None\]\)"),
     (np.zeros((2, 784), np.uint8),
      r"got dtype uint8: scale integer images to \[0, 1\], e\.g\. x / 255"),
     (np.zeros((2, 784), np.int32), "got dtype int32: scale integer images"),
@@ -142,3 +148,16 @@ def test_value_checks_are_skipped_while_tracing() -> None:
     assert set(np.unique(np.asarray(occluded)).tolist()) == {0.25, 0.5}
     with pytest.raises(ValueError, match="dtype int32"):  # shapes and dtypes are still checked
         jax.jit(lambda x: occlusion.occlude(jax.random.key(0), x))(jnp.zeros((2, 784), jnp.int32))
+
+
+def test_traced_bar_geometry_is_refused_with_what_to_do() -> None:
+    x, key = jnp.zeros((2, 784)), jax.random.key(0)
+    with pytest.raises(ValueError, match="occlusion low must be a Python int, not a traced value: "
+                                         "mark it static under jit"):
+        jax.vmap(lambda lo: occlusion.occlude(key, x, low=lo))(jnp.array([10, 11]))
+    with pytest.raises(ValueError, match="occlusion width must be a Python int, not a traced"):
+        jax.jit(lambda w: occlusion.occlude(key, x, width=w))(2)
+    with pytest.raises(ValueError, match="occlusion image count must be a Python int"):
+        jax.jit(occlusion.occlusion_mask)(key, 4)
+    static = jax.jit(occlusion.occlusion_mask, static_argnums=1)(key, 4)  # what the message says
+    np.testing.assert_array_equal(static, occlusion.occlusion_mask(key, 4))
