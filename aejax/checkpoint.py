@@ -27,6 +27,7 @@ import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
 from aejax.config import Config
+from aejax.parts import Parts
 
 DIRNAME = "checkpoints"
 # Fields that may change when a run is resumed: where the data is read from, and how long to train.
@@ -57,20 +58,23 @@ class Checkpointer:
         return self.every > 0 and before // self.every != after // self.every
 
     def save(self, state: Any, *, cfg: Config, data: dict[str, Any], steps: int,
-             losses: np.ndarray, seconds: float) -> None:
-        """Start writing ``state`` with its meta (every process takes part; ends in background)."""
+             losses: np.ndarray, seconds: float, parts: dict[str, Any] | None = None) -> None:
+        """Start writing ``state`` with its meta (every process takes part; ends in background).
+
+        ``parts``: ``Parts.describe()`` of the run's custom parts (None: the original's)."""
         step = len(losses)
         meta = {"step": step, "epoch": step // steps, "offset": step % steps,
                 "steps_per_epoch": steps, "config": json.loads(cfg.to_json()), "data": data,
+                "parts": parts or Parts().describe(),
                 "loss": losses.tolist(), "train_seconds": seconds, "checkpoint_every": self.every}
         self.manager.save(step, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
 
-    def load_latest(self, like: Any, cfg: Config, data: dict[str, Any], steps: int
-               ) -> tuple[Any, np.ndarray, float]:
+    def load_latest(self, like: Any, cfg: Config, data: dict[str, Any], steps: int,
+                    parts: dict[str, Any] | None = None) -> tuple[Any, np.ndarray, float]:
         """The latest state, every loss so far and the training time, once checked against cfg."""
         step, meta = self.latest()
-        check_resumable(step, meta, cfg, data, steps, self.directory)
+        check_resumable(step, meta, cfg, data, steps, self.directory, parts)
         losses = np.asarray(meta["loss"], np.float32)
         return self.restore(step, like), losses, float(meta["train_seconds"])
 
@@ -150,11 +154,14 @@ def latest_meta(directory: str | Path) -> dict[str, Any]:
 
 
 def check_resumable(step: int, meta: dict[str, Any], cfg: Config, data: dict[str, Any],
-                    steps: int, directory: str | Path) -> None:
+                    steps: int, directory: str | Path, parts: dict[str, Any] | None = None
+                    ) -> None:
     """Refuse to resume the checkpoint (``step``, ``meta``) with another config, other training
-    images (``fingerprint``), or fewer epochs than it has already trained."""
+    images (``fingerprint``), other custom parts (``Parts.describe()``; None: the original's),
+    or fewer epochs than it has already trained."""
     check_config(meta["config"], cfg, directory)
     check_data(meta["data"], data, directory)
+    check_parts(meta.get("parts") or Parts().describe(), parts or Parts().describe(), directory)
     if step > cfg.epochs * steps:
         raise ValueError(f"cannot resume from {directory}: its checkpoint is at step {step} "
                          f"(epoch {step // steps}), past the --epochs {cfg.epochs} asked for; "
@@ -170,6 +177,16 @@ def check_config(saved: dict[str, Any], cfg: Config, directory: str | Path) -> N
         diffs = ", ".join(f"{k}={saved.get(k)!r} (now {now.get(k)!r})" for k in changed)
         raise ValueError(f"cannot resume from {directory}: it was trained with {diffs}; leave "
                          "those flags out, or start a new --workdir")
+
+
+def check_parts(saved: dict[str, Any], now: dict[str, Any], directory: str | Path) -> None:
+    """Refuse to resume a checkpoint with another model, loss or occlusion (``aejax.parts``)."""
+    changed = [k for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
+    if changed:
+        diffs = ", ".join(f"{k}={saved.get(k) or 'the default'} (now {now.get(k) or 'the default'})"
+                          for k in changed)
+        raise ValueError(f"cannot resume from {directory}: it was trained with {diffs}; resume "
+                         "it with the same parts (from Python: Parts(...) as when it started)")
 
 
 def fingerprint(images_u8: np.ndarray) -> dict[str, Any]:

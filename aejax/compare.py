@@ -33,7 +33,9 @@ def load_run(workdir: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]
     info, metrics = jsonio.read_run_config(files[0]), jsonio.read_json(files[1])
     data = metrics.get("data", {})
     size = f"{data.get('train_size')}+{data.get('test_size')} images"
-    return {**info["config"], "data": size + (" (sample)" if data.get("is_sample") else "")}, metrics
+    custom = {k: v for k, v in (info.get("parts") or {}).items() if v}  # aejax.parts
+    return {**info["config"], **custom,
+            "data": size + (" (sample)" if data.get("is_sample") else "")}, metrics
 
 
 def lookup(tree: dict[str, Any], dotted: str) -> float:
@@ -54,11 +56,11 @@ def lookup(tree: dict[str, Any], dotted: str) -> float:
 def labels(configs: list[dict[str, Any]], names: list[str], group: bool) -> list[str]:
     """Name each run by the config fields that differ between runs (or by its folder)."""
     ignored = IGNORED if group else ()
-    fields = sorted(k for k in configs[0]
+    fields = sorted(k for k in set().union(*configs)  # custom parts are in some configs only
                     if k not in ignored and len({json.dumps(c.get(k)) for c in configs}) > 1)
     if not fields:
         return ["all runs"] * len(configs) if group else names
-    out = [" ".join(f"{k}={c.get(k)}" for k in fields) for c in configs]
+    out = [" ".join(f"{k}={c[k] if k in c else 'default'}" for k in fields) for c in configs]
     return out if group or len(set(out)) == len(out) else names
 
 

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aejax import metrics, occlusion
+from aejax import metrics, occlusion, parts
 from aejax.config import Config, check_image_size
 from aejax.model import Autoencoder
 
@@ -35,9 +35,9 @@ def reconstruct(model: Autoencoder, params: Any, images: jax.Array) -> jax.Array
 
 
 def reconstruct_all(model: Autoencoder, params: Any, clean: jax.Array, key: jax.Array,
-                    occlusion_kwargs: dict[str, Any]) -> dict[str, jax.Array]:
-    """Occlude ``clean`` (N, D) with ``key`` and reconstruct both versions."""
-    occluded, mask = occlusion.occlude(key, clean, return_mask=True, **occlusion_kwargs)
+                    occlude: parts.OccludeFn) -> dict[str, jax.Array]:
+    """Occlude ``clean`` (N, D) with ``occlude(key, clean)`` and reconstruct both versions."""
+    occluded, mask = parts.occlude_checked(occlude, key, clean)
     return {"clean": clean, "occluded_input": occluded, "mask": mask,
             "recon_clean": reconstruct(model, params, clean),
             "recon_occluded": reconstruct(model, params, occluded)}
@@ -49,9 +49,9 @@ def compared(arrays: dict[str, jax.Array]) -> dict[str, jax.Array]:
             "occluded": arrays["recon_occluded"]}
 
 
-@functools.partial(jax.jit, static_argnames=("model", "occlusion_items"))
+@functools.partial(jax.jit, static_argnames=("model", "occlude"))
 def evaluate_arrays(model: Autoencoder, params: Any, clean: jax.Array, key: jax.Array,
-                    occlusion_items: tuple[tuple[str, Any], ...]
+                    occlude: parts.OccludeFn
                     ) -> tuple[dict[str, jax.Array], dict[str, dict[str, jax.Array]]]:
     """``reconstruct_all`` (the bars from ``key``) and every per-image metric: one program.
 
@@ -59,7 +59,7 @@ def evaluate_arrays(model: Autoencoder, params: Any, clean: jax.Array, key: jax.
     the conversion's multiply into a later subtraction (an FMA, unrounded), and the occluded
     input's off-bar error would no longer be exactly 0.
     """
-    arrays = reconstruct_all(model, params, clean, key, dict(occlusion_items))
+    arrays = reconstruct_all(model, params, clean, key, occlude)
     return arrays, metrics.per_image_all(clean, compared(arrays), arrays["mask"])
 
 
@@ -67,11 +67,12 @@ def check_predictions(arrays: dict[str, jax.Array], values: dict[str, dict[str, 
                       ) -> None:
     """Raise ``metrics.check_inputs``'s ValueError for the first comparison it would refuse.
 
-    A non-finite MSE is the only sign needed: the inputs are pixels in [0, 1] and the model ends
-    in a sigmoid, so a prediction can only be invalid by holding NaN (e.g. NaN parameters).
+    A prediction is invalid if it holds NaN (e.g. NaN parameters) or leaves [0, 1] (a custom
+    model without a sigmoid, or a custom occlusion, see ``aejax.parts``).
     """
     for name, pred in compared(arrays).items():
-        if not np.all(np.isfinite(values[name]["mse"])):
+        if (not np.all(np.isfinite(values[name]["mse"]))
+                or not 0.0 <= float(jnp.min(pred)) <= float(jnp.max(pred)) <= 1.0):
             metrics.check_inputs(arrays["clean"], pred, arrays["mask"])
 
 
@@ -83,8 +84,10 @@ def summary(values: dict[str, dict[str, np.ndarray]], labels: np.ndarray
     return out
 
 
-def check_inputs(cfg: Config, model: Autoencoder, images: np.ndarray, labels: np.ndarray) -> None:
-    """Raise ValueError, before any work, for test data that ``evaluate`` cannot use."""
+def check_inputs(cfg: Config, model: Autoencoder, images: np.ndarray, labels: np.ndarray, *,
+                 bars: bool = True) -> None:
+    """Raise ValueError, before any work, for test data that ``evaluate`` cannot use (with
+    ``bars``, also for images the config's bars do not fit)."""
     shape, dtype = tuple(np.shape(images)), np.asarray(images).dtype
     if dtype != np.uint8:
         raise ValueError(f"test images must be uint8 pixels 0..255 as data.load returns them, "
@@ -92,31 +95,35 @@ def check_inputs(cfg: Config, model: Autoencoder, images: np.ndarray, labels: np
     height, width = occlusion.image_hw(shape)
     if len(shape) == 3 and height != width:
         raise ValueError(f"test images are {height}x{width}; only square images are supported")
-    if height * width != model.features:
-        raise ValueError(f"the model takes {model.features} pixels per image, but the test "
+    if height * width != (features := getattr(model, "features", None)):
+        raise ValueError(f"the model takes {features} pixels per image, but the test "
                          f"images are {height}x{width} = {height * width}")
     if np.shape(labels) != shape[:1]:
         raise ValueError(f"{shape[0]} test images need {shape[0]} labels shaped ({shape[0]},), "
                          f"got shape {np.shape(labels)}")
-    check_image_size(cfg, height, width)
+    if bars:
+        check_image_size(cfg, height, width)
 
 
 def evaluate(cfg: Config, model: Autoencoder, params: Any, test_images_u8: np.ndarray,
-             test_labels: np.ndarray) -> tuple[dict[str, Any], dict[str, Any]]:
+             test_labels: np.ndarray, *, occlude: parts.OccludeFn | None = None
+             ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The ``test`` metrics and the arrays (plus ``labels`` and ``per_image``) behind them.
 
     Args:
       cfg: the run's configuration (occlusion geometry and ``eval_seed``).
-      model: the autoencoder.
+      model: the autoencoder (or any model of ``aejax.parts``).
       params: its trained parameters.
       test_images_u8: uint8 test images, (N, H, W) or (N, H*W).
       test_labels: the digit class of each test image, (N,).
+      occlude: the occlusion of the test images, drawn from ``eval_key(cfg)``; None: the
+        config's bars (``parts.bars``).
     """
-    check_inputs(cfg, model, test_images_u8, test_labels)
+    check_inputs(cfg, model, test_images_u8, test_labels, bars=occlude is None)
     images = np.asarray(test_images_u8).reshape(len(test_images_u8), -1)
     clean = jnp.asarray(images, jnp.float32) / 255.0
     out, values = evaluate_arrays(model, params, clean, eval_key(cfg),
-                                  tuple(cfg.occlusion_kwargs().items()))
+                                  parts.bars(cfg) if occlude is None else occlude)
     arrays: dict[str, Any] = {name: out[name] for name in ARRAYS}
     check_predictions(arrays, values)
     arrays["labels"] = np.asarray(test_labels)

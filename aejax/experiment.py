@@ -22,6 +22,7 @@ from aejax import checkpoint, data, evaluate, loop, parallel, train
 from aejax.config import Config, check_data
 from aejax.jsonio import read_run_config, write_json
 from aejax.model import init_params
+from aejax.parts import Parts
 
 log = logging.getLogger(__name__)
 PARAMS_FILE = "params.msgpack"
@@ -124,8 +125,10 @@ def load_params(path: str | os.PathLike, model: Any = None) -> Any:
     if model is not None:
         want = jax.eval_shape(lambda: init_params(jax.random.key(0), model))
         if not isinstance(params, dict) or shapes(params) != shapes(want):
+            what = (f"hidden={list(model.hidden)}" if hasattr(model, "hidden")
+                    else type(model).__name__)
             raise ValueError(f"{path} does not fit the model of this run's config.json "
-                             f"(hidden={list(model.hidden)}): the two files do not belong together")
+                             f"({what}): the two files do not belong together")
     return params
 
 
@@ -148,7 +151,7 @@ def train_metrics(history: dict[str, Any], batch_size: int) -> dict[str, Any]:
 
 def run(cfg: Config, workdir: str | os.PathLike, *, progress: bool = True,
         overwrite: bool = False, resume: bool = False, checkpoint_every: int = 0, keep: int = 3,
-        mesh: jax.sharding.Mesh | None = None) -> dict[str, Any]:
+        mesh: jax.sharding.Mesh | None = None, parts: Parts = Parts()) -> dict[str, Any]:
     """Train and evaluate one configuration, writing config, metrics, figures and parameters.
 
     Args:
@@ -162,12 +165,15 @@ def run(cfg: Config, workdir: str | os.PathLike, *, progress: bool = True,
       mesh: train data parallel over this device mesh (``aejax.parallel``); in a multi-process
         run every process calls ``run`` (and writes its part of the checkpoints); only process 0
         writes the other files.
+      parts: a custom model, loss or occlusion (``aejax.parts``), used in training and
+        evaluation and named in config.json; the default is the original's.
     """
     started = time.perf_counter()
     checkpoint.check_options(checkpoint_every, keep)  # before anything is written
     writer = parallel.is_main_process()
     path = Path(workdir)
-    ds = start(cfg, path, writer=writer, overwrite=overwrite, resume=resume, mesh=mesh)
+    ds = start(cfg, path, writer=writer, overwrite=overwrite, resume=resume, mesh=mesh,
+               parts=parts)
     x_train = ds.train_images.reshape(len(ds.train_images), -1)
     if jax.process_count() > 1:  # the others wait until process 0 has prepared the folder
         multihost_utils.sync_global_devices("aejax: workdir ready")
@@ -177,10 +183,11 @@ def run(cfg: Config, workdir: str | os.PathLike, *, progress: bool = True,
         threading.Thread(target=importlib.import_module, args=("aejax.plots",), daemon=True).start()
     with contextlib.closing(ckpt):
         state, history = loop.fit(cfg, x_train, progress=progress and writer, mesh=mesh,
-                                   checkpoints=ckpt)
+                                   checkpoints=ckpt, parts=parts)
     params = parallel.fetch(state.params)  # host copies: evaluation runs on the local device
-    test, arrays = evaluate.evaluate(cfg, train.make_model(cfg, x_train.shape[1]), params,
-                                     ds.test_images, ds.test_labels)
+    model = train.make_model(cfg, x_train.shape[1]) if parts.model is None else parts.model
+    test, arrays = evaluate.evaluate(cfg, model, params, ds.test_images, ds.test_labels,
+                                     occlude=parts.occlude)
     metrics = {"train": train_metrics(history, cfg.batch_size), "test": test,
                "data": data_info(ds)}
     if not writer:
@@ -197,7 +204,7 @@ def run(cfg: Config, workdir: str | os.PathLike, *, progress: bool = True,
 
 
 def start(cfg: Config, path: Path, *, writer: bool, overwrite: bool, resume: bool,
-          mesh: jax.sharding.Mesh | None) -> data.Dataset:
+          mesh: jax.sharding.Mesh | None, parts: Parts = Parts()) -> data.Dataset:
     """Check the workdir, the data and (to resume) the checkpoint, then write config.json.
 
     Nothing is deleted or written before every check has passed, and a workdir this call
@@ -213,7 +220,8 @@ def start(cfg: Config, path: Path, *, writer: bool, overwrite: bool, resume: boo
             x = ds.train_images.reshape(len(ds.train_images), -1)
             with contextlib.closing(checkpoint.Checkpointer(path / checkpoint.DIRNAME)) as ckpt:
                 checkpoint.check_resumable(*ckpt.latest(), cfg, checkpoint.fingerprint(x),
-                                           len(x) // cfg.batch_size, ckpt.directory)
+                                           len(x) // cfg.batch_size, ckpt.directory,
+                                           parts.describe())
     except BaseException:
         if new_folder and path.is_dir() and not any(path.iterdir()):
             path.rmdir()
@@ -221,7 +229,7 @@ def start(cfg: Config, path: Path, *, writer: bool, overwrite: bool, resume: boo
     if writer:
         if overwrite:
             clear_run(path)  # so that no old file or checkpoint mixes with the new run's
-        write_json(run_info(cfg, ds, mesh), path / "config.json")
+        write_json(run_info(cfg, ds, mesh, parts), path / "config.json")
     return ds
 
 
@@ -231,10 +239,11 @@ def data_info(ds: data.Dataset) -> dict[str, Any]:
             "train_size": len(ds.train_images), "test_size": len(ds.test_images)}
 
 
-def run_info(cfg: Config, ds: data.Dataset, mesh: jax.sharding.Mesh | None = None
-             ) -> dict[str, Any]:
+def run_info(cfg: Config, ds: data.Dataset, mesh: jax.sharding.Mesh | None = None,
+             parts: Parts = Parts()) -> dict[str, Any]:
     """The config plus what is needed to interpret the run later."""
-    return {"config": json.loads(cfg.to_json()), "dataset_source": ds.source,
+    return {"config": json.loads(cfg.to_json()), "parts": parts.describe(),
+            "dataset_source": ds.source,
             "dataset_is_sample": ds.is_sample, "jax_version": jax.__version__,
             "backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()],
             **parallel.describe(mesh)}

@@ -21,8 +21,9 @@ from tqdm.auto import tqdm
 
 from aejax import checkpoint, parallel
 from aejax.config import Config, check_batch_size
+from aejax.parts import Parts
 from aejax.train import (UNROLL, StepFn, TrainState, create_state, epoch_order, make_model,
-                         make_optimizer, make_train_chunk, make_train_step, root_keys)
+                         make_optimizer, make_train_chunk, make_train_step, mse, root_keys)
 
 ORDERS_AHEAD = 16  # epochs whose batch orders exist at once (``EpochOrders``)
 
@@ -115,11 +116,14 @@ class Loop:
     mesh: jax.sharding.Mesh | None
     checkpoints: checkpoint.Checkpointer | None
     data: dict[str, Any]  # the training images' fingerprint, for checkpoints
+    parts: dict[str, str | None] = dataclasses.field(  # the custom parts' names, for checkpoints
+        default_factory=lambda: Parts().describe())
 
 
 def fit(cfg: Config, train_images_u8: np.ndarray, *, progress: bool = True,
         mesh: jax.sharding.Mesh | None = None,
-        checkpoints: checkpoint.Checkpointer | None = None) -> tuple[TrainState, dict[str, Any]]:
+        checkpoints: checkpoint.Checkpointer | None = None,
+        parts: Parts = Parts()) -> tuple[TrainState, dict[str, Any]]:
     """Train on uint8 images (N, D), from scratch or from a checkpoint; return state and history.
 
     Args:
@@ -130,10 +134,13 @@ def fit(cfg: Config, train_images_u8: np.ndarray, *, progress: bool = True,
         None trains on the default device.
       checkpoints: save the state at epoch ends (and every ``checkpoints.every`` steps), and
         continue from the latest checkpoint when ``checkpoints.resume``; None saves nothing.
+      parts: a custom model, loss or occlusion (``aejax.parts``); the default is the original's.
     """
     num, features = train_images_u8.shape
     check_batch_size(cfg, num)
-    model, tx = make_model(cfg, features), make_optimizer(cfg)
+    model = make_model(cfg, features) if parts.model is None else parts.model
+    check_features(model, features)
+    tx = make_optimizer(cfg)
     keys = root_keys(cfg.seed)
     state, images, noise_key = place(create_state(keys["init"], model, tx), train_images_u8,
                                      keys["noise"], cfg, mesh)
@@ -141,18 +148,22 @@ def fit(cfg: Config, train_images_u8: np.ndarray, *, progress: bool = True,
     data = checkpoint.fingerprint(train_images_u8) if checkpoints is not None else {}
     losses, seconds = [], 0.0
     if checkpoints is not None and checkpoints.resume:
-        state, restored, seconds = checkpoints.load_latest(state, cfg, data, steps)
+        state, restored, seconds = checkpoints.load_latest(state, cfg, data, steps,
+                                                           parts.describe())
         losses = [restored]
     plan = chunk_plan(steps, max_length=checkpoints.every if checkpoints is not None else 0)
     done = sum(map(len, losses))
     lengths = {n for _, n in plan + plan_from(plan, done % steps)}  # a resumed epoch's rest too
-    compile_start, step_fn = time.perf_counter(), make_train_step(cfg, model, tx)
+    compile_start = time.perf_counter()
+    step_fn = make_train_step(cfg, model, tx, loss=mse if parts.loss is None else parts.loss,
+                              occlude=parts.occlude)
     orders = EpochOrders(keys["data"], num, cfg.batch_size, range(done // steps, cfg.epochs))
     chunks = {n: compile_chunk(step_fn, n, state, images, steps, cfg, noise_key, mesh)
               for n in sorted(lengths)}
     jax.block_until_ready(list(orders.ready.values()))
     compile_seconds = time.perf_counter() - compile_start
-    loop = Loop(cfg, chunks, plan, images, noise_key, orders, mesh, checkpoints, data)
+    loop = Loop(cfg, chunks, plan, images, noise_key, orders, mesh, checkpoints, data,
+                parts.describe())
     bar = tqdm(total=steps * cfg.epochs, initial=done, disable=not progress, unit="step",
                desc="train")
     log = LossLog(losses, bar, seconds)
@@ -168,6 +179,13 @@ def fit(cfg: Config, train_images_u8: np.ndarray, *, progress: bool = True,
     history = {"loss": np.concatenate(log.losses), "steps_per_epoch": steps,
                "train_seconds": log.seconds(), "compile_seconds": compile_seconds}
     return state, history
+
+
+def check_features(model: Any, features: int) -> None:
+    """Raise ValueError unless the model takes images of ``features`` pixels."""
+    if getattr(model, "features", None) != features:
+        raise ValueError(f"the model takes {getattr(model, 'features', None)} pixels per image "
+                         f"(its 'features'), but the training images have {features}")
 
 
 def place(state: TrainState, images_u8: np.ndarray, noise_key: jax.Array, cfg: Config,
@@ -232,7 +250,7 @@ def save(loop: Loop, state: TrainState, log: LossLog, steps: int) -> None:
         raise NonFiniteLoss(f"the parameters are not finite after step {len(losses)}; "
                             "training stopped")
     loop.checkpoints.save(state, cfg=loop.cfg, data=loop.data, steps=steps, losses=losses,
-                          seconds=log.seconds())
+                          seconds=log.seconds(), parts=loop.parts)
 
 
 def epoch_orders(data_key: jax.Array, epochs: Iterable[int], num: int, batch_size: int

@@ -32,8 +32,12 @@ class Autoencoder(nn.Module):
     """
 
     features: int = 784
-    hidden: Sequence[int] = (128, 50)
+    hidden: tuple[int, ...] = (128, 50)  # a list is taken too, and kept as a tuple
     init_scheme: str = "torch"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hidden", tuple(self.hidden))  # hashable, for jit's static args
+        super().__post_init__()
 
     def dense(self, x: jax.Array, width: int, index: int) -> jax.Array:
         """One Dense layer with the chosen initialisation."""
@@ -52,9 +56,14 @@ class Autoencoder(nn.Module):
         return nn.sigmoid(self.dense(x_BxD, self.features, len(widths)))
 
 
-def init_params(key: jax.Array, model: Autoencoder) -> dict:
-    """Initialise the parameter pytree for one flat input of ``model.features`` pixels."""
-    return model.init(key, jnp.zeros((1, model.features)))["params"]
+def init_params(key: jax.Array, model: nn.Module) -> dict:
+    """Initialise the parameter pytree for one flat input of ``model.features`` pixels (any
+    Linen module with an integer ``features`` attribute, see ``aejax.parts``)."""
+    features = getattr(model, "features", None)
+    if isinstance(features, bool) or not isinstance(features, int) or features < 1:
+        raise ValueError(f"a model needs a positive integer 'features' attribute (pixels per "
+                         f"image); {type(model).__name__} has {features!r}")
+    return model.init(key, jnp.zeros((1, features)))["params"]
 
 
 def count_params(params: dict) -> int:

@@ -52,6 +52,7 @@ def evaluate_run(workdir: str | os.PathLike, *, data_dir: str | None = None,
     path = Path(workdir)
     info = load_info(path)
     cfg = config_of(info, path)
+    check_default_parts(info, path)
     params_file = path / experiment.PARAMS_FILE
     if not params_file.is_file():
         raise ValueError(f"{workdir} holds no trained parameters ({experiment.PARAMS_FILE})")
@@ -71,6 +72,16 @@ def evaluate_run(workdir: str | os.PathLike, *, data_dir: str | None = None,
     jsonio.write_json(saved, metrics_file)
     plots.evaluation_figures(arrays, test, path)
     return saved, arrays
+
+
+def check_default_parts(info: dict[str, Any], workdir: Path) -> None:
+    """Refuse a run trained with a custom model or occlusion (``aejax.parts``): only the Python
+    code that trained it can rebuild them."""
+    custom = {k: v for k, v in (info.get("parts") or {}).items() if v and k in ("model", "occlude")}
+    if custom:
+        names = ", ".join(f"{k}={v}" for k, v in custom.items())
+        raise ValueError(f"{workdir} was trained with custom parts ({names}); evaluate it from "
+                         "Python with evaluate.evaluate(cfg, model, params, ..., occlude=...)")
 
 
 def export_arrays(arrays: dict[str, Any], path: str | os.PathLike) -> Path:

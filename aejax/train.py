@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from aejax import adam, occlusion
+from aejax import adam, parts
 from aejax.config import Config
 from aejax.model import Autoencoder, init_params
 
@@ -63,40 +63,50 @@ def to_float(images_u8: jax.Array) -> jax.Array:
     return images_u8.astype(jnp.float32) / 255.0
 
 
-def make_pair(key: jax.Array, clean: jax.Array, mode: str,
-              occlusion_kwargs: dict[str, Any]) -> tuple[jax.Array, jax.Array]:
+def make_pair(key: jax.Array, clean: jax.Array, mode: str, occlude: parts.OccludeFn
+              ) -> tuple[jax.Array, jax.Array]:
     """The (input, target) pair for a training batch; the target is always the clean image.
 
-    ``none``: the input is clean (the original); ``all``: every input is occluded; ``mixed``: each
-    input is occluded with probability 0.5.
+    ``none``: the input is clean (the original); ``all``: every input is occluded by
+    ``occlude(key, clean)`` (``parts.bars(cfg)`` for the config's bars); ``mixed``: each input
+    is occluded with probability 0.5.
     """
     if mode == "none":
         return clean, clean
     occ_key, pick_key = jax.random.split(key)
-    occluded = occlusion.occlude(occ_key, clean, **occlusion_kwargs)
+    occluded, _ = parts.occlude_checked(occlude, occ_key, clean)
     if mode == "all":
         return occluded, clean
-    if mode == "mixed":
-        pick_Bx1 = jax.random.bernoulli(pick_key, 0.5, (clean.shape[0], 1))
-        return jnp.where(pick_Bx1, occluded, clean), clean
+    if mode == "mixed":  # one draw per image, whatever the image's own rank
+        pick = jax.random.bernoulli(pick_key, 0.5, (clean.shape[0],) + (1,) * (clean.ndim - 1))
+        return jnp.where(pick, occluded, clean), clean
     raise ValueError(f"train occlusion must be one of none, all, mixed; got {mode!r}")
 
 
-def make_train_step(cfg: Config, model: Autoencoder, tx: optax.GradientTransformation) -> StepFn:
-    """Build ``train_step(state, batch_u8, key) -> (state, metrics)``: forward, grad, Adam."""
-    occ_kwargs = cfg.occlusion_kwargs()
+def make_train_step(cfg: Config, model: Any, tx: optax.GradientTransformation, *,
+                    loss: parts.LossFn = mse, occlude: parts.OccludeFn | None = None) -> StepFn:
+    """Build ``train_step(state, batch_u8, key) -> (state, metrics)``: forward, grad, Adam.
+
+    ``loss(reconstruction, target)`` and ``occlude`` (None: the config's bars) are the
+    pluggable parts (``aejax.parts``); the defaults are the original's.
+    """
+    occlude = parts.bars(cfg) if occlude is None else occlude
 
     def train_step(state: TrainState, batch_u8: jax.Array, key: jax.Array
                    ) -> tuple[TrainState, Metrics]:
-        inputs, targets = make_pair(key, to_float(batch_u8), cfg.train_occlusion, occ_kwargs)
+        inputs, targets = make_pair(key, to_float(batch_u8), cfg.train_occlusion, occlude)
 
         def loss_fn(params: Any) -> jax.Array:
-            return mse(model.apply({"params": params}, inputs), targets)
+            value = loss(model.apply({"params": params}, inputs), targets)
+            if jnp.ndim(value) != 0:
+                raise ValueError(f"a loss must return a scalar; {parts.name(loss)} returned "
+                                 f"shape {jnp.shape(value)}")
+            return value
 
-        loss, grads = jax.value_and_grad(loss_fn)(state.params)
+        value, grads = jax.value_and_grad(loss_fn)(state.params)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        return TrainState(state.step + 1, params, opt_state), {"loss": loss}
+        return TrainState(state.step + 1, params, opt_state), {"loss": value}
 
     return train_step
 

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aejax import evaluate, metrics, train
+from aejax import evaluate, metrics, parts, train
 from aejax.config import Config
 from tests.conftest import synthetic_digits
 from tests.test_metrics import metrics_atol
@@ -31,7 +31,7 @@ def test_evaluate_equals_reconstruct_all_and_each_metric_function(setup) -> None
     clean = jnp.asarray(images.reshape(N, -1), jnp.float32) / 255.0  # as evaluate converts
     np.testing.assert_allclose(clean, images.reshape(N, -1) / 255.0, rtol=1e-7)
     expected = evaluate.reconstruct_all(model, params, clean, evaluate.eval_key(cfg),
-                                        cfg.occlusion_kwargs())
+                                        parts.bars(cfg))
     assert list(arrays) == list(expected) + ["labels", "per_image"]
     for name, value in expected.items():
         np.testing.assert_array_equal(arrays[name], value, err_msg=name)
@@ -68,10 +68,10 @@ def test_reconstruct_all_does_not_compile_again_for_new_parameters(setup) -> Non
     cfg, model, params, images, _ = setup
     clean = jnp.asarray(images[:8].reshape(8, -1), jnp.float32) / 255.0
     doubled = jax.tree.map(lambda p: 2 * p, params)
-    evaluate.reconstruct_all(model, params, clean, evaluate.eval_key(cfg), cfg.occlusion_kwargs())
+    evaluate.reconstruct_all(model, params, clean, evaluate.eval_key(cfg), parts.bars(cfg))
     before = evaluate.reconstruct._cache_size()
     out = evaluate.reconstruct_all(model, doubled, clean, evaluate.eval_key(cfg),
-                                   cfg.occlusion_kwargs())
+                                   parts.bars(cfg))
     assert evaluate.reconstruct._cache_size() == before
     np.testing.assert_allclose(out["recon_clean"], model.apply({"params": doubled}, clean),
                                rtol=1e-6)

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aejax import checkpoint, loop, occlusion, train
+from aejax import checkpoint, loop, occlusion, parts, train
 from aejax.config import Config
 from tests.conftest import synthetic_digits
 
@@ -25,9 +25,9 @@ def flat_images(n: int = 320, seed: int = 0) -> np.ndarray:
 def test_make_pair_target_is_clean_and_input_is_occluded() -> None:
     clean = jnp.asarray(flat_images(8), jnp.float32) / 255.0
     key = jax.random.key(5)
-    inp, tgt = train.make_pair(key, clean, "none", CFG.occlusion_kwargs())
+    inp, tgt = train.make_pair(key, clean, "none", parts.bars(CFG))
     assert inp is clean and tgt is clean
-    inp, tgt = train.make_pair(key, clean, "all", CFG.occlusion_kwargs())
+    inp, tgt = train.make_pair(key, clean, "all", parts.bars(CFG))
     expected = occlusion.occlude(jax.random.split(key)[0], clean)
     np.testing.assert_array_equal(np.asarray(tgt), np.asarray(clean))
     np.testing.assert_array_equal(np.asarray(inp), np.asarray(expected))
@@ -51,12 +51,12 @@ def test_the_first_loss_is_the_original_mse_computed_in_numpy() -> None:
 
 def test_mixed_occludes_about_half_of_the_inputs() -> None:
     clean = jnp.asarray(flat_images(400), jnp.float32) / 255.0
-    inp, tgt = train.make_pair(jax.random.key(0), clean, "mixed", CFG.occlusion_kwargs())
+    inp, tgt = train.make_pair(jax.random.key(0), clean, "mixed", parts.bars(CFG))
     np.testing.assert_array_equal(np.asarray(tgt), np.asarray(clean))
     changed = np.any(np.asarray(inp) != np.asarray(clean), axis=1)
     assert 150 < changed.sum() < 250
     # the changed inputs are exactly the "all" pair's occluded images, row for row
-    occluded, _ = train.make_pair(jax.random.key(0), clean, "all", CFG.occlusion_kwargs())
+    occluded, _ = train.make_pair(jax.random.key(0), clean, "all", parts.bars(CFG))
     np.testing.assert_array_equal(np.asarray(inp)[changed], np.asarray(occluded)[changed])
 
 

@@ -1,0 +1,181 @@
+"""Custom parts (aejax.parts): a new occlusion, loss and model plugged into training and evaluation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from aejax import checkpoint, compare, evaluate, experiment, loop, occlusion, parts, report, train
+from aejax.config import Config
+from aejax.parts import Parts
+
+CFG = Config(batch_size=8, epochs=1)
+
+
+def patch(key: jax.Array, images: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """A 3x3 square of 1.0 at a random position in each (flat, 28x28) image."""
+    n = images.shape[0]
+    corner = jax.random.randint(key, (n, 2), 0, 26)
+    rows, cols = jnp.arange(28)[None, :, None], jnp.arange(28)[None, None, :]
+    top, left = corner[:, 0, None, None], corner[:, 1, None, None]
+    mask = (rows >= top) & (rows < top + 3) & (cols >= left) & (cols < left + 3)
+    mask = mask.reshape(images.shape)
+    return jnp.where(mask, 1.0, images), mask
+
+
+def bce(pred: jax.Array, target: jax.Array) -> jax.Array:
+    """Binary cross-entropy, clipped away from log(0)."""
+    p = jnp.clip(pred, 1e-6, 1 - 1e-6)
+    return -jnp.mean(target * jnp.log(p) + (1 - target) * jnp.log(1 - p))
+
+
+class Tiny(nn.Module):
+    """One hidden layer of 16: a model that is not the Autoencoder."""
+
+    features: int = 784
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return nn.sigmoid(nn.Dense(self.features)(nn.relu(nn.Dense(16)(x))))
+
+
+def images_u8(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, 784), dtype=np.uint8)
+
+
+def test_bars_are_the_configs_occlude_and_equal_configs_share_them() -> None:
+    cfg = Config(occlusion_width=2, occlusion_orientation="random")
+    clean = jnp.asarray(images_u8(6), jnp.float32) / 255
+    got = parts.bars(cfg)(jax.random.key(3), clean)
+    want = occlusion.occlude(jax.random.key(3), clean, return_mask=True, **cfg.occlusion_kwargs())
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+    assert parts.bars(cfg) == parts.bars(Config(occlusion_width=2, occlusion_orientation="random"))
+    assert hash(parts.bars(cfg)) == hash(parts.bars(Config(occlusion_width=2,
+                                                           occlusion_orientation="random")))
+    assert parts.bars(cfg) != parts.bars(Config())
+
+
+def test_a_custom_occlusion_makes_the_training_inputs() -> None:
+    clean = jnp.asarray(images_u8(8), jnp.float32) / 255
+    key = jax.random.key(0)
+    inputs, targets = train.make_pair(key, clean, "all", patch)
+    occ_key, _ = jax.random.split(key)
+    np.testing.assert_array_equal(inputs, patch(occ_key, clean)[0])
+    np.testing.assert_array_equal(targets, clean)
+    assert np.all((np.asarray(inputs) != np.asarray(clean)).sum(1) <= 9)
+
+
+def test_mixed_picks_whole_images_for_unflattened_batches() -> None:
+    clean = jnp.zeros((28, 28, 28))  # batch size equal to the image side
+    inputs, _ = train.make_pair(jax.random.key(1), clean, "mixed", parts.bars(Config()))
+    counts = np.asarray((inputs == 1).sum((1, 2)))
+    assert set(counts.tolist()) <= {0, 28}  # a whole bar or none, never part of one
+    assert 0 < np.count_nonzero(counts) < 28
+    inputs, _ = train.make_pair(jax.random.key(1), jnp.zeros((8, 28, 28)), "mixed",
+                                parts.bars(Config()))
+    assert inputs.shape == (8, 28, 28)
+
+
+def test_the_custom_loss_is_the_one_differentiated() -> None:
+    model, tx = train.make_model(CFG), train.make_optimizer(CFG)
+    state = train.create_state(jax.random.key(0), model, tx)
+    batch = jnp.asarray(images_u8(8))
+    step = train.make_train_step(CFG, model, tx, loss=bce)
+    new, metrics = jax.jit(step)(state, batch, jax.random.key(1))
+    x = batch.astype(jnp.float32) / 255
+    assert float(metrics["loss"]) == pytest.approx(float(bce(model.apply({"params": state.params},
+                                                                         x), x)), rel=1e-6)
+    zero = train.make_train_step(CFG, model, tx, loss=lambda p, t: 0.0 * train.mse(p, t))
+    unchanged, _ = zero(state, batch, jax.random.key(1))
+    for a, b in zip(jax.tree.leaves(unchanged.params), jax.tree.leaves(state.params)):
+        np.testing.assert_array_equal(a, b)  # zero gradients: Adam moves nothing
+
+
+def test_fit_and_evaluate_take_a_custom_model_loss_and_occlusion() -> None:
+    cfg = Config(batch_size=16, epochs=2, train_occlusion="all")
+    x = images_u8(64)
+    custom = Parts(model=Tiny(), loss=bce, occlude=patch)
+    state, history = loop.fit(cfg, x, progress=False, parts=custom)
+    assert set(state.params) == {"Dense_0", "Dense_1"}
+    assert state.params["Dense_1"]["kernel"].shape == (784, 16)  # the inner layer, made second
+    assert len(history["loss"]) == 8 and np.all(np.isfinite(history["loss"]))
+    test, arrays = evaluate.evaluate(cfg, Tiny(), state.params, x[:20], np.arange(20) % 10,
+                                     occlude=patch)
+    expected = patch(evaluate.eval_key(cfg), jnp.asarray(x[:20], jnp.float32) / 255)
+    np.testing.assert_array_equal(arrays["mask"], expected[1])
+    np.testing.assert_array_equal(arrays["occluded_input"], expected[0])
+    assert test["occluded"]["mse"] > 0
+
+
+def test_wrong_parts_are_refused_with_a_clear_error() -> None:
+    clean = jnp.zeros((4, 784))
+    with pytest.raises(ValueError, match=r"must return \(occluded, mask\) shaped like its images"):
+        train.make_pair(jax.random.key(0), clean, "all", lambda k, x: x)
+    with pytest.raises(ValueError, match="mask must be boolean"):
+        train.make_pair(jax.random.key(0), clean, "all", lambda k, x: (x, x))
+    model, tx = train.make_model(CFG), train.make_optimizer(CFG)
+    state = train.create_state(jax.random.key(0), model, tx)
+    step = train.make_train_step(CFG, model, tx, loss=lambda p, t: jnp.square(p - t))
+    with pytest.raises(ValueError, match=r"a loss must return a scalar; .* returned shape \(8, 784\)"):
+        step(state, jnp.asarray(images_u8(8)), jax.random.key(1))
+
+    class NoFeatures(nn.Module):
+        @nn.compact
+        def __call__(self, x: jax.Array) -> jax.Array:
+            return x
+
+    with pytest.raises(ValueError, match="a model needs a positive integer 'features' attribute"):
+        train.create_state(jax.random.key(0), NoFeatures(), tx)
+    with pytest.raises(ValueError, match=r"the model takes 100 pixels per image \(its 'features'\)"
+                                         ", but the training images have 784"):
+        loop.fit(CFG, images_u8(16), progress=False, parts=Parts(model=Tiny(features=100)))
+
+
+def test_a_list_of_hidden_sizes_is_kept_as_a_hashable_tuple() -> None:
+    model = train.Autoencoder(hidden=[64, 16])
+    assert model.hidden == (64, 16) and hash(model) == hash(train.Autoencoder(hidden=(64, 16)))
+    state = train.create_state(jax.random.key(0), model, train.make_optimizer(CFG))  # jit static
+    assert state.params["dense_1"]["kernel"].shape == (64, 16)
+
+
+def test_resume_needs_the_same_parts() -> None:
+    meta = {"config": json.loads(CFG.to_json()), "data": {"shape": [8, 784], "sha256": "x"}}
+    data = meta["data"]
+    checkpoint.check_resumable(8, meta, CFG, data, 8, "ck")  # no parts saved: the defaults
+    meta["parts"] = Parts(loss=bce).describe()
+    checkpoint.check_resumable(8, meta, CFG, data, 8, "ck", Parts(loss=bce).describe())
+    with pytest.raises(ValueError, match=r"cannot resume from ck: it was trained with "
+                                         r"loss=\S*test_parts\.bce \(now the default\)"):
+        checkpoint.check_resumable(8, meta, CFG, data, 8, "ck")
+    meta["parts"] = Parts().describe()
+    with pytest.raises(ValueError, match=r"occlude=the default \(now \S*test_parts\.patch\)"):
+        checkpoint.check_resumable(8, meta, CFG, data, 8, "ck", Parts(occlude=patch).describe())
+
+
+def test_a_run_records_its_parts_and_only_python_reevaluates_it(small_idx_dir: Path,
+                                                                tmp_path: Path) -> None:
+    cfg = Config(data_dir=str(small_idx_dir), data_root=str(tmp_path / "root"), epochs=1,
+                 train_occlusion="all")
+    experiment.run(cfg, tmp_path / "patch", progress=False, parts=Parts(occlude=patch))
+    experiment.run(cfg, tmp_path / "bars", progress=False)
+    info = json.loads((tmp_path / "patch" / "config.json").read_text())
+    assert info["parts"] == {"model": None, "loss": None, "occlude": parts.name(patch)}
+    assert parts.name(patch).endswith("test_parts.patch")
+    meta = checkpoint.latest_meta(tmp_path / "patch" / checkpoint.DIRNAME)
+    assert meta["parts"] == info["parts"]
+    with pytest.raises(ValueError, match=r"was trained with custom parts \(occlude=\S*test_parts"
+                                         r"\.patch\); evaluate it from Python"):
+        report.evaluate_run(tmp_path / "patch")
+    report.evaluate_run(tmp_path / "bars")  # the original's parts: evaluate.py can redo it
+    tab = compare.table([str(tmp_path / "bars"), str(tmp_path / "patch")])
+    assert set(tab) == {"occlude=default", f"occlude={parts.name(patch)}"}
+    with pytest.raises(ValueError, match=r"it was trained with occlude=\S*test_parts.patch "
+                                         r"\(now the default\)"):
+        experiment.run(cfg, tmp_path / "patch", progress=False, resume=True)
