@@ -60,12 +60,20 @@ class Parts:
 
     def describe(self) -> dict[str, str | None]:
         """A name for each custom part (None for the defaults), for config.json and checkpoints."""
-        return {"model": None if self.model is None else " ".join(repr(self.model).split()),
+        return {"model": None if self.model is None else model_name(self.model),
                 "loss": name(self.loss), "occlude": name(self.occlude)}
 
     def custom(self) -> list[str]:
         """The fields that are not the original's."""
         return [k for k, v in self.describe().items() if v is not None]
+
+
+def model_name(model: Any) -> str:
+    """``module.Class(field=value, ...)`` of a Linen module (its dataclass fields)."""
+    fields = (dataclasses.fields(model) if dataclasses.is_dataclass(model) else ())
+    args = ", ".join(f"{f.name}={getattr(model, f.name)!r}" for f in fields
+                     if f.name not in ("parent", "name"))
+    return f"{type(model).__module__}.{type(model).__qualname__}({args})"
 
 
 def name(fn: Callable | None) -> str | None:

@@ -145,6 +145,16 @@ def test_a_list_of_hidden_sizes_is_kept_as_a_hashable_tuple() -> None:
     assert state.params["dense_1"]["kernel"].shape == (64, 16)
 
 
+def test_parts_are_named_by_module_qualname_and_fields() -> None:
+    names = Parts(model=Tiny(features=100), loss=bce, occlude=patch).describe()
+    assert names["model"] == f"{__name__}.Tiny(features=100)"
+    assert names == {"model": names["model"], "loss": f"{__name__}.bce",
+                     "occlude": f"{__name__}.patch"}
+    assert Parts().describe() == {"model": None, "loss": None, "occlude": None}
+    assert Parts(model=train.Autoencoder(hidden=[8])).describe()["model"] == (
+        "aejax.model.Autoencoder(features=784, hidden=(8,), init_scheme='torch')")
+
+
 def test_resume_needs_the_same_parts() -> None:
     meta = {"config": json.loads(CFG.to_json()), "data": {"shape": [8, 784], "sha256": "x"}}
     data = meta["data"]
