@@ -56,10 +56,16 @@ def chunk_plan(steps: int, target_chunks: int = 20, max_length: int = 0, min_len
         divisors = [d for d in range(unit, want + 1, unit) if steps % d == 0]
         size = divisors[-1] if divisors and divisors[-1] * 2 >= want else want
         plan = [(o, min(size, steps - o)) for o in range(0, steps, size)]
-    offset, last = plan[-1]
-    if multiple < last < 2 * multiple:  # one pass of the scan's loop plus lone steps: see above
-        plan[-1:] = [(offset, multiple), (offset + multiple, last - multiple)]
-    return plan
+    return plan[:-1] + split_short(*plan[-1], multiple)
+
+
+def split_short(offset: int, length: int, multiple: int = UNROLL) -> list[tuple[int, int]]:
+    """The chunk (offset, length), as two chunks if one pass of the scan's loop plus lone steps
+    (3 steps for pairs): XLA compiles such a scan as straight-line code, which fuses its steps
+    differently (see ``chunk_plan``)."""
+    if multiple < length < 2 * multiple:
+        return [(offset, multiple), (offset + multiple, length - multiple)]
+    return [(offset, length)]
 
 
 def plan_steps(plan: list[tuple[int, int]]) -> int:
@@ -71,7 +77,7 @@ def plan_from(plan: list[tuple[int, int]], offset: int) -> list[tuple[int, int]]
     """The chunks of ``plan`` from step ``offset`` of the epoch on (a resumed epoch's rest)."""
     rest = [(o, n) for o, n in plan if o >= offset]
     end = rest[0][0] if rest else plan_steps(plan)
-    return ([(offset, end - offset)] if end > offset else []) + rest
+    return (split_short(offset, end - offset) if end > offset else []) + rest
 
 
 class NonFiniteLoss(ValueError):

@@ -210,6 +210,13 @@ def test_plan_from_covers_the_rest_of_the_epoch_once(offset: int) -> None:
     assert all(n <= 3 for _, n in rest) and (offset != 0 or rest == plan)
 
 
+def test_a_resumed_epochs_rest_of_three_steps_also_runs_as_a_pair_and_a_lone_step() -> None:
+    # an odd epoch saved 3 steps before its end under another --checkpoint-every (a kill)
+    assert loop.plan_from(loop.chunk_plan(117, max_length=50), 114) == [(114, 2), (116, 1)]
+    assert loop.plan_from([(0, 12)], 9) == [(9, 2), (11, 1)]
+    assert loop.plan_from(loop.chunk_plan(117), 112) == [(112, 5)]
+
+
 def test_resuming_from_a_mid_epoch_checkpoint_is_bit_identical(tmp_path: Path) -> None:
     x = flat_images(640)
     cfg = dataclasses.replace(CFG, epochs=3, train_occlusion="mixed")
