@@ -140,8 +140,9 @@ def check_options(every: int, keep: int) -> None:
 
 def no_checkpoint_message(directory: Path) -> str:
     """What to say when ``--resume`` finds nothing to resume."""
-    return (f"--resume: no checkpoint in {directory} (the run saved none yet); "
-            "start it again without --resume")
+    return (f"--resume: no checkpoint in {directory} (the run stopped before its first one); "
+            "start it again with --overwrite instead of --resume, and the flags it had (its "
+            "config.json)")
 
 
 def latest_meta(directory: str | Path) -> dict[str, Any]:

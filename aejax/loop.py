@@ -212,6 +212,10 @@ def run_epochs(loop: Loop, state: TrainState, log: LossLog) -> TrainState:
         for epoch in range(start // steps, loop.cfg.epochs):
             state = run_epoch(loop, state, log, epoch, max(0, start - epoch * steps), stop)
             loop.orders.done(epoch)
+        if stop is not None and stop.requested():  # Ctrl-C in the last chunk or its save
+            raise checkpoint.Interrupted(
+                f"interrupted after the last step: saved step {sum(map(len, log.losses))} in "
+                f"{ckpt.directory}; --workdir {ckpt.directory.parent} --resume evaluates it")
     return state
 
 

@@ -105,7 +105,8 @@ def test_resume_is_refused_with_another_model_or_other_data(tmp_path: Path) -> N
 
 
 def test_no_checkpoint_is_an_error_that_says_so(tmp_path: Path) -> None:
-    message = r"--resume: no checkpoint in .*empty \(the run saved none yet\); start it again"
+    message = (r"--resume: no checkpoint in .*empty \(the run stopped before its first one\); "
+               r"start it again with --overwrite instead of --resume")
     with pytest.raises(ValueError, match=message):
         checkpoint.latest_meta(tmp_path / "empty")
     (tmp_path / "empty").mkdir()

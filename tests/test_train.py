@@ -237,6 +237,24 @@ def test_resuming_from_a_mid_epoch_checkpoint_is_bit_identical(tmp_path: Path) -
     np.testing.assert_array_equal(history["loss"], ref_history["loss"])
 
 
+def test_a_ctrl_c_during_the_last_chunk_still_stops_with_the_saved_step(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    class LateFlag:  # SIGINT arrives after the last chunk's check: while it runs, or its save
+        calls = 0
+
+        def requested(self) -> bool:
+            self.calls += 1
+            return self.calls > len(loop.chunk_plan(320 // CFG.batch_size)) * CFG.epochs
+
+    monkeypatch.setattr(checkpoint, "stop_on_sigint", lambda: contextlib.nullcontext(LateFlag()))
+    with contextlib.closing(checkpoint.Checkpointer(tmp_path / "ck")) as ckpt:
+        with pytest.raises(checkpoint.Interrupted, match=r"interrupted after the last step: saved "
+                           r"step 40 in .*ck; --workdir .* --resume evaluates it"):
+            loop.fit(CFG, flat_images(), progress=False, checkpoints=ckpt)
+        ckpt.manager.wait_until_finished()
+        assert ckpt.manager.latest_step() == 40
+
+
 def first_non_finite_step(cfg: Config, x: np.ndarray) -> int:
     """The first step whose loss is NaN or inf, found with a plain Python loop of jitted steps."""
     keys = train.root_keys(cfg.seed)
