@@ -216,6 +216,8 @@ def start(cfg: Config, path: Path, *, writer: bool, overwrite: bool, resume: boo
             prepare_workdir(path, overwrite=overwrite, resume=resume)
         ds = data.load(cfg.dataset, data_dir=cfg.data_dir, data_root=cfg.data_root)
         check_data(cfg, *ds.train_images.shape)
+        if mesh is not None:
+            parallel.check_batch(cfg.batch_size, mesh)
         if resume:
             x = ds.train_images.reshape(len(ds.train_images), -1)
             with contextlib.closing(checkpoint.Checkpointer(path / checkpoint.DIRNAME)) as ckpt:

@@ -90,6 +90,7 @@ def test_impossible_device_requests_fail_in_one_line(extra: list[str], message: 
     last = done.stderr.strip().splitlines()[-1]
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert last.startswith("train.py: error: ") and message in last
+    assert not (tmp_path / "run").exists()  # refused before a config.json (or a clear) happens
 
 
 def free_port() -> int:
