@@ -43,10 +43,13 @@ class Checkpointer:
     """Saves ``fit``'s state into ``directory`` every ``every`` steps and at epoch ends."""
 
     def __init__(self, directory: str | Path, *, every: int = 0, keep: int = 3,
-                 resume: bool = False) -> None:
+                 resume: bool = False, tidy: bool = True) -> None:
+        """``tidy``: delete half-written checkpoints first; only the Checkpointer that trains
+        should (a reader could otherwise delete the save in progress of a live run)."""
         check_options(every, keep)
-        self.directory, self.every, self.resume = Path(directory), every, resume
-        remove_partial(self.directory)
+        self.directory, self.every, self.keep, self.resume = Path(directory), every, keep, resume
+        if tidy:
+            remove_partial(self.directory)
         # Orbax's own clean-up runs in a background thread, and two managers opened one after the
         # other (reading the config to resume, then training) would race to delete the same folder.
         options = ocp.CheckpointManagerOptions(max_to_keep=keep, cleanup_tmp_directories=False)
@@ -66,7 +69,8 @@ class Checkpointer:
         meta = {"step": step, "epoch": step // steps, "offset": step % steps,
                 "steps_per_epoch": steps, "config": json.loads(cfg.to_json()), "data": data,
                 "parts": parts or Parts().describe(),
-                "loss": losses.tolist(), "train_seconds": seconds, "checkpoint_every": self.every}
+                "loss": losses.tolist(), "train_seconds": seconds, "checkpoint_every": self.every,
+                "keep": self.keep}
         self.manager.save(step, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
 
@@ -141,8 +145,7 @@ def check_options(every: int, keep: int) -> None:
 def no_checkpoint_message(directory: Path) -> str:
     """What to say when ``--resume`` finds nothing to resume."""
     return (f"--resume: no checkpoint in {directory} (the run stopped before its first one); "
-            "start it again with --overwrite instead of --resume, and the flags it had (its "
-            "config.json)")
+            "start it again without --resume: a run that saved nothing starts over in place")
 
 
 def latest_meta(directory: str | Path) -> dict[str, Any]:
@@ -150,7 +153,7 @@ def latest_meta(directory: str | Path) -> dict[str, Any]:
     path = Path(directory)
     if not path.is_dir():
         raise ValueError(no_checkpoint_message(path))
-    with contextlib.closing(Checkpointer(path)) as checkpointer:
+    with contextlib.closing(Checkpointer(path, tidy=False)) as checkpointer:
         return checkpointer.latest()[1]
 
 

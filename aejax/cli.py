@@ -195,11 +195,13 @@ def add_checkpoint_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --workdir from its latest checkpoint (its "
                              "config is reused; only --epochs and the data paths may change)")
-    parser.add_argument("--checkpoint-every", type=int, default=0, metavar="STEPS",
+    parser.add_argument("--checkpoint-every", type=int, default=None, metavar="STEPS",
                         help="also checkpoint every STEPS steps, at the end of the chunk that "
-                             "reaches them (default: 0, only at the end of every epoch)")
-    parser.add_argument("--keep", type=int, default=3, metavar="K",
-                        help="keep the latest K checkpoints (default: 3)")
+                             "reaches them (default: 0, only at the end of every epoch; with "
+                             "--resume, the run's own)")
+    parser.add_argument("--keep", type=int, default=None, metavar="K",
+                        help="keep the latest K checkpoints (default: 3; with --resume, the "
+                             "run's own)")
 
 
 def given_config(parser: argparse.ArgumentParser, argv: list[str] | None) -> dict[str, Any]:

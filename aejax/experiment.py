@@ -26,6 +26,7 @@ from aejax.parts import Parts
 
 log = logging.getLogger(__name__)
 PARAMS_FILE = "params.msgpack"
+DEFAULT_EVERY, DEFAULT_KEEP = 0, 3  # checkpoints at epoch ends only; the latest three kept
 RUN_FILES = ("config.json", "metrics.json", PARAMS_FILE, "train_loss.npy", "figure.png",
              "loss.png", "correlation.png", "per_class.png")  # what run writes, checkpoints aside
 
@@ -34,8 +35,10 @@ def prepare_workdir(workdir: str | os.PathLike, *, overwrite: bool = False,
                     resume: bool = False) -> Path:
     """Create the run folder; refuse a file, or an existing run without ``resume``/``overwrite``.
 
-    ``resume`` needs the folder of an earlier run. With ``overwrite`` nothing is deleted yet:
-    ``run`` clears the old run (``clear_run``) only once the new one's data has been checked.
+    ``resume`` needs the folder of an earlier run. A run that stopped before it saved anything
+    (no checkpoint, no results: it failed or was interrupted early) may be started again in
+    place. With ``overwrite`` nothing is deleted yet: ``run`` clears the old run
+    (``clear_run``) only once the new one's data has been checked.
     """
     path = Path(workdir)
     if path.exists() and not path.is_dir():
@@ -45,12 +48,14 @@ def prepare_workdir(workdir: str | os.PathLike, *, overwrite: bool = False,
                          "choose one")
     if resume and not path.is_dir():
         raise ValueError(nothing_to_resume(path))
-    if path.is_dir() and any(path.iterdir()) and not (overwrite or resume):
-        raise ValueError(f"workdir {path} already holds a run; pass --resume to continue it, "
-                         "--overwrite to replace it, or choose another --workdir")
-    if overwrite and path.is_dir() and any(path.iterdir()) and not is_run(path):
-        raise ValueError(f"--overwrite replaces a run, but workdir {path} holds other files (no "
-                         "config.json written by train.py); choose another --workdir")
+    if path.is_dir() and any(path.iterdir()) and not resume:
+        if not overwrite and saved_anything(path):
+            raise ValueError(f"workdir {path} already holds a run; pass --resume to continue it, "
+                             "--overwrite to replace it, or choose another --workdir")
+        if not is_run(path):
+            flag = "--overwrite replaces a run, but " if overwrite else ""
+            raise ValueError(f"{flag}workdir {path} holds other files (no config.json written by "
+                             "train.py); choose another --workdir")
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".write-test"
@@ -68,6 +73,30 @@ def is_run(path: Path) -> bool:
     except (OSError, ValueError):
         return False
     return True
+
+
+def saved_anything(path: Path) -> bool:
+    """Whether the run in ``path`` saved a checkpoint or results (more than its config.json)."""
+    steps = path / checkpoint.DIRNAME
+    has_checkpoint = steps.is_dir() and any(p.is_dir() and p.name.isdigit() for p in steps.iterdir())
+    return has_checkpoint or any((path / name).exists() for name in RUN_FILES[1:])
+
+
+def lock_workdir(path: Path, held: contextlib.ExitStack) -> None:
+    """Hold an exclusive lock on the run folder until ``held`` closes; ValueError if another
+    process holds it (a run training there). No lock where ``fcntl`` is missing (Windows)."""
+    try:
+        import fcntl
+    except ImportError:
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise ValueError(f"workdir {path} is in use: another train.py is running there; wait "
+                         "for it to finish, or choose another --workdir") from None
+    held.callback(os.close, fd)  # closing the folder releases the lock
 
 
 def clear_run(path: Path) -> None:
@@ -104,6 +133,17 @@ def resume_config(workdir: str | os.PathLike, given: dict[str, Any]) -> Config:
     cfg = Config.from_dict({**saved, **given})
     checkpoint.check_config(saved, cfg, directory)
     return cfg
+
+
+def checkpoint_options(workdir: str | os.PathLike | None, every: int | None,
+                       keep: int | None) -> tuple[int, int]:
+    """``--checkpoint-every`` and ``--keep``: as given, else (to resume ``workdir``) the run's own
+    from its latest checkpoint, else the defaults (0: epoch ends only; 3)."""
+    saved = {}
+    if workdir is not None and (every is None or keep is None):
+        saved = checkpoint.latest_meta(Path(workdir) / checkpoint.DIRNAME)
+    every = every if every is not None else int(saved.get("checkpoint_every", DEFAULT_EVERY))
+    return every, keep if keep is not None else int(saved.get("keep", DEFAULT_KEEP))
 
 
 def save_params(params: Any, path: str | os.PathLike) -> None:
@@ -150,8 +190,9 @@ def train_metrics(history: dict[str, Any], batch_size: int) -> dict[str, Any]:
 
 
 def run(cfg: Config, workdir: str | os.PathLike, *, progress: bool = True,
-        overwrite: bool = False, resume: bool = False, checkpoint_every: int = 0, keep: int = 3,
-        mesh: jax.sharding.Mesh | None = None, parts: Parts = Parts()) -> dict[str, Any]:
+        overwrite: bool = False, resume: bool = False, checkpoint_every: int = DEFAULT_EVERY,
+        keep: int = DEFAULT_KEEP, mesh: jax.sharding.Mesh | None = None,
+        parts: Parts = Parts()) -> dict[str, Any]:
     """Train and evaluate one configuration, writing config, metrics, figures and parameters.
 
     Args:
@@ -172,40 +213,44 @@ def run(cfg: Config, workdir: str | os.PathLike, *, progress: bool = True,
     checkpoint.check_options(checkpoint_every, keep)  # before anything is written
     writer = parallel.is_main_process()
     path = Path(workdir)
-    ds = start(cfg, path, writer=writer, overwrite=overwrite, resume=resume, mesh=mesh,
-               parts=parts)
-    x_train = ds.train_images.reshape(len(ds.train_images), -1)
-    if jax.process_count() > 1:  # the others wait until process 0 has prepared the folder
-        multihost_utils.sync_global_devices("aejax: workdir ready")
-    ckpt = checkpoint.Checkpointer(path / checkpoint.DIRNAME, every=checkpoint_every, keep=keep,
-                                   resume=resume)
-    if writer:  # matplotlib takes ~0.4 s to import: let it load while the device trains
-        threading.Thread(target=importlib.import_module, args=("aejax.plots",), daemon=True).start()
-    with contextlib.closing(ckpt):
-        state, history = loop.fit(cfg, x_train, progress=progress and writer, mesh=mesh,
-                                   checkpoints=ckpt, parts=parts)
-    params = parallel.fetch(state.params)  # host copies: evaluation runs on the local device
-    model = train.make_model(cfg, x_train.shape[1]) if parts.model is None else parts.model
-    test, arrays = evaluate.evaluate(cfg, model, params, ds.test_images, ds.test_labels,
-                                     occlude=parts.occlude)
-    metrics = {"train": train_metrics(history, cfg.batch_size), "test": test,
-               "data": data_info(ds)}
-    if not writer:
-        return metrics
-    save_params(params, path / PARAMS_FILE)
-    np.save(path / "train_loss.npy", history["loss"])
-    from aejax import plots  # imported by the thread above (or now, if it has not finished)
+    with contextlib.ExitStack() as held:  # the workdir lock, from start() on
+        ds = start(cfg, path, writer=writer, overwrite=overwrite, resume=resume, mesh=mesh,
+                   held=held, parts=parts)
+        x_train = ds.train_images.reshape(len(ds.train_images), -1)
+        if jax.process_count() > 1:  # the others wait until process 0 has prepared the folder
+            multihost_utils.sync_global_devices("aejax: workdir ready")
+        ckpt = checkpoint.Checkpointer(path / checkpoint.DIRNAME, every=checkpoint_every,
+                                       keep=keep, resume=resume)
+        if writer:  # matplotlib takes ~0.4 s to import: let it load while the device trains
+            threading.Thread(target=importlib.import_module, args=("aejax.plots",),
+                             daemon=True).start()
+        with contextlib.closing(ckpt):
+            state, history = loop.fit(cfg, x_train, progress=progress and writer, mesh=mesh,
+                                       checkpoints=ckpt, parts=parts)
+        params = parallel.fetch(state.params)  # host copies: evaluation runs on the local device
+        model = train.make_model(cfg, x_train.shape[1]) if parts.model is None else parts.model
+        test, arrays = evaluate.evaluate(cfg, model, params, ds.test_images, ds.test_labels,
+                                         occlude=parts.occlude)
+        metrics = {"train": train_metrics(history, cfg.batch_size), "test": test,
+                   "data": data_info(ds)}
+        if not writer:
+            return metrics
+        save_params(params, path / PARAMS_FILE)
+        np.save(path / "train_loss.npy", history["loss"])
+        from aejax import plots  # imported by the thread above (or now, if it has not finished)
 
-    plots.evaluation_figures(arrays, test, path)
-    plots.loss_curve(history["loss"], history["steps_per_epoch"], path / "loss.png")
-    metrics["total_seconds"] = time.perf_counter() - started
-    write_json(metrics, path / "metrics.json")
-    return metrics
+        plots.evaluation_figures(arrays, test, path)
+        plots.loss_curve(history["loss"], history["steps_per_epoch"], path / "loss.png")
+        metrics["total_seconds"] = time.perf_counter() - started
+        write_json(metrics, path / "metrics.json")
+        return metrics
 
 
 def start(cfg: Config, path: Path, *, writer: bool, overwrite: bool, resume: bool,
-          mesh: jax.sharding.Mesh | None, parts: Parts = Parts()) -> data.Dataset:
-    """Check the workdir, the data and (to resume) the checkpoint, then write config.json.
+          mesh: jax.sharding.Mesh | None, held: contextlib.ExitStack,
+          parts: Parts = Parts()) -> data.Dataset:
+    """Lock and check the workdir, check the data and (to resume) the checkpoint, then write
+    config.json; the lock is held until ``held`` closes.
 
     Nothing is deleted or written before every check has passed, and a workdir this call
     created is removed again if one fails, so a refused command leaves the disk as it was.
@@ -214,13 +259,15 @@ def start(cfg: Config, path: Path, *, writer: bool, overwrite: bool, resume: boo
     try:
         if writer:
             prepare_workdir(path, overwrite=overwrite, resume=resume)
+            lock_workdir(path, held)
         ds = data.load(cfg.dataset, data_dir=cfg.data_dir, data_root=cfg.data_root)
         check_data(cfg, *ds.train_images.shape)
         if mesh is not None:
             parallel.check_batch(cfg.batch_size, mesh)
         if resume:
             x = ds.train_images.reshape(len(ds.train_images), -1)
-            with contextlib.closing(checkpoint.Checkpointer(path / checkpoint.DIRNAME)) as ckpt:
+            with contextlib.closing(checkpoint.Checkpointer(path / checkpoint.DIRNAME,
+                                                            tidy=False)) as ckpt:
                 checkpoint.check_resumable(*ckpt.latest(), cfg, checkpoint.fingerprint(x),
                                            len(x) // cfg.batch_size, ckpt.directory,
                                            parts.describe())
@@ -229,7 +276,7 @@ def start(cfg: Config, path: Path, *, writer: bool, overwrite: bool, resume: boo
             path.rmdir()
         raise
     if writer:
-        if overwrite:
+        if overwrite or (not resume and is_run(path)):  # a run that saved nothing: start over
             clear_run(path)  # so that no old file or checkpoint mixes with the new run's
         write_json(run_info(cfg, ds, mesh, parts), path / "config.json")
     return ds

@@ -32,13 +32,15 @@ def main(argv: list[str] | None = None) -> int:
         workdir = args.workdir or cli.default_workdir(cli.config_from_args(args))
         cfg = (experiment.resume_config(workdir, cli.given_config(parser, argv)) if args.resume
                else cli.config_from_args(args))
+        every, keep = experiment.checkpoint_options(workdir if args.resume else None,
+                                                    args.checkpoint_every, args.keep)
         mesh = parallel.make_mesh(args.devices)
         if not args.no_compile_cache:
             compile_cache.enable()
         try:
             m = experiment.run(cfg, workdir, progress=not args.no_progress, overwrite=args.overwrite,
-                               resume=args.resume, checkpoint_every=args.checkpoint_every,
-                               keep=args.keep, mesh=mesh)
+                               resume=args.resume, checkpoint_every=every, keep=keep,
+                               mesh=mesh)
         except checkpoint.Interrupted as stop:  # Ctrl-C: a checkpoint was saved first
             print(f"{parser.prog}: {stop}", file=sys.stderr)
             return 130

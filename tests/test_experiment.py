@@ -56,6 +56,41 @@ def test_existing_run_is_not_overwritten(small_idx_dir: Path, tmp_path: Path) ->
     (tmp_path / "file").write_text("")
     with pytest.raises(ValueError, match="is a file, not a folder"):
         experiment.prepare_workdir(tmp_path / "file")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("")
+    with pytest.raises(ValueError, match=r"^workdir .*mine holds other files \(no config.json "
+                                         r"written by train.py\); choose another --workdir$"):
+        experiment.run(cfg, tmp_path / "mine", progress=False)
+
+
+def test_a_run_that_saved_nothing_starts_over_in_place(small_idx_dir: Path,
+                                                       tmp_path: Path) -> None:
+    cfg = Config(data_dir=str(small_idx_dir), data_root=str(tmp_path / "root"), epochs=1)
+    run = tmp_path / "run"  # what a run killed in its first epoch (or diverged at once) leaves
+    (run / checkpoint.DIRNAME / "8.orbax-checkpoint-tmp-1").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"config": json.loads(Config(seed=5).to_json())}))
+    with pytest.raises(ValueError, match="no checkpoint in .* start it again without --resume"):
+        experiment.resume_config(run, {})
+    experiment.run(cfg, run, progress=False)
+    assert Config.from_dict(json.loads((run / "config.json").read_text())["config"]) == cfg
+    assert (run / "metrics.json").is_file()
+    assert sorted(p.name for p in (run / checkpoint.DIRNAME).iterdir()) == ["8"]
+
+
+def test_a_workdir_in_use_is_refused_and_left_alone(small_idx_dir: Path, tmp_path: Path) -> None:
+    cfg = Config(data_dir=str(small_idx_dir), data_root=str(tmp_path / "root"), epochs=1)
+    run = tmp_path / "run"
+    (run / checkpoint.DIRNAME / "8.orbax-checkpoint-tmp-1").mkdir(parents=True)  # a save going on
+    (run / "config.json").write_text(json.dumps({"config": json.loads(cfg.to_json())}))
+    before = sorted(str(p) for p in run.rglob("*"))
+    with contextlib.ExitStack() as held:  # as a live train.py holds it
+        experiment.lock_workdir(run, held)
+        for kwargs in ({}, {"resume": True}, {"overwrite": True}):
+            with pytest.raises(ValueError, match=r"workdir .*run is in use: another train.py is "
+                                                 "running there"):
+                experiment.run(cfg, run, progress=False, **kwargs)
+    assert sorted(str(p) for p in run.rglob("*")) == before
+    experiment.run(cfg, run, progress=False)  # released: it starts over
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -81,6 +116,21 @@ def test_bad_flags_exit_with_one_line(argv: list[str], message: str, small_idx_d
     assert code == 2
     assert message in err[-1] and err[-1].startswith("train.py: error: ")
     assert not any("Traceback" in line for line in err)
+
+
+def test_resume_keeps_the_runs_checkpoint_interval_and_keep(small_idx_dir: Path,
+                                                             tmp_path: Path) -> None:
+    cfg = Config(data_dir=str(small_idx_dir), data_root=str(tmp_path / "root"), epochs=1)
+    run = tmp_path / "run"
+    experiment.run(cfg, run, progress=False, checkpoint_every=3, keep=7)
+    assert experiment.checkpoint_options(run, None, None) == (3, 7)
+    assert experiment.checkpoint_options(run, 5, None) == (5, 7)
+    assert experiment.checkpoint_options(None, None, None) == (0, 3)
+    script = load_script("train")
+    assert script.main(["--workdir", str(run), "--resume", "--epochs", "2", "--no-progress",
+                        "--no-compile-cache"]) == 0
+    steps = sorted(int(p.name) for p in (run / checkpoint.DIRNAME).iterdir())
+    assert steps == [4, 6, 8, 10, 12, 16]  # chunk ends past each 3rd step, epoch ends; keep 7
 
 
 def test_script_runs_from_the_command_line(small_idx_dir: Path, tmp_path: Path) -> None:
