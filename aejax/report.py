@@ -59,6 +59,12 @@ def evaluate_run(workdir: str | os.PathLike, *, data_dir: str | None = None,
     metrics_file = path / "metrics.json"
     saved = jsonio.read_json(metrics_file) if metrics_file.is_file() else {}
     overrides = {k: v for k, v in (("data_dir", data_dir), ("data_root", data_root)) if v}
+    saved_dir = cfg.data_dir
+    if (not data_dir and saved_dir and not Path(saved_dir).is_absolute()
+            and not Path(saved_dir).exists()):
+        raise ValueError(f"{workdir} was trained with --data-dir {saved_dir}, relative to the "
+                         f"folder it was trained in, and there is no {saved_dir} here "
+                         f"({Path.cwd()}); pass --data-dir with the folder of its IDX files")
     cfg = dataclasses.replace(cfg, **overrides)
     ds = data.load(cfg.dataset, data_dir=cfg.data_dir, data_root=cfg.data_root)
     if ds.is_sample and not info.get("dataset_is_sample", False):
