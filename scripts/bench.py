@@ -7,7 +7,11 @@ import os
 import sys
 from pathlib import Path
 
-from aejax import bench_report, cli, compile_cache
+try:
+    from aejax import bench_report, cli, compile_cache
+except KeyboardInterrupt:  # Ctrl-C while JAX is imported: one line, not a traceback
+    print(f"{Path(__file__).name}: interrupted", file=sys.stderr)
+    sys.exit(130)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,7 +5,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from aejax import cli, compile_cache, report
+try:
+    from aejax import cli, compile_cache, report
+except KeyboardInterrupt:  # Ctrl-C while JAX is imported: one line, not a traceback
+    print(f"{Path(__file__).name}: interrupted", file=sys.stderr)
+    sys.exit(130)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,11 @@ import logging
 import sys
 from pathlib import Path
 
-from aejax import checkpoint, cli, compile_cache, experiment, parallel
+try:
+    from aejax import checkpoint, cli, compile_cache, experiment, parallel
+except KeyboardInterrupt:  # Ctrl-C while JAX is imported: one line, not a traceback
+    print(f"{Path(__file__).name}: interrupted", file=sys.stderr)
+    sys.exit(130)
 
 
 def main(argv: list[str] | None = None) -> int:
