@@ -20,7 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--by-run", action="store_true",
                         help="one row per run instead of grouping seeds")
     parser.add_argument("--keys", type=lambda s: tuple(s.split(",")), default=compare.KEYS,
-                        help="comma-separated metrics.json keys (default: %(default)s)")
+                        help="comma-separated metrics.json keys (default: "
+                             f"{','.join(compare.KEYS)})")
     args = parser.parse_args(argv)
 
     def run() -> int:
