@@ -12,10 +12,13 @@ the config and the step in the state are the RNG's position.
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import json
+import logging
 import shutil
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -96,10 +99,13 @@ class Checkpointer:
     @contextlib.contextmanager
     def damaged(self, step: int) -> Iterator[None]:
         """Turn Orbax's and TensorStore's errors on a broken checkpoint into one ValueError."""
+        quiet_abandoned_reads()  # before the reads start: a late one may fail at any time
         try:
             yield
         except Exception as err:  # KeyError, FileNotFoundError, TensorStore's ValueError, ...
-            detail = " ".join(str(err).split())[:200]
+            logging.getLogger("asyncio").setLevel(logging.CRITICAL)  # their unread results
+            gc.collect()  # report (and drop) the abandoned reads already unreachable now
+            detail = " ".join(str(err).split(" See full TensorStore details")[0].split())[:200]
             raise ValueError(f"checkpoint {self.directory / str(step)} is damaged "
                              f"({type(err).__name__}: {detail}); delete that folder to resume "
                              "from the checkpoint before it, or start again") from None
@@ -125,6 +131,38 @@ class Checkpointer:
         """Wait for the last write to finish."""
         self.manager.wait_until_finished()
         self.manager.close()
+
+
+def quiet_abandoned_reads() -> None:
+    """Drop Python's reports about Orbax's abandoned reads of a damaged checkpoint (once per
+    process; ``Checkpointer.damaged`` also quiets asyncio's log after a failure).
+
+    When one array fails, Orbax abandons its other pending reads: each one's error would be
+    printed ("Exception ignored in <coroutine ...>", some 100 lines) after the one-line error
+    when it is garbage-collected, reads that finish later hit Orbax's closed event loop
+    ("RuntimeError: Event loop is closed"), and asyncio logs their unread results. Reports about
+    anything else still go to the previous hooks.
+    """
+    previous = sys.unraisablehook
+    if getattr(previous, "quiets_orbax", False):
+        return
+
+    def hook(unraisable: Any) -> None:
+        code = getattr(unraisable.object, "cr_code", None)
+        if code is not None and "orbax" in code.co_filename:
+            return
+        previous(unraisable)
+
+    hook.quiets_orbax = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
+    previous_excepthook = sys.excepthook
+
+    def excepthook(kind: type, value: BaseException, tb: Any) -> None:
+        # TensorStore's threads finishing those reads call back into Orbax's closed event loop
+        if not (kind is RuntimeError and str(value) == "Event loop is closed"):
+            previous_excepthook(kind, value, tb)
+
+    sys.excepthook = excepthook
 
 
 def remove_partial(directory: Path) -> None:
