@@ -134,8 +134,8 @@ class Checkpointer:
 
 
 def quiet_abandoned_reads() -> None:
-    """Drop Python's reports about Orbax's abandoned reads of a damaged checkpoint (once per
-    process; ``Checkpointer.damaged`` also quiets asyncio's log after a failure).
+    """Drop Python's reports about Orbax's abandoned reads of a damaged checkpoint (installed
+    once per process; ``Checkpointer.damaged`` also quiets asyncio's log after a failure).
 
     When one array fails, Orbax abandons its other pending reads: each one's error would be
     printed ("Exception ignored in <coroutine ...>", some 100 lines) after the one-line error
@@ -150,19 +150,14 @@ def quiet_abandoned_reads() -> None:
     def hook(unraisable: Any) -> None:
         code = getattr(unraisable.object, "cr_code", None)
         if code is not None and "orbax" in code.co_filename:
-            return
+            return  # an abandoned read's coroutine
+        if (unraisable.exc_type is RuntimeError
+                and str(unraisable.exc_value) == "Event loop is closed"):
+            return  # a TensorStore thread finishing a read calls back into the closed loop
         previous(unraisable)
 
     hook.quiets_orbax = True  # type: ignore[attr-defined]
     sys.unraisablehook = hook
-    previous_excepthook = sys.excepthook
-
-    def excepthook(kind: type, value: BaseException, tb: Any) -> None:
-        # TensorStore's threads finishing those reads call back into Orbax's closed event loop
-        if not (kind is RuntimeError and str(value) == "Event loop is closed"):
-            previous_excepthook(kind, value, tb)
-
-    sys.excepthook = excepthook
 
 
 def remove_partial(directory: Path) -> None:

@@ -200,10 +200,8 @@ def test_a_checkpoint_missing_its_array_data_is_one_line_and_nothing_after(
            "--resume", "--workdir", str(saved_run)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2
-    errors = [line for line in done.stderr.splitlines() if line.startswith("train.py: error: ")]
-    assert len(errors) == 1 and errors[0].startswith(f"train.py: error: checkpoint {step} is "
-                                                     "damaged (Exception: Encountered error")
-    assert "TensorStore details" not in errors[0]
-    # the abandoned reads' errors (~100 lines each time before) are not reported; a late read
-    # can still hit Orbax's closed event loop in some runs ("Event loop is closed", ~6 lines)
-    assert "Exception ignored in" not in done.stderr and "never retrieved" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if not line.startswith("WARNING:")]
+    assert len(lines) == 1, done.stderr[:3000]  # none of the abandoned reads' ~100 lines after it
+    assert lines[0].startswith(f"train.py: error: checkpoint {step} is damaged (Exception: "
+                               "Encountered error")
+    assert "TensorStore details" not in lines[0]
