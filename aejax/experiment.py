@@ -227,6 +227,8 @@ def run(cfg: Config, workdir: str | os.PathLike, *, progress: bool = True,
         with contextlib.closing(ckpt):
             state, history = loop.fit(cfg, x_train, progress=progress and writer, mesh=mesh,
                                        checkpoints=ckpt, parts=parts)
+        if writer and resume:  # the data paths and devices of this session
+            write_json(run_info(cfg, ds, mesh, parts), path / "config.json")
         params = parallel.fetch(state.params)  # host copies: evaluation runs on the local device
         model = train.make_model(cfg, x_train.shape[1]) if parts.model is None else parts.model
         test, arrays = evaluate.evaluate(cfg, model, params, ds.test_images, ds.test_labels,
@@ -249,8 +251,9 @@ def run(cfg: Config, workdir: str | os.PathLike, *, progress: bool = True,
 def start(cfg: Config, path: Path, *, writer: bool, overwrite: bool, resume: bool,
           mesh: jax.sharding.Mesh | None, held: contextlib.ExitStack,
           parts: Parts = Parts()) -> data.Dataset:
-    """Lock and check the workdir, check the data and (to resume) the checkpoint, then write
-    config.json; the lock is held until ``held`` closes.
+    """Lock and check the workdir, check the data and (to resume) the checkpoint, then write a
+    new run's config.json (``run`` rewrites a resumed run's once its state is restored and
+    trained); the lock is held until ``held`` closes.
 
     Nothing is deleted or written before every check has passed, and a workdir this call
     created is removed again if one fails, so a refused command leaves the disk as it was.
@@ -275,8 +278,8 @@ def start(cfg: Config, path: Path, *, writer: bool, overwrite: bool, resume: boo
         if new_folder and path.is_dir() and not any(path.iterdir()):
             path.rmdir()
         raise
-    if writer:
-        if overwrite or (not resume and is_run(path)):  # a run that saved nothing: start over
+    if writer and not resume:  # a resumed run's config.json is rewritten once it has restored
+        if overwrite or is_run(path):  # is_run here: a run that saved nothing starts over
             clear_run(path)  # so that no old file or checkpoint mixes with the new run's
         write_json(run_info(cfg, ds, mesh, parts), path / "config.json")
     return ds

@@ -131,6 +131,7 @@ def test_resume_keeps_the_runs_checkpoint_interval_and_keep(small_idx_dir: Path,
                         "--no-compile-cache"]) == 0
     steps = sorted(int(p.name) for p in (run / checkpoint.DIRNAME).iterdir())
     assert steps == [4, 6, 8, 10, 12, 16]  # chunk ends past each 3rd step, epoch ends; keep 7
+    assert json.loads((run / "config.json").read_text())["config"]["epochs"] == 2  # rewritten
 
 
 def test_script_runs_from_the_command_line(small_idx_dir: Path, tmp_path: Path) -> None:

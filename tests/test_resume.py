@@ -195,6 +195,7 @@ def test_a_checkpoint_missing_its_array_data_is_one_line_and_nothing_after(
         saved_run: Path, small_idx_dir: Path, tmp_path: Path) -> None:
     step = saved_run / checkpoint.DIRNAME / "16"
     shutil.rmtree(step / "state" / "ocdbt.process_0")  # Orbax fails one read, abandons the rest
+    (saved_run / "config.json").write_text("{}")  # what the refused command must leave alone
     cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), "--data-dir", str(small_idx_dir),
            "--data-root", str(tmp_path / "root"), "--no-progress", "--no-compile-cache",
            "--resume", "--workdir", str(saved_run)]
@@ -205,3 +206,4 @@ def test_a_checkpoint_missing_its_array_data_is_one_line_and_nothing_after(
     assert lines[0].startswith(f"train.py: error: checkpoint {step} is damaged (Exception: "
                                "Encountered error")
     assert "TensorStore details" not in lines[0]
+    assert (saved_run / "config.json").read_text() == "{}"  # found in fit: not rewritten either
