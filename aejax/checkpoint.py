@@ -20,6 +20,7 @@ import shutil
 import signal
 import sys
 import threading
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -103,7 +104,6 @@ class Checkpointer:
         try:
             yield
         except Exception as err:  # KeyError, FileNotFoundError, TensorStore's ValueError, ...
-            logging.getLogger("asyncio").setLevel(logging.CRITICAL)  # their unread results
             gc.collect()  # report (and drop) the abandoned reads already unreachable now
             detail = " ".join(str(err).split(" See full TensorStore details")[0].split())[:200]
             raise ValueError(f"checkpoint {self.directory / str(step)} is damaged "
@@ -135,13 +135,14 @@ class Checkpointer:
 
 def quiet_abandoned_reads() -> None:
     """Drop Python's reports about Orbax's abandoned reads of a damaged checkpoint (installed
-    once per process; ``Checkpointer.damaged`` also quiets asyncio's log after a failure).
+    once per process).
 
     When one array fails, Orbax abandons its other pending reads: each one's error would be
     printed ("Exception ignored in <coroutine ...>", some 100 lines) after the one-line error
     when it is garbage-collected, reads that finish later hit Orbax's closed event loop
-    ("RuntimeError: Event loop is closed"), and asyncio logs their unread results. Reports about
-    anything else still go to the previous hooks.
+    ("RuntimeError: Event loop is closed" from asyncio's ``call_soon_threadsafe``), and asyncio
+    logs their unread results. Reports about anything else still go to the previous hook, and
+    asyncio's log keeps every record whose exception did not pass through Orbax.
     """
     previous = sys.unraisablehook
     if getattr(previous, "quiets_orbax", False):
@@ -152,12 +153,26 @@ def quiet_abandoned_reads() -> None:
         if code is not None and "orbax" in code.co_filename:
             return  # an abandoned read's coroutine
         if (unraisable.exc_type is RuntimeError
-                and str(unraisable.exc_value) == "Event loop is closed"):
+                and str(unraisable.exc_value) == "Event loop is closed"
+                and "call_soon_threadsafe" in frame_names(unraisable.exc_traceback)):
             return  # a TensorStore thread finishing a read calls back into the closed loop
         previous(unraisable)
 
     hook.quiets_orbax = True  # type: ignore[attr-defined]
     sys.unraisablehook = hook
+    logging.getLogger("asyncio").addFilter(
+        lambda record: not (record.exc_info and any(
+            "orbax" in f for f in frame_files(record.exc_info[2]))))
+
+
+def frame_names(tb: Any) -> list[str]:
+    """The function names along a traceback."""
+    return [frame.name for frame in traceback.extract_tb(tb)] if tb is not None else []
+
+
+def frame_files(tb: Any) -> list[str]:
+    """The file names along a traceback."""
+    return [frame.filename for frame in traceback.extract_tb(tb)] if tb is not None else []
 
 
 def remove_partial(directory: Path) -> None:

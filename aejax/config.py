@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Iterable
 from typing import Any, Literal
 
 import numpy as np
@@ -86,8 +87,13 @@ def check_integers(cfg: Config) -> None:
     for name in INT_FIELDS:
         if not is_integer(value := getattr(cfg, name)):
             raise ValueError(f"{name.replace('_', ' ')} must be an integer, got {value!r}")
-    if not isinstance(cfg.hidden, (tuple, list)) or not all(map(is_integer, cfg.hidden)):
-        raise ValueError(f"hidden sizes must be integers, got {cfg.hidden!r}")
+    hidden = cfg.hidden
+    if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Iterable):
+        raise ValueError(f"hidden sizes must be a sequence of integers, got {hidden!r}")
+    hidden = tuple(hidden)  # a list, an array or a generator
+    if not all(map(is_integer, hidden)):
+        raise ValueError(f"hidden sizes must be integers, got {hidden!r}")
+    object.__setattr__(cfg, "hidden", hidden)
 
 
 def validate(cfg: Config) -> None:

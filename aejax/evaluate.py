@@ -71,9 +71,14 @@ def check_predictions(arrays: dict[str, jax.Array], values: dict[str, dict[str, 
     model without a sigmoid, or a custom occlusion, see ``aejax.parts``).
     """
     for name, pred in compared(arrays).items():
-        if (not np.all(np.isfinite(values[name]["mse"]))
-                or not 0.0 <= float(jnp.min(pred)) <= float(jnp.max(pred)) <= 1.0):
-            metrics.check_inputs(arrays["clean"], pred, arrays["mask"])
+        low, high = float(jnp.min(pred)), float(jnp.max(pred))
+        if np.all(np.isfinite(values[name]["mse"])) and 0.0 <= low <= high <= 1.0:
+            continue
+        if np.isfinite(low) and np.isfinite(high):
+            who = "the occlusion" if name == "occluded_input" else "the model's reconstructions"
+            raise ValueError(f"{who} ({name}) lie in [{low:.4g}, {high:.4g}]; images and "
+                             "reconstructions must lie in [0, 1] (see aejax.parts)")
+        metrics.check_inputs(arrays["clean"], pred, arrays["mask"])
 
 
 def summary(values: dict[str, dict[str, np.ndarray]], labels: np.ndarray

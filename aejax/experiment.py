@@ -128,6 +128,9 @@ def resume_config(workdir: str | os.PathLike, given: dict[str, Any]) -> Config:
     """
     if not Path(workdir).is_dir():
         raise ValueError(nothing_to_resume(Path(workdir)))
+    if parallel.is_main_process():  # a live run's folder: "in use", not what its files say
+        with contextlib.ExitStack() as held:
+            lock_workdir(Path(workdir), held)
     directory = Path(workdir) / checkpoint.DIRNAME
     saved = checkpoint.latest_meta(directory)["config"]
     cfg = Config.from_dict({**saved, **given})
@@ -211,6 +214,10 @@ def run(cfg: Config, workdir: str | os.PathLike, *, progress: bool = True,
     """
     started = time.perf_counter()
     checkpoint.check_options(checkpoint_every, keep)  # before anything is written
+    for field in parts.ambiguous():
+        log.warning("the custom %s is named %s, a name that other parts share: resuming and "
+                    "compare.py cannot tell them apart (define it with def at module level)",
+                    field, parts.describe()[field])
     writer = parallel.is_main_process()
     path = Path(workdir)
     with contextlib.ExitStack() as held:  # the workdir lock, from start() on
@@ -230,6 +237,9 @@ def run(cfg: Config, workdir: str | os.PathLike, *, progress: bool = True,
         if writer and resume:  # the data paths and devices of this session
             write_json(run_info(cfg, ds, mesh, parts), path / "config.json")
         params = parallel.fetch(state.params)  # host copies: evaluation runs on the local device
+        if writer:  # kept even if the evaluation fails
+            save_params(params, path / PARAMS_FILE)
+            np.save(path / "train_loss.npy", history["loss"])
         model = train.make_model(cfg, x_train.shape[1]) if parts.model is None else parts.model
         test, arrays = evaluate.evaluate(cfg, model, params, ds.test_images, ds.test_labels,
                                          occlude=parts.occlude)
@@ -237,8 +247,6 @@ def run(cfg: Config, workdir: str | os.PathLike, *, progress: bool = True,
                    "data": data_info(ds)}
         if not writer:
             return metrics
-        save_params(params, path / PARAMS_FILE)
-        np.save(path / "train_loss.npy", history["loss"])
         from aejax import plots  # imported by the thread above (or now, if it has not finished)
 
         plots.evaluation_figures(arrays, test, path)

@@ -21,9 +21,10 @@ from tqdm.auto import tqdm
 
 from aejax import checkpoint, parallel
 from aejax.config import Config, check_batch_size
-from aejax.parts import Parts
+from aejax.parts import Parts, bars, check_ranges
 from aejax.train import (UNROLL, StepFn, TrainState, create_state, epoch_order, make_model,
-                         make_optimizer, make_train_chunk, make_train_step, mse, root_keys)
+                         make_optimizer, make_train_chunk, make_train_step, mse, root_keys,
+                         to_float)
 
 ORDERS_AHEAD = 16  # epochs whose batch orders exist at once (``EpochOrders``)
 
@@ -148,8 +149,11 @@ def fit(cfg: Config, train_images_u8: np.ndarray, *, progress: bool = True,
     check_features(model, features)
     tx = make_optimizer(cfg)
     keys = root_keys(cfg.seed)
-    state, images, noise_key = place(create_state(keys["init"], model, tx), train_images_u8,
-                                     keys["noise"], cfg, mesh)
+    state = create_state(keys["init"], model, tx)
+    if parts.model is not None or parts.occlude is not None:  # before training, not after it
+        check_ranges(model, state.params, to_float(jnp.asarray(train_images_u8[:8])),
+                     bars(cfg) if parts.occlude is None else parts.occlude, keys["noise"])
+    state, images, noise_key = place(state, train_images_u8, keys["noise"], cfg, mesh)
     steps = num // cfg.batch_size
     data = checkpoint.fingerprint(train_images_u8) if checkpoints is not None else {}
     losses, seconds = [], 0.0

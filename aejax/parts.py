@@ -8,22 +8,26 @@ A research extension is a pure function or a Flax module handed to ``loop.fit``,
   in and out, the mask boolean (True where the image was changed); it occludes the training
   inputs (``--train-occlusion all`` or ``mixed``) and the test images (default: the config's
   bars, ``Bars``);
-- ``model``: a Flax Linen module with a ``features`` attribute (pixels per image) that maps
-  float images (N, features) to reconstructions of the same shape (default: ``Autoencoder``
-  from the config).
+- ``model``: a hashable Flax Linen module with a ``features`` attribute (pixels per image) that
+  maps float images (N, features) to reconstructions of the same shape in [0, 1] (default:
+  ``Autoencoder`` from the config).
 
 Functions are traced into the compiled step, so they must be jit-compatible. They are compared
 by identity, so pass the same object to reuse compiled programs; ``Parts.describe`` names them
-in config.json and in checkpoints, and a run is resumed only with the same names.
+(``name``) in config.json and in checkpoints, and a run is resumed only with the same names.
+``loop.fit`` checks the ranges (``check_ranges``) before it trains.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 from collections.abc import Callable
 from typing import Any
 
 import jax
+import numpy as np
 
 from aejax import occlusion
 from aejax.config import Config
@@ -60,28 +64,55 @@ class Parts:
 
     def describe(self) -> dict[str, str | None]:
         """A name for each custom part (None for the defaults), for config.json and checkpoints."""
-        return {"model": None if self.model is None else model_name(self.model),
-                "loss": name(self.loss), "occlude": name(self.occlude)}
+        return {"model": name(self.model), "loss": name(self.loss), "occlude": name(self.occlude)}
 
-    def custom(self) -> list[str]:
-        """The fields that are not the original's."""
-        return [k for k, v in self.describe().items() if v is not None]
-
-
-def model_name(model: Any) -> str:
-    """``module.Class(field=value, ...)`` of a Linen module (its dataclass fields)."""
-    fields = (dataclasses.fields(model) if dataclasses.is_dataclass(model) else ())
-    args = ", ".join(f"{f.name}={getattr(model, f.name)!r}" for f in fields
-                     if f.name not in ("parent", "name"))
-    return f"{type(model).__module__}.{type(model).__qualname__}({args})"
+    def ambiguous(self) -> list[str]:
+        """The custom parts whose names other parts share (lambdas, functions defined inside
+        functions): resume and compare.py cannot tell those apart."""
+        return [k for k, v in self.describe().items() if v and ("<lambda>" in v or "<locals>" in v)]
 
 
-def name(fn: Callable | None) -> str | None:
-    """``module.qualname`` of a function, else its repr; None for None."""
-    if fn is None:
+def name(part: Any) -> str | None:
+    """A name for a part that is the same in every process (no memory addresses); None for None.
+
+    A function (or a class, or any object with a ``__qualname__``): ``module.qualname``; a bound
+    method: its object's name, then ``.method``; ``functools.partial(name, arguments)``; a
+    dataclass instance (a Linen module): ``module.Class(field=value, ...)``; any other object:
+    ``module.Class(attribute=value, ...)`` of its public attributes.
+    """
+    if part is None:
         return None
-    qualname = getattr(fn, "__qualname__", None)
-    return f"{fn.__module__}.{qualname}" if qualname else repr(fn)
+    if isinstance(part, functools.partial):
+        args = [value_name(a) for a in part.args]
+        args += [f"{k}={value_name(v)}" for k, v in part.keywords.items()]
+        return f"functools.partial({', '.join([str(name(part.func)), *args])})"
+    if inspect.ismethod(part):
+        return f"{name(part.__self__)}.{part.__func__.__name__}"
+    kind = type(part)
+    if dataclasses.is_dataclass(part) and not isinstance(part, type):
+        fields = ", ".join(f"{f.name}={value_name(getattr(part, f.name))}"
+                           for f in dataclasses.fields(part) if f.name not in ("parent", "name"))
+        return f"{kind.__module__}.{kind.__qualname__}({fields})"
+    qualname = getattr(part, "__qualname__", None)
+    if isinstance(qualname, str):
+        return f"{getattr(part, '__module__', None) or kind.__module__}.{qualname}"
+    state = {k: v for k, v in getattr(part, "__dict__", {}).items() if not k.startswith("_")}
+    fields = ", ".join(f"{k}={value_name(v)}" for k, v in sorted(state.items()))
+    return f"{kind.__module__}.{kind.__qualname__}" + (f"({fields})" if state else "")
+
+
+def value_name(value: Any) -> str:
+    """A field's or argument's value in a part's name: literals as ``repr``, else ``name``."""
+    if value is None or isinstance(value, (bool, int, float, str, bytes)):
+        return repr(value)
+    if isinstance(value, np.generic):
+        return repr(value.item())
+    if isinstance(value, (tuple, list)):
+        inner = ", ".join(map(value_name, value))
+        return f"[{inner}]" if isinstance(value, list) else f"({inner}{',' * (len(value) == 1)})"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k!r}: {value_name(v)}" for k, v in value.items()) + "}"
+    return str(name(value))
 
 
 def occlude_checked(occlude: OccludeFn, key: jax.Array, clean: jax.Array
@@ -100,3 +131,18 @@ def occlude_checked(occlude: OccludeFn, key: jax.Array, clean: jax.Array
         raise ValueError(f"an occlusion's mask must be boolean; {name(occlude)} returned "
                          f"{out[1].dtype}")
     return out
+
+
+def check_ranges(model: Any, params: Any, clean: jax.Array, occlude: OccludeFn,
+                 key: jax.Array) -> None:
+    """ValueError, before training, unless the occlusion and the model (with ``params``) keep
+    a few training images ``clean`` (N, D) in [0, 1], as the metrics and figures assume."""
+    occluded, _ = occlude_checked(occlude, key, clean)
+    checks = ((f"the occlusion {name(occlude)}", occluded),
+              (f"the model {name(model)}", model.apply({"params": params}, clean)))
+    for who, values in checks:
+        low, high = float(jax.numpy.min(values)), float(jax.numpy.max(values))
+        if not 0.0 <= low <= high <= 1.0:  # False for NaN too
+            raise ValueError(f"{who} returned values in [{low:.4g}, {high:.4g}] on training "
+                             "images; images and reconstructions must lie in [0, 1] (end a "
+                             "model with a sigmoid, write pixel values in an occlusion)")

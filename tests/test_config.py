@@ -46,7 +46,8 @@ def test_json_round_trip() -> None:
     (dict(epochs=True), "epochs must be an integer, got True"),
     (dict(batch_size="32"), "batch size must be an integer, got '32'"),
     (dict(hidden=(64.7,)), r"hidden sizes must be integers, got \(64\.7,\)"),
-    (dict(hidden=5), "hidden sizes must be integers, got 5"),
+    (dict(hidden=5), "hidden sizes must be a sequence of integers, got 5"),
+    (dict(hidden="12"), "hidden sizes must be a sequence of integers, got '12'"),
 ])
 def test_bad_values_are_refused(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -72,3 +73,5 @@ def test_numpy_integers_are_taken_as_ints() -> None:
     cfg = Config(epochs=np.int64(2), hidden=[np.int32(64), 16], occlusion_low=np.int8(3))
     assert type(cfg.epochs) is int and cfg.hidden == (64, 16) and cfg.occlusion_low == 3
     assert Config.from_dict(json.loads(cfg.to_json())) == cfg
+    assert Config(hidden=np.array([64, 16])).hidden == (64, 16)
+    assert Config(hidden=(h for h in (32, 8))).hidden == (32, 8)

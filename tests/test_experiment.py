@@ -85,6 +85,8 @@ def test_a_workdir_in_use_is_refused_and_left_alone(small_idx_dir: Path, tmp_pat
     before = sorted(str(p) for p in run.rglob("*"))
     with contextlib.ExitStack() as held:  # as a live train.py holds it
         experiment.lock_workdir(run, held)
+        with pytest.raises(ValueError, match="is in use"):  # what train.py --resume reads first
+            experiment.resume_config(run, {})
         for kwargs in ({}, {"resume": True}, {"overwrite": True}):
             with pytest.raises(ValueError, match=r"workdir .*run is in use: another train.py is "
                                                  "running there"):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -153,6 +155,77 @@ def test_parts_are_named_by_module_qualname_and_fields() -> None:
     assert Parts().describe() == {"model": None, "loss": None, "occlude": None}
     assert Parts(model=train.Autoencoder(hidden=[8])).describe()["model"] == (
         "aejax.model.Autoencoder(features=784, hidden=(8,), init_scheme='torch')")
+
+
+class Scaled:
+    """A callable object (not a dataclass) with a setting."""
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def __call__(self, key: jax.Array, images: jax.Array) -> tuple[jax.Array, jax.Array]:
+        return patch(key, images * self.value)
+
+    def half(self, key: jax.Array, images: jax.Array) -> tuple[jax.Array, jax.Array]:
+        return patch(key, images * 0.5)
+
+
+class Activated(nn.Module):
+    """A model with a function field."""
+
+    act: Any = nn.sigmoid
+    features: int = 784
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.act(nn.Dense(self.features)(x))
+
+
+def test_names_hold_no_memory_address_and_tell_settings_apart() -> None:
+    here = __name__
+    assert parts.name(functools.partial(bce)) == f"functools.partial({here}.bce)"
+    assert parts.name(functools.partial(patch, images=1)) == (
+        f"functools.partial({here}.patch, images=1)")
+    assert parts.name(Scaled(0.5)) == f"{here}.Scaled(value=0.5)"
+    assert parts.name(Scaled(0.5).half) == f"{here}.Scaled(value=0.5).half"
+    assert parts.name(Scaled(0.5)) != parts.name(Scaled(0.9))
+    assert parts.name(Activated(act=functools.partial(nn.leaky_relu, negative_slope=0.1))) == (
+        f"{here}.Activated(act=functools.partial(jax._src.nn.functions.leaky_relu, "
+        "negative_slope=0.1), features=784)")
+    for part in (functools.partial(patch), Scaled(1.0), Scaled(1.0).half, Activated()):
+        assert " at 0x" not in parts.name(part)
+    assert Parts(occlude=lambda k, x: patch(k, x), loss=bce).ambiguous() == ["occlude"]
+
+
+def test_a_model_or_occlusion_leaving_0_1_is_refused_before_training() -> None:
+    class Linear(nn.Module):
+        features: int = 784
+
+        @nn.compact
+        def __call__(self, x: jax.Array) -> jax.Array:
+            return nn.Dense(self.features)(x)
+
+    x = images_u8(32)
+    with pytest.raises(ValueError, match=r"the model \S*Linear\(features=784\) returned values in "
+                                         r"\[-\d.*\] on training images; images and "
+                                         r"reconstructions must lie in \[0, 1\]"):
+        loop.fit(CFG, x, progress=False, parts=Parts(model=Linear()))
+    seven = functools.partial(lambda key, images, v: (jnp.full_like(images, v),
+                                                      jnp.ones(images.shape, bool)), v=7.0)
+    with pytest.raises(ValueError, match=r"the occlusion functools.partial\(.*, v=7.0\) returned "
+                                         r"values in \[7, 7\]"):
+        loop.fit(CFG, x, progress=False, parts=Parts(occlude=seven))
+    model = train.make_model(CFG)
+    params = train.create_state(jax.random.key(0), model, train.make_optimizer(CFG)).params
+    with pytest.raises(ValueError, match=r"the occlusion \(occluded_input\) lie in \[7, 7\]; "
+                                         r"images and reconstructions must lie in \[0, 1\]"):
+        evaluate.evaluate(CFG, model, params, x[:10], np.arange(10), occlude=seven)
+
+
+def test_features_may_be_a_numpy_integer() -> None:
+    state = train.create_state(jax.random.key(0), Tiny(features=np.int64(784)),
+                               train.make_optimizer(CFG))
+    assert state.params["Dense_0"]["kernel"].shape == (16, 784)
 
 
 def test_resume_needs_the_same_parts() -> None:
