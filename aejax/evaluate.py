@@ -38,9 +38,10 @@ def reconstruct_all(model: Autoencoder, params: Any, clean: jax.Array, key: jax.
                     occlude: parts.OccludeFn) -> dict[str, jax.Array]:
     """Occlude ``clean`` (N, D) with ``occlude(key, clean)`` and reconstruct both versions."""
     occluded, mask = parts.occlude_checked(occlude, key, clean)
+    recon_clean = reconstruct(model, params, clean)
+    parts.check_reconstruction(model, clean, recon_clean)
     return {"clean": clean, "occluded_input": occluded, "mask": mask,
-            "recon_clean": reconstruct(model, params, clean),
-            "recon_occluded": reconstruct(model, params, occluded)}
+            "recon_clean": recon_clean, "recon_occluded": reconstruct(model, params, occluded)}
 
 
 def compared(arrays: dict[str, jax.Array]) -> dict[str, jax.Array]:

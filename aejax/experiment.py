@@ -268,9 +268,13 @@ def start(cfg: Config, path: Path, *, writer: bool, overwrite: bool, resume: boo
     """
     new_folder = writer and not path.exists()
     try:
-        if writer:
+        if writer:  # a live run's folder is "in use", whatever it holds: lock it first
+            existed = path.is_dir()
+            if existed:
+                lock_workdir(path, held)
             prepare_workdir(path, overwrite=overwrite, resume=resume)
-            lock_workdir(path, held)
+            if not existed:
+                lock_workdir(path, held)
         ds = data.load(cfg.dataset, data_dir=cfg.data_dir, data_root=cfg.data_root)
         check_data(cfg, *ds.train_images.shape)
         if mesh is not None:

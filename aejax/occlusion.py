@@ -170,10 +170,10 @@ def occlude(key: jax.Array, images: jax.Array, *, width: int = 1, value: float =
         or ``random``. ``alternate`` follows the position in the batch, as the original does:
         a batch of one (or a ``vmap`` over single images) gets rows only.
       num_bars: bars per image, drawn independently (they may coincide).
+      return_mask: also return the boolean mask, shaped like ``images``.
 
     The geometry (``width``, ``low``, ``high``, ``orientation``, ``num_bars``) must be static
     under ``jit``; ``value`` may be traced.
-      return_mask: also return the boolean mask, shaped like ``images``.
     """
     check_images(images)
     check_value(value)

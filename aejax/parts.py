@@ -133,13 +133,22 @@ def occlude_checked(occlude: OccludeFn, key: jax.Array, clean: jax.Array
     return out
 
 
+def check_reconstruction(model: Any, images: jax.Array, recon: Any) -> None:
+    """ValueError (at trace time) unless the model returned an array shaped like its input."""
+    if tuple(getattr(recon, "shape", ())) != tuple(images.shape):
+        raise ValueError(f"the model {name(model)} returned shape "
+                         f"{getattr(recon, 'shape', type(recon).__name__)} for images shaped "
+                         f"{tuple(images.shape)}: a reconstruction must be shaped like its input")
+
+
 def check_ranges(model: Any, params: Any, clean: jax.Array, occlude: OccludeFn,
                  key: jax.Array) -> None:
     """ValueError, before training, unless the occlusion and the model (with ``params``) keep
     a few training images ``clean`` (N, D) in [0, 1], as the metrics and figures assume."""
     occluded, _ = occlude_checked(occlude, key, clean)
-    checks = ((f"the occlusion {name(occlude)}", occluded),
-              (f"the model {name(model)}", model.apply({"params": params}, clean)))
+    recon = model.apply({"params": params}, clean)
+    check_reconstruction(model, clean, recon)
+    checks = ((f"the occlusion {name(occlude)}", occluded), (f"the model {name(model)}", recon))
     for who, values in checks:
         low, high = float(jax.numpy.min(values)), float(jax.numpy.max(values))
         if not 0.0 <= low <= high <= 1.0:  # False for NaN too

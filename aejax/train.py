@@ -97,7 +97,9 @@ def make_train_step(cfg: Config, model: Any, tx: optax.GradientTransformation, *
         inputs, targets = make_pair(key, to_float(batch_u8), cfg.train_occlusion, occlude)
 
         def loss_fn(params: Any) -> jax.Array:
-            value = loss(model.apply({"params": params}, inputs), targets)
+            recon = model.apply({"params": params}, inputs)
+            parts.check_reconstruction(model, inputs, recon)
+            value = loss(recon, targets)
             if jnp.ndim(value) != 0:
                 raise ValueError(f"a loss must return a scalar; {parts.name(loss)} returned "
                                  f"shape {jnp.shape(value)}")

@@ -81,6 +81,7 @@ def test_a_workdir_in_use_is_refused_and_left_alone(small_idx_dir: Path, tmp_pat
     cfg = Config(data_dir=str(small_idx_dir), data_root=str(tmp_path / "root"), epochs=1)
     run = tmp_path / "run"
     (run / checkpoint.DIRNAME / "8.orbax-checkpoint-tmp-1").mkdir(parents=True)  # a save going on
+    (run / checkpoint.DIRNAME / "4").mkdir()  # and one it saved: "in use", not "holds a run"
     (run / "config.json").write_text(json.dumps({"config": json.loads(cfg.to_json())}))
     before = sorted(str(p) for p in run.rglob("*"))
     with contextlib.ExitStack() as held:  # as a live train.py holds it
@@ -92,7 +93,8 @@ def test_a_workdir_in_use_is_refused_and_left_alone(small_idx_dir: Path, tmp_pat
                                                  "running there"):
                 experiment.run(cfg, run, progress=False, **kwargs)
     assert sorted(str(p) for p in run.rglob("*")) == before
-    experiment.run(cfg, run, progress=False)  # released: it starts over
+    with pytest.raises(ValueError, match="already holds a run"):  # released: what it holds
+        experiment.run(cfg, run, progress=False)
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -118,6 +120,20 @@ def test_bad_flags_exit_with_one_line(argv: list[str], message: str, small_idx_d
     assert code == 2
     assert message in err[-1] and err[-1].startswith("train.py: error: ")
     assert not any("Traceback" in line for line in err)
+
+
+def test_the_trained_parameters_are_kept_when_evaluation_fails(
+        small_idx_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def failing(*args, **kwargs):
+        raise ValueError("evaluation failed")
+
+    monkeypatch.setattr(experiment.evaluate, "evaluate", failing)
+    cfg = Config(data_dir=str(small_idx_dir), data_root=str(tmp_path / "root"), epochs=1)
+    with pytest.raises(ValueError, match="evaluation failed"):
+        experiment.run(cfg, tmp_path / "run", progress=False)
+    params = experiment.load_params(tmp_path / "run" / experiment.PARAMS_FILE)
+    assert params["dense_0"]["kernel"].shape == (784, 128)
+    assert len(np.load(tmp_path / "run" / "train_loss.npy")) == 256 // 32
 
 
 def test_resume_keeps_the_runs_checkpoint_interval_and_keep(small_idx_dir: Path,

@@ -190,8 +190,9 @@ def test_names_hold_no_memory_address_and_tell_settings_apart() -> None:
     assert parts.name(Scaled(0.5).half) == f"{here}.Scaled(value=0.5).half"
     assert parts.name(Scaled(0.5)) != parts.name(Scaled(0.9))
     assert parts.name(Activated(act=functools.partial(nn.leaky_relu, negative_slope=0.1))) == (
-        f"{here}.Activated(act=functools.partial(jax._src.nn.functions.leaky_relu, "
+        f"{here}.Activated(act=functools.partial({parts.name(nn.leaky_relu)}, "
         "negative_slope=0.1), features=784)")
+    assert parts.name(nn.leaky_relu).endswith(".leaky_relu")
     for part in (functools.partial(patch), Scaled(1.0), Scaled(1.0).half, Activated()):
         assert " at 0x" not in parts.name(part)
     assert Parts(occlude=lambda k, x: patch(k, x), loss=bce).ambiguous() == ["occlude"]
@@ -220,6 +221,27 @@ def test_a_model_or_occlusion_leaving_0_1_is_refused_before_training() -> None:
     with pytest.raises(ValueError, match=r"the occlusion \(occluded_input\) lie in \[7, 7\]; "
                                          r"images and reconstructions must lie in \[0, 1\]"):
         evaluate.evaluate(CFG, model, params, x[:10], np.arange(10), occlude=seven)
+
+
+def test_a_model_output_of_another_shape_is_refused_naming_the_model() -> None:
+    class Classifier(nn.Module):
+        features: int = 784
+
+        @nn.compact
+        def __call__(self, x: jax.Array) -> jax.Array:
+            return nn.sigmoid(nn.Dense(10)(x))
+
+    message = (r"the model \S*Classifier\(features=784\) returned shape \((\d+), 10\) for images "
+               r"shaped \(\1, 784\): a reconstruction must be shaped like its input")
+    with pytest.raises(ValueError, match=message):  # checked before training
+        loop.fit(CFG, images_u8(32), progress=False, parts=Parts(model=Classifier()))
+    tx = train.make_optimizer(CFG)
+    state = train.create_state(jax.random.key(0), Classifier(), tx)
+    with pytest.raises(ValueError, match=message):  # and when the step is traced
+        train.make_train_step(CFG, Classifier(), tx)(state, jnp.asarray(images_u8(8)),
+                                                     jax.random.key(1))
+    with pytest.raises(ValueError, match=message):  # and in evaluation
+        evaluate.evaluate(CFG, Classifier(), state.params, images_u8(4), np.arange(4))
 
 
 def test_features_may_be_a_numpy_integer() -> None:
