@@ -5,11 +5,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-try:
+from aejax.startup import interruptible
+
+with interruptible(__file__):  # a Ctrl-C while JAX is imported: one line, not a traceback
     from aejax import cli, compare, plots
-except KeyboardInterrupt:  # Ctrl-C while JAX is imported: one line, not a traceback
-    print(f"{Path(__file__).name}: interrupted", file=sys.stderr)
-    sys.exit(130)
 
 
 def main(argv: list[str] | None = None) -> int:

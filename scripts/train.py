@@ -6,11 +6,10 @@ import logging
 import sys
 from pathlib import Path
 
-try:
+from aejax.startup import interruptible
+
+with interruptible(__file__):  # a Ctrl-C while JAX is imported: one line, not a traceback
     from aejax import checkpoint, cli, compile_cache, experiment, parallel
-except KeyboardInterrupt:  # Ctrl-C while JAX is imported: one line, not a traceback
-    print(f"{Path(__file__).name}: interrupted", file=sys.stderr)
-    sys.exit(130)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,55 @@
+"""Tests for aejax.startup: a Ctrl-C while the scripts import JAX ends in one line."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+import types
+
+import pytest
+
+from aejax import startup
+
+
+def test_a_ctrl_c_in_the_block_is_one_line_and_code_130(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        with startup.interruptible("/somewhere/scripts/train.py"):
+            raise KeyboardInterrupt
+    assert exit_.value.code == 130
+    assert capsys.readouterr().err == "train.py: interrupted\n"
+    with startup.interruptible("train.py"):  # nothing happens otherwise
+        pass
+    with pytest.raises(ValueError):  # and other errors pass through
+        with startup.interruptible("train.py"):
+            raise ValueError("not a Ctrl-C")
+
+
+def test_it_imports_nothing_heavy() -> None:
+    heavy = {"jax", "numpy", "flax", "optax"}
+    code = ("import sys; import aejax.startup; "
+            f"print(sorted(set({sorted(heavy)!r}) & set(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_a_swallowed_ctrl_c_is_delivered_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", seen.append)
+    startup.redeliver_interrupts()
+    startup.redeliver_interrupts()  # once: no second wrapper
+    got = []
+    previous = signal.signal(signal.SIGINT, lambda *_: got.append(1))  # no KeyboardInterrupt here
+    try:
+        # what Python reports when a Ctrl-C lands in a gc callback (JAX's) or a finalizer
+        sys.unraisablehook(types.SimpleNamespace(exc_type=KeyboardInterrupt, object=None))
+        deadline = time.monotonic() + 5
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.01)  # the handler runs in this thread, between sleeps
+        assert got == [1]
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    other = types.SimpleNamespace(exc_type=ValueError, object=None)
+    sys.unraisablehook(other)
+    assert seen == [other]  # other reports reach the previous hook
