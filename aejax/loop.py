@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -26,6 +27,7 @@ from aejax.train import (UNROLL, StepFn, TrainState, create_state, epoch_order, 
                          make_optimizer, make_train_chunk, make_train_step, mse, root_keys,
                          to_float)
 
+logger = logging.getLogger(__name__)
 ORDERS_AHEAD = 16  # epochs whose batch orders exist at once (``EpochOrders``)
 
 
@@ -163,6 +165,10 @@ def fit(cfg: Config, train_images_u8: np.ndarray, *, progress: bool = True,
         losses = [restored]
     plan = chunk_plan(steps, max_length=checkpoints.every if checkpoints is not None else 0)
     done = sum(map(len, losses))
+    if checkpoints is not None and checkpoints.resume and done == steps * cfg.epochs:
+        logger.warning("the run had already trained all %d epochs (step %d): nothing left to "
+                       "train, only the evaluation runs again (raise --epochs to train longer)",
+                       cfg.epochs, done)
     lengths = {n for _, n in plan + plan_from(plan, done % steps)}  # a resumed epoch's rest too
     compile_start = time.perf_counter()
     step_fn = make_train_step(cfg, model, tx, loss=mse if parts.loss is None else parts.loss,

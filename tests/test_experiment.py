@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import importlib.util
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -150,6 +151,15 @@ def test_resume_keeps_the_runs_checkpoint_interval_and_keep(small_idx_dir: Path,
     steps = sorted(int(p.name) for p in (run / checkpoint.DIRNAME).iterdir())
     assert steps == [4, 6, 8, 10, 12, 16]  # chunk ends past each 3rd step, epoch ends; keep 7
     assert json.loads((run / "config.json").read_text())["config"]["epochs"] == 2  # rewritten
+
+
+def test_resuming_a_finished_run_says_that_only_the_evaluation_runs(
+        small_idx_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    cfg = Config(data_dir=str(small_idx_dir), data_root=str(tmp_path / "root"), epochs=1)
+    experiment.run(cfg, tmp_path / "run", progress=False)
+    with caplog.at_level(logging.WARNING, logger="aejax.loop"):
+        experiment.run(cfg, tmp_path / "run", progress=False, resume=True)
+    assert "had already trained all 1 epochs (step 8): nothing left to train" in caplog.text
 
 
 def test_script_runs_from_the_command_line(small_idx_dir: Path, tmp_path: Path) -> None:
