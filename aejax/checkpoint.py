@@ -154,7 +154,8 @@ def quiet_abandoned_reads() -> None:
             return  # an abandoned read's coroutine
         if (unraisable.exc_type is RuntimeError
                 and str(unraisable.exc_value) == "Event loop is closed"
-                and "call_soon_threadsafe" in frame_names(unraisable.exc_traceback)):
+                and any(frame.name == "call_soon_threadsafe"
+                        for frame in traceback.extract_tb(unraisable.exc_traceback))):
             return  # a TensorStore thread finishing a read calls back into the closed loop
         previous(unraisable)
 
@@ -162,17 +163,7 @@ def quiet_abandoned_reads() -> None:
     sys.unraisablehook = hook
     logging.getLogger("asyncio").addFilter(
         lambda record: not (record.exc_info and any(
-            "orbax" in f for f in frame_files(record.exc_info[2]))))
-
-
-def frame_names(tb: Any) -> list[str]:
-    """The function names along a traceback."""
-    return [frame.name for frame in traceback.extract_tb(tb)] if tb is not None else []
-
-
-def frame_files(tb: Any) -> list[str]:
-    """The file names along a traceback."""
-    return [frame.filename for frame in traceback.extract_tb(tb)] if tb is not None else []
+            "orbax" in frame.filename for frame in traceback.extract_tb(record.exc_info[2]))))
 
 
 def remove_partial(directory: Path) -> None:
@@ -213,7 +204,7 @@ def check_resumable(step: int, meta: dict[str, Any], cfg: Config, data: dict[str
     or fewer epochs than it has already trained."""
     check_config(meta["config"], cfg, directory)
     check_data(meta["data"], data, directory)
-    check_parts(meta.get("parts") or Parts().describe(), parts or Parts().describe(), directory)
+    check_parts(meta.get("parts") or {}, parts or {}, directory)  # absent: the original's
     if step > cfg.epochs * steps:
         raise ValueError(f"cannot resume from {directory}: its checkpoint is at step {step} "
                          f"(epoch {step // steps}), past the --epochs {cfg.epochs} asked for; "

@@ -8,10 +8,8 @@ import math
 from collections.abc import Iterable
 from typing import Any, Literal
 
-import numpy as np
-
 from aejax.data import IMAGE_SIDE
-from aejax.occlusion import ORIENTATIONS, Orientation, check_bars
+from aejax.occlusion import ORIENTATIONS, Orientation, check_bars, is_integer
 
 TrainOcclusion = Literal["none", "all", "mixed"]
 TRAIN_OCCLUSIONS: tuple[str, ...] = ("none", "all", "mixed")
@@ -75,11 +73,6 @@ class Config:
 
 INT_FIELDS: tuple[str, ...] = ("epochs", "batch_size", "seed", "eval_seed", "occlusion_width",
                                "occlusion_low", "occlusion_high", "occlusion_bars")
-
-
-def is_integer(value: Any) -> bool:
-    """True for Python and NumPy integers (not bools)."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 def check_integers(cfg: Config) -> None:

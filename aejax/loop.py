@@ -24,7 +24,7 @@ from aejax import checkpoint, parallel
 from aejax.config import Config, check_batch_size
 from aejax.parts import Parts, bars, check_ranges
 from aejax.train import (UNROLL, StepFn, TrainState, create_state, epoch_order, make_model,
-                         make_optimizer, make_train_chunk, make_train_step, mse, root_keys,
+                         make_optimizer, make_train_chunk, make_train_step, root_keys,
                          to_float)
 
 logger = logging.getLogger(__name__)
@@ -171,8 +171,7 @@ def fit(cfg: Config, train_images_u8: np.ndarray, *, progress: bool = True,
                        cfg.epochs, done)
     lengths = {n for _, n in plan + plan_from(plan, done % steps)}  # a resumed epoch's rest too
     compile_start = time.perf_counter()
-    step_fn = make_train_step(cfg, model, tx, loss=mse if parts.loss is None else parts.loss,
-                              occlude=parts.occlude)
+    step_fn = make_train_step(cfg, model, tx, loss=parts.loss, occlude=parts.occlude)
     orders = EpochOrders(keys["data"], num, cfg.batch_size, range(done // steps, cfg.epochs))
     chunks = {n: compile_chunk(step_fn, n, state, images, steps, cfg, noise_key, mesh)
               for n in sorted(lengths)}

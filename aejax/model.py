@@ -8,7 +8,8 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
+
+from aejax.occlusion import is_integer
 
 INITS: tuple[str, ...] = ("torch", "flax")
 
@@ -61,7 +62,7 @@ def init_params(key: jax.Array, model: nn.Module) -> dict:
     """Initialise the parameter pytree for one flat input of ``model.features`` pixels (any
     Linen module with an integer ``features`` attribute, see ``aejax.parts``)."""
     features = getattr(model, "features", None)
-    if isinstance(features, bool) or not isinstance(features, (int, np.integer)) or features < 1:
+    if not is_integer(features) or features < 1:
         raise ValueError(f"a model needs a positive integer 'features' attribute (pixels per "
                          f"image); {type(model).__name__} has {features!r}")
     return model.init(key, jnp.zeros((1, int(features))))["params"]

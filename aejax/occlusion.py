@@ -35,6 +35,11 @@ def image_hw(shape: tuple[int, ...]) -> tuple[int, int]:
     )
 
 
+def is_integer(value: object) -> bool:
+    """True for Python and NumPy integers (not bools)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
 def check_static(**values: object) -> None:
     """Raise ValueError unless every value is a Python (or NumPy) integer, not a traced one.
 
@@ -45,7 +50,7 @@ def check_static(**values: object) -> None:
         if isinstance(value, jax.core.Tracer):
             raise ValueError(f"occlusion {name} must be a Python int, not a traced value: mark it "
                              "static under jit (static_argnames) and do not vmap over it")
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        if not is_integer(value):
             raise ValueError(f"occlusion {name} must be an integer, got {value!r}")
 
 

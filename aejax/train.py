@@ -84,12 +84,14 @@ def make_pair(key: jax.Array, clean: jax.Array, mode: str, occlude: parts.Occlud
 
 
 def make_train_step(cfg: Config, model: Any, tx: optax.GradientTransformation, *,
-                    loss: parts.LossFn = mse, occlude: parts.OccludeFn | None = None) -> StepFn:
+                    loss: parts.LossFn | None = None, occlude: parts.OccludeFn | None = None
+                    ) -> StepFn:
     """Build ``train_step(state, batch_u8, key) -> (state, metrics)``: forward, grad, Adam.
 
-    ``loss(reconstruction, target)`` and ``occlude`` (None: the config's bars) are the
-    pluggable parts (``aejax.parts``); the defaults are the original's.
+    ``loss(reconstruction, target)`` (None: ``mse``) and ``occlude`` (None: the config's bars)
+    are the pluggable parts (``aejax.parts``); the defaults are the original's.
     """
+    loss = mse if loss is None else loss
     occlude = parts.bars(cfg) if occlude is None else occlude
 
     def train_step(state: TrainState, batch_u8: jax.Array, key: jax.Array
