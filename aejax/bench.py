@@ -1,7 +1,7 @@
 """Training throughput of the JAX variants, timed in this process after a warm-up.
 
 ``scan``: the project's on-device epoch (``train.make_train_chunk``: batches gathered from uint8
-images inside ``lax.scan``, the chunks of ``loop.chunk_plan``, each chunk's losses read and checked
+images inside ``lax.scan``, the chunks of ``schedule.chunk_plan``, each chunk's losses read and checked
 while the next one runs), run by ``loop.run_epoch`` as ``loop.fit`` runs it. ``loop``: the naive
 JAX way, one jitted ``train_step`` call per batch from a Python loop, each batch sliced on the
 host and transferred. Every timing ends with ``block_until_ready``.
@@ -18,9 +18,10 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from aejax import loop, train
+from aejax import loop, schedule, train
 from aejax.config import Config
 from aejax.model import count_params
+from aejax.parts import Parts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,15 +88,16 @@ def scan_runner(s: Setup, images_u8: np.ndarray) -> Runner:
     PyTorch variants shuffle before timing)."""
     num, batch = len(images_u8), s.cfg.batch_size
     steps = num // batch
-    plan = loop.chunk_plan(steps)
+    plan = schedule.chunk_plan(steps)
     images = jax.device_put(images_u8)
     start = time.perf_counter()
     chunks = {n: loop.compile_chunk(s.step_fn, n, s.state, images, steps, s.cfg, s.keys["noise"])
               for n in sorted({n for _, n in plan})}
     compile_seconds = time.perf_counter() - start
-    orders = loop.EpochOrders(s.keys["data"], num, batch, range(1))
+    orders = schedule.EpochOrders(s.keys["data"], num, batch, range(1))
     epochs = loop.Loop(s.cfg, chunks, plan, images, s.keys["noise"], orders, mesh=None,
-                       checkpoints=None, data={})
+                       checkpoints=None, data={}, parts=Parts().describe(),
+                       compile_seconds=compile_seconds)
     log = loop.LossLog([], tqdm(disable=True))
     state = fresh_state(s)
 

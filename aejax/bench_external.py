@@ -24,7 +24,7 @@ COMPILE_CODE = """
 import json, sys, time
 start = time.perf_counter()
 import jax, jax.numpy as jnp
-from aejax import compile_cache, loop, train
+from aejax import compile_cache, loop, schedule, train
 from aejax.config import Config
 compile_cache.enable(sys.argv[1])
 cfg = Config(batch_size=int(sys.argv[2]))
@@ -33,7 +33,7 @@ model, tx = train.make_model(cfg), train.make_optimizer(cfg)
 keys = train.root_keys(cfg.seed)
 state = train.create_state(keys["init"], model, tx)
 images = jax.ShapeDtypeStruct((num, 784), jnp.uint8)
-length = loop.chunk_plan(steps)[0][1]
+length = schedule.chunk_plan(steps)[0][1]
 t = time.perf_counter()
 loop.compile_chunk(train.make_train_step(cfg, model, tx), length, state, images, steps, cfg,
                     keys["noise"])

@@ -7,7 +7,6 @@ import importlib
 import json
 import logging
 import os
-import shutil
 import threading
 import time
 from pathlib import Path
@@ -18,106 +17,14 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from aejax import checkpoint, data, evaluate, loop, parallel, train
+from aejax import checkpoint, data, evaluate, loop, parallel, rundir, train
 from aejax.config import Config, check_data
-from aejax.jsonio import read_run_config, write_json
+from aejax.jsonio import write_json
 from aejax.model import init_params
 from aejax.parts import Parts
 
 log = logging.getLogger(__name__)
-PARAMS_FILE = "params.msgpack"
 DEFAULT_EVERY, DEFAULT_KEEP = 0, 3  # checkpoints at epoch ends only; the latest three kept
-RUN_FILES = ("config.json", "metrics.json", PARAMS_FILE, "train_loss.npy", "figure.png",
-             "loss.png", "correlation.png", "per_class.png")  # what run writes, checkpoints aside
-
-
-def prepare_workdir(workdir: str | os.PathLike, *, overwrite: bool = False,
-                    resume: bool = False) -> Path:
-    """Create the run folder; refuse a file, or an existing run without ``resume``/``overwrite``.
-
-    ``resume`` needs the folder of an earlier run. A run that stopped before it saved anything
-    (no checkpoint, no results: it failed or was interrupted early) may be started again in
-    place. With ``overwrite`` nothing is deleted yet: ``run`` clears the old run
-    (``clear_run``) only once the new one's data has been checked.
-    """
-    path = Path(workdir)
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"workdir {path} is a file, not a folder; choose another --workdir")
-    if resume and overwrite:
-        raise ValueError("--resume continues the run in --workdir and --overwrite replaces it; "
-                         "choose one")
-    if resume and not path.is_dir():
-        raise ValueError(nothing_to_resume(path))
-    if path.is_dir() and any(path.iterdir()) and not resume:
-        if not overwrite and saved_anything(path):
-            raise ValueError(f"workdir {path} already holds a run; pass --resume to continue it, "
-                             "--overwrite to replace it, or choose another --workdir")
-        if not is_run(path):
-            flag = "--overwrite replaces a run, but " if overwrite else ""
-            raise ValueError(f"{flag}workdir {path} holds other files (no config.json written by "
-                             "train.py); choose another --workdir")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as err:
-        raise ValueError(f"workdir {path} is not writable ({err.strerror})") from None
-    return path
-
-
-def is_run(path: Path) -> bool:
-    """Whether ``path`` holds a run: a config.json as ``run`` writes it."""
-    try:
-        read_run_config(path / "config.json")
-    except (OSError, ValueError):
-        return False
-    return True
-
-
-def saved_anything(path: Path) -> bool:
-    """Whether the run in ``path`` saved a checkpoint or results (more than its config.json)."""
-    steps = path / checkpoint.DIRNAME
-    has_checkpoint = steps.is_dir() and any(p.is_dir() and p.name.isdigit() for p in steps.iterdir())
-    return has_checkpoint or any((path / name).exists() for name in RUN_FILES[1:])
-
-
-def lock_workdir(path: Path, held: contextlib.ExitStack) -> None:
-    """Hold an exclusive lock on the run folder until ``held`` closes; ValueError if another
-    process holds it (a run training there). No lock where ``fcntl`` is missing (Windows)."""
-    try:
-        import fcntl
-    except ImportError:
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        raise ValueError(f"workdir {path} is in use: another train.py is running there; wait "
-                         "for it to finish, or choose another --workdir") from None
-    held.callback(os.close, fd)  # closing the folder releases the lock
-
-
-def clear_run(path: Path) -> None:
-    """Delete what an earlier run wrote into ``path`` (its files and checkpoints), nothing else."""
-    for name in RUN_FILES:
-        (path / name).unlink(missing_ok=True)
-    checkpoints = path / checkpoint.DIRNAME
-    if checkpoints.is_dir():
-        for step in checkpoints.iterdir():  # Orbax's <step>/ folders and their unfinished twins
-            if step.is_dir() and step.name.split(checkpoint.TMP_SUFFIX)[0].isdigit():
-                shutil.rmtree(step)
-        with contextlib.suppress(OSError):
-            checkpoints.rmdir()  # kept if anything else is in it
-
-
-def nothing_to_resume(path: Path) -> str:
-    """The error for ``--resume`` with a workdir that does not exist (or is a file)."""
-    if path.exists():
-        return f"--resume: workdir {path} is a file, not a run folder; give the run's folder"
-    return (f"--resume: workdir {path} does not exist, so there is nothing to resume; start the "
-            "run without --resume")
 
 
 def resume_config(workdir: str | os.PathLike, given: dict[str, Any]) -> Config:
@@ -127,10 +34,10 @@ def resume_config(workdir: str | os.PathLike, given: dict[str, Any]) -> Config:
     ``checkpoint.RESUMABLE`` (where the data is read from, the number of epochs).
     """
     if not Path(workdir).is_dir():
-        raise ValueError(nothing_to_resume(Path(workdir)))
+        raise ValueError(rundir.nothing_to_resume(Path(workdir)))
     if parallel.is_main_process():  # a live run's folder: "in use", not what its files say
         with contextlib.ExitStack() as held:
-            lock_workdir(Path(workdir), held)
+            rundir.lock(Path(workdir), held)
     directory = Path(workdir) / checkpoint.DIRNAME
     saved = checkpoint.latest_meta(directory)["config"]
     cfg = Config.from_dict({**saved, **given})
@@ -237,23 +144,32 @@ def run(cfg: Config, workdir: str | os.PathLike, *, progress: bool = True,
         if writer and resume:  # the data paths and devices of this session
             write_json(run_info(cfg, ds, mesh, parts), path / "config.json")
         params = parallel.fetch(state.params)  # host copies: evaluation runs on the local device
-        if writer:  # kept even if the evaluation fails
-            save_params(params, path / PARAMS_FILE)
-            np.save(path / "train_loss.npy", history["loss"])
-        model = train.make_model(cfg, x_train.shape[1]) if parts.model is None else parts.model
-        test, arrays = evaluate.evaluate(cfg, model, params, ds.test_images, ds.test_labels,
-                                         occlude=parts.occlude)
-        metrics = {"train": train_metrics(history, cfg.batch_size), "test": test,
-                   "data": data_info(ds)}
-        if not writer:
-            return metrics
-        from aejax import plots  # imported by the thread above (or now, if it has not finished)
+        metrics = finish(cfg, path, ds, params, history, parts, writer=writer)
+        if writer:
+            metrics["total_seconds"] = time.perf_counter() - started
+            write_json(metrics, path / "metrics.json")
+        return metrics
+
+
+def finish(cfg: Config, path: Path, ds: data.Dataset, params: Any, history: dict[str, Any],
+           parts: Parts, *, writer: bool) -> dict[str, Any]:
+    """Save the parameters and losses, evaluate on the test set, draw the figures; return the
+    metrics (only the ``writer`` process writes files)."""
+    if writer:  # kept even if the evaluation fails
+        save_params(params, path / rundir.PARAMS_FILE)
+        np.save(path / "train_loss.npy", history["loss"])
+    features = ds.train_images[0].size
+    model = train.make_model(cfg, features) if parts.model is None else parts.model
+    test, arrays = evaluate.evaluate(cfg, model, params, ds.test_images, ds.test_labels,
+                                     occlude=parts.occlude)
+    metrics = {"train": train_metrics(history, cfg.batch_size), "test": test,
+               "data": data_info(ds)}
+    if writer:
+        from aejax import plots  # imported by run's thread (or now, if it has not finished)
 
         plots.evaluation_figures(arrays, test, path)
         plots.loss_curve(history["loss"], history["steps_per_epoch"], path / "loss.png")
-        metrics["total_seconds"] = time.perf_counter() - started
-        write_json(metrics, path / "metrics.json")
-        return metrics
+    return metrics
 
 
 def start(cfg: Config, path: Path, *, writer: bool, overwrite: bool, resume: bool,
@@ -271,10 +187,10 @@ def start(cfg: Config, path: Path, *, writer: bool, overwrite: bool, resume: boo
         if writer:  # a live run's folder is "in use", whatever it holds: lock it first
             existed = path.is_dir()
             if existed:
-                lock_workdir(path, held)
-            prepare_workdir(path, overwrite=overwrite, resume=resume)
+                rundir.lock(path, held)
+            rundir.prepare(path, overwrite=overwrite, resume=resume)
             if not existed:
-                lock_workdir(path, held)
+                rundir.lock(path, held)
         ds = data.load(cfg.dataset, data_dir=cfg.data_dir, data_root=cfg.data_root)
         check_data(cfg, *ds.train_images.shape)
         if mesh is not None:
@@ -291,8 +207,8 @@ def start(cfg: Config, path: Path, *, writer: bool, overwrite: bool, resume: boo
             path.rmdir()
         raise
     if writer and not resume:  # a resumed run's config.json is rewritten once it has restored
-        if overwrite or is_run(path):  # is_run here: a run that saved nothing starts over
-            clear_run(path)  # so that no old file or checkpoint mixes with the new run's
+        if overwrite or rundir.is_run(path):  # is_run here: a run that saved nothing starts over
+            rundir.clear(path)  # so that no old file or checkpoint mixes with the new run's
         write_json(run_info(cfg, ds, mesh, parts), path / "config.json")
     return ds
 

@@ -12,7 +12,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -23,64 +23,11 @@ from tqdm.auto import tqdm
 from aejax import checkpoint, parallel
 from aejax.config import Config, check_batch_size
 from aejax.parts import Parts, bars, check_ranges
-from aejax.train import (UNROLL, StepFn, TrainState, create_state, epoch_order, make_model,
-                         make_optimizer, make_train_chunk, make_train_step, root_keys,
-                         to_float)
+from aejax.schedule import EpochOrders, chunk_plan, plan_from, plan_steps
+from aejax.train import (StepFn, TrainState, create_state, make_model, make_optimizer,
+                         make_train_chunk, make_train_step, root_keys, to_float)
 
 logger = logging.getLogger(__name__)
-ORDERS_AHEAD = 16  # epochs whose batch orders exist at once (``EpochOrders``)
-
-
-def chunk_plan(steps: int, target_chunks: int = 20, max_length: int = 0, min_length: int = 16,
-               multiple: int = UNROLL) -> list[tuple[int, int]]:
-    """Split an epoch's steps into (offset, length) chunks, all but the last a multiple long.
-
-    Chunks let a progress bar advance without a host sync per step. Every chunk but the epoch's
-    last is a multiple of the scan's unroll, so every step but an odd epoch's last one runs as one
-    of a compiled pair. XLA fuses a lone step's Adam update differently, which changes the last
-    bits; with whole pairs, any plan (another checkpoint interval, another chunk length) trains
-    to the same parameters bit for bit. The wanted length is ``steps / target_chunks``, at least
-    ``min_length`` (every chunk boundary costs about a millisecond on a 2-core CPU, which made
-    2-step chunks at batch 1024 5% slower; BENCHMARKS.md) and at most ``max_length`` (the
-    checkpoint interval, so that a chunk ends soon after every multiple of it), rounded down to
-    the multiple; a divisor of ``steps`` at least half as long is preferred (one compilation).
-    Only a ``max_length`` below the multiple gives lone steps. A last chunk of 3 steps is run as
-    2 + 1: a scan of 3 makes one pass of its loop, which XLA compiles as straight-line code whose
-    steps it fuses differently from the same steps in a longer scan.
-    """
-    want = max(min_length, -(-steps // target_chunks))
-    if max_length > 0:
-        want = min(want, max_length)
-    if want >= steps:
-        plan = [(0, steps)]
-    else:
-        unit = multiple if want >= multiple else 1
-        want -= want % unit
-        divisors = [d for d in range(unit, want + 1, unit) if steps % d == 0]
-        size = divisors[-1] if divisors and divisors[-1] * 2 >= want else want
-        plan = [(o, min(size, steps - o)) for o in range(0, steps, size)]
-    return plan[:-1] + split_short(*plan[-1], multiple)
-
-
-def split_short(offset: int, length: int, multiple: int = UNROLL) -> list[tuple[int, int]]:
-    """The chunk (offset, length), as two chunks if one pass of the scan's loop plus lone steps
-    (3 steps for pairs): XLA compiles such a scan as straight-line code, which fuses its steps
-    differently (see ``chunk_plan``)."""
-    if multiple < length < 2 * multiple:
-        return [(offset, multiple), (offset + multiple, length - multiple)]
-    return [(offset, length)]
-
-
-def plan_steps(plan: list[tuple[int, int]]) -> int:
-    """The number of steps an epoch's plan covers."""
-    return plan[-1][0] + plan[-1][1]
-
-
-def plan_from(plan: list[tuple[int, int]], offset: int) -> list[tuple[int, int]]:
-    """The chunks of ``plan`` from step ``offset`` of the epoch on (a resumed epoch's rest)."""
-    rest = [(o, n) for o, n in plan if o >= offset]
-    end = rest[0][0] if rest else plan_steps(plan)
-    return (split_short(offset, end - offset) if end > offset else []) + rest
 
 
 class NonFiniteLoss(ValueError):
@@ -92,7 +39,7 @@ class LossLog:
     """Every step's loss so far (checked to be finite), a progress bar, and the training time."""
 
     losses: list[np.ndarray]
-    bar: Any
+    bar: Any = None  # a tqdm bar, set by fit
     seconds_before: float = 0.0
     started: float = dataclasses.field(default_factory=time.perf_counter)
 
@@ -125,8 +72,8 @@ class Loop:
     mesh: jax.sharding.Mesh | None
     checkpoints: checkpoint.Checkpointer | None
     data: dict[str, Any]  # the training images' fingerprint, for checkpoints
-    parts: dict[str, str | None] = dataclasses.field(  # the custom parts' names, for checkpoints
-        default_factory=lambda: Parts().describe())
+    parts: dict[str, str | None]  # the custom parts' names, for checkpoints
+    compile_seconds: float  # how long compiling the chunks took
 
 
 def fit(cfg: Config, train_images_u8: np.ndarray, *, progress: bool = True,
@@ -145,43 +92,10 @@ def fit(cfg: Config, train_images_u8: np.ndarray, *, progress: bool = True,
         continue from the latest checkpoint when ``checkpoints.resume``; None saves nothing.
       parts: a custom model, loss or occlusion (``aejax.parts``); the default is the original's.
     """
-    num, features = train_images_u8.shape
-    check_batch_size(cfg, num)
-    model = make_model(cfg, features) if parts.model is None else parts.model
-    check_features(model, features)
-    tx = make_optimizer(cfg)
-    keys = root_keys(cfg.seed)
-    state = create_state(keys["init"], model, tx)
-    if parts.model is not None or parts.occlude is not None:  # before training, not after it
-        check_ranges(model, state.params, to_float(jnp.asarray(train_images_u8[:8])),
-                     bars(cfg) if parts.occlude is None else parts.occlude, keys["noise"])
-    state, images, noise_key = place(state, train_images_u8, keys["noise"], cfg, mesh)
-    steps = num // cfg.batch_size
-    data = checkpoint.fingerprint(train_images_u8) if checkpoints is not None else {}
-    losses, seconds = [], 0.0
-    if checkpoints is not None and checkpoints.resume:
-        state, restored, seconds = checkpoints.load_latest(state, cfg, data, steps,
-                                                           parts.describe())
-        losses = [restored]
-    plan = chunk_plan(steps, max_length=checkpoints.every if checkpoints is not None else 0)
-    done = sum(map(len, losses))
-    if checkpoints is not None and checkpoints.resume and done == steps * cfg.epochs:
-        logger.warning("the run had already trained all %d epochs (step %d): nothing left to "
-                       "train, only the evaluation runs again (raise --epochs to train longer)",
-                       cfg.epochs, done)
-    lengths = {n for _, n in plan + plan_from(plan, done % steps)}  # a resumed epoch's rest too
-    compile_start = time.perf_counter()
-    step_fn = make_train_step(cfg, model, tx, loss=parts.loss, occlude=parts.occlude)
-    orders = EpochOrders(keys["data"], num, cfg.batch_size, range(done // steps, cfg.epochs))
-    chunks = {n: compile_chunk(step_fn, n, state, images, steps, cfg, noise_key, mesh)
-              for n in sorted(lengths)}
-    jax.block_until_ready(list(orders.ready.values()))
-    compile_seconds = time.perf_counter() - compile_start
-    loop = Loop(cfg, chunks, plan, images, noise_key, orders, mesh, checkpoints, data,
-                parts.describe())
-    bar = tqdm(total=steps * cfg.epochs, initial=done, disable=not progress, unit="step",
-               desc="train")
-    log = LossLog(losses, bar, seconds)
+    loop, state, log = prepare(cfg, train_images_u8, mesh, checkpoints, parts)
+    log.bar = tqdm(total=plan_steps(loop.plan) * cfg.epochs, initial=sum(map(len, log.losses)),
+                   disable=not progress, unit="step", desc="train")
+    log.started = time.perf_counter()
     try:
         state = run_epochs(loop, state, log)
         jax.block_until_ready(state)
@@ -190,10 +104,54 @@ def fit(cfg: Config, train_images_u8: np.ndarray, *, progress: bool = True,
         raise NonFiniteLoss(f"{err}; {kept}try a lower --learning-rate than "
                             f"{cfg.learning_rate}") from None
     finally:
-        bar.close()
-    history = {"loss": np.concatenate(log.losses), "steps_per_epoch": steps,
-               "train_seconds": log.seconds(), "compile_seconds": compile_seconds}
+        log.bar.close()
+    history = {"loss": np.concatenate(log.losses), "steps_per_epoch": plan_steps(loop.plan),
+               "train_seconds": log.seconds(), "compile_seconds": loop.compile_seconds}
     return state, history
+
+
+def prepare(cfg: Config, train_images_u8: np.ndarray, mesh: jax.sharding.Mesh | None,
+            checkpoints: checkpoint.Checkpointer | None, parts: Parts
+            ) -> tuple[Loop, TrainState, LossLog]:
+    """Check the parts, create (or restore) and place the state, compile every chunk length."""
+    num, features = train_images_u8.shape
+    check_batch_size(cfg, num)
+    model = make_model(cfg, features) if parts.model is None else parts.model
+    check_features(model, features)
+    tx, keys = make_optimizer(cfg), root_keys(cfg.seed)
+    state = create_state(keys["init"], model, tx)
+    if parts.model is not None or parts.occlude is not None:  # before training, not after it
+        check_ranges(model, state.params, to_float(jnp.asarray(train_images_u8[:8])),
+                     bars(cfg) if parts.occlude is None else parts.occlude, keys["noise"])
+    state, images, noise_key = place(state, train_images_u8, keys["noise"], cfg, mesh)
+    steps = num // cfg.batch_size
+    data = checkpoint.fingerprint(train_images_u8) if checkpoints is not None else {}
+    state, log = restore(cfg, state, checkpoints, data, steps, parts)
+    plan = chunk_plan(steps, max_length=checkpoints.every if checkpoints is not None else 0)
+    done = sum(map(len, log.losses))
+    lengths = {n for _, n in plan + plan_from(plan, done % steps)}  # a resumed epoch's rest too
+    compile_start = time.perf_counter()
+    step_fn = make_train_step(cfg, model, tx, loss=parts.loss, occlude=parts.occlude)
+    orders = EpochOrders(keys["data"], num, cfg.batch_size, range(done // steps, cfg.epochs))
+    chunks = {n: compile_chunk(step_fn, n, state, images, steps, cfg, noise_key, mesh)
+              for n in sorted(lengths)}
+    jax.block_until_ready(list(orders.ready.values()))
+    loop = Loop(cfg, chunks, plan, images, noise_key, orders, mesh, checkpoints, data,
+                parts.describe(), time.perf_counter() - compile_start)
+    return loop, state, log
+
+
+def restore(cfg: Config, state: TrainState, checkpoints: checkpoint.Checkpointer | None,
+            data: dict[str, Any], steps: int, parts: Parts) -> tuple[TrainState, LossLog]:
+    """The state and loss log to train on from: the latest checkpoint's to resume, else new."""
+    if checkpoints is None or not checkpoints.resume:
+        return state, LossLog([])
+    state, losses, seconds = checkpoints.load_latest(state, cfg, data, steps, parts.describe())
+    if len(losses) == steps * cfg.epochs:
+        logger.warning("the run had already trained all %d epochs (step %d): nothing left to "
+                       "train, only the evaluation runs again (raise --epochs to train longer)",
+                       cfg.epochs, len(losses))
+    return state, LossLog([losses], seconds_before=seconds)
 
 
 def check_features(model: Any, features: int) -> None:
@@ -270,39 +228,6 @@ def save(loop: Loop, state: TrainState, log: LossLog, steps: int) -> None:
                             "training stopped")
     loop.checkpoints.save(state, cfg=loop.cfg, data=loop.data, steps=steps, losses=losses,
                           seconds=log.seconds(), parts=loop.parts)
-
-
-def epoch_orders(data_key: jax.Array, epochs: Iterable[int], num: int, batch_size: int
-                 ) -> dict[int, jax.Array]:
-    """Each epoch's batch order: ``train.epoch_order`` of ``fold_in(data_key, epoch)``."""
-    return {e: epoch_order(jax.random.fold_in(data_key, e), num, batch_size) for e in epochs}
-
-
-class EpochOrders:
-    """The batch orders of ``epochs``, computed up to ``ORDERS_AHEAD`` epochs ahead of training.
-
-    The shuffle is a sort of the whole epoch (~25 ms for 60,000 images on a 2-core CPU, 3-6% of
-    an epoch there). The first orders are dispatched before the chunks are compiled, so the
-    device computes them while the host compiles, and each later one ``ORDERS_AHEAD`` epochs
-    before it is needed: no epoch waits for its sort. A window rather than every epoch, because
-    each order takes 4 bytes per image (100,000 epochs of MNIST would take 24 GB).
-    """
-
-    def __init__(self, data_key: jax.Array, num: int, batch_size: int, epochs: range) -> None:
-        self.data_key, self.num, self.batch_size, self.epochs = data_key, num, batch_size, epochs
-        self.ready = epoch_orders(data_key, epochs[:ORDERS_AHEAD], num, batch_size)
-
-    def __getitem__(self, epoch: int) -> jax.Array:
-        if epoch not in self.ready:
-            self.ready.update(epoch_orders(self.data_key, [epoch], self.num, self.batch_size))
-        return self.ready[epoch]
-
-    def done(self, epoch: int) -> None:
-        """Forget ``epoch``'s order and dispatch the one ``ORDERS_AHEAD`` epochs later."""
-        self.ready.pop(epoch, None)
-        later = epoch + ORDERS_AHEAD
-        if later in self.epochs and later not in self.ready:
-            self[later]
 
 
 def compile_chunk(step_fn: StepFn, length: int, state: TrainState, images: jax.Array,

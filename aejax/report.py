@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from aejax import data, evaluate, experiment, jsonio, metrics, plots, train
+from aejax import data, evaluate, experiment, jsonio, metrics, plots, rundir, train
 from aejax.config import Config
 
 TABLE_METRICS: tuple[str, ...] = metrics.METRICS + metrics.MASKED
@@ -53,9 +53,9 @@ def evaluate_run(workdir: str | os.PathLike, *, data_dir: str | None = None,
     info = load_info(path)
     cfg = config_of(info, path)
     check_default_parts(info, path)
-    params_file = path / experiment.PARAMS_FILE
+    params_file = path / rundir.PARAMS_FILE
     if not params_file.is_file():
-        raise ValueError(f"{workdir} holds no trained parameters ({experiment.PARAMS_FILE})")
+        raise ValueError(f"{workdir} holds no trained parameters ({rundir.PARAMS_FILE})")
     metrics_file = path / "metrics.json"
     saved = jsonio.read_json(metrics_file) if metrics_file.is_file() else {}
     overrides = {k: v for k, v in (("data_dir", data_dir), ("data_root", data_root)) if v}

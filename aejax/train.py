@@ -121,7 +121,7 @@ def make_train_chunk(train_step: StepFn, length: int, unroll: int = UNROLL
 
     ``unroll=2`` puts two steps in each loop iteration: about 10% more steps/s at batch 32 on a
     2-core CPU (BENCHMARKS.md). An odd ``length`` ends with a lone step, whose Adam update XLA
-    fuses differently (the last bits differ), so ``loop.chunk_plan`` gives every chunk but an
+    fuses differently (the last bits differ), so ``schedule.chunk_plan`` gives every chunk but an
     epoch's last a multiple of ``UNROLL`` steps. The returned
     ``chunk(state, images_u8_NxD, order_TxB, offset, noise_key)`` runs rows
     ``offset .. offset+length-1`` of the epoch's batch order and returns per-step metrics.

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aejax import checkpoint, cli, data, experiment, loop
+from aejax import checkpoint, cli, data, experiment, loop, rundir
 from aejax.config import Config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +56,7 @@ def test_existing_run_is_not_overwritten(small_idx_dir: Path, tmp_path: Path) ->
         experiment.run(cfg, tmp_path / "run", progress=False)
     (tmp_path / "file").write_text("")
     with pytest.raises(ValueError, match="is a file, not a folder"):
-        experiment.prepare_workdir(tmp_path / "file")
+        rundir.prepare(tmp_path / "file")
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("")
     with pytest.raises(ValueError, match=r"^workdir .*mine holds other files \(no config.json "
@@ -86,7 +86,7 @@ def test_a_workdir_in_use_is_refused_and_left_alone(small_idx_dir: Path, tmp_pat
     (run / "config.json").write_text(json.dumps({"config": json.loads(cfg.to_json())}))
     before = sorted(str(p) for p in run.rglob("*"))
     with contextlib.ExitStack() as held:  # as a live train.py holds it
-        experiment.lock_workdir(run, held)
+        rundir.lock(run, held)
         with pytest.raises(ValueError, match="is in use"):  # what train.py --resume reads first
             experiment.resume_config(run, {})
         for kwargs in ({}, {"resume": True}, {"overwrite": True}):
@@ -132,7 +132,7 @@ def test_the_trained_parameters_are_kept_when_evaluation_fails(
     cfg = Config(data_dir=str(small_idx_dir), data_root=str(tmp_path / "root"), epochs=1)
     with pytest.raises(ValueError, match="evaluation failed"):
         experiment.run(cfg, tmp_path / "run", progress=False)
-    params = experiment.load_params(tmp_path / "run" / experiment.PARAMS_FILE)
+    params = experiment.load_params(tmp_path / "run" / rundir.PARAMS_FILE)
     assert params["dense_0"]["kernel"].shape == (784, 128)
     assert len(np.load(tmp_path / "run" / "train_loss.npy")) == 256 // 32
 
@@ -199,13 +199,13 @@ def test_resume_config_reuses_the_checkpoint_config_and_overwrite_clears_it(
         experiment.resume_config(run, {"hidden": (128, 50)})  # a default given explicitly
     with pytest.raises(ValueError, match="--overwrite replaces a run, but workdir .* holds other "
                                          "files"):
-        experiment.prepare_workdir(run, overwrite=True)  # checkpoints, but no run's config.json
+        rundir.prepare(run, overwrite=True)  # checkpoints, but no run's config.json
     (run / "config.json").write_text(json.dumps({"config": {}}))
-    experiment.prepare_workdir(run, overwrite=True)
+    rundir.prepare(run, overwrite=True)
     assert (run / checkpoint.DIRNAME).is_dir()  # nothing is deleted before the data is checked
     (run / "notes.txt").write_text("mine")
     (run / checkpoint.DIRNAME / "model.pt").write_text("mine too")
-    experiment.clear_run(run)
+    rundir.clear(run)
     assert sorted(p.relative_to(run).as_posix() for p in run.rglob("*")) == [
         "checkpoints", "checkpoints/model.pt", "notes.txt"]  # only what a run writes is gone
 

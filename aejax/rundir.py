@@ -1,0 +1,104 @@
+"""A run's folder: what a run writes there, checks before writing, the lock, and clearing it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from pathlib import Path
+
+from aejax import checkpoint
+from aejax.jsonio import read_run_config
+
+PARAMS_FILE = "params.msgpack"
+RUN_FILES = ("config.json", "metrics.json", PARAMS_FILE, "train_loss.npy", "figure.png",
+             "loss.png", "correlation.png", "per_class.png")  # what a run writes, checkpoints aside
+
+
+def prepare(workdir: str | os.PathLike, *, overwrite: bool = False, resume: bool = False
+            ) -> Path:
+    """Create the run folder; refuse a file, or an existing run without ``resume``/``overwrite``.
+
+    ``resume`` needs the folder of an earlier run. A run that stopped before it saved anything
+    (no checkpoint, no results: it failed or was interrupted early) may be started again in
+    place. With ``overwrite`` nothing is deleted yet: ``experiment.run`` clears the old run
+    (``clear``) only once the new one's data has been checked.
+    """
+    path = Path(workdir)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"workdir {path} is a file, not a folder; choose another --workdir")
+    if resume and overwrite:
+        raise ValueError("--resume continues the run in --workdir and --overwrite replaces it; "
+                         "choose one")
+    if resume and not path.is_dir():
+        raise ValueError(nothing_to_resume(path))
+    if path.is_dir() and any(path.iterdir()) and not resume:
+        if not overwrite and saved_anything(path):
+            raise ValueError(f"workdir {path} already holds a run; pass --resume to continue it, "
+                             "--overwrite to replace it, or choose another --workdir")
+        if not is_run(path):
+            flag = "--overwrite replaces a run, but " if overwrite else ""
+            raise ValueError(f"{flag}workdir {path} holds other files (no config.json written by "
+                             "train.py); choose another --workdir")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise ValueError(f"workdir {path} is not writable ({err.strerror})") from None
+    return path
+
+
+def is_run(path: Path) -> bool:
+    """Whether ``path`` holds a run: a config.json as ``experiment.run`` writes it."""
+    try:
+        read_run_config(path / "config.json")
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def saved_anything(path: Path) -> bool:
+    """Whether the run in ``path`` saved a checkpoint or results (more than its config.json)."""
+    steps = path / checkpoint.DIRNAME
+    has_checkpoint = steps.is_dir() and any(p.is_dir() and p.name.isdigit() for p in steps.iterdir())
+    return has_checkpoint or any((path / name).exists() for name in RUN_FILES[1:])
+
+
+def lock(path: Path, held: contextlib.ExitStack) -> None:
+    """Hold an exclusive lock on the run folder until ``held`` closes; ValueError if another
+    process holds it (a run training there). No lock where ``fcntl`` is missing (Windows)."""
+    try:
+        import fcntl
+    except ImportError:
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise ValueError(f"workdir {path} is in use: another train.py is running there; wait "
+                         "for it to finish, or choose another --workdir") from None
+    held.callback(os.close, fd)  # closing the folder releases the lock
+
+
+def clear(path: Path) -> None:
+    """Delete what an earlier run wrote into ``path`` (its files and checkpoints), nothing else."""
+    for name in RUN_FILES:
+        (path / name).unlink(missing_ok=True)
+    checkpoints = path / checkpoint.DIRNAME
+    if checkpoints.is_dir():
+        for step in checkpoints.iterdir():  # Orbax's <step>/ folders and their unfinished twins
+            if step.is_dir() and step.name.split(checkpoint.TMP_SUFFIX)[0].isdigit():
+                shutil.rmtree(step)
+        with contextlib.suppress(OSError):
+            checkpoints.rmdir()  # kept if anything else is in it
+
+
+def nothing_to_resume(path: Path) -> str:
+    """The error for ``--resume`` with a workdir that does not exist (or is a file)."""
+    if path.exists():
+        return f"--resume: workdir {path} is a file, not a run folder; give the run's folder"
+    return (f"--resume: workdir {path} does not exist, so there is nothing to resume; start the "
+            "run without --resume")

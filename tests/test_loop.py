@@ -1,0 +1,91 @@
+"""Tests for aejax.loop: fit's checks, exact resume, Ctrl-C and non-finite losses."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from aejax import checkpoint, loop, schedule, train
+from aejax.config import Config
+from tests.test_train import CFG, flat_images
+
+
+def test_batch_larger_than_training_set_is_refused() -> None:
+    with pytest.raises(ValueError, match="between 1 and the training set size"):
+        loop.fit(dataclasses.replace(CFG, batch_size=500), flat_images(100), progress=False)
+
+
+def test_resuming_from_a_mid_epoch_checkpoint_is_bit_identical(tmp_path: Path) -> None:
+    x = flat_images(640)
+    cfg = dataclasses.replace(CFG, epochs=3, train_occlusion="mixed")
+    ref, ref_history = loop.fit(cfg, x, progress=False)  # uninterrupted, no checkpoints
+    one_epoch = dataclasses.replace(cfg, epochs=1)
+    with contextlib.closing(checkpoint.Checkpointer(tmp_path, every=5, keep=100)) as ckpt:
+        loop.fit(one_epoch, x, progress=False, checkpoints=ckpt)
+        ckpt.manager.wait_until_finished()
+        # 4-step chunks (the uninterrupted run's are 10 steps long): the results do not depend on it
+        assert ckpt.manager.all_steps() == [8, 12, 16, 20, 28, 32, 36, 40]
+        for step in (32, 36, 40):  # as if killed after step 28, seven tenths into the epoch
+            ckpt.manager.delete(step)
+    with contextlib.closing(checkpoint.Checkpointer(tmp_path, every=5, resume=True)) as ckpt:
+        assert ckpt.latest()[1]["offset"] == 28
+        state, history = loop.fit(cfg, x, progress=False, checkpoints=ckpt)
+    for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(ref), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    np.testing.assert_array_equal(history["loss"], ref_history["loss"])
+
+
+def test_a_ctrl_c_during_the_last_chunk_still_stops_with_the_saved_step(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    class LateFlag:  # SIGINT arrives after the last chunk's check: while it runs, or its save
+        calls = 0
+
+        def requested(self) -> bool:
+            self.calls += 1
+            return self.calls > len(schedule.chunk_plan(320 // CFG.batch_size)) * CFG.epochs
+
+    monkeypatch.setattr(checkpoint, "stop_on_sigint", lambda: contextlib.nullcontext(LateFlag()))
+    with contextlib.closing(checkpoint.Checkpointer(tmp_path / "ck")) as ckpt:
+        with pytest.raises(checkpoint.Interrupted, match=r"interrupted after the last step: saved "
+                           r"step 40 in .*ck; --workdir .* --resume evaluates it"):
+            loop.fit(CFG, flat_images(), progress=False, checkpoints=ckpt)
+        ckpt.manager.wait_until_finished()
+        assert ckpt.manager.latest_step() == 40
+
+
+def first_non_finite_step(cfg: Config, x: np.ndarray) -> int:
+    """The first step whose loss is NaN or inf, found with a plain Python loop of jitted steps."""
+    keys = train.root_keys(cfg.seed)
+    model, tx = train.make_model(cfg), train.make_optimizer(cfg)
+    state = train.create_state(keys["init"], model, tx)
+    step = jax.jit(train.make_train_step(cfg, model, tx))
+    order = train.epoch_order(jax.random.fold_in(keys["data"], 0), len(x), cfg.batch_size)
+    for i, idx in enumerate(np.asarray(order)):
+        state, m = step(state, jnp.asarray(x[idx]), jax.random.fold_in(keys["noise"], state.step))
+        if not np.isfinite(float(m["loss"])):
+            return i
+    raise AssertionError("the loss stayed finite")
+
+
+def test_a_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(
+        tmp_path: Path) -> None:
+    x = flat_images(320)
+    cfg = dataclasses.replace(CFG, learning_rate=1e8)  # Adam diverges within a few steps
+    bad = first_non_finite_step(cfg, x)
+    assert bad >= 2
+    with contextlib.closing(checkpoint.Checkpointer(tmp_path, every=2, keep=100)) as ckpt:
+        with pytest.raises(ValueError, match=(
+                rf"the loss is nan at step {bad} \(epoch 1\); training stopped; the last good "
+                rf"checkpoint \(step {bad // 2 * 2}\) is kept in .*; try a lower "
+                r"--learning-rate than 100000000.0")):
+            loop.fit(cfg, x, progress=False, checkpoints=ckpt)
+        assert ckpt.manager.all_steps() == list(range(2, bad + 1, 2))
+        state = ckpt.restore(bad // 2 * 2, train.create_state(
+            jax.random.key(0), train.make_model(cfg), train.make_optimizer(cfg)))
+    assert checkpoint.all_finite(state)
