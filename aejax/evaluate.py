@@ -99,6 +99,8 @@ def check_inputs(cfg: Config, model: Autoencoder, images: np.ndarray, labels: np
         raise ValueError(f"test images must be uint8 pixels 0..255 as data.load returns them, "
                          f"got dtype {dtype}")
     height, width = occlusion.image_hw(shape)
+    if not shape[0]:
+        raise ValueError(f"there are no test images (shape {shape})")
     if len(shape) == 3 and height != width:
         raise ValueError(f"test images are {height}x{width}; only square images are supported")
     if height * width != (features := getattr(model, "features", None)):

@@ -114,6 +114,8 @@ def check_inputs(target: jax.Array, pred: jax.Array, mask: jax.Array | None = No
     if target.shape != pred.shape:
         raise ValueError(f"target and pred must have the same shape, got {target.shape} and "
                          f"{pred.shape}")
+    if target.size == 0:
+        raise ValueError(f"target and pred hold no images (shape {target.shape})")
     if mask is not None and (mask.shape != target.shape or mask.dtype != bool):
         raise ValueError(f"mask must be boolean and shaped like the images {target.shape}, got "
                          f"{mask.dtype} {mask.shape}")

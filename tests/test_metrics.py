@@ -219,6 +219,7 @@ def test_undefined_correlations_are_nan_and_skipped_in_means() -> None:
     (lambda a, b, m: (a, np.where(a > 0.5, np.nan, b)), "pred contain [0-9]+ NaN or infinite"),
     (lambda a, b, m: (a, b, m[:, 0]), r"mask must be boolean and shaped like the images"),
     (lambda a, b, m: (a, b, m.astype(np.float32)), "mask must be boolean .* got float32"),
+    (lambda a, b, m: (a[:0], b[:0]), r"target and pred hold no images \(shape \(0, 16, 16\)\)"),
 ])
 def test_per_image_refuses_bad_inputs_with_clear_errors(change, message: str) -> None:
     a, b = random_pairs(n=4)
