@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from aejax import adam
+from aejax import adam, train
+from aejax.config import Config
 
 
 def params_and_grads(seed: int, steps: int) -> tuple[dict, list[dict]]:
@@ -58,3 +59,14 @@ def test_zero_gradients_leave_parameters_alone() -> None:
     zeros = jax.tree.map(jnp.zeros_like, params)
     updates, _ = adam.adam(1e-3).update(zeros, adam.adam(1e-3).init(params))
     assert all(np.all(np.asarray(u) == 0) for u in jax.tree.leaves(updates))
+
+
+def test_one_optimizer_per_setting_so_create_state_compiles_once() -> None:
+    cfg = Config(learning_rate=3e-4)
+    assert train.make_optimizer(cfg) is train.make_optimizer(Config(learning_rate=3e-4))
+    assert train.make_optimizer(cfg) is not train.make_optimizer(Config())
+    model = train.make_model(cfg)
+    train.create_state(jax.random.key(0), model, train.make_optimizer(cfg))
+    compiled = train.create_state._cache_size()
+    train.create_state(jax.random.key(1), train.make_model(cfg), train.make_optimizer(cfg))
+    assert train.create_state._cache_size() == compiled  # a second run reuses the program
