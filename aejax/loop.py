@@ -84,7 +84,7 @@ def fit(cfg: Config, train_images_u8: np.ndarray, *, progress: bool = True,
 
     Args:
       cfg: the run's configuration.
-      train_images_u8: uint8 training images, flattened to (N, D).
+      train_images_u8: uint8 training images, (N, D) or (N, H, W).
       progress: show a tqdm bar with the running loss.
       mesh: a 1-D device mesh to shard every global batch over (``aejax.parallel.make_mesh``);
         None trains on the default device.
@@ -114,6 +114,7 @@ def prepare(cfg: Config, train_images_u8: np.ndarray, mesh: jax.sharding.Mesh | 
             checkpoints: checkpoint.Checkpointer | None, parts: Parts
             ) -> tuple[Loop, TrainState, LossLog]:
     """Check the parts, create (or restore) and place the state, compile every chunk length."""
+    train_images_u8 = check_train_images(train_images_u8)
     num, features = train_images_u8.shape
     check_batch_size(cfg, num)
     model = make_model(cfg, features) if parts.model is None else parts.model
@@ -122,7 +123,7 @@ def prepare(cfg: Config, train_images_u8: np.ndarray, mesh: jax.sharding.Mesh | 
     state = create_state(keys["init"], model, tx)
     if parts.model is not None or parts.occlude is not None:  # before training, not after it
         check_ranges(model, state.params, to_float(jnp.asarray(train_images_u8[:8])),
-                     bars(cfg) if parts.occlude is None else parts.occlude, keys["noise"])
+                     bars(cfg) if parts.occlude is None else parts.occlude, keys["check"])
     state, images, noise_key = place(state, train_images_u8, keys["noise"], cfg, mesh)
     steps = num // cfg.batch_size
     data = checkpoint.fingerprint(train_images_u8) if checkpoints is not None else {}
@@ -152,6 +153,17 @@ def restore(cfg: Config, state: TrainState, checkpoints: checkpoint.Checkpointer
                        "train, only the evaluation runs again (raise --epochs to train longer)",
                        cfg.epochs, len(losses))
     return state, LossLog([losses], seconds_before=seconds)
+
+
+def check_train_images(images: np.ndarray) -> np.ndarray:
+    """The training images flattened to (N, D); ValueError unless they are uint8 pixels."""
+    images = np.asarray(images)
+    if images.dtype != np.uint8:  # to_float divides by 255: [0, 1] floats would train on ~0
+        raise ValueError(f"training images must be uint8 pixels 0..255 as data.load returns "
+                         f"them, got dtype {images.dtype}")
+    if images.ndim not in (2, 3):
+        raise ValueError(f"training images must be (N, D) or (N, H, W), got shape {images.shape}")
+    return images.reshape(len(images), -1)
 
 
 def check_features(model: Any, features: int) -> None:

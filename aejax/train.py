@@ -23,6 +23,7 @@ from aejax.model import Autoencoder, init_params
 
 Metrics = dict[str, jax.Array]
 UNROLL = 2  # training steps per loop iteration of a chunk's scan
+CHECK_KEY_PURPOSE = 0x63686B73  # "chks": the range check's fold_in constant (``root_keys``)
 StepFn = Callable[["TrainState", jax.Array, jax.Array], tuple["TrainState", Metrics]]
 
 
@@ -125,6 +126,8 @@ def make_train_chunk(train_step: StepFn, length: int, unroll: int = UNROLL
     epoch's last a multiple of ``UNROLL`` steps. The returned
     ``chunk(state, images_u8_NxD, order_TxB, offset, noise_key)`` runs rows
     ``offset .. offset+length-1`` of the epoch's batch order and returns per-step metrics.
+    ``offset + length`` must not exceed the epoch's T steps: like every dynamic slice, a start
+    past ``T - length`` is clamped, and the chunk would re-run earlier batches.
     """
 
     def chunk(state: TrainState, images_u8: jax.Array, order_TxB: jax.Array,
@@ -148,6 +151,9 @@ def epoch_order(key: jax.Array, num_examples: int, batch_size: int) -> jax.Array
 
 
 def root_keys(seed: int) -> dict[str, jax.Array]:
-    """One root key from the seed, split once by purpose."""
-    init, data, noise = jax.random.split(jax.random.key(seed), 3)
-    return {"init": init, "data": data, "noise": noise}
+    """One root key from the seed, split once by purpose (``check``: the custom parts' range
+    check before training, folded in with a constant that no other derivation uses)."""
+    root = jax.random.key(seed)
+    init, data, noise = jax.random.split(root, 3)
+    return {"init": init, "data": data, "noise": noise,
+            "check": jax.random.fold_in(root, CHECK_KEY_PURPOSE)}

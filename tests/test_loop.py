@@ -21,6 +21,26 @@ def test_batch_larger_than_training_set_is_refused() -> None:
         loop.fit(dataclasses.replace(CFG, batch_size=500), flat_images(100), progress=False)
 
 
+@pytest.mark.parametrize("images,message", [
+    (flat_images(64).astype(np.float32) / 255, "training images must be uint8 pixels 0..255 .* "
+                                               "got dtype float32"),
+    (flat_images(64).astype(np.int64), "must be uint8 .* got dtype int64"),
+    (flat_images(64).reshape(64, 1, 28, 28), r"must be \(N, D\) or \(N, H, W\), got shape "
+                                             r"\(64, 1, 28, 28\)"),
+])
+def test_fit_refuses_images_that_are_not_uint8_pixels(images: np.ndarray, message: str) -> None:
+    with pytest.raises(ValueError, match=message):  # [0, 1] floats would be divided by 255 again
+        loop.fit(CFG, images, progress=False)
+
+
+def test_fit_takes_square_images_as_their_flattened_rows() -> None:
+    x = flat_images(64)
+    cfg = dataclasses.replace(CFG, epochs=1)
+    _, flat = loop.fit(cfg, x, progress=False)
+    _, square = loop.fit(cfg, x.reshape(64, 28, 28), progress=False)
+    np.testing.assert_array_equal(flat["loss"], square["loss"])
+
+
 def test_resuming_from_a_mid_epoch_checkpoint_is_bit_identical(tmp_path: Path) -> None:
     x = flat_images(640)
     cfg = dataclasses.replace(CFG, epochs=3, train_occlusion="mixed")

@@ -106,6 +106,14 @@ def test_same_seed_is_bit_identical_and_other_seed_differs() -> None:
     assert len(ha["loss"]) == CFG.epochs * (200 // CFG.batch_size)
 
 
+def test_root_keys_are_distinct_and_the_check_key_is_no_step_key() -> None:
+    keys = train.root_keys(0)
+    data = {name: tuple(np.asarray(jax.random.key_data(k))) for name, k in keys.items()}
+    steps = {tuple(np.asarray(jax.random.key_data(jax.random.fold_in(keys["noise"], i))))
+             for i in range(200)}
+    assert len(set(data.values())) == 4 and data["check"] not in steps
+
+
 def test_epoch_order_is_a_permutation_without_the_remainder() -> None:
     order = np.asarray(train.epoch_order(jax.random.key(0), 100, 16))
     assert order.shape == (6, 16)
