@@ -51,6 +51,7 @@ class Checkpointer:
         """``tidy``: delete half-written checkpoints first; only the Checkpointer that trains
         should (a reader could otherwise delete the save in progress of a live run)."""
         check_options(every, keep)
+        say_once("absl", "Failed to json parse Metadata file")  # each of a run's readers logs it
         self.directory, self.every, self.keep, self.resume = Path(directory), every, keep, resume
         if tidy:
             remove_partial(self.directory)
@@ -164,6 +165,31 @@ def quiet_abandoned_reads() -> None:
     logging.getLogger("asyncio").addFilter(
         lambda record: not (record.exc_info and any(
             "orbax" in frame.filename for frame in traceback.extract_tb(record.exc_info[2]))))
+
+
+class Once(logging.Filter):
+    """Lets each record that starts with ``prefix`` through once; any other record always."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix, self.seen = prefix, set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if not message.startswith(self.prefix):
+            return True
+        first = message not in self.seen
+        self.seen.add(message)
+        return first
+
+
+def say_once(logger: str, prefix: str) -> None:
+    """Install ``Once(prefix)`` on ``logger`` unless it is there already. Orbax logs a damaged
+    ``_CHECKPOINT_METADATA`` (timestamps only: the state still restores) as an ERROR every time
+    the checkpoint is opened, and resuming opens it four times."""
+    target = logging.getLogger(logger)
+    if not any(isinstance(f, Once) and f.prefix == prefix for f in target.filters):
+        target.addFilter(Once(prefix))
 
 
 def remove_partial(directory: Path) -> None:

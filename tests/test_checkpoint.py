@@ -196,3 +196,16 @@ def test_reports_of_orbaxs_abandoned_reads_are_dropped_and_others_kept(
         asyncio_log.error("future exception was never retrieved", exc_info=orbax_error)
         asyncio_log.error("something else", exc_info=closed)
     assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == ["something else"]
+
+
+def test_orbax_metadata_parse_errors_are_logged_once_per_file(caplog) -> None:
+    checkpoint.say_once("absl", "Failed to json parse Metadata file")
+    checkpoint.say_once("absl", "Failed to json parse Metadata file")  # installed once
+    log = logging.getLogger("absl")
+    with caplog.at_level(logging.ERROR, logger="absl"):
+        for path in ("a", "a", "b", "a"):
+            log.error("Failed to json parse Metadata file: %s/_CHECKPOINT_METADATA", path)
+        log.error("another error")
+        log.error("another error")
+    assert [r.getMessage().split(": ")[-1] for r in caplog.records] == [
+        "a/_CHECKPOINT_METADATA", "b/_CHECKPOINT_METADATA", "another error", "another error"]
