@@ -203,8 +203,10 @@ def remove_partial(directory: Path) -> None:
 
 def check_options(every: int, keep: int) -> None:
     """Refuse a negative checkpoint interval or keeping fewer than one checkpoint."""
-    if every < 0 or keep < 1:
-        raise ValueError(f"--checkpoint-every must be >= 0 and --keep >= 1, got {every} and {keep}")
+    if every < 0:
+        raise ValueError(f"--checkpoint-every must be >= 0 (0: at epoch ends only), got {every}")
+    if keep < 1:
+        raise ValueError(f"--keep must be >= 1, got {keep}")
 
 
 def no_checkpoint_message(directory: Path) -> str:

@@ -111,8 +111,8 @@ def validate(cfg: Config) -> None:
         (cfg.occlusion_width >= 1, f"occlusion width must be >= 1, got {cfg.occlusion_width}"),
         (cfg.occlusion_bars >= 1, f"occlusion bars must be >= 1, got {cfg.occlusion_bars}"),
         (0 <= cfg.occlusion_low <= cfg.occlusion_high,
-         f"occlusion start range must satisfy 0 <= low <= high, got "
-         f"{cfg.occlusion_low}..{cfg.occlusion_high}"),
+         f"occlusion start range must satisfy 0 <= low <= high (--occlusion-low, "
+         f"--occlusion-high), got {cfg.occlusion_low}..{cfg.occlusion_high}"),
     ]
     for ok, message in checks:
         if not ok:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
+import time
 from typing import Any
 
 import jax
@@ -25,6 +27,7 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 log = logging.getLogger(__name__)
 AXIS = "data"
+JOIN_TIMEOUT = 300  # seconds a process waits for the others to join (JAX's default)
 SLURM_VARS = ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_NTASKS", "SLURM_PROCID",
               "SLURM_LOCALID")
 
@@ -61,7 +64,13 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
         if any(v is None for v in given):
             raise ValueError("--coordinator, --num-processes and --process-id go together: "
                              "give all three, or none (a cluster launcher's variables are used)")
-        jax.distributed.initialize(coordinator, num_processes, process_id)
+        check_processes(coordinator, num_processes, process_id)
+        log.info("process %d of %d: joining through %s (waiting up to %d s for the others)",
+                 process_id, num_processes, coordinator, JOIN_TIMEOUT)
+        if process_id != 0:  # JAX aborts the process (a C++ stack trace) when nobody answers
+            wait_for(coordinator, JOIN_TIMEOUT)
+        jax.distributed.initialize(coordinator, num_processes, process_id,
+                                   initialization_timeout=JOIN_TIMEOUT)
     elif launched_as_several_processes():
         jax.distributed.initialize()  # JAX reads the launcher's variables
     else:
@@ -69,6 +78,36 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
     log.info("process %d of %d: %d local / %d global devices", jax.process_index(),
              jax.process_count(), jax.local_device_count(), jax.device_count())
     return True
+
+
+def check_processes(coordinator: str, num_processes: int, process_id: int) -> None:
+    """ValueError, naming the flag, for a coordinator that is not HOST:PORT or impossible counts."""
+    host, _, port = coordinator.rpartition(":")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"--coordinator must be HOST:PORT with a port in 1..65535, got "
+                         f"{coordinator!r}")
+    if num_processes < 1:
+        raise ValueError(f"--num-processes must be >= 1, got {num_processes}")
+    if not 0 <= process_id < num_processes:
+        raise ValueError(f"--process-id must be in 0..{num_processes - 1} (--num-processes "
+                         f"{num_processes}), got {process_id}")
+
+
+def wait_for(coordinator: str, timeout: float) -> None:
+    """Wait until something listens at ``coordinator`` (HOST:PORT); ValueError after ``timeout``
+    seconds."""
+    host, _, port = coordinator.rpartition(":")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection((host, int(port)), timeout=5).close()
+            return
+        except OSError:
+            if time.monotonic() >= deadline:
+                raise ValueError(f"--coordinator {coordinator}: nothing answered within "
+                                 f"{timeout:g} s; start process 0 there first, or check the host "
+                                 "and port") from None
+            time.sleep(0.5)
 
 
 def select_devices(devices: int | str) -> list[jax.Device]:

@@ -10,8 +10,17 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.backend_bases import FigureCanvasBase  # noqa: E402
 
 from aejax.metrics import mean_std  # noqa: E402
+
+
+def check_format(path: str | os.PathLike, flag: str) -> None:
+    """ValueError, before any work, unless matplotlib can write ``path``'s file type."""
+    suffix = Path(path).suffix.lstrip(".").lower()
+    if suffix not in FigureCanvasBase.get_supported_filetypes():
+        raise ValueError(f"{flag} {path}: matplotlib cannot write .{suffix} files; use a figure "
+                         f"extension such as .png, .pdf or .svg")
 
 
 def tile(rows: list[np.ndarray], n: int, gap: int = 2) -> np.ndarray:

@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     def run() -> int:
         out = args.out if Path(args.out).suffix else f"{args.out}.png"  # what matplotlib writes
         cli.check_output_folder(out, "--out")
+        plots.check_format(out, "--out")
         table = compare.table(args.runs, args.keys, group=not args.by_run)
         print(compare.format_markdown(table))
         plots.compare_figure(table, out)

@@ -16,7 +16,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = cli.OneLineParser(prog=Path(__file__).name, description=__doc__)
     parser.add_argument("--workdir", required=True, help="a run folder written by train.py")
     parser.add_argument("--export", metavar="FILE.npz",
-                        help="also save original, occluded, reconstructed images and labels")
+                        help="also save original, occluded, reconstructed images and labels "
+                             "(.npz is added to a name without it)")
     parser.add_argument("--data-dir", help="read the test set from this folder of IDX files "
                                            "instead of the run's own --data-dir")
     parser.add_argument("--data-root", help="the data folder instead of the run's --data-root")

@@ -121,9 +121,12 @@ def test_no_checkpoint_is_an_error_that_says_so(tmp_path: Path) -> None:
         assert ckpt.kept() == "no checkpoint was saved before it"
 
 
-@pytest.mark.parametrize("every,keep", [(-1, 3), (0, 0)])
-def test_bad_interval_or_keep_is_refused(tmp_path: Path, every: int, keep: int) -> None:
-    with pytest.raises(ValueError, match="--checkpoint-every must be >= 0 and --keep >= 1"):
+@pytest.mark.parametrize("every,keep,message", [
+    (-1, 3, r"--checkpoint-every must be >= 0 \(0: at epoch ends only\), got -1"),
+    (0, 0, "--keep must be >= 1, got 0")])
+def test_bad_interval_or_keep_is_refused(tmp_path: Path, every: int, keep: int,
+                                         message: str) -> None:
+    with pytest.raises(ValueError, match=message):
         checkpoint.Checkpointer(tmp_path / "ck", every=every, keep=keep)
 
 

@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -163,6 +164,14 @@ def test_mesh_placement_and_fetch_on_one_device() -> None:
     (["--devices", "two"], "--devices must be a positive number or 'all'"),
     (["--devices", "64"], "--devices 64 asks for more devices than the"),
     (["--coordinator", "127.0.0.1:1234"], "--coordinator, --num-processes and --process-id go"),
+    (["--coordinator", "nohost", "--num-processes", "1", "--process-id", "0"],
+     "--coordinator must be HOST:PORT with a port in 1..65535, got 'nohost'"),
+    (["--coordinator", "nohost:99999", "--num-processes", "1", "--process-id", "0"],
+     "--coordinator must be HOST:PORT"),
+    (["--coordinator", "h:1234", "--num-processes", "0", "--process-id", "0"],
+     "--num-processes must be >= 1, got 0"),
+    (["--coordinator", "h:1234", "--num-processes", "2", "--process-id", "2"],
+     "--process-id must be in 0..1 (--num-processes 2), got 2"),
 ])
 def test_bad_parallel_flags_exit_with_one_line(argv: list[str], message: str, small_idx_dir: Path,
                                                tmp_path: Path, capsys: pytest.CaptureFixture
@@ -176,6 +185,20 @@ def test_bad_parallel_flags_exit_with_one_line(argv: list[str], message: str, sm
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and message in err[-1] and err[-1].startswith("train.py: error: ")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_coordinator_that_never_answers_is_one_error_not_an_abort(monkeypatch) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setattr(parallel, "JOIN_TIMEOUT", 1)
+    started = time.monotonic()
+    with pytest.raises(ValueError, match=rf"--coordinator 127.0.0.1:{port}: nothing answered "
+                                         r"within 1 s; start process 0 there first"):
+        parallel.initialize(f"127.0.0.1:{port}", 2, 1)
+    assert time.monotonic() - started < 10
+    with socket.create_server(("127.0.0.1", 0)) as server:  # something listens: no wait
+        parallel.wait_for(f"127.0.0.1:{server.getsockname()[1]}", 1)
 
 
 def test_scaling_measures_images_per_second_in_a_subprocess() -> None:

@@ -127,6 +127,9 @@ def test_compare_groups_seeds_into_mean_and_std(runs, tmp_path: Path, capsys) ->
     code, _, err = call("compare", [str(folders[0]), "--out", str(tmp_path / "no" / "c.png")],
                         capsys)
     assert code == 2 and "--out" in err and "c.png: its folder does not exist" in err
+    code, out, err = call("compare", [str(folders[0]), "--out", str(tmp_path / "c.txt")], capsys)
+    assert code == 2 and "matplotlib cannot write .txt files; use a figure extension" in err
+    assert out == "" and not (tmp_path / "c.txt").exists()  # refused before the table
     code, _, err = call("compare", [str(folders[0]), "--keys", "test.occluded.mes"], capsys)
     assert code == 2 and "no run has the metric(s) test.occluded.mes" in err
 
