@@ -15,12 +15,9 @@ import contextlib
 import gc
 import hashlib
 import json
-import logging
 import shutil
 import signal
-import sys
 import threading
-import traceback
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +27,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
+from aejax import orbax_quiet
 from aejax.config import Config
 from aejax.parts import Parts
 
@@ -51,7 +49,7 @@ class Checkpointer:
         """``tidy``: delete half-written checkpoints first; only the Checkpointer that trains
         should (a reader could otherwise delete the save in progress of a live run)."""
         check_options(every, keep)
-        say_once("absl", "Failed to json parse Metadata file")  # each of a run's readers logs it
+        orbax_quiet.say_once("absl", "Failed to json parse Metadata file")  # each reader logs it
         self.directory, self.every, self.keep, self.resume = Path(directory), every, keep, resume
         if tidy:
             remove_partial(self.directory)
@@ -101,7 +99,7 @@ class Checkpointer:
     @contextlib.contextmanager
     def damaged(self, step: int) -> Iterator[None]:
         """Turn Orbax's and TensorStore's errors on a broken checkpoint into one ValueError."""
-        quiet_abandoned_reads()  # before the reads start: a late one may fail at any time
+        orbax_quiet.quiet_abandoned_reads()  # before the reads start: a late one may fail anytime
         try:
             yield
         except Exception as err:  # KeyError, FileNotFoundError, TensorStore's ValueError, ...
@@ -132,64 +130,6 @@ class Checkpointer:
         """Wait for the last write to finish."""
         self.manager.wait_until_finished()
         self.manager.close()
-
-
-def quiet_abandoned_reads() -> None:
-    """Drop Python's reports about Orbax's abandoned reads of a damaged checkpoint (installed
-    once per process).
-
-    When one array fails, Orbax abandons its other pending reads: each one's error would be
-    printed ("Exception ignored in <coroutine ...>", some 100 lines) after the one-line error
-    when it is garbage-collected, reads that finish later hit Orbax's closed event loop
-    ("RuntimeError: Event loop is closed" from asyncio's ``call_soon_threadsafe``), and asyncio
-    logs their unread results. Reports about anything else still go to the previous hook, and
-    asyncio's log keeps every record whose exception did not pass through Orbax.
-    """
-    previous = sys.unraisablehook
-    if getattr(previous, "quiets_orbax", False):
-        return
-
-    def hook(unraisable: Any) -> None:
-        code = getattr(unraisable.object, "cr_code", None)
-        if code is not None and "orbax" in code.co_filename:
-            return  # an abandoned read's coroutine
-        if (unraisable.exc_type is RuntimeError
-                and str(unraisable.exc_value) == "Event loop is closed"
-                and any(frame.name == "call_soon_threadsafe"
-                        for frame in traceback.extract_tb(unraisable.exc_traceback))):
-            return  # a TensorStore thread finishing a read calls back into the closed loop
-        previous(unraisable)
-
-    hook.quiets_orbax = True  # type: ignore[attr-defined]
-    sys.unraisablehook = hook
-    logging.getLogger("asyncio").addFilter(
-        lambda record: not (record.exc_info and any(
-            "orbax" in frame.filename for frame in traceback.extract_tb(record.exc_info[2]))))
-
-
-class Once(logging.Filter):
-    """Lets each record that starts with ``prefix`` through once; any other record always."""
-
-    def __init__(self, prefix: str) -> None:
-        super().__init__()
-        self.prefix, self.seen = prefix, set()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if not message.startswith(self.prefix):
-            return True
-        first = message not in self.seen
-        self.seen.add(message)
-        return first
-
-
-def say_once(logger: str, prefix: str) -> None:
-    """Install ``Once(prefix)`` on ``logger`` unless it is there already. Orbax logs a damaged
-    ``_CHECKPOINT_METADATA`` (timestamps only: the state still restores) as an ERROR every time
-    the checkpoint is opened, and resuming opens it four times."""
-    target = logging.getLogger(logger)
-    if not any(isinstance(f, Once) and f.prefix == prefix for f in target.filters):
-        target.addFilter(Once(prefix))
 
 
 def remove_partial(directory: Path) -> None:

@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import logging
 import os
 import signal
-import sys
-import types
 from pathlib import Path
 
 import jax
@@ -153,62 +150,3 @@ def test_all_finite() -> None:
     assert checkpoint.all_finite({"a": np.ones(3), "b": [np.zeros((2, 2))]})
     assert not checkpoint.all_finite({"a": np.ones(3), "b": [np.array([0.0, np.nan])]})
     assert not checkpoint.all_finite([np.array([np.inf])])
-
-
-def test_reports_of_orbaxs_abandoned_reads_are_dropped_and_others_kept(
-        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    seen = []
-    monkeypatch.setattr(sys, "unraisablehook", seen.append)  # the hook before, restored after
-    asyncio_log = logging.getLogger("asyncio")
-    monkeypatch.setattr(asyncio_log, "filters", [])
-    checkpoint.quiet_abandoned_reads()
-    checkpoint.quiet_abandoned_reads()  # once per process: no second wrapper
-    assert sys.unraisablehook.__closure__ is not None and seen.append in [
-        c.cell_contents for c in sys.unraisablehook.__closure__]
-
-    def raised_in(function: str, error: BaseException,
-                  filename: str = "asyncio/base_events.py") -> BaseException:
-        """``error`` raised from a function of that name in a file of that name."""
-        code = compile(f"def {function}():\n    raise error\n", filename, "exec")
-        scope = {"error": error}
-        exec(code, scope)
-        try:
-            scope[function]()
-        except BaseException as caught:
-            return caught
-        raise AssertionError("not raised")
-
-    def report(obj: object, err: BaseException) -> types.SimpleNamespace:
-        return types.SimpleNamespace(exc_type=type(err), exc_value=err,
-                                     exc_traceback=err.__traceback__, object=obj)
-
-    orbax_read = types.SimpleNamespace(cr_code=types.SimpleNamespace(
-        co_filename="/x/orbax/checkpoint/serialization.py"))
-    closed = raised_in("call_soon_threadsafe", RuntimeError("Event loop is closed"))
-    sys.unraisablehook(report(orbax_read, ValueError("read failed")))
-    sys.unraisablehook(report(None, closed))
-    assert seen == []  # both dropped
-    other = [report(None, raised_in("elsewhere", RuntimeError("Event loop is closed"))),
-             report(types.SimpleNamespace(cr_code=types.SimpleNamespace(co_filename="/x/mine.py")),
-                    ValueError("mine"))]
-    for item in other:
-        sys.unraisablehook(item)
-    assert seen == other  # anything else reaches the previous hook
-    orbax_error = raised_in("_read", ValueError("read failed"), "/x/orbax/serialization.py")
-    with caplog.at_level(logging.ERROR, logger="asyncio"):
-        asyncio_log.error("future exception was never retrieved", exc_info=orbax_error)
-        asyncio_log.error("something else", exc_info=closed)
-    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == ["something else"]
-
-
-def test_orbax_metadata_parse_errors_are_logged_once_per_file(caplog) -> None:
-    checkpoint.say_once("absl", "Failed to json parse Metadata file")
-    checkpoint.say_once("absl", "Failed to json parse Metadata file")  # installed once
-    log = logging.getLogger("absl")
-    with caplog.at_level(logging.ERROR, logger="absl"):
-        for path in ("a", "a", "b", "a"):
-            log.error("Failed to json parse Metadata file: %s/_CHECKPOINT_METADATA", path)
-        log.error("another error")
-        log.error("another error")
-    assert [r.getMessage().split(": ")[-1] for r in caplog.records] == [
-        "a/_CHECKPOINT_METADATA", "b/_CHECKPOINT_METADATA", "another error", "another error"]

@@ -1,0 +1,85 @@
+"""Orbax's noise around a damaged checkpoint, filtered so that the one-line error stays one line.
+
+Reading a damaged checkpoint makes Orbax abandon its other reads (each reported by Python when
+garbage-collected) and log a damaged metadata file every time it is opened. These filters drop
+only reports that come from Orbax; everything else still reaches the user.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+
+def quiet_abandoned_reads() -> None:
+    """Drop Python's reports about Orbax's abandoned reads of a damaged checkpoint (installed
+    once per process).
+
+    When one array fails, Orbax abandons its other pending reads: each one's error would be
+    printed ("Exception ignored in <coroutine ...>", some 100 lines) after the one-line error
+    when it is garbage-collected, reads that finish later hit Orbax's closed event loop
+    ("RuntimeError: Event loop is closed" from asyncio's ``call_soon_threadsafe``), and asyncio
+    logs their unread results. Reports about anything else still go to the previous hook, and
+    asyncio's log keeps every record whose exception did not pass through Orbax.
+    """
+    previous = sys.unraisablehook
+    if getattr(previous, "quiets_orbax", False):
+        return
+
+    def hook(unraisable: Any) -> None:
+        code = getattr(unraisable.object, "cr_code", None)
+        if code is not None and from_orbax(code.co_filename):
+            return  # an abandoned read's coroutine
+        if (unraisable.exc_type is RuntimeError
+                and str(unraisable.exc_value) == "Event loop is closed"
+                and any(frame.name == "call_soon_threadsafe"
+                        for frame in traceback.extract_tb(unraisable.exc_traceback))):
+            return  # a TensorStore thread finishing a read calls back into the closed loop
+        previous(unraisable)
+
+    hook.quiets_orbax = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
+    logging.getLogger("asyncio").addFilter(
+        lambda record: not (record.exc_info and any(
+            from_orbax(frame.filename) for frame in traceback.extract_tb(record.exc_info[2]))))
+
+
+def from_orbax(filename: str) -> bool:
+    """Whether ``filename`` is a file of the orbax package (a folder named orbax on its path)."""
+    return "orbax" in Path(filename).parts[:-1]
+
+
+class Once(logging.Filter):
+    """Lets a record that starts with ``prefix`` through once per first argument (Orbax's: the
+    file's path); any other record always. Remembers the last ``MEMORY`` arguments."""
+
+    MEMORY = 64
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix, self.seen = prefix, collections.OrderedDict()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith(self.prefix):
+            return True
+        key = str(record.args[0]) if isinstance(record.args, tuple) and record.args else (
+            record.getMessage())
+        first = key not in self.seen
+        self.seen[key] = None
+        self.seen.move_to_end(key)
+        while len(self.seen) > self.MEMORY:
+            self.seen.popitem(last=False)
+        return first
+
+
+def say_once(logger: str, prefix: str) -> None:
+    """Install ``Once(prefix)`` on ``logger`` unless it is there already. Orbax logs a damaged
+    ``_CHECKPOINT_METADATA`` (timestamps only: the state still restores) as an ERROR every time
+    the checkpoint is opened, and resuming opens it four times."""
+    target = logging.getLogger(logger)
+    if not any(isinstance(f, Once) and f.prefix == prefix for f in target.filters):
+        target.addFilter(Once(prefix))

@@ -1,0 +1,88 @@
+"""Tests for aejax.orbax_quiet: Orbax's reports about a damaged checkpoint are dropped or said
+once, and every other report still gets through."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from aejax import checkpoint, orbax_quiet
+from tests.test_checkpoint import CFG, STEPS, save, trained_state
+
+
+def test_reports_of_orbaxs_abandoned_reads_are_dropped_and_others_kept(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", seen.append)  # the hook before, restored after
+    asyncio_log = logging.getLogger("asyncio")
+    monkeypatch.setattr(asyncio_log, "filters", [])
+    orbax_quiet.quiet_abandoned_reads()
+    orbax_quiet.quiet_abandoned_reads()  # once per process: no second wrapper
+    assert sys.unraisablehook.__closure__ is not None and seen.append in [
+        c.cell_contents for c in sys.unraisablehook.__closure__]
+
+    def raised_in(function: str, error: BaseException,
+                  filename: str = "asyncio/base_events.py") -> BaseException:
+        """``error`` raised from a function of that name in a file of that name."""
+        code = compile(f"def {function}():\n    raise error\n", filename, "exec")
+        scope = {"error": error}
+        exec(code, scope)
+        try:
+            scope[function]()
+        except BaseException as caught:
+            return caught
+        raise AssertionError("not raised")
+
+    def report(obj: object, err: BaseException) -> types.SimpleNamespace:
+        return types.SimpleNamespace(exc_type=type(err), exc_value=err,
+                                     exc_traceback=err.__traceback__, object=obj)
+
+    orbax_read = types.SimpleNamespace(cr_code=types.SimpleNamespace(
+        co_filename="/x/orbax/checkpoint/serialization.py"))
+    closed = raised_in("call_soon_threadsafe", RuntimeError("Event loop is closed"))
+    sys.unraisablehook(report(orbax_read, ValueError("read failed")))
+    sys.unraisablehook(report(None, closed))
+    assert seen == []  # both dropped
+    other = [report(None, raised_in("elsewhere", RuntimeError("Event loop is closed"))),
+             report(types.SimpleNamespace(cr_code=types.SimpleNamespace(co_filename="/x/mine.py")),
+                    ValueError("mine"))]
+    for item in other:
+        sys.unraisablehook(item)
+    assert seen == other  # anything else reaches the previous hook
+    orbax_error = raised_in("_read", ValueError("read failed"), "/x/orbax/serialization.py")
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        asyncio_log.error("future exception was never retrieved", exc_info=orbax_error)
+        asyncio_log.error("something else", exc_info=closed)
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == ["something else"]
+
+
+def test_orbax_metadata_parse_errors_are_logged_once_per_file(caplog) -> None:
+    orbax_quiet.say_once("absl", "Failed to json parse Metadata file")
+    orbax_quiet.say_once("absl", "Failed to json parse Metadata file")  # installed once
+    log = logging.getLogger("absl")
+    with caplog.at_level(logging.ERROR, logger="absl"):
+        for path in ("a", "a", "b", "a"):
+            log.error("Failed to json parse Metadata file: %s/_CHECKPOINT_METADATA", path)
+        log.error("another error")
+        log.error("another error")
+    assert [r.getMessage().split(": ")[-1] for r in caplog.records] == [
+        "a/_CHECKPOINT_METADATA", "b/_CHECKPOINT_METADATA", "another error", "another error"]
+
+
+def test_a_damaged_checkpoint_metadata_file_is_reported_once_by_all_of_a_resumes_readers(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with contextlib.closing(checkpoint.Checkpointer(tmp_path)) as ckpt:
+        save(ckpt, trained_state(STEPS), {})
+    (tmp_path / str(STEPS) / "_CHECKPOINT_METADATA").write_text("{damaged")
+    with caplog.at_level(logging.ERROR, logger="absl"):
+        for _ in range(3):  # train.py's resume opens the latest checkpoint this often, and more
+            with contextlib.closing(checkpoint.Checkpointer(tmp_path, resume=True)) as ckpt:
+                step, meta = ckpt.latest()
+                assert step == STEPS and meta["config"]["epochs"] == CFG.epochs
+    said = [r for r in caplog.records if "_CHECKPOINT_METADATA" in r.getMessage()]
+    assert len(said) == 1 and str(tmp_path / str(STEPS)) in said[0].getMessage()
