@@ -82,10 +82,7 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
 
 def check_processes(coordinator: str, num_processes: int, process_id: int) -> None:
     """ValueError, naming the flag, for a coordinator that is not HOST:PORT or impossible counts."""
-    host, _, port = coordinator.rpartition(":")
-    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise ValueError(f"--coordinator must be HOST:PORT with a port in 1..65535, got "
-                         f"{coordinator!r}")
+    host_port(coordinator)
     if num_processes < 1:
         raise ValueError(f"--num-processes must be >= 1, got {num_processes}")
     if not 0 <= process_id < num_processes:
@@ -93,14 +90,25 @@ def check_processes(coordinator: str, num_processes: int, process_id: int) -> No
                          f"{num_processes}), got {process_id}")
 
 
+def host_port(coordinator: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[IPv6]:PORT`` too) as (host, port); ValueError naming ``--coordinator``."""
+    host, _, port = coordinator.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not host or not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
+        raise ValueError(f"--coordinator must be HOST:PORT with a port in 1..65535, got "
+                         f"{coordinator!r}")
+    return host, int(port)
+
+
 def wait_for(coordinator: str, timeout: float) -> None:
     """Wait until something listens at ``coordinator`` (HOST:PORT); ValueError after ``timeout``
     seconds."""
-    host, _, port = coordinator.rpartition(":")
+    address = host_port(coordinator)
     deadline = time.monotonic() + timeout
     while True:
         try:
-            socket.create_connection((host, int(port)), timeout=5).close()
+            socket.create_connection(address, timeout=5).close()
             return
         except OSError:
             if time.monotonic() >= deadline:

@@ -199,6 +199,22 @@ def test_a_coordinator_that_never_answers_is_one_error_not_an_abort(monkeypatch)
     assert time.monotonic() - started < 10
     with socket.create_server(("127.0.0.1", 0)) as server:  # something listens: no wait
         parallel.wait_for(f"127.0.0.1:{server.getsockname()[1]}", 1)
+    if socket.has_ipv6:
+        with socket.create_server(("::1", 0), family=socket.AF_INET6) as server:
+            parallel.wait_for(f"[::1]:{server.getsockname()[1]}", 1)  # JAX's form for IPv6
+
+
+@pytest.mark.parametrize("address,want", [
+    ("hostA:1234", ("hostA", 1234)), ("10.0.0.1:80", ("10.0.0.1", 80)),
+    ("[::1]:1234", ("::1", 1234)), ("[fe80::1]:65535", ("fe80::1", 65535))])
+def test_coordinator_addresses_are_host_and_port(address: str, want: tuple[str, int]) -> None:
+    assert parallel.host_port(address) == want
+
+
+@pytest.mark.parametrize("address", ["nohost", ":1234", "h:0", "h:65536", "h:\u00b2", "h:x"])
+def test_bad_coordinator_addresses_name_the_flag(address: str) -> None:
+    with pytest.raises(ValueError, match="--coordinator must be HOST:PORT with a port in"):
+        parallel.host_port(address)
 
 
 def test_scaling_measures_images_per_second_in_a_subprocess() -> None:
