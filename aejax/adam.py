@@ -22,10 +22,22 @@ import jax.numpy as jnp
 import optax
 
 
-@functools.lru_cache(maxsize=64)  # one object per setting: jit caches keyed on it are hit again
 def adam(learning_rate: float, b1: float = 0.9, b2: float = 0.999,
          eps: float = 1e-8) -> optax.GradientTransformation:
-    """Adam (optax's defaults) whose ``update`` returns the parameter change ``-lr * step``."""
+    """Adam (optax's defaults) whose ``update`` returns the parameter change ``-lr * step``.
+
+    Equal settings give the same object, so that jit caches keyed on the optimizer (as
+    ``train.create_state``'s) are hit again; a traced or array learning rate gets a new one.
+    """
+    try:
+        settings = tuple(float(x) for x in (learning_rate, b1, b2, eps))
+    except (TypeError, jax.errors.ConcretizationTypeError):
+        return build(learning_rate, b1, b2, eps)
+    return cached(*settings)
+
+
+def build(learning_rate: Any, b1: Any, b2: Any, eps: Any) -> optax.GradientTransformation:
+    """The transformation itself (``adam`` without its cache)."""
 
     def init(params: Any) -> tuple[optax.ScaleByAdamState, optax.EmptyState]:
         moments = optax.ScaleByAdamState(count=jnp.zeros([], jnp.int32),
@@ -47,3 +59,6 @@ def adam(learning_rate: float, b1: float = 0.9, b2: float = 0.999,
         return updates, (optax.ScaleByAdamState(count=count, mu=mu, nu=nu), empty)
 
     return optax.GradientTransformation(init, update)
+
+
+cached = functools.lru_cache(maxsize=64)(build)  # float settings only: hashable and exact

@@ -70,3 +70,17 @@ def test_one_optimizer_per_setting_so_create_state_compiles_once() -> None:
     compiled = train.create_state._cache_size()
     train.create_state(jax.random.key(1), train.make_model(cfg), train.make_optimizer(cfg))
     assert train.create_state._cache_size() == compiled  # a second run reuses the program
+
+
+def test_any_spelling_of_a_setting_is_one_object_and_array_rates_still_work() -> None:
+    assert adam.adam(1e-3) is adam.adam(learning_rate=1e-3) is adam.adam(1e-3, 0.9, 0.999)
+    assert adam.adam(1e-3) is not adam.adam(2e-3)
+    params = {"w": jnp.ones(3)}
+
+    def first_update(lr: jax.Array) -> jax.Array:
+        tx = adam.adam(lr)
+        return tx.update(params, tx.init(params))[0]["w"]
+
+    want = first_update(1e-3)
+    np.testing.assert_allclose(first_update(jnp.asarray(1e-3)), want)  # an array: hashed by value
+    np.testing.assert_allclose(jax.jit(first_update)(1e-3), want, rtol=1e-6)  # traced: not cached
