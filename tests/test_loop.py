@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aejax import checkpoint, loop, schedule, train
+from aejax import checkpoint, loop, parts, schedule, train
 from aejax.config import Config
 from tests.test_train import CFG, flat_images
 
@@ -39,6 +39,16 @@ def test_fit_takes_square_images_as_their_flattened_rows() -> None:
     _, flat = loop.fit(cfg, x, progress=False)
     _, square = loop.fit(cfg, x.reshape(64, 28, 28), progress=False)
     np.testing.assert_array_equal(flat["loss"], square["loss"])
+
+
+def test_the_custom_parts_range_check_draws_its_own_key(monkeypatch) -> None:
+    seen = []
+    monkeypatch.setattr(loop, "check_ranges", lambda *args: seen.append(args[-1]))
+    cfg = dataclasses.replace(CFG, epochs=1)
+    loop.fit(cfg, flat_images(64), progress=False, parts=parts.Parts(occlude=parts.bars(cfg)))
+    want = train.root_keys(cfg.seed)["check"]
+    assert len(seen) == 1
+    np.testing.assert_array_equal(jax.random.key_data(seen[0]), jax.random.key_data(want))
 
 
 def test_resuming_from_a_mid_epoch_checkpoint_is_bit_identical(tmp_path: Path) -> None:
