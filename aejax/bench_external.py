@@ -21,8 +21,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 
 COMPILE_CODE = """
-import json, sys, time
+import json, os, sys, time
 start = time.perf_counter()
+def cache_files(): return sum(len(files) for _, _, files in os.walk(sys.argv[1]))
+before = cache_files()  # the cold run's folder is empty, the warm run's filled
 import jax, jax.numpy as jnp
 from aejax import compile_cache, loop, schedule, train
 from aejax.config import Config
@@ -38,7 +40,8 @@ t = time.perf_counter()
 loop.compile_chunk(train.make_train_step(cfg, model, tx), length, state, images, steps, cfg,
                     keys["noise"])
 print(json.dumps({"compile_seconds": time.perf_counter() - t,
-                  "process_seconds": time.perf_counter() - start}))
+                  "process_seconds": time.perf_counter() - start,
+                  "cache_files_before": before, "cache_files_after": cache_files()}))
 """
 
 
@@ -66,17 +69,17 @@ def child_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": path}
 
 
-def run_child(args: Sequence[str], *, env: dict[str, str]) -> tuple[str, float, float]:
+def run_child(args: Sequence[str], *, env: dict[str, str]) -> tuple[str, float, float | None]:
     """Run a command; return its stdout, wall seconds and peak RSS in MB (raise if it fails).
 
-    The peak is the child's own ``VmHWM`` when it reports one (``SCRIPT_WRAPPER``), else its
-    ``ru_maxrss``, which on Linux also counts what it inherited from this process at fork.
+    The peak is the child's own ``VmHWM`` when it reports one (``SCRIPT_WRAPPER``), else None:
+    its ``ru_maxrss`` would also count what it inherited from this process at fork.
     """
     start = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(list(args), stdout=out, stderr=err, env=env, cwd=ROOT, text=True)
         try:
-            _, status, usage = os.wait4(proc.pid, 0)
+            _, status, _ = os.wait4(proc.pid, 0)
         except BaseException:
             proc.kill()
             raise
@@ -87,18 +90,21 @@ def run_child(args: Sequence[str], *, env: dict[str, str]) -> tuple[str, float, 
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed ({proc.returncode}):\n{stderr[-2000:]}")
     marks = [line.split()[1] for line in stderr.splitlines() if line.startswith(PEAK_MARK)]
-    return stdout, seconds, int(marks[-1] if marks else usage.ru_maxrss) / 1024  # kilobytes
+    return stdout, seconds, int(marks[-1]) / 1024 if marks else None  # kilobytes to MB
 
 
-def compile_times(batch_size: int, *, num_examples: int = 60000) -> dict[str, float]:
-    """Seconds to compile one training chunk, with an empty and then a filled cache folder."""
+def compile_times(batch_size: int, *, num_examples: int = 60000) -> dict[str, Any]:
+    """Seconds to compile one training chunk, with an empty and then a filled cache folder
+    (``cold``, ``warm``), and the folder's file counts before and after each (``files``)."""
     env = child_env()
-    result = {}
+    result: dict[str, Any] = {"files": {}}
     with tempfile.TemporaryDirectory(prefix="aejax-jax-cache-") as cache:
         for name in ("cold", "warm"):
             args = [sys.executable, "-c", COMPILE_CODE, cache, str(batch_size), str(num_examples)]
             stdout, _, _ = run_child(args, env=env)
-            result[name] = json.loads(stdout.strip().splitlines()[-1])["compile_seconds"]
+            child = json.loads(stdout.strip().splitlines()[-1])
+            result[name] = child["compile_seconds"]
+            result["files"][name] = [child["cache_files_before"], child["cache_files_after"]]
     return result
 
 

@@ -40,19 +40,21 @@ class Options:
     progress: bool = True  # a progress bar on stderr
 
 
-def use_platform(device: str) -> None:
-    """Run on ``cpu`` or ``gpu`` (before any backend starts); child processes inherit it.
+def use_platform(device: str | None = None) -> None:
+    """Run on ``cpu`` or ``gpu`` (None: JAX's default) and start that backend; call it before
+    any backend starts. Child processes inherit the choice.
 
-    On a GPU, JAX does not preallocate 75% of its memory (the compile, train.py and scaling
-    children and PyTorch share the device with this process), and float32 matmuls are full
-    float32 (``highest``) rather than TF32, like PyTorch's default, so that both sides and the
-    roofline do the same arithmetic.
+    On a GPU, chosen or by default, JAX does not preallocate 75% of its memory (the compile,
+    train.py and scaling children and PyTorch share the device with this process), and float32
+    matmuls are full float32 (``highest``) rather than TF32, like PyTorch's default, so that both
+    sides and the roofline do the same arithmetic.
     """
-    name = {"cpu": "cpu", "gpu": "cuda"}[device]
-    os.environ["JAX_PLATFORMS"] = name
-    jax.config.update("jax_platforms", name)
-    if device == "gpu":
-        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # read by GPU clients only
+    if device is not None:
+        name = {"cpu": "cpu", "gpu": "cuda"}[device]
+        os.environ["JAX_PLATFORMS"] = name
+        jax.config.update("jax_platforms", name)
+    if jax.default_backend() == "gpu":
         os.environ.setdefault("JAX_DEFAULT_MATMUL_PRECISION", "highest")
         jax.config.update("jax_default_matmul_precision",
                           os.environ["JAX_DEFAULT_MATMUL_PRECISION"])
@@ -69,7 +71,8 @@ def machine() -> dict[str, Any]:
     return {"backend": jax.default_backend(), "device_kind": device.device_kind,
             "device_count": jax.device_count(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
             "python": platform.python_version(), "jax": jax.__version__,
-            "platform": platform.platform()}
+            "platform": platform.platform(),
+            "matmul_precision": jax.config.jax_default_matmul_precision or "default"}
 
 
 def cpu_model() -> str:
@@ -139,6 +142,9 @@ def run(images_u8: np.ndarray, opts: Options) -> dict[str, Any]:
 
         result["machine"]["torch"] = torch.__version__
     else:
+        result["torch_skipped"] = ("--no-torch" if not opts.torch else "PyTorch is not installed"
+                                   if not torch_baseline.available() else
+                                   "this PyTorch build sees no GPU")
         opts = dataclasses.replace(opts, torch=False)
     sections = [opts.compile, opts.train_script_args is not None, bool(opts.scaling_devices)]
     total = 2 + len(opts.batch_sizes) * (1 + opts.repeats) + sum(sections)
@@ -159,8 +165,21 @@ def run(images_u8: np.ndarray, opts: Options) -> dict[str, Any]:
         result["training"] = rows
         result.update(child_sections(opts, bar))
     result["bench_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if gpu:
+        result["device_peak_mb"] = device_peaks(opts.torch)
     result["load_average_end"] = load_average()
     return result
+
+
+def device_peaks(torch: bool) -> dict[str, float | None]:
+    """Peak GPU memory of this process's JAX and PyTorch work, in MB (None where not reported)."""
+    stats = jax.devices()[0].memory_stats() or {}
+    peaks: dict[str, float | None] = {"jax": stats.get("peak_bytes_in_use")}
+    if torch:
+        import torch as pt
+
+        peaks["torch"] = pt.cuda.max_memory_allocated()
+    return {k: v / 2**20 if v is not None else None for k, v in peaks.items()}
 
 
 def child_sections(opts: Options, bar: Any) -> dict[str, Any]:
@@ -201,12 +220,17 @@ def table(result: dict[str, Any]) -> str:
         c = result["compile"]
         lines.append(f"compile (one batch-{result['training'][0]['batch_size']} chunk): "
                      f"cold {c['cold']:.2f} s, warm {c['warm']:.2f} s (persistent cache)")
+    if "torch_skipped" in result:
+        lines.append(f"no PyTorch rows: {result['torch_skipped']}")
     for r in result.get("train_script", []):
+        rss = f"{r['peak_rss_mb']:.0f} MB" if r["peak_rss_mb"] is not None else "not reported"
         lines.append(f"scripts/train.py run {r['run']}: {r['wall_seconds']:.1f} s wall, "
-                     f"peak RSS {r['peak_rss_mb']:.0f} MB")
+                     f"peak RSS {rss}")
     if result.get("scaling"):
         lines += ["images/s against device count (speed-up):", scaling.table(result["scaling"])]
     lines.append(f"this process's peak RSS: {result['bench_peak_rss_mb']:.0f} MB")
+    for who, mb in result.get("device_peak_mb", {}).items():
+        lines.append(f"peak GPU memory ({who}): " + (f"{mb:.0f} MB" if mb is not None else "-"))
     return "\n".join(lines)
 
 

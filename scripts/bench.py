@@ -42,8 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def run() -> int:
-        if args.device:
-            bench_report.use_platform(args.device)
+        bench_report.use_platform(args.device)
         compile_cache.enable()
         train_args = ["--data-dir", args.data_dir] if args.data_dir else []
         opts = bench_report.Options(

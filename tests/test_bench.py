@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -65,11 +66,46 @@ def test_torch_model_matches_the_flax_model_given_the_same_weights() -> None:
 
 
 @needs_torch
-def test_torch_runner_trains() -> None:
+def test_torch_runner_trains_on_batches_of_its_size_against_the_input(monkeypatch) -> None:
+    import torch
+
+    seen = []
+
+    class RecordingMSE(torch.nn.MSELoss):
+        def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            seen.append((tuple(pred.shape), tuple(target.shape), bool(target.max() <= 1)))
+            return super().forward(pred, target)
+
+    inputs = []
+    make_model = torch_baseline.make_model
+
+    def recording_model(*args):
+        model = make_model(*args)
+        model.register_forward_pre_hook(lambda _, x: inputs.append(x[0]))
+        return model
+
+    monkeypatch.setattr(torch.nn, "MSELoss", RecordingMSE)
+    monkeypatch.setattr(torch_baseline, "make_model", recording_model)
     r = torch_baseline.runner(IMAGES, 8, 30, warmup=1)
     r.run()
     assert r.info["num_params"] == 214_594 and r.info["threads"] >= 1
-    assert r.steps == 30
+    assert r.steps == 30 and len(seen) == len(inputs) == 31
+    assert set(seen) == {((8, 784), (8, 784), True)}  # batches of 8 pixels in [0, 1]
+    pixels = {tuple(row) for row in IMAGES.astype(np.float32) / 255}
+    assert all(tuple(row) in pixels for x in inputs for row in x.numpy())  # real images
+
+
+def test_loop_runner_steps_on_batches_of_its_size() -> None:
+    s = bench.setup(Config(batch_size=8), 784)
+    shapes = []
+
+    def recording_step(state, batch, key):
+        shapes.append(batch.shape)  # at trace time: the shape every call compiles for
+        return s.step_fn(state, batch, key)
+
+    r = bench.loop_runner(dataclasses.replace(s, step_fn=recording_step), IMAGES, 3, warmup=1)
+    r.run()
+    assert shapes == [(8, 784)]
 
 
 def test_report_rows_ratios_and_table() -> None:
@@ -97,13 +133,24 @@ def test_report_rows_ratios_and_table() -> None:
             assert r["ratio_to_torch_median"] == pytest.approx(
                 r["steps_per_second_median"] / torch_row["steps_per_second_median"])
     text = bench_report.table(result)
-    assert "| batch | variant |" in text and len(text.splitlines()) == 6 + len(rows)
+    assert "| batch | variant |" in text
+    table_rows = [line for line in text.splitlines() if line.startswith("| ") and "batch" not in line]
+    assert len(table_rows) == len(rows)
+    for line, r in zip(table_rows, rows):  # the table shows the JSON's numbers
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert cells[:2] == [str(r["batch_size"]), r["variant"]]
+        assert cells[2] == (f"{r['steps_per_second']:,.0f} "
+                            f"({r['steps_per_second_median']:,.0f})")
+        assert cells[4] == f"{r['percent_of_roofline']:.1f}%"
     json.dumps(result)
 
 
 def test_compile_times_cold_and_warm_in_fresh_processes() -> None:
     times = bench_external.compile_times(8, num_examples=64)
-    assert set(times) == {"cold", "warm"} and all(t > 0 for t in times.values())
+    assert times["cold"] > 0 and times["warm"] > 0
+    (cold_before, cold_after), (warm_before, warm_after) = times["files"].values()
+    assert cold_before == 0 and cold_after > 0  # cold: an empty folder, filled by the compile
+    assert warm_before == warm_after == cold_after  # warm: everything read from it, nothing new
 
 
 def test_train_script_is_timed_with_its_peak_memory(small_idx_dir) -> None:
@@ -111,6 +158,18 @@ def test_train_script_is_timed_with_its_peak_memory(small_idx_dir) -> None:
                                           "--batch-size", "64"], runs=1)
     assert run["wall_seconds"] > 0 and run["peak_rss_mb"] > 50
     assert "train loss" in run["summary"]
+
+
+def test_a_childs_peak_memory_is_its_own_not_the_benchmarks(tmp_path: Path) -> None:
+    held = np.ones(300 * 2**20 // 8)  # 300 MB in this process, which the child is forked from
+    script = tmp_path / "small.py"
+    script.write_text("print('small')\n")
+    env = bench_external.child_env()
+    stdout, _, rss = bench_external.run_child(
+        [sys.executable, "-c", bench_external.SCRIPT_WRAPPER, str(script)], env=env)
+    assert stdout.strip() == "small" and 5 < rss < 150 and held.sum() > 0
+    _, _, unreported = bench_external.run_child([sys.executable, str(script)], env=env)
+    assert unreported is None  # no VmHWM report: unknown, not the inherited ru_maxrss
 
 
 def test_failing_child_raises_with_its_stderr() -> None:
@@ -157,11 +216,33 @@ def test_the_progress_bar_names_each_part_and_ends_full(monkeypatch) -> None:
     monkeypatch.setattr(bench_report, "tqdm", Bar)
     opts = bench_report.Options(batch_sizes=(8, 16), loop_steps=2, repeats=3, roofline_size=32,
                                 torch=False, compile=False)
-    bench_report.run(IMAGES, opts)
+    result = bench_report.run(IMAGES, opts)
     (bar,) = bars
+    assert result["torch_skipped"] == "--no-torch"
+    assert "no PyTorch rows: --no-torch" in bench_report.table(result)
     assert bar.n == bar.total == 2 + 2 * (1 + 3)  # the roofline twice; per batch set-up + turns
     assert bar.descriptions == ["roofline", "batch 8: compile, warm up", "batch 8: 3 turns",
                                 "batch 16: compile, warm up", "batch 16: 3 turns", "roofline"]
+
+
+def test_on_a_gpu_jax_matmuls_are_full_float32_like_pytorchs(monkeypatch) -> None:
+    monkeypatch.delenv("JAX_DEFAULT_MATMUL_PRECISION", raising=False)
+    monkeypatch.delenv("XLA_PYTHON_CLIENT_PREALLOCATE", raising=False)
+    monkeypatch.setenv("JAX_PLATFORMS", "")
+    before, platforms = jax.config.jax_default_matmul_precision, jax.config.jax_platforms
+    try:
+        bench_report.use_platform("cpu")  # children inherit the choice
+        assert os.environ["JAX_PLATFORMS"] == "cpu"
+        bench_report.use_platform()  # this machine's backend (CPU): precision left alone
+        assert jax.config.jax_default_matmul_precision == before
+        assert os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
+        monkeypatch.setattr(jax, "default_backend", lambda: "gpu")  # a GPU, without --device
+        bench_report.use_platform()
+        assert jax.config.jax_default_matmul_precision == "highest"
+        assert os.environ["JAX_DEFAULT_MATMUL_PRECISION"] == "highest"  # children inherit it
+    finally:
+        jax.config.update("jax_default_matmul_precision", before)
+        jax.config.update("jax_platforms", platforms)
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -199,15 +280,3 @@ def test_bench_script_without_a_gpu_says_so_in_one_line() -> None:
     assert done.stderr.strip().splitlines() == [
         "bench.py: error: JAX cannot start the platform 'cuda': for a GPU install jax[cuda12] on "
         "a machine with one, or choose another platform (JAX_PLATFORMS, or bench.py's --device)"]
-
-
-def test_on_a_gpu_children_share_memory_and_matmuls_are_full_float32() -> None:
-    code = ("import os, jax\nfrom aejax import bench_report\nbench_report.use_platform('gpu')\n"
-            "print(os.environ['JAX_PLATFORMS'], os.environ['XLA_PYTHON_CLIENT_PREALLOCATE'],"
-            " jax.config.jax_default_matmul_precision)")  # no backend started: no GPU needed
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("XLA_PYTHON_CLIENT_PREALLOCATE", "JAX_DEFAULT_MATMUL_PRECISION")}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                          cwd=ROOT, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["cuda", "false", "highest"]
