@@ -54,9 +54,6 @@ def test_existing_run_is_not_overwritten(small_idx_dir: Path, tmp_path: Path) ->
     cfg = Config(data_dir=str(small_idx_dir), data_root=str(tmp_path / "root"), epochs=1)
     with pytest.raises(ValueError, match="already holds a run; pass --resume to continue it, --overwrite"):
         experiment.run(cfg, tmp_path / "run", progress=False)
-    (tmp_path / "file").write_text("")
-    with pytest.raises(ValueError, match="is a file, not a folder"):
-        rundir.prepare(tmp_path / "file")
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("")
     with pytest.raises(ValueError, match=r"^workdir .*mine holds other files \(no config.json "
@@ -186,7 +183,7 @@ def test_script_runs_from_the_command_line(small_idx_dir: Path, tmp_path: Path) 
     assert missing.stderr.strip().splitlines()[-1].startswith("train.py: error: ")
 
 
-def test_resume_config_reuses_the_checkpoint_config_and_overwrite_clears_it(
+def test_resume_config_reuses_the_checkpoint_config(
         small_idx_dir: Path, tmp_path: Path) -> None:
     cfg = Config(data_dir=str(small_idx_dir), data_root=str(tmp_path / "root"), epochs=1,
                  hidden=(64, 16), seed=3, batch_size=64)
@@ -197,17 +194,6 @@ def test_resume_config_reuses_the_checkpoint_config_and_overwrite_clears_it(
     assert experiment.resume_config(run, {"epochs": 4}) == dataclasses.replace(cfg, epochs=4)
     with pytest.raises(ValueError, match=r"hidden=\[64, 16\] \(now \[128, 50\]\)"):
         experiment.resume_config(run, {"hidden": (128, 50)})  # a default given explicitly
-    with pytest.raises(ValueError, match="--overwrite replaces a run, but workdir .* holds other "
-                                         "files"):
-        rundir.prepare(run, overwrite=True)  # checkpoints, but no run's config.json
-    (run / "config.json").write_text(json.dumps({"config": {}}))
-    rundir.prepare(run, overwrite=True)
-    assert (run / checkpoint.DIRNAME).is_dir()  # nothing is deleted before the data is checked
-    (run / "notes.txt").write_text("mine")
-    (run / checkpoint.DIRNAME / "model.pt").write_text("mine too")
-    rundir.clear(run)
-    assert sorted(p.relative_to(run).as_posix() for p in run.rglob("*")) == [
-        "checkpoints", "checkpoints/model.pt", "notes.txt"]  # only what a run writes is gone
 
 
 def test_given_config_holds_only_the_flags_on_the_command_line() -> None:

@@ -1,0 +1,89 @@
+"""Tests for aejax.rundir: which folders hold a run, the checks before anything is written, the
+lock, and clearing only what a run wrote."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+
+import pytest
+
+from aejax import checkpoint, rundir
+from aejax.config import Config
+
+
+def make_run(path: Path, *, results: bool = False, steps: tuple[str, ...] = ()) -> Path:
+    """A folder as a run leaves it: config.json, maybe metrics.json and checkpoint folders."""
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps({"config": json.loads(Config().to_json())}))
+    if results:
+        (path / "metrics.json").write_text("{}")
+    for step in steps:
+        (path / checkpoint.DIRNAME / step).mkdir(parents=True)
+    return path
+
+
+def test_a_run_is_a_config_json_and_saved_anything_needs_results_or_a_checkpoint(
+        tmp_path: Path) -> None:
+    bare = make_run(tmp_path / "bare", steps=("8.orbax-checkpoint-tmp-1",))  # killed early
+    assert rundir.is_run(bare) and not rundir.saved_anything(bare)
+    assert rundir.saved_anything(make_run(tmp_path / "saved", steps=("8",)))
+    assert rundir.saved_anything(make_run(tmp_path / "done", results=True))
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "config.json").write_text("[1, 2]")  # not one train.py wrote
+    assert not rundir.is_run(tmp_path / "other") and not rundir.is_run(tmp_path / "none")
+
+
+@pytest.mark.parametrize("setup,kwargs,message", [
+    (lambda p: p.write_text(""), {}, "is a file, not a folder; choose another --workdir"),
+    (lambda p: None, {"resume": True, "overwrite": True}, "choose one"),
+    (lambda p: None, {"resume": True}, "does not exist, so there is nothing to resume"),
+    (lambda p: make_run(p, results=True), {}, "already holds a run; pass --resume"),
+    (lambda p: (p.mkdir(), (p / "notes.txt").write_text("")), {}, "holds other files"),
+    (lambda p: (p.mkdir(), (p / "notes.txt").write_text("")), {"overwrite": True},
+     "--overwrite replaces a run, but workdir .* holds other files"),
+    (lambda p: (p / checkpoint.DIRNAME / "4").mkdir(parents=True), {"overwrite": True},
+     "--overwrite replaces a run, but workdir .* holds other files"),  # no run's config.json
+])
+def test_prepare_refuses_what_it_must_not_touch(tmp_path: Path, setup, kwargs: dict,
+                                                message: str) -> None:
+    path = tmp_path / "run"
+    setup(path)
+    before = sorted(tmp_path.rglob("*"))
+    with pytest.raises(ValueError, match=message):
+        rundir.prepare(path, **kwargs)
+    assert sorted(tmp_path.rglob("*")) == before  # refused before anything was written
+
+
+def test_prepare_creates_a_new_folder_and_reuses_one_that_saved_nothing(tmp_path: Path) -> None:
+    assert rundir.prepare(tmp_path / "a" / "b") == tmp_path / "a" / "b"
+    assert (tmp_path / "a" / "b").is_dir() and not any((tmp_path / "a" / "b").iterdir())
+    bare = make_run(tmp_path / "bare")
+    assert rundir.prepare(bare) == bare  # a run that saved nothing starts over in place
+    done = make_run(tmp_path / "done", results=True, steps=("4",))
+    assert rundir.prepare(done, overwrite=True) == done
+    assert (done / "metrics.json").exists()  # overwrite deletes nothing yet: clear() does
+
+
+def test_the_lock_is_exclusive_until_released(tmp_path: Path) -> None:
+    with contextlib.ExitStack() as held:
+        rundir.lock(tmp_path, held)
+        with pytest.raises(ValueError, match="is in use: another train.py is running there"):
+            with contextlib.ExitStack() as second:
+                rundir.lock(tmp_path, second)
+    with contextlib.ExitStack() as again:  # released when its stack closed
+        rundir.lock(tmp_path, again)
+
+
+def test_clear_deletes_only_what_a_run_writes(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "run", results=True, steps=("4", "8", "12.orbax-checkpoint-tmp-3"))
+    for name in rundir.RUN_FILES:
+        (run / name).write_text("x")
+    (run / "notes.txt").write_text("mine")
+    (run / checkpoint.DIRNAME / "model.pt").write_text("mine too")
+    rundir.clear(run)
+    assert sorted(p.relative_to(run).as_posix() for p in run.rglob("*")) == [
+        "checkpoints", "checkpoints/model.pt", "notes.txt"]
+    rundir.clear(make_run(tmp_path / "only", steps=("4",)))
+    assert not (tmp_path / "only" / checkpoint.DIRNAME).exists()  # an emptied folder goes too
