@@ -35,6 +35,12 @@ def test_matmul_roofline_is_positive_and_finite() -> None:
     assert np.isfinite(gflops) and gflops > 0
 
 
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="a bound for CPUs")
+def test_the_roofline_waits_for_its_matmuls() -> None:
+    # timing only the dispatch (tens of microseconds) would claim tens of TFLOP/s at n = 1024
+    assert roofline.matmul_gflops(1024, repeats=2) < 5_000
+
+
 def test_runners_train_and_report_their_step_counts() -> None:
     s = bench.setup(Config(batch_size=8), 784)
     scan, loop = bench.scan_runner(s, IMAGES), bench.loop_runner(s, IMAGES, 3, warmup=1)
