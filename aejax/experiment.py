@@ -27,33 +27,41 @@ log = logging.getLogger(__name__)
 DEFAULT_EVERY, DEFAULT_KEEP = 0, 3  # checkpoints at epoch ends only; the latest three kept
 
 
-def resume_config(workdir: str | os.PathLike, given: dict[str, Any]) -> Config:
-    """The config to resume ``workdir`` with: its checkpoint's, updated by ``given`` values.
+def resume_meta(workdir: str | os.PathLike) -> dict[str, Any]:
+    """The meta item of the latest checkpoint of the run in ``workdir``, read once to resume it
+    (``resume_config``, ``checkpoint_options``).
 
-    Raises ValueError when there is no checkpoint, or when ``given`` changes more than
-    ``checkpoint.RESUMABLE`` (where the data is read from, the number of epochs).
+    Raises ValueError when the folder is missing, in use by a live run, or has no checkpoint.
     """
     if not Path(workdir).is_dir():
         raise ValueError(rundir.nothing_to_resume(Path(workdir)))
     if parallel.is_main_process():  # a live run's folder: "in use", not what its files say
         with contextlib.ExitStack() as held:
             rundir.lock(Path(workdir), held)
-    directory = Path(workdir) / checkpoint.DIRNAME
-    saved = checkpoint.latest_meta(directory)["config"]
+    return checkpoint.latest_meta(Path(workdir) / checkpoint.DIRNAME)
+
+
+def resume_config(meta: dict[str, Any], given: dict[str, Any],
+                  workdir: str | os.PathLike) -> Config:
+    """The config to resume ``workdir`` with: its checkpoint's (``meta``, from ``resume_meta``),
+    updated by ``given`` values.
+
+    Raises ValueError when ``given`` changes more than ``checkpoint.RESUMABLE`` (where the data
+    is read from, the number of epochs).
+    """
+    saved = meta["config"]
     cfg = Config.from_dict({**saved, **given})
-    checkpoint.check_config(saved, cfg, directory)
+    checkpoint.check_config(saved, cfg, Path(workdir) / checkpoint.DIRNAME)
     return cfg
 
 
-def checkpoint_options(workdir: str | os.PathLike | None, every: int | None,
+def checkpoint_options(meta: dict[str, Any], every: int | None,
                        keep: int | None) -> tuple[int, int]:
-    """``--checkpoint-every`` and ``--keep``: as given, else (to resume ``workdir``) the run's own
-    from its latest checkpoint, else the defaults (0: epoch ends only; 3)."""
-    saved = {}
-    if workdir is not None and (every is None or keep is None):
-        saved = checkpoint.latest_meta(Path(workdir) / checkpoint.DIRNAME)
-    every = every if every is not None else int(saved.get("checkpoint_every", DEFAULT_EVERY))
-    return every, keep if keep is not None else int(saved.get("keep", DEFAULT_KEEP))
+    """``--checkpoint-every`` and ``--keep``: as given, else the run's own from its latest
+    checkpoint's ``meta`` (to resume it; ``{}`` for a new run), else the defaults (0: epoch ends
+    only; 3)."""
+    every = every if every is not None else int(meta.get("checkpoint_every", DEFAULT_EVERY))
+    return every, keep if keep is not None else int(meta.get("keep", DEFAULT_KEEP))
 
 
 def save_params(params: Any, path: str | os.PathLike) -> None:

@@ -33,10 +33,10 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("absl").setLevel(logging.WARNING)  # Orbax logs every save at INFO
         parallel.initialize(args.coordinator, args.num_processes, args.process_id)
         workdir = args.workdir or cli.default_workdir(cli.config_from_args(args))
-        cfg = (experiment.resume_config(workdir, cli.given_config(parser, argv)) if args.resume
-               else cli.config_from_args(args))
-        every, keep = experiment.checkpoint_options(workdir if args.resume else None,
-                                                    args.checkpoint_every, args.keep)
+        saved = experiment.resume_meta(workdir) if args.resume else {}  # read once
+        cfg = (experiment.resume_config(saved, cli.given_config(parser, argv), workdir)
+               if args.resume else cli.config_from_args(args))
+        every, keep = experiment.checkpoint_options(saved, args.checkpoint_every, args.keep)
         mesh = parallel.make_mesh(args.devices)
         if not args.no_compile_cache:
             compile_cache.enable()

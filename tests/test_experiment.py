@@ -68,7 +68,7 @@ def test_a_run_that_saved_nothing_starts_over_in_place(small_idx_dir: Path,
     (run / checkpoint.DIRNAME / "8.orbax-checkpoint-tmp-1").mkdir(parents=True)
     (run / "config.json").write_text(json.dumps({"config": json.loads(Config(seed=5).to_json())}))
     with pytest.raises(ValueError, match="no checkpoint in .* start it again without --resume"):
-        experiment.resume_config(run, {})
+        experiment.resume_meta(run)
     experiment.run(cfg, run, progress=False)
     assert Config.from_dict(json.loads((run / "config.json").read_text())["config"]) == cfg
     assert (run / "metrics.json").is_file()
@@ -85,7 +85,7 @@ def test_a_workdir_in_use_is_refused_and_left_alone(small_idx_dir: Path, tmp_pat
     with contextlib.ExitStack() as held:  # as a live train.py holds it
         rundir.lock(run, held)
         with pytest.raises(ValueError, match="is in use"):  # what train.py --resume reads first
-            experiment.resume_config(run, {})
+            experiment.resume_meta(run)
         for kwargs in ({}, {"resume": True}, {"overwrite": True}):
             with pytest.raises(ValueError, match=r"workdir .*run is in use: another train.py is "
                                                  "running there"):
@@ -139,9 +139,10 @@ def test_resume_keeps_the_runs_checkpoint_interval_and_keep(small_idx_dir: Path,
     cfg = Config(data_dir=str(small_idx_dir), data_root=str(tmp_path / "root"), epochs=1)
     run = tmp_path / "run"
     experiment.run(cfg, run, progress=False, checkpoint_every=3, keep=7)
-    assert experiment.checkpoint_options(run, None, None) == (3, 7)
-    assert experiment.checkpoint_options(run, 5, None) == (5, 7)
-    assert experiment.checkpoint_options(None, None, None) == (0, 3)
+    meta = experiment.resume_meta(run)
+    assert experiment.checkpoint_options(meta, None, None) == (3, 7)
+    assert experiment.checkpoint_options(meta, 5, None) == (5, 7)
+    assert experiment.checkpoint_options({}, None, None) == (0, 3)
     script = load_script("train")
     assert script.main(["--workdir", str(run), "--resume", "--epochs", "2", "--no-progress",
                         "--no-compile-cache"]) == 0
@@ -191,9 +192,10 @@ def test_resume_config_reuses_the_checkpoint_config(
     run = tmp_path / "run"
     with contextlib.closing(checkpoint.Checkpointer(run / checkpoint.DIRNAME)) as ckpt:
         loop.fit(cfg, x.reshape(len(x), -1), progress=False, checkpoints=ckpt)
-    assert experiment.resume_config(run, {"epochs": 4}) == dataclasses.replace(cfg, epochs=4)
+    meta = experiment.resume_meta(run)
+    assert experiment.resume_config(meta, {"epochs": 4}, run) == dataclasses.replace(cfg, epochs=4)
     with pytest.raises(ValueError, match=r"hidden=\[64, 16\] \(now \[128, 50\]\)"):
-        experiment.resume_config(run, {"hidden": (128, 50)})  # a default given explicitly
+        experiment.resume_config(meta, {"hidden": (128, 50)}, run)  # a default given explicitly
 
 
 def test_given_config_holds_only_the_flags_on_the_command_line() -> None:
