@@ -176,7 +176,8 @@ def finish(cfg: Config, path: Path, ds: data.Dataset, params: Any, history: dict
         from aejax import plots  # imported by run's thread (or now, if it has not finished)
 
         plots.evaluation_figures(arrays, test, path)
-        plots.loss_curve(history["loss"], history["steps_per_epoch"], path / "loss.png")
+        plots.loss_curve(history["loss"], history["steps_per_epoch"], path / "loss.png",
+                         label=f"loss ({parts.describe()['loss']})" if parts.loss else "MSE loss")
     return metrics
 
 

@@ -31,7 +31,11 @@ logger = logging.getLogger(__name__)
 
 
 class NonFiniteLoss(ValueError):
-    """A step's loss was NaN or infinite."""
+    """A step's loss was NaN or infinite (``step``: the first such step)."""
+
+    def __init__(self, message: str, step: int | None = None):
+        super().__init__(message)
+        self.step = step
 
 
 @dataclasses.dataclass
@@ -48,8 +52,9 @@ class LossLog:
         loss = np.asarray(parallel.fetch(loss))
         bad = np.flatnonzero(~np.isfinite(loss))
         if bad.size:
-            raise NonFiniteLoss(f"the loss is {loss[bad[0]]} at step {first_step + bad[0]} "
-                                f"(epoch {epoch + 1}); training stopped")
+            step = first_step + int(bad[0])
+            raise NonFiniteLoss(f"the loss is {loss[bad[0]]} at step {step} (epoch {epoch + 1}); "
+                                "training stopped", step)
         self.losses.append(loss)
         self.bar.update(len(loss))
         self.bar.set_postfix(epoch=epoch + 1, loss=f"{loss.mean():.4f}")
@@ -101,8 +106,10 @@ def fit(cfg: Config, train_images_u8: np.ndarray, *, progress: bool = True,
         jax.block_until_ready(state)
     except NonFiniteLoss as err:
         kept = f"{checkpoints.kept()}; " if checkpoints is not None else ""
-        raise NonFiniteLoss(f"{err}; {kept}try a lower --learning-rate than "
-                            f"{cfg.learning_rate}") from None
+        hint = (f"try a lower --learning-rate than {cfg.learning_rate}" if err.step != 0
+                else "that loss comes before any update, so the learning rate is not the cause: "
+                "check the loss and the model on these images")
+        raise NonFiniteLoss(f"{err}; {kept}{hint}", err.step) from None
     finally:
         log.bar.close()
     history = {"loss": np.concatenate(log.losses), "steps_per_epoch": plan_steps(loop.plan),
@@ -194,8 +201,17 @@ def run_epochs(loop: Loop, state: TrainState, log: LossLog) -> TrainState:
         if stop is not None and stop.requested():  # Ctrl-C in the last chunk or its save
             raise checkpoint.Interrupted(
                 f"interrupted after the last step: saved step {sum(map(len, log.losses))} in "
-                f"{ckpt.directory}; --workdir {ckpt.directory.parent} --resume evaluates it")
+                f"{ckpt.directory}; {resume_hint(loop)} evaluates it")
     return state
+
+
+def resume_hint(loop: Loop) -> str:
+    """How to resume this run: train.py's flags, or (custom parts, which train.py cannot load)
+    ``resume=True`` from Python with the same parts."""
+    workdir = loop.checkpoints.directory.parent
+    if any(loop.parts.values()):
+        return f"resume=True and the same Parts(...) from Python (workdir {workdir})"
+    return f"--workdir {workdir} --resume"
 
 
 def run_epoch(loop: Loop, state: TrainState, log: LossLog, epoch: int, offset: int = 0,
@@ -224,9 +240,8 @@ def run_epoch(loop: Loop, state: TrainState, log: LossLog, epoch: int, offset: i
             pending = None
             save(loop, state, log, steps)
             if stopping:
-                raise checkpoint.Interrupted(
-                    f"interrupted: saved step {end} in {ckpt.directory}; continue with "
-                    f"--workdir {ckpt.directory.parent} --resume")
+                raise checkpoint.Interrupted(f"interrupted: saved step {end} in {ckpt.directory}; "
+                                             f"continue with {resume_hint(loop)}")
     if pending is not None:
         log.add(*pending)
     return state
@@ -237,7 +252,7 @@ def save(loop: Loop, state: TrainState, log: LossLog, steps: int) -> None:
     losses = np.concatenate(log.losses)
     if not checkpoint.all_finite(parallel.fetch(state.params)):
         raise NonFiniteLoss(f"the parameters are not finite after step {len(losses)}; "
-                            "training stopped")
+                            "training stopped", len(losses))
     loop.checkpoints.save(state, cfg=loop.cfg, data=loop.data, steps=steps, losses=losses,
                           seconds=log.seconds(), parts=loop.parts)
 

@@ -115,6 +115,10 @@ def value_name(value: Any) -> str:
     return str(name(value))
 
 
+class PartError(ValueError):
+    """A custom part broke its contract (shape, dtype, range); the message names the part."""
+
+
 def occlude_checked(occlude: OccludeFn, key: jax.Array, clean: jax.Array
                     ) -> tuple[jax.Array, jax.Array]:
     """``occlude(key, clean)``; ValueError (at trace time) unless it returned (occluded, mask)
@@ -125,10 +129,10 @@ def occlude_checked(occlude: OccludeFn, key: jax.Array, clean: jax.Array
             or any(tuple(getattr(a, "shape", ())) != shape for a in out)):
         got = (tuple(getattr(a, "shape", type(a).__name__) for a in out) if isinstance(out, tuple)
                else getattr(out, "shape", type(out).__name__))
-        raise ValueError(f"an occlusion must return (occluded, mask) shaped like its images "
+        raise PartError(f"an occlusion must return (occluded, mask) shaped like its images "
                          f"{shape}; {name(occlude)} returned {got!r}")
     if out[1].dtype != bool:
-        raise ValueError(f"an occlusion's mask must be boolean; {name(occlude)} returned "
+        raise PartError(f"an occlusion's mask must be boolean; {name(occlude)} returned "
                          f"{out[1].dtype}")
     return out
 
@@ -136,7 +140,7 @@ def occlude_checked(occlude: OccludeFn, key: jax.Array, clean: jax.Array
 def check_reconstruction(model: Any, images: jax.Array, recon: Any) -> None:
     """ValueError (at trace time) unless the model returned an array shaped like its input."""
     if tuple(getattr(recon, "shape", ())) != tuple(images.shape):
-        raise ValueError(f"the model {name(model)} returned shape "
+        raise PartError(f"the model {name(model)} returned shape "
                          f"{getattr(recon, 'shape', type(recon).__name__)} for images shaped "
                          f"{tuple(images.shape)}: a reconstruction must be shaped like its input")
 
@@ -144,14 +148,34 @@ def check_reconstruction(model: Any, images: jax.Array, recon: Any) -> None:
 def check_ranges(model: Any, params: Any, clean: jax.Array, occlude: OccludeFn,
                  key: jax.Array) -> None:
     """ValueError, before training, unless the occlusion and the model (with ``params``) keep
-    a few training images ``clean`` (N, D) in [0, 1], as the metrics and figures assume."""
-    occluded, _ = occlude_checked(occlude, key, clean)
+    a few training images ``clean`` (N, D) in [0, 1], as the metrics and figures assume.
+
+    The occlusion runs compiled, as in training and evaluation: with ``--train-occlusion none``
+    training never calls it, and one that cannot be traced would fail only in the evaluation.
+    """
+    occluded, _ = occlude_compiled(occlude, key, clean)
     recon = model.apply({"params": params}, clean)
     check_reconstruction(model, clean, recon)
     checks = ((f"the occlusion {name(occlude)}", occluded), (f"the model {name(model)}", recon))
     for who, values in checks:
         low, high = float(jax.numpy.min(values)), float(jax.numpy.max(values))
         if not 0.0 <= low <= high <= 1.0:  # False for NaN too
-            raise ValueError(f"{who} returned values in [{low:.4g}, {high:.4g}] on training "
+            raise PartError(f"{who} returned values in [{low:.4g}, {high:.4g}] on training "
                              "images; images and reconstructions must lie in [0, 1] (end a "
                              "model with a sigmoid, write pixel values in an occlusion)")
+
+
+def occlude_compiled(occlude: OccludeFn, key: jax.Array, clean: jax.Array
+                     ) -> tuple[jax.Array, jax.Array]:
+    """``occlude_checked`` under ``jax.jit``; ValueError naming the occlusion and how it is
+    called if it fails there (not key-first, not jit-compatible, ...)."""
+    try:
+        return jax.jit(functools.partial(occlude_checked, occlude))(key, clean)
+    except PartError:
+        raise
+    except Exception as err:  # the user's code: say which part and how it was called
+        first = (str(err).strip().splitlines() or [""])[0]
+        raise PartError(f"the occlusion {name(occlude)} failed when called compiled, as "
+                        f"occlude(key, images) with a jax.random key and training images shaped "
+                        f"{tuple(clean.shape)} (occlusions must be key-first and jit-compatible):"
+                        f" {type(err).__name__}: {first}") from err

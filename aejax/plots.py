@@ -64,8 +64,10 @@ def smooth(values: np.ndarray, window: int) -> np.ndarray:
     return (cumsum[idx] - cumsum[lo]) / (idx - lo)
 
 
-def loss_curve(losses: np.ndarray, steps_per_epoch: int, path: str | os.PathLike) -> None:
-    """Training loss per step (raw and smoothed) with the per-epoch mean."""
+def loss_curve(losses: np.ndarray, steps_per_epoch: int, path: str | os.PathLike,
+               label: str = "MSE loss") -> None:
+    """Training loss per step (raw and smoothed) with the per-epoch mean; ``label`` names the
+    loss (a custom one's name); the scale is logarithmic unless a loss is 0 or negative."""
     losses = np.asarray(losses)
     epochs = len(losses) // steps_per_epoch
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -75,7 +77,8 @@ def loss_curve(losses: np.ndarray, steps_per_epoch: int, path: str | os.PathLike
     means = losses[: epochs * steps_per_epoch].reshape(epochs, -1).mean(axis=1)
     # An epoch's mean belongs in the middle of the steps it averages, not at their end.
     ax.plot((np.arange(epochs) + 0.5) * steps_per_epoch, means, "o-", label="epoch mean")
-    ax.set(xlabel="step", ylabel="MSE loss", yscale="log", title="Training loss")
+    ax.set(xlabel="step", ylabel=label, yscale="log" if losses.min() > 0 else "linear",
+           title="Training loss")
     top = ax.secondary_xaxis("top", functions=(lambda s: s / steps_per_epoch,
                                                lambda e: e * steps_per_epoch))
     top.set_xlabel("epoch")

@@ -89,6 +89,38 @@ def test_a_ctrl_c_during_the_last_chunk_still_stops_with_the_saved_step(
         assert ckpt.manager.latest_step() == 40
 
 
+def test_a_ctrl_c_with_custom_parts_says_to_resume_from_python(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    class Flag:  # SIGINT during the first chunk
+        def requested(self) -> bool:
+            return True
+
+    monkeypatch.setattr(checkpoint, "stop_on_sigint", lambda: contextlib.nullcontext(Flag()))
+    with contextlib.closing(checkpoint.Checkpointer(tmp_path / "ck")) as ckpt:
+        with pytest.raises(checkpoint.Interrupted, match=(  # train.py cannot load custom parts
+                r"interrupted: saved step \d+ in .*ck; continue with resume=True and the same "
+                rf"Parts\(...\) from Python \(workdir {tmp_path}\)$")):
+            loop.fit(CFG, flat_images(), progress=False, checkpoints=ckpt,
+                     parts=parts.Parts(loss=l1))
+
+
+def l1(pred: jax.Array, target: jax.Array) -> jax.Array:
+    return jnp.mean(jnp.abs(pred - target))
+
+
+def log_gap(pred: jax.Array, target: jax.Array) -> jax.Array:
+    """NaN from the first step on: the log of negative differences."""
+    return jnp.mean(jnp.log(pred - target))
+
+
+def test_a_non_finite_loss_at_step_0_does_not_blame_the_learning_rate() -> None:
+    with pytest.raises(loop.NonFiniteLoss, match=(
+            r"the loss is nan at step 0 \(epoch 1\); training stopped; that loss comes before "
+            r"any update, so the learning rate is not the cause: check the loss and the model on "
+            r"these images$")):
+        loop.fit(CFG, flat_images(), progress=False, parts=parts.Parts(loss=log_gap))
+
+
 def first_non_finite_step(cfg: Config, x: np.ndarray) -> int:
     """The first step whose loss is NaN or inf, found with a plain Python loop of jitted steps."""
     keys = train.root_keys(cfg.seed)

@@ -223,6 +223,33 @@ def test_a_model_or_occlusion_leaving_0_1_is_refused_before_training() -> None:
         evaluate.evaluate(CFG, model, params, x[:10], np.arange(10), occlude=seven)
 
 
+def numpy_bars(key: jax.Array, images: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Runs eagerly (it reads the key's bits with numpy), but not under jit."""
+    row = int(np.asarray(jax.random.key_data(key))[-1]) % 28
+    mask = jnp.zeros((28, 28), bool).at[row].set(True).reshape(1, -1)
+    mask = jnp.broadcast_to(mask, images.shape)
+    return jnp.where(mask, 1.0, images), mask
+
+
+def images_first(images: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    return patch(key, images)
+
+
+@pytest.mark.parametrize("occlude,error", [(numpy_bars, "TracerArrayConversionError"),
+                                           (images_first, r"\w+Error")])
+def test_an_occlusion_that_fails_compiled_is_refused_before_training(
+        occlude: Any, error: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    numpy_bars(jax.random.key(0), jnp.zeros((2, 784)))  # eagerly it works
+    trained = []
+    monkeypatch.setattr(loop, "run_epochs", lambda *args: trained.append(args))
+    with pytest.raises(ValueError, match=(
+            rf"the occlusion \S*\.{occlude.__name__} failed when called compiled, as "
+            rf"occlude\(key, images\) with a jax.random key and training images shaped \(8, 784\) "
+            rf"\(occlusions must be key-first and jit-compatible\): {error}: ")):
+        loop.fit(CFG, images_u8(32), progress=False, parts=Parts(occlude=occlude))  # train: none
+    assert not trained
+
+
 def test_a_model_output_of_another_shape_is_refused_naming_the_model() -> None:
     class Classifier(nn.Module):
         features: int = 784

@@ -40,3 +40,18 @@ def test_smooth_is_the_trailing_mean_of_a_plain_loop(window: int) -> None:
     values = np.random.default_rng(0).normal(size=20)
     want = [np.mean(values[max(0, i + 1 - window):i + 1]) for i in range(len(values))]
     np.testing.assert_allclose(plots.smooth(values, window), want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("losses,label,scale", [
+    (np.linspace(0.1, 0.01, 40), "MSE loss", "log"),
+    (-np.linspace(0.5, 0.9, 40), "loss (mine.negative_ssim)", "linear"),  # log would be empty
+])
+def test_the_loss_curve_names_its_loss_and_keeps_negative_losses_visible(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, losses: np.ndarray, label: str,
+        scale: str) -> None:
+    closed = []
+    monkeypatch.setattr(plots.plt, "close", closed.append)
+    plots.loss_curve(losses, 20, tmp_path / "loss.png", label=label)
+    ax = closed[0].axes[0]
+    assert (ax.get_ylabel(), ax.get_yscale()) == (label, scale)
+    assert (tmp_path / "loss.png").stat().st_size > 0
