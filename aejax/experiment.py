@@ -108,8 +108,8 @@ def train_metrics(history: dict[str, Any], batch_size: int) -> dict[str, Any]:
 
 
 def run(cfg: Config, workdir: str | os.PathLike, *, progress: bool = True,
-        overwrite: bool = False, resume: bool = False, checkpoint_every: int = DEFAULT_EVERY,
-        keep: int = DEFAULT_KEEP, mesh: jax.sharding.Mesh | None = None,
+        overwrite: bool = False, resume: bool = False, checkpoint_every: int | None = None,
+        keep: int | None = None, mesh: jax.sharding.Mesh | None = None,
         parts: Parts = Parts()) -> dict[str, Any]:
     """Train and evaluate one configuration, writing config, metrics, figures and parameters.
 
@@ -119,8 +119,10 @@ def run(cfg: Config, workdir: str | os.PathLike, *, progress: bool = True,
       progress: show a progress bar while training.
       overwrite: allow replacing the results of an earlier run in ``workdir``.
       resume: continue the run in ``workdir`` from its latest checkpoint.
-      checkpoint_every: also checkpoint every this many steps (0: only at epoch ends).
-      keep: how many of the latest checkpoints to keep in ``workdir/checkpoints``.
+      checkpoint_every: also checkpoint every this many steps (0: only at epoch ends; None: the
+        run's own when resuming, else 0).
+      keep: how many of the latest checkpoints to keep in ``workdir/checkpoints`` (None: the
+        run's own when resuming, else 3).
       mesh: train data parallel over this device mesh (``aejax.parallel``); in a multi-process
         run every process calls ``run`` (and writes its part of the checkpoints); only process 0
         writes the other files.
@@ -128,6 +130,9 @@ def run(cfg: Config, workdir: str | os.PathLike, *, progress: bool = True,
         evaluation and named in config.json; the default is the original's.
     """
     started = time.perf_counter()
+    if checkpoint_every is None or keep is None:
+        meta = resume_meta(workdir) if resume else {}
+        checkpoint_every, keep = checkpoint_options(meta, checkpoint_every, keep)
     checkpoint.check_options(checkpoint_every, keep)  # before anything is written
     for field in parts.ambiguous():
         log.warning("the custom %s is named %s, a name that other parts share: resuming and "

@@ -12,6 +12,7 @@ import numpy as np
 
 from aejax import data, evaluate, experiment, jsonio, metrics, plots, rundir, train
 from aejax.config import Config
+from aejax.parts import Parts
 
 TABLE_METRICS: tuple[str, ...] = metrics.METRICS + metrics.MASKED
 
@@ -39,20 +40,23 @@ def load_config(workdir: str | os.PathLike) -> Config:
 
 
 def evaluate_run(workdir: str | os.PathLike, *, data_dir: str | None = None,
-                 data_root: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+                 data_root: str | None = None, parts: Parts = Parts()
+                 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Evaluate a trained run, rewrite its figures and its metrics.json (keeping ``train``).
 
     Args:
       workdir: a folder written by ``experiment.run``.
       data_dir: read the data from here instead of the run's ``--data-dir``.
       data_root: the data folder to use instead of the run's ``--data-root``.
+      parts: the custom model and occlusion the run was trained with (``aejax.parts``; checked
+        by name against its config.json); the loss plays no part in the evaluation.
     Returns:
       The whole metrics.json content and the evaluated arrays.
     """
     path = Path(workdir)
     info = load_info(path)
     cfg = config_of(info, path)
-    check_default_parts(info, path)
+    check_parts(info, parts, path)
     params_file = path / rundir.PARAMS_FILE
     if not params_file.is_file():
         raise ValueError(f"{workdir} holds no trained parameters ({rundir.PARAMS_FILE})")
@@ -71,23 +75,30 @@ def evaluate_run(workdir: str | os.PathLike, *, data_dir: str | None = None,
         raise ValueError(f"{workdir} was trained on {info.get('dataset_source', 'the full data')}, "
                          f"but only the small sample is available here ({ds.source}); pass "
                          "--data-dir (or --data-root) to evaluate it on the full test set")
-    model = train.make_model(cfg, int(np.prod(ds.test_images.shape[1:])))
+    model = (train.make_model(cfg, int(np.prod(ds.test_images.shape[1:])))
+             if parts.model is None else parts.model)
     test, arrays = evaluate.evaluate(cfg, model, experiment.load_params(params_file, model),
-                                     ds.test_images, ds.test_labels)
+                                     ds.test_images, ds.test_labels, occlude=parts.occlude)
     saved.update(test=test, data=experiment.data_info(ds))
     jsonio.write_json(saved, metrics_file)
     plots.evaluation_figures(arrays, test, path)
     return saved, arrays
 
 
-def check_default_parts(info: dict[str, Any], workdir: Path) -> None:
-    """Refuse a run trained with a custom model or occlusion (``aejax.parts``): only the Python
-    code that trained it can rebuild them."""
-    custom = {k: v for k, v in (info.get("parts") or {}).items() if v and k in ("model", "occlude")}
-    if custom:
-        names = ", ".join(f"{k}={v}" for k, v in custom.items())
+def check_parts(info: dict[str, Any], parts: Parts, workdir: Path) -> None:
+    """Refuse to evaluate a run with another model or occlusion (``aejax.parts``) than it was
+    trained with, by name: only the Python code that trained it can rebuild custom ones."""
+    saved, given = info.get("parts") or {}, parts.describe()
+    changed = [k for k in ("model", "occlude") if saved.get(k) != given[k]]
+    if not changed:
+        return
+    if not any(given[k] for k in changed):  # evaluate.py, or Python without the parts
+        names = ", ".join(f"{k}={saved[k]}" for k in changed)
         raise ValueError(f"{workdir} was trained with custom parts ({names}); evaluate it from "
-                         "Python with evaluate.evaluate(cfg, model, params, ..., occlude=...)")
+                         "Python: report.evaluate_run(workdir, parts=Parts(...)) with those parts")
+    diffs = ", ".join(f"{k}={saved.get(k) or 'the default'} (given {given[k] or 'the default'})"
+                      for k in changed)
+    raise ValueError(f"{workdir} was trained with {diffs}; pass the parts it was trained with")
 
 
 def export_arrays(arrays: dict[str, Any], path: str | os.PathLike) -> Path:

@@ -149,6 +149,10 @@ def test_resume_keeps_the_runs_checkpoint_interval_and_keep(small_idx_dir: Path,
     steps = sorted(int(p.name) for p in (run / checkpoint.DIRNAME).iterdir())
     assert steps == [4, 6, 8, 10, 12, 16]  # chunk ends past each 3rd step, epoch ends; keep 7
     assert json.loads((run / "config.json").read_text())["config"]["epochs"] == 2  # rewritten
+    experiment.run(dataclasses.replace(cfg, epochs=3), run, progress=False, resume=True)
+    assert experiment.checkpoint_options(experiment.resume_meta(run), None, None) == (3, 7)
+    steps = sorted(int(p.name) for p in (run / checkpoint.DIRNAME).iterdir())
+    assert steps == [8, 10, 12, 16, 18, 22, 24]  # from Python too: the run's own interval, keep
 
 
 def test_resuming_a_finished_run_says_that_only_the_evaluation_runs(

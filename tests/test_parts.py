@@ -303,8 +303,18 @@ def test_a_run_records_its_parts_and_only_python_reevaluates_it(small_idx_dir: P
     meta = checkpoint.latest_meta(tmp_path / "patch" / checkpoint.DIRNAME)
     assert meta["parts"] == info["parts"]
     with pytest.raises(ValueError, match=r"was trained with custom parts \(occlude=\S*test_parts"
-                                         r"\.patch\); evaluate it from Python"):
+                                         r"\.patch\); evaluate it from Python: report.evaluate_run"
+                                         r"\(workdir, parts=Parts\(...\)\) with those parts"):
         report.evaluate_run(tmp_path / "patch")
+    with pytest.raises(ValueError, match=r"was trained with model=the default \(given \S*Tiny\("
+                                         r"features=784\)\), occlude=\S*test_parts\.patch \(given "
+                                         r"\S*test_parts\.numpy_bars\); pass the parts"):
+        report.evaluate_run(tmp_path / "patch", parts=Parts(model=Tiny(), occlude=numpy_bars))
+    before = json.loads((tmp_path / "patch" / "metrics.json").read_text())
+    (tmp_path / "patch" / "metrics.json").unlink()  # as if its first evaluation had failed
+    again, _ = report.evaluate_run(tmp_path / "patch", parts=Parts(occlude=patch, loss=bce))
+    for c in ("occluded_input", "occluded"):  # the patches again, not the config's bars
+        assert again["test"][c]["mse"] == pytest.approx(before["test"][c]["mse"], rel=1e-6)
     report.evaluate_run(tmp_path / "bars")  # the original's parts: evaluate.py can redo it
     tab = compare.table([str(tmp_path / "bars"), str(tmp_path / "patch")])
     assert set(tab) == {"occlude=default", f"occlude={parts.name(patch)}"}
