@@ -96,7 +96,7 @@ def scan_runner(s: Setup, images_u8: np.ndarray) -> Runner:
     compile_seconds = time.perf_counter() - start
     orders = schedule.EpochOrders(s.keys["data"], num, batch, range(1))
     epochs = loop.Loop(s.cfg, chunks, plan, images, s.keys["noise"], orders, mesh=None,
-                       checkpoints=None, data={}, parts=Parts().describe(),
+                       checkpoints=None, data={}, parts=Parts().describe(), digests={},
                        compile_seconds=compile_seconds)
     log = loop.LossLog([], tqdm(disable=True))
     state = fresh_state(s)

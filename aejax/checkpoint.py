@@ -2,7 +2,8 @@
 
 A checkpoint is ``<workdir>/checkpoints/<step>/`` with two items: ``state`` (the ``TrainState``
 pytree: step, parameters, Adam state) and ``meta`` (JSON: the position in the run, the config,
-a fingerprint of the training images, every loss so far and the training time so far). Orbax
+a fingerprint of the training images, the custom parts' names and digests, every loss so far
+and the training time so far). Orbax
 writes each one into a temporary folder and renames it when complete, so a process killed at
 any moment leaves the previous checkpoints usable. The random stream needs no saving: the epoch
 order is ``fold_in(data_key, epoch)`` and the noise ``fold_in(noise_key, step)``, so the seed in
@@ -15,6 +16,7 @@ import contextlib
 import gc
 import hashlib
 import json
+import logging
 import shutil
 import signal
 import threading
@@ -30,6 +32,8 @@ from jax.experimental import multihost_utils
 from aejax import orbax_quiet
 from aejax.config import Config
 from aejax.parts import Parts
+
+log = logging.getLogger(__name__)
 
 DIRNAME = "checkpoints"
 # Fields that may change when a run is resumed: where the data is read from, and how long to train.
@@ -64,24 +68,31 @@ class Checkpointer:
         return self.every > 0 and before // self.every != after // self.every
 
     def save(self, state: Any, *, cfg: Config, data: dict[str, Any], steps: int,
-             losses: np.ndarray, seconds: float, parts: dict[str, Any] | None = None) -> None:
+             losses: np.ndarray, seconds: float, parts: dict[str, Any] | None = None,
+             digests: dict[str, str] | None = None) -> None:
         """Start writing ``state`` with its meta (every process takes part; ends in background).
 
-        ``parts``: ``Parts.describe()`` of the run's custom parts (None: the original's)."""
+        ``parts``: ``Parts.describe()`` of the run's custom parts (None: the original's);
+        ``digests``: ``parts.digests`` of them."""
         step = len(losses)
         meta = {"step": step, "epoch": step // steps, "offset": step % steps,
                 "steps_per_epoch": steps, "config": json.loads(cfg.to_json()), "data": data,
-                "parts": parts or Parts().describe(),
+                "parts": parts or Parts().describe(), "parts_digests": digests or {},
+                "jax_version": jax.__version__,
                 "loss": losses.tolist(), "train_seconds": seconds, "checkpoint_every": self.every,
                 "keep": self.keep}
         self.manager.save(step, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
 
     def load_latest(self, like: Any, cfg: Config, data: dict[str, Any], steps: int,
-                    parts: dict[str, Any] | None = None) -> tuple[Any, np.ndarray, float]:
-        """The latest state, every loss so far and the training time, once checked against cfg."""
+                    parts: dict[str, Any] | None = None, digests: dict[str, str] | None = None
+                    ) -> tuple[Any, np.ndarray, float]:
+        """The latest state, every loss so far and the training time, once checked against cfg
+        (and, with ``digests``, warning about custom parts changed under the same name)."""
         step, meta = self.latest()
         check_resumable(step, meta, cfg, data, steps, self.directory, parts)
+        if digests is not None:
+            warn_changed_parts(meta, digests, self.directory)
         losses = np.asarray(meta["loss"], np.float32)
         return self.restore(step, like), losses, float(meta["train_seconds"])
 
@@ -198,6 +209,21 @@ def check_parts(saved: dict[str, Any], now: dict[str, Any], directory: str | Pat
                           for k in changed)
         raise ValueError(f"cannot resume from {directory}: it was trained with {diffs}; resume "
                          "it with the same parts (from Python: Parts(...) as when it started)")
+
+
+def warn_changed_parts(meta: dict[str, Any], digests: dict[str, str],
+                       directory: str | Path) -> None:
+    """Warn for each custom part that has its checkpoint's name but computes something else
+    (``parts.digests``): an edited function resumed under the same name would mix the two."""
+    saved = meta.get("parts_digests") or {}  # absent before digests were saved: nothing to say
+    then, now = meta.get("jax_version"), jax.__version__
+    for part in sorted(set(saved) & set(digests)):
+        if saved[part] != digests[part]:
+            why = (f" (or JAX, {then} then and {now} now)" if then != now else "")
+            log.warning("resuming %s with a %s named %s as before, whose computation has "
+                        "changed since%s: the run will mix both; rename a changed part and "
+                        "start a new run to keep them apart", directory, part,
+                        meta["parts"][part], why)
 
 
 def fingerprint(images_u8: np.ndarray) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from aejax import checkpoint, parallel
 from aejax.config import Config, check_batch_size
-from aejax.parts import Parts, bars, check_ranges
+from aejax.parts import Parts, bars, check_ranges, digests
 from aejax.schedule import EpochOrders, chunk_plan, plan_from, plan_steps
 from aejax.train import (StepFn, TrainState, create_state, make_model, make_optimizer,
                          make_train_chunk, make_train_step, root_keys, to_float)
@@ -78,6 +78,7 @@ class Loop:
     checkpoints: checkpoint.Checkpointer | None
     data: dict[str, Any]  # the training images' fingerprint, for checkpoints
     parts: dict[str, str | None]  # the custom parts' names, for checkpoints
+    digests: dict[str, str]  # what each custom part computes (``parts.digests``), for checkpoints
     compile_seconds: float  # how long compiling the chunks took
 
 
@@ -128,13 +129,15 @@ def prepare(cfg: Config, train_images_u8: np.ndarray, mesh: jax.sharding.Mesh | 
     check_features(model, features)
     tx, keys = make_optimizer(cfg), root_keys(cfg.seed)
     state = create_state(keys["init"], model, tx)
+    few = to_float(jnp.asarray(train_images_u8[:8]))
     if parts.model is not None or parts.occlude is not None:  # before training, not after it
-        check_ranges(model, state.params, to_float(jnp.asarray(train_images_u8[:8])),
+        check_ranges(model, state.params, few,
                      bars(cfg) if parts.occlude is None else parts.occlude, keys["check"])
+    codes = digests(parts, model, state.params, few, keys["check"])
     state, images, noise_key = place(state, train_images_u8, keys["noise"], cfg, mesh)
     steps = num // cfg.batch_size
     data = checkpoint.fingerprint(train_images_u8) if checkpoints is not None else {}
-    state, log = restore(cfg, state, checkpoints, data, steps, parts)
+    state, log = restore(cfg, state, checkpoints, data, steps, parts, codes)
     plan = chunk_plan(steps, max_length=checkpoints.every if checkpoints is not None else 0)
     done = sum(map(len, log.losses))
     lengths = {n for _, n in plan + plan_from(plan, done % steps)}  # a resumed epoch's rest too
@@ -145,16 +148,18 @@ def prepare(cfg: Config, train_images_u8: np.ndarray, mesh: jax.sharding.Mesh | 
               for n in sorted(lengths)}
     jax.block_until_ready(list(orders.ready.values()))
     loop = Loop(cfg, chunks, plan, images, noise_key, orders, mesh, checkpoints, data,
-                parts.describe(), time.perf_counter() - compile_start)
+                parts.describe(), codes, time.perf_counter() - compile_start)
     return loop, state, log
 
 
 def restore(cfg: Config, state: TrainState, checkpoints: checkpoint.Checkpointer | None,
-            data: dict[str, Any], steps: int, parts: Parts) -> tuple[TrainState, LossLog]:
+            data: dict[str, Any], steps: int, parts: Parts, codes: dict[str, str]
+            ) -> tuple[TrainState, LossLog]:
     """The state and loss log to train on from: the latest checkpoint's to resume, else new."""
     if checkpoints is None or not checkpoints.resume:
         return state, LossLog([])
-    state, losses, seconds = checkpoints.load_latest(state, cfg, data, steps, parts.describe())
+    state, losses, seconds = checkpoints.load_latest(state, cfg, data, steps, parts.describe(),
+                                                     codes)
     if len(losses) == steps * cfg.epochs:
         logger.warning("the run had already trained all %d epochs (step %d): nothing left to "
                        "train, only the evaluation runs again (raise --epochs to train longer)",
@@ -254,7 +259,7 @@ def save(loop: Loop, state: TrainState, log: LossLog, steps: int) -> None:
         raise NonFiniteLoss(f"the parameters are not finite after step {len(losses)}; "
                             "training stopped", len(losses))
     loop.checkpoints.save(state, cfg=loop.cfg, data=loop.data, steps=steps, losses=losses,
-                          seconds=log.seconds(), parts=loop.parts)
+                          seconds=log.seconds(), parts=loop.parts, digests=loop.digests)
 
 
 def compile_chunk(step_fn: StepFn, length: int, state: TrainState, images: jax.Array,

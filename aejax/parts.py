@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -179,3 +180,19 @@ def occlude_compiled(occlude: OccludeFn, key: jax.Array, clean: jax.Array
                         f"occlude(key, images) with a jax.random key and training images shaped "
                         f"{tuple(clean.shape)} (occlusions must be key-first and jit-compatible):"
                         f" {type(err).__name__}: {first}") from err
+
+
+def digests(parts: Parts, model: Any, params: Any, clean: jax.Array, key: jax.Array
+            ) -> dict[str, str]:
+    """A digest of what each custom part computes: the SHA-256 of its jaxpr on ``clean`` (N, D)
+    (and ``params``, ``key``), so that a resume notices a part changed under the same name.
+
+    The jaxpr holds the operations and constants, not the source: comments and formatting do
+    not count, a changed formula or constant does (and so may another JAX version).
+    """
+    traced = {"model": lambda: jax.make_jaxpr(lambda p, x: model.apply({"params": p}, x))(
+                  params, clean),
+              "loss": lambda: jax.make_jaxpr(parts.loss)(clean, clean),
+              "occlude": lambda: jax.make_jaxpr(parts.occlude)(key, clean)}
+    return {k: hashlib.sha256(str(traced[k]()).encode()).hexdigest()[:16]
+            for k in ("model", "loss", "occlude") if getattr(parts, k) is not None}

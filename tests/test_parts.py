@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import functools
 import json
 from pathlib import Path
@@ -289,6 +291,46 @@ def test_resume_needs_the_same_parts() -> None:
     meta["parts"] = Parts().describe()
     with pytest.raises(ValueError, match=r"occlude=the default \(now \S*test_parts\.patch\)"):
         checkpoint.check_resumable(8, meta, CFG, data, 8, "ck", Parts(occlude=patch).describe())
+
+
+def bce_renamed(pred: jax.Array, target: jax.Array) -> jax.Array:
+    clipped = jnp.clip(pred, 1e-6, 1 - 1e-6)  # bce, written differently: the same computation
+    return -jnp.mean(target * jnp.log(clipped) + (1 - target) * jnp.log(1 - clipped))
+
+
+def bce_edited(pred: jax.Array, target: jax.Array) -> jax.Array:
+    p = jnp.clip(pred, 1e-4, 1 - 1e-4)  # another constant
+    return -jnp.mean(target * jnp.log(p) + (1 - target) * jnp.log(1 - p))
+
+
+bce_edited.__qualname__ = bce_edited.__name__ = "bce"  # as if bce itself had been edited
+
+
+def test_digests_follow_the_computation_not_the_source() -> None:
+    model = Tiny()
+    params = train.create_state(jax.random.key(0), model, train.make_optimizer(CFG)).params
+    x, key = jnp.asarray(images_u8(8), jnp.float32) / 255, jax.random.key(1)
+    digest = functools.partial(parts.digests, model=model, params=params, clean=x, key=key)
+    assert digest(Parts()) == {}
+    assert set(digest(Parts(model=model, loss=bce, occlude=patch))) == {"model", "loss", "occlude"}
+    assert digest(Parts(loss=bce)) == digest(Parts(loss=bce_renamed))
+    assert digest(Parts(loss=bce)) != digest(Parts(loss=bce_edited))
+
+
+def test_resuming_with_a_part_edited_under_the_same_name_warns(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    assert parts.name(bce_edited) == parts.name(bce)  # the names cannot tell them apart
+    x = images_u8(32)
+    with contextlib.closing(checkpoint.Checkpointer(tmp_path)) as ckpt:
+        loop.fit(CFG, x, progress=False, checkpoints=ckpt, parts=Parts(loss=bce))
+    for loss, epochs, warned in ((bce, 2, False), (bce_edited, 3, True)):
+        caplog.clear()
+        with contextlib.closing(checkpoint.Checkpointer(tmp_path, resume=True)) as ckpt:
+            loop.fit(dataclasses.replace(CFG, epochs=epochs), x, progress=False, checkpoints=ckpt,
+                     parts=Parts(loss=loss))
+        messages = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert any("whose computation has changed since" in m and "a loss named "
+                   f"{parts.name(bce)}" in m for m in messages) == warned, messages
 
 
 def test_a_run_records_its_parts_and_only_python_reevaluates_it(small_idx_dir: Path,
