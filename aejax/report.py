@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -55,34 +56,61 @@ def evaluate_run(workdir: str | os.PathLike, *, data_dir: str | None = None,
     """
     path = Path(workdir)
     info = load_info(path)
+    with contextlib.ExitStack() as held:  # no train.py may write metrics.json meanwhile
+        rundir.lock(path, held)
+        return evaluate_locked(path, info, data_dir, data_root, parts)
+
+
+def evaluate_locked(path: Path, info: dict[str, Any], data_dir: str | None,
+                    data_root: str | None, parts: Parts) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``evaluate_run``'s work, with the run folder locked."""
     cfg = config_of(info, path)
     check_parts(info, parts, path)
     params_file = path / rundir.PARAMS_FILE
     if not params_file.is_file():
-        raise ValueError(f"{workdir} holds no trained parameters ({rundir.PARAMS_FILE})")
+        raise ValueError(f"{path} holds no trained parameters ({rundir.PARAMS_FILE})")
     metrics_file = path / "metrics.json"
     saved = jsonio.read_json(metrics_file) if metrics_file.is_file() else {}
     overrides = {k: v for k, v in (("data_dir", data_dir), ("data_root", data_root)) if v}
     saved_dir = cfg.data_dir
     if (not data_dir and saved_dir and not Path(saved_dir).is_absolute()
             and not Path(saved_dir).exists()):
-        raise ValueError(f"{workdir} was trained with --data-dir {saved_dir}, relative to the "
+        raise ValueError(f"{path} was trained with --data-dir {saved_dir}, relative to the "
                          f"folder it was trained in, and there is no {saved_dir} here "
                          f"({Path.cwd()}); pass --data-dir with the folder of its IDX files")
     cfg = dataclasses.replace(cfg, **overrides)
     ds = data.load(cfg.dataset, data_dir=cfg.data_dir, data_root=cfg.data_root)
     if ds.is_sample and not info.get("dataset_is_sample", False):
-        raise ValueError(f"{workdir} was trained on {info.get('dataset_source', 'the full data')}, "
+        raise ValueError(f"{path} was trained on {info.get('dataset_source', 'the full data')}, "
                          f"but only the small sample is available here ({ds.source}); pass "
                          "--data-dir (or --data-root) to evaluate it on the full test set")
     model = (train.make_model(cfg, int(np.prod(ds.test_images.shape[1:])))
              if parts.model is None else parts.model)
     test, arrays = evaluate.evaluate(cfg, model, experiment.load_params(params_file, model),
                                      ds.test_images, ds.test_labels, occlude=parts.occlude)
-    saved.update(test=test, data=experiment.data_info(ds))
+    saved.update(test=test, data=evaluated_data(info, saved.get("data"), ds))
     jsonio.write_json(saved, metrics_file)
     plots.evaluation_figures(arrays, test, path)
     return saved, arrays
+
+
+def evaluated_data(info: dict[str, Any], trained: dict[str, Any] | None,
+                   ds: data.Dataset) -> dict[str, Any]:
+    """metrics.json's ``data`` after evaluating again: the training set the run had (from its
+    metrics.json, else its config.json), the test set evaluated now (``test_source`` and
+    ``test_is_sample`` when it came from elsewhere), so that compare.py keeps a sample-trained
+    run apart from runs trained on the full data."""
+    now = experiment.data_info(ds)
+    if not trained:  # its first evaluation failed: config.json says what it trained on
+        same = ds.source == info.get("dataset_source")
+        trained = {"source": info.get("dataset_source", now["source"]),
+                   "is_sample": info.get("dataset_is_sample", now["is_sample"]),
+                   "train_size": now["train_size"] if same else None}
+    out = {k: v for k, v in trained.items() if not k.startswith("test_")}
+    out["test_size"] = now["test_size"]
+    if now["source"] != out.get("source"):
+        out.update(test_source=now["source"], test_is_sample=now["is_sample"])
+    return out
 
 
 def check_parts(info: dict[str, Any], parts: Parts, workdir: Path) -> None:

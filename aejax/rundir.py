@@ -78,8 +78,9 @@ def lock(path: Path, held: contextlib.ExitStack) -> None:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         os.close(fd)
-        raise ValueError(f"workdir {path} is in use: another train.py is running there; wait "
-                         "for it to finish, or choose another --workdir") from None
+        raise ValueError(f"workdir {path} is in use: another train.py (or evaluate.py) is "
+                         "running there; wait for it to finish, or choose another --workdir"
+                         ) from None
     held.callback(os.close, fd)  # closing the folder releases the lock
 
 

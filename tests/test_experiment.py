@@ -87,8 +87,8 @@ def test_a_workdir_in_use_is_refused_and_left_alone(small_idx_dir: Path, tmp_pat
         with pytest.raises(ValueError, match="is in use"):  # what train.py --resume reads first
             experiment.resume_meta(run)
         for kwargs in ({}, {"resume": True}, {"overwrite": True}):
-            with pytest.raises(ValueError, match=r"workdir .*run is in use: another train.py is "
-                                                 "running there"):
+            with pytest.raises(ValueError, match=r"workdir .*run is in use: another train.py "
+                                                 r"\(or evaluate.py\) is running there"):
                 experiment.run(cfg, run, progress=False, **kwargs)
     assert sorted(str(p) for p in run.rglob("*")) == before
     with pytest.raises(ValueError, match="already holds a run"):  # released: what it holds

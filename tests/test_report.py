@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import shutil
@@ -10,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aejax import compare, data, experiment, metrics, report
+from aejax import compare, data, experiment, metrics, report, rundir
 from aejax.config import Config
 from tests.conftest import write_idx_dataset
 from tests.test_experiment import load_script
@@ -168,3 +169,35 @@ def test_evaluating_again_refuses_what_would_give_wrong_numbers(runs, tmp_path: 
     assert (copy / "metrics.json").read_text() == before  # nothing was rewritten
     monkeypatch.chdir(run.parent / "data")  # from where ../small is the data: it evaluates
     report.evaluate_run(copy)
+
+
+def test_evaluating_again_keeps_the_training_data_the_run_had(runs, tmp_path: Path) -> None:
+    (run, other), _ = runs
+    copy = tmp_path / "sample"
+    shutil.copytree(run, copy)
+    info = json.loads((copy / "config.json").read_text())
+    trained = json.loads((copy / "metrics.json").read_text())["data"]
+    info.update(dataset_is_sample=True, dataset_source="a 5,000-digit sample")  # trained on it
+    (copy / "config.json").write_text(json.dumps(info))
+    bigger = write_idx_dataset(tmp_path / "bigger", n_train=300, n_test=80, seed=3)
+    saved, _ = report.evaluate_run(copy, data_dir=str(bigger))  # a test set from elsewhere
+    assert saved["data"]["train_size"] == trained["train_size"] == 256  # not the 300 loaded now
+    assert saved["data"]["test_size"] == 80 and saved["data"]["test_source"] != trained["source"]
+    (copy / "metrics.json").unlink()  # a first evaluation that failed: config.json says it
+    saved, _ = report.evaluate_run(copy, data_dir=str(bigger))
+    assert (saved["data"]["is_sample"], saved["data"]["train_size"]) == (True, None)
+    rows = compare.table([str(other), str(copy)], ("test.occluded.mse",))
+    assert len(rows) == 2  # a sample-trained run is never averaged with the others
+
+
+def test_evaluating_a_run_that_is_training_is_refused(runs, tmp_path: Path) -> None:
+    (run, _), _ = runs
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    before = (copy / "metrics.json").read_text()
+    with contextlib.ExitStack() as held:  # as train.py holds it until metrics.json is written
+        rundir.lock(copy, held)
+        with pytest.raises(ValueError, match=r"workdir .*run is in use: another train.py \(or "
+                                             r"evaluate.py\) is running there"):
+            report.evaluate_run(copy)
+    assert (copy / "metrics.json").read_text() == before

@@ -69,7 +69,8 @@ def test_prepare_creates_a_new_folder_and_reuses_one_that_saved_nothing(tmp_path
 def test_the_lock_is_exclusive_until_released(tmp_path: Path) -> None:
     with contextlib.ExitStack() as held:
         rundir.lock(tmp_path, held)
-        with pytest.raises(ValueError, match="is in use: another train.py is running there"):
+        with pytest.raises(ValueError, match=r"is in use: another train.py \(or evaluate.py\) "
+                                             "is running there"):
             with contextlib.ExitStack() as second:
                 rundir.lock(tmp_path, second)
     with contextlib.ExitStack() as again:  # released when its stack closed
