@@ -88,7 +88,8 @@ def run_child(args: Sequence[str], *, env: dict[str, str]) -> tuple[str, float, 
         out.seek(0), err.seek(0)
         stdout, stderr = out.read(), err.read()
     if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)} failed ({proc.returncode}):\n{stderr[-2000:]}")
+        shown = ["<code>" if i and args[i - 1] == "-c" else a for i, a in enumerate(args)]
+        raise RuntimeError(f"{' '.join(shown)} failed ({proc.returncode}):\n{stderr[-2000:]}")
     marks = [line.split()[1] for line in stderr.splitlines() if line.startswith(PEAK_MARK)]
     return stdout, seconds, int(marks[-1]) / 1024 if marks else None  # kilobytes to MB
 

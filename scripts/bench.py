@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     def run() -> int:
         bench_report.use_platform(args.device)
         compile_cache.enable()
-        train_args = ["--data-dir", args.data_dir] if args.data_dir else []
+        # train.py runs from the repository root: a relative folder would mean another one there
+        train_args = ["--data-dir", os.path.abspath(args.data_dir)] if args.data_dir else []
         opts = bench_report.Options(
             batch_sizes=args.batch_sizes, loop_steps=args.steps, torch_steps=args.steps,
             repeats=args.repeats, torch=not args.no_torch,

@@ -181,9 +181,25 @@ def test_a_childs_peak_memory_is_its_own_not_the_benchmarks(tmp_path: Path) -> N
 
 
 def test_failing_child_raises_with_its_stderr() -> None:
-    with pytest.raises(RuntimeError, match="boom"):
+    with pytest.raises(RuntimeError, match="boom") as failed:
         bench_external.run_child(["python", "-c", "raise SystemExit('boom')"],
                                  env=bench_external.child_env())
+    assert str(failed.value).startswith("python -c <code> failed (1):\n")  # not the code itself
+    assert "raise SystemExit" not in str(failed.value)
+
+
+def test_train_py_gets_the_data_folder_as_an_absolute_path(small_idx_dir: Path,
+                                                            monkeypatch) -> None:
+    seen = {}
+
+    def options(**kwargs):
+        seen.update(kwargs)
+        raise KeyboardInterrupt  # stop before any measurement
+
+    monkeypatch.setattr(bench_report, "Options", options)
+    monkeypatch.chdir(small_idx_dir.parent)  # train.py runs from the repository root instead
+    code = load_script("bench").main(["--train-script", "--data-dir", "small", "--no-progress"])
+    assert code == 130 and seen["train_script_args"] == ["--data-dir", str(small_idx_dir)]
 
 
 def test_bench_script_prints_the_table_and_writes_json(tmp_path, capsys) -> None:
