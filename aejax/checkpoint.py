@@ -186,8 +186,8 @@ def check_resumable(step: int, meta: dict[str, Any], cfg: Config, data: dict[str
     check_parts(meta.get("parts") or {}, parts or {}, directory)  # absent: the original's
     if step > cfg.epochs * steps:
         raise ValueError(f"cannot resume from {directory}: its checkpoint is at step {step} "
-                         f"(epoch {step // steps}), past the --epochs {cfg.epochs} asked for; "
-                         "raise --epochs")
+                         f"({step / steps:.4g} epochs trained), past the --epochs {cfg.epochs} "
+                         "asked for; raise --epochs")
 
 
 def check_config(saved: dict[str, Any], cfg: Config, directory: str | Path) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from collections.abc import Iterable
 from typing import Any, Literal
 
@@ -14,6 +13,7 @@ from aejax.occlusion import ORIENTATIONS, Orientation, check_bars, is_integer
 TrainOcclusion = Literal["none", "all", "mixed"]
 TRAIN_OCCLUSIONS: tuple[str, ...] = ("none", "all", "mixed")
 MAX_SEED = 2**32 - 1  # jax.random.key keeps only the low 32 bits of a seed
+FLOAT32_MAX = 3.4028234663852886e38  # the largest finite float32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,8 +94,8 @@ def validate(cfg: Config) -> None:
     checks = [
         (cfg.epochs >= 1, f"epochs must be >= 1, got {cfg.epochs}"),
         (cfg.batch_size >= 1, f"batch size must be >= 1, got {cfg.batch_size}"),
-        (math.isfinite(cfg.learning_rate) and cfg.learning_rate > 0,
-         f"learning rate must be > 0 and finite, got {cfg.learning_rate}"),
+        (0 < cfg.learning_rate <= FLOAT32_MAX,  # float32 in the step: larger would be inf
+         f"learning rate must be > 0 and finite in float32 (<= 3.4e38), got {cfg.learning_rate}"),
         (len(cfg.hidden) >= 1 and all(h >= 1 for h in cfg.hidden),
          f"hidden sizes must be >= 1, got {list(cfg.hidden)}"),
         (cfg.init_scheme in ("torch", "flax"), f"init scheme must be torch or flax, got {cfg.init_scheme!r}"),

@@ -44,8 +44,11 @@ def parse_devices(text: str) -> int | str:
 def launched_as_several_processes() -> bool:
     """Whether a cluster launcher (SLURM's srun, Open MPI's mpirun) started several processes."""
     env = os.environ
-    slurm = all(v in env for v in SLURM_VARS) and int(env["SLURM_NTASKS"]) > 1
-    return slurm or "OMPI_MCA_orte_hnp_uri" in env
+    slurm = all(v in env for v in SLURM_VARS)
+    if slurm and not env["SLURM_NTASKS"].strip().isdigit():
+        raise ValueError(f"SLURM_NTASKS must be a number of tasks, got {env['SLURM_NTASKS']!r} "
+                         "(run under srun, or unset the SLURM_* variables)")
+    return (slurm and int(env["SLURM_NTASKS"]) > 1) or "OMPI_MCA_orte_hnp_uri" in env
 
 
 def initialize(coordinator: str | None = None, num_processes: int | None = None,
@@ -72,7 +75,9 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
         jax.distributed.initialize(coordinator, num_processes, process_id,
                                    initialization_timeout=JOIN_TIMEOUT)
     elif launched_as_several_processes():
-        jax.distributed.initialize()  # JAX reads the launcher's variables
+        log.info("joining the processes a cluster launcher started (its variables name them; "
+                 "waiting up to %d s for the others)", JOIN_TIMEOUT)
+        jax.distributed.initialize(initialization_timeout=JOIN_TIMEOUT)  # reads the variables
     else:
         return False
     log.info("process %d of %d: %d local / %d global devices", jax.process_index(),

@@ -9,6 +9,7 @@ runs in this process.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -223,3 +224,23 @@ def test_scaling_measures_images_per_second_in_a_subprocess() -> None:
     rows = [{"devices": 1, "batch_size": 32, "images_per_second": 100.0},
             {"devices": 2, "batch_size": 32, "images_per_second": 150.0}]
     assert scaling.table(rows).splitlines()[-1] == "| 32 | 100 (1.00x) | 150 (1.50x) |"
+
+
+def test_a_cluster_launchers_variables_are_read_and_checked(monkeypatch, caplog) -> None:
+    for name in parallel.SLURM_VARS:
+        monkeypatch.setenv(name, "0")
+    monkeypatch.delenv("OMPI_MCA_orte_hnp_uri", raising=False)
+    for tasks, several in (("1", False), ("2", True)):
+        monkeypatch.setenv("SLURM_NTASKS", tasks)
+        assert parallel.launched_as_several_processes() is several
+    monkeypatch.setenv("SLURM_NTASKS", "abc")
+    with pytest.raises(ValueError, match=r"SLURM_NTASKS must be a number of tasks, got 'abc'"):
+        parallel.launched_as_several_processes()
+    monkeypatch.setenv("SLURM_NTASKS", "2")
+    joined = []
+    monkeypatch.setattr(jax.distributed, "initialize", lambda **kw: joined.append(kw))
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    with caplog.at_level(logging.INFO, logger="aejax.parallel"):
+        assert parallel.initialize() is True
+    assert joined == [{"initialization_timeout": parallel.JOIN_TIMEOUT}]
+    assert "joining the processes a cluster launcher started" in caplog.text

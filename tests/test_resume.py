@@ -144,7 +144,8 @@ def saved_run(small_idx_dir: Path, tmp_path: Path) -> Path:
     (["--resume", "--hidden", "64", "--workdir", "{run}"],
      "cannot resume from {run}/checkpoints: it was trained with hidden=[128, 50] (now [64])"),
     (["--resume", "--epochs", "1", "--workdir", "{run}"],
-     "its checkpoint is at step 16 (epoch 2), past the --epochs 1 asked for; raise --epochs"),
+     "its checkpoint is at step 16 (2 epochs trained), past the --epochs 1 asked for; "
+     "raise --epochs"),
     (["--resume", "--data-dir", "{other}", "--workdir", "{run}"],
      "it was trained on other training images (256 images"),
     (["--resume", "--overwrite", "--workdir", "{run}"], "choose one"),
