@@ -205,6 +205,8 @@ def start(cfg: Config, path: Path, *, writer: bool, overwrite: bool, resume: boo
             rundir.prepare(path, overwrite=overwrite, resume=resume)
             if not existed:
                 rundir.lock(path, held)
+        if resume:
+            rundir.check_data_dir_here(cfg.data_dir)
         ds = data.load(cfg.dataset, data_dir=cfg.data_dir, data_root=cfg.data_root)
         check_data(cfg, *ds.train_images.shape)
         if mesh is not None:

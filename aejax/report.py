@@ -72,13 +72,8 @@ def evaluate_locked(path: Path, info: dict[str, Any], data_dir: str | None,
     metrics_file = path / "metrics.json"
     saved = jsonio.read_json(metrics_file) if metrics_file.is_file() else {}
     overrides = {k: v for k, v in (("data_dir", data_dir), ("data_root", data_root)) if v}
-    saved_dir = cfg.data_dir
-    if (not data_dir and saved_dir and not Path(saved_dir).is_absolute()
-            and not Path(saved_dir).exists()):
-        raise ValueError(f"{path} was trained with --data-dir {saved_dir}, relative to the "
-                         f"folder it was trained in, and there is no {saved_dir} here "
-                         f"({Path.cwd()}); pass --data-dir with the folder of its IDX files")
     cfg = dataclasses.replace(cfg, **overrides)
+    rundir.check_data_dir_here(cfg.data_dir)
     ds = data.load(cfg.dataset, data_dir=cfg.data_dir, data_root=cfg.data_root)
     if ds.is_sample and not info.get("dataset_is_sample", False):
         raise ValueError(f"{path} was trained on {info.get('dataset_source', 'the full data')}, "

@@ -103,3 +103,13 @@ def nothing_to_resume(path: Path) -> str:
         return f"--resume: workdir {path} is a file, not a run folder; give the run's folder"
     return (f"--resume: workdir {path} does not exist, so there is nothing to resume; start the "
             "run without --resume")
+
+
+def check_data_dir_here(data_dir: str | None) -> None:
+    """ValueError when a relative ``--data-dir`` (a run's own, to resume or evaluate it from
+    another folder than it was trained in) is not found from the current folder."""
+    if data_dir and not Path(data_dir).is_absolute() and not Path(data_dir).exists():
+        raise ValueError(f"--data-dir {data_dir} is relative to the current folder, and there is "
+                         f"no {data_dir} here ({Path.cwd()}): a run resumed or evaluated from "
+                         "another folder than it was trained in needs --data-dir with the "
+                         "folder of its IDX files")

@@ -162,9 +162,9 @@ def test_evaluating_again_refuses_what_would_give_wrong_numbers(runs, tmp_path: 
     info["config"].update(epochs=1, hidden=[128, 50], data_dir="../small")
     (copy / "config.json").write_text(json.dumps(info))
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ValueError, match=r"was trained with --data-dir \.\./small, relative to "
-                                         r"the folder it was trained in, and there is no "
-                                         r"\.\./small here .*; pass --data-dir"):
+    with pytest.raises(ValueError, match=r"--data-dir \.\./small is relative to the current "
+                                         r"folder, and there is no \.\./small here .*: a run "
+                                         r"resumed or evaluated from another folder"):
         report.evaluate_run(copy)
     assert (copy / "metrics.json").read_text() == before  # nothing was rewritten
     monkeypatch.chdir(run.parent / "data")  # from where ../small is the data: it evaluates

@@ -88,3 +88,14 @@ def test_clear_deletes_only_what_a_run_writes(tmp_path: Path) -> None:
         "checkpoints", "checkpoints/model.pt", "notes.txt"]
     rundir.clear(make_run(tmp_path / "only", steps=("4",)))
     assert not (tmp_path / "only" / checkpoint.DIRNAME).exists()  # an emptied folder goes too
+
+
+def test_a_relative_data_dir_missing_here_is_named_with_the_current_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "mnist").mkdir()
+    monkeypatch.chdir(tmp_path)
+    for found in (None, "mnist", str(tmp_path / "mnist"), str(tmp_path / "absent")):
+        rundir.check_data_dir_here(found)  # nothing, found here, or absolute (data.load says)
+    with pytest.raises(ValueError, match=rf"--data-dir \.\./mnist is relative to the current "
+                                         rf"folder, and there is no \.\./mnist here \({tmp_path}\)"):
+        rundir.check_data_dir_here("../mnist")
