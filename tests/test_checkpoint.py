@@ -97,8 +97,8 @@ def test_resume_is_refused_with_another_model_or_other_data(tmp_path: Path) -> N
         with pytest.raises(ValueError, match=r"trained on other training images \(40 images, "
                            r"sha256 [0-9a-f]{12}\) than these \(40 images"):
             ckpt.load_latest(fresh_state(), CFG, other, STEPS)
-        with pytest.raises(ValueError, match=r"checkpoint is at step 5 \(epoch 2\), past the "
-                           r"--epochs 2 asked for; raise --epochs"):
+        with pytest.raises(ValueError, match=r"checkpoint is at step 5 \(2\.5 epochs trained\), "
+                           r"past the --epochs 2 asked for; raise --epochs"):
             ckpt.load_latest(fresh_state(), CFG, data, steps=2)
     moved = dataclasses.replace(CFG, data_dir="/elsewhere", data_root="/x", epochs=9)
     checkpoint.check_config(checkpoint.latest_meta(tmp_path / "ck")["config"], moved, "ck")
