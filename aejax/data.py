@@ -69,8 +69,11 @@ def load(name: str = "mnist", *, data_dir: str | os.PathLike | None = None,
         raise DataError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}, "
                         "or pass --data-dir with your own IDX files")
     root = Path(data_root)
-    if data_dir is not None:
+    if data_dir is not None:  # the root only holds the cache then: without it, no cache
         return _load_folder(name, Path(data_dir), root, explicit=True, source=str(data_dir))
+    if root.exists() and not root.is_dir():  # else: no download, no cache, quietly the sample
+        raise DataError(f"data root {root} is a file, not a folder: pass a folder as --data-root "
+                        "(or --data-dir with the IDX files)")
     folder, source = _local_folder(root, name), None
     if folder is None and download:
         folder, source = download_files(name, root), "download"

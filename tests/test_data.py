@@ -107,6 +107,14 @@ def test_unknown_dataset(tmp_path):
         data.load("cifar10", data_root=tmp_path)
 
 
+def test_a_data_root_that_is_a_file_is_refused(small_idx_dir, tmp_path):
+    root = tmp_path / "root"
+    root.write_text("not a folder")
+    with pytest.raises(data.DataError, match=f"data root {root} is a file, not a folder"):
+        data.load(data_root=root, download=False)  # it would have trained on the sample
+    assert len(data.load(data_dir=small_idx_dir, data_root=root).train_images) == 256  # no cache
+
+
 @pytest.mark.parametrize("where", ["mnist", "downloads/manual/mnist", "downloads/manual"])
 def test_files_in_data_root(mnist_dir, tmp_path, where, no_network):
     (tmp_path / where).mkdir(parents=True)
