@@ -136,12 +136,16 @@ def default_workdir(cfg: Config) -> str:
 
 
 def check_output_folder(path: str, flag: str) -> None:
-    """Raise ValueError now, not after the work, if ``path``'s folder does not exist or ``path``
-    is itself a folder."""
+    """Raise ValueError now, not after the work, if ``path``'s folder does not exist or is not
+    writable, or if ``path`` is itself a folder or a file that cannot be overwritten."""
     if Path(path).is_dir():
         raise ValueError(f"{flag} {path} is a folder: give a file name")
-    if not Path(path).resolve().parent.is_dir():
+    folder = Path(path).resolve().parent
+    if not folder.is_dir():
         raise ValueError(f"{flag} {path}: its folder does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK) or (Path(path).exists()
+                                                    and not os.access(path, os.W_OK)):
+        raise ValueError(f"{flag} {path}: not writable (permission denied)")
 
 
 def backend_problem() -> str | None:

@@ -64,6 +64,10 @@ def evaluate_run(workdir: str | os.PathLike, *, data_dir: str | None = None,
 def evaluate_locked(path: Path, info: dict[str, Any], data_dir: str | None,
                     data_root: str | None, parts: Parts) -> tuple[dict[str, Any], dict[str, Any]]:
     """``evaluate_run``'s work, with the run folder locked."""
+    written = [path, *(p for p in (path / "metrics.json", path / "figure.png") if p.exists())]
+    if not all(os.access(p, os.W_OK) for p in written):  # found now, not after the evaluation
+        raise ValueError(f"{path} is not writable (permission denied): evaluating a run rewrites "
+                         "its metrics.json and figures; copy the run folder somewhere writable")
     cfg = config_of(info, path)
     check_parts(info, parts, path)
     params_file = path / rundir.PARAMS_FILE

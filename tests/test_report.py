@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aejax import compare, data, experiment, metrics, report, rundir
+from aejax import cli, compare, data, experiment, metrics, report, rundir
 from aejax.config import Config
 from tests.conftest import write_idx_dataset
 from tests.test_experiment import load_script
@@ -108,6 +108,27 @@ def test_evaluate_script_errors_are_one_line(tmp_path: Path, capsys) -> None:
     code, _, err = call("evaluate", ["--workdir", str(tmp_path), "--export", str(missing)], capsys)
     assert code == 2 and err.strip() == (
         f"evaluate.py: error: --export {missing}: its folder does not exist")
+
+
+def test_an_output_that_cannot_be_written_is_refused_before_the_work(
+        runs, tmp_path: Path, capsys, monkeypatch) -> None:
+    (run, _), _ = runs
+    locked = tmp_path / "locked"  # read-only for a user (root writes anywhere: os.access says so)
+    locked.mkdir()
+    monkeypatch.setattr(cli.os, "access", lambda path, mode: Path(path) != locked)
+    before = (run / "metrics.json").read_text()
+    for script, argv in (("evaluate", ["--workdir", str(run), "--export"]),
+                         ("compare", [str(run), "--out"]), ("bench", ["--out"])):
+        code, out, err = call(script, [*argv, str(locked / "x.png")], capsys)
+        assert (code, out) == (2, "") and err.strip().endswith(
+            f"--{argv[-1].lstrip('-')} {locked / 'x.png'}: not writable (permission denied)")
+    assert (run / "metrics.json").read_text() == before  # nothing evaluated, nothing rewritten
+    monkeypatch.setattr(report.os, "access", lambda path, mode: Path(path) != run)
+    code, _, err = call("evaluate", ["--workdir", str(run)], capsys)
+    assert code == 2 and err.strip() == (
+        f"evaluate.py: error: {run} is not writable (permission denied): evaluating a run "
+        "rewrites its metrics.json and figures; copy the run folder somewhere writable")
+    assert (run / "metrics.json").read_text() == before
 
 
 def test_compare_groups_seeds_into_mean_and_std(runs, tmp_path: Path, capsys) -> None:
