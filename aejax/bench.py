@@ -18,7 +18,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from aejax import loop, schedule, train
+from aejax import loop, losslog, schedule, train
 from aejax.config import Config
 from aejax.model import count_params
 from aejax.parts import Parts
@@ -98,7 +98,7 @@ def scan_runner(s: Setup, images_u8: np.ndarray) -> Runner:
     epochs = loop.Loop(s.cfg, chunks, plan, images, s.keys["noise"], orders, mesh=None,
                        checkpoints=None, data={}, parts=Parts().describe(), digests={},
                        compile_seconds=compile_seconds)
-    log = loop.LossLog([], tqdm(disable=True))
+    log = losslog.LossLog([], tqdm(disable=True))
     state = fresh_state(s)
 
     def run_epoch() -> None:

@@ -1,4 +1,4 @@
-"""Checkpoints of the full training state with Orbax, and the checks that make resuming safe.
+"""Checkpoints of the full training state with Orbax (``aejax.resumable`` checks a resume).
 
 A checkpoint is ``<workdir>/checkpoints/<step>/`` with two items: ``state`` (the ``TrainState``
 pytree: step, parameters, Adam state) and ``meta`` (JSON: the position in the run, the config,
@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import hashlib
 import json
-import logging
 import shutil
 import signal
 import threading
@@ -29,15 +27,11 @@ import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
-from aejax import orbax_quiet
+from aejax import orbax_quiet, resumable
 from aejax.config import Config
 from aejax.parts import Parts
 
-log = logging.getLogger(__name__)
-
 DIRNAME = "checkpoints"
-# Fields that may change when a run is resumed: where the data is read from, and how long to train.
-RESUMABLE = ("data_dir", "data_root", "epochs")
 TMP_SUFFIX = ".orbax-checkpoint-tmp"  # Orbax writes <step><TMP_SUFFIX>... and renames it when done
 
 
@@ -90,9 +84,9 @@ class Checkpointer:
         """The latest state, every loss so far and the training time, once checked against cfg
         (and, with ``digests``, warning about custom parts changed under the same name)."""
         step, meta = self.latest()
-        check_resumable(step, meta, cfg, data, steps, self.directory, parts)
+        resumable.check_resumable(step, meta, cfg, data, steps, self.directory, parts)
         if digests is not None:
-            warn_changed_parts(meta, digests, self.directory)
+            resumable.warn_changed_parts(meta, digests, self.directory)
         losses = np.asarray(meta["loss"], np.float32)
         return self.restore(step, like), losses, float(meta["train_seconds"])
 
@@ -173,72 +167,6 @@ def latest_meta(directory: str | Path) -> dict[str, Any]:
         raise ValueError(no_checkpoint_message(path))
     with contextlib.closing(Checkpointer(path, tidy=False)) as checkpointer:
         return checkpointer.latest()[1]
-
-
-def check_resumable(step: int, meta: dict[str, Any], cfg: Config, data: dict[str, Any],
-                    steps: int, directory: str | Path, parts: dict[str, Any] | None = None
-                    ) -> None:
-    """Refuse to resume the checkpoint (``step``, ``meta``) with another config, other training
-    images (``fingerprint``), other custom parts (``Parts.describe()``; None: the original's),
-    or fewer epochs than it has already trained."""
-    check_config(meta["config"], cfg, directory)
-    check_data(meta["data"], data, directory)
-    check_parts(meta.get("parts") or {}, parts or {}, directory)  # absent: the original's
-    if step > cfg.epochs * steps:
-        raise ValueError(f"cannot resume from {directory}: its checkpoint is at step {step} "
-                         f"({step / steps:.4g} epochs trained), past the --epochs {cfg.epochs} "
-                         "asked for; raise --epochs")
-
-
-def check_config(saved: dict[str, Any], cfg: Config, directory: str | Path) -> None:
-    """Refuse to resume a checkpoint with a config that differs beyond ``RESUMABLE`` fields."""
-    now = json.loads(cfg.to_json())
-    changed = [k for k in sorted(set(saved) | set(now))
-               if k not in RESUMABLE and saved.get(k) != now.get(k)]
-    if changed:
-        diffs = ", ".join(f"{k}={saved.get(k)!r} (now {now.get(k)!r})" for k in changed)
-        raise ValueError(f"cannot resume from {directory}: it was trained with {diffs}; leave "
-                         "those flags out, or start a new --workdir")
-
-
-def check_parts(saved: dict[str, Any], now: dict[str, Any], directory: str | Path) -> None:
-    """Refuse to resume a checkpoint with another model, loss or occlusion (``aejax.parts``)."""
-    changed = [k for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
-    if changed:
-        diffs = ", ".join(f"{k}={saved.get(k) or 'the default'} (now {now.get(k) or 'the default'})"
-                          for k in changed)
-        raise ValueError(f"cannot resume from {directory}: it was trained with {diffs}; resume "
-                         "it with the same parts (from Python: Parts(...) as when it started)")
-
-
-def warn_changed_parts(meta: dict[str, Any], digests: dict[str, str],
-                       directory: str | Path) -> None:
-    """Warn for each custom part that has its checkpoint's name but computes something else
-    (``parts.digests``): an edited function resumed under the same name would mix the two."""
-    saved = meta.get("parts_digests") or {}  # absent before digests were saved: nothing to say
-    then, now = meta.get("jax_version"), jax.__version__
-    for part in sorted(set(saved) & set(digests)):
-        if saved[part] != digests[part]:
-            why = (f" (or JAX, {then} then and {now} now)" if then != now else "")
-            log.warning("resuming %s with a %s named %s as before, whose computation has "
-                        "changed since%s: the run will mix both; rename a changed part and "
-                        "start a new run to keep them apart", directory, part,
-                        meta["parts"][part], why)
-
-
-def fingerprint(images_u8: np.ndarray) -> dict[str, Any]:
-    """Shape and SHA-256 of the training images, to recognise the same data on resume."""
-    digest = hashlib.sha256(np.ascontiguousarray(images_u8).data).hexdigest()
-    return {"shape": list(images_u8.shape), "sha256": digest}
-
-
-def check_data(saved: dict[str, Any], now: dict[str, Any], directory: str | Path) -> None:
-    """Refuse to resume on training images other than the checkpoint's (see ``fingerprint``)."""
-    if saved != now:
-        raise ValueError(f"cannot resume from {directory}: it was trained on other training "
-                         f"images ({saved['shape'][0]} images, sha256 {saved['sha256'][:12]}) "
-                         f"than these ({now['shape'][0]} images, sha256 {now['sha256'][:12]}); "
-                         "point --data-dir/--dataset at the run's data, or start a new --workdir")
 
 
 def all_finite(tree: Any) -> bool:

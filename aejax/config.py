@@ -14,6 +14,7 @@ TrainOcclusion = Literal["none", "all", "mixed"]
 TRAIN_OCCLUSIONS: tuple[str, ...] = ("none", "all", "mixed")
 MAX_SEED = 2**32 - 1  # jax.random.key keeps only the low 32 bits of a seed
 FLOAT32_MAX = 3.4028234663852886e38  # the largest finite float32
+FLOAT32_TINY = 1.401298464324817e-45  # the smallest positive float32 (smaller rounds to 0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,8 +95,8 @@ def validate(cfg: Config) -> None:
     checks = [
         (cfg.epochs >= 1, f"epochs must be >= 1, got {cfg.epochs}"),
         (cfg.batch_size >= 1, f"batch size must be >= 1, got {cfg.batch_size}"),
-        (0 < cfg.learning_rate <= FLOAT32_MAX,  # float32 in the step: larger would be inf
-         f"learning rate must be > 0 and finite in float32 (<= 3.4e38), got {cfg.learning_rate}"),
+        (FLOAT32_TINY <= cfg.learning_rate <= FLOAT32_MAX,  # float32 in the step: 0 or inf
+         f"learning rate must be a positive float32 (1.4e-45 to 3.4e38), got {cfg.learning_rate}"),
         (len(cfg.hidden) >= 1 and all(h >= 1 for h in cfg.hidden),
          f"hidden sizes must be >= 1, got {list(cfg.hidden)}"),
         (cfg.init_scheme in ("torch", "flax"), f"init scheme must be torch or flax, got {cfg.init_scheme!r}"),

@@ -17,7 +17,7 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from aejax import checkpoint, data, evaluate, loop, parallel, rundir, train
+from aejax import checkpoint, data, evaluate, loop, parallel, resumable, rundir, train
 from aejax.config import Config, check_data
 from aejax.jsonio import write_json
 from aejax.model import init_params
@@ -46,12 +46,14 @@ def resume_config(meta: dict[str, Any], given: dict[str, Any],
     """The config to resume ``workdir`` with: its checkpoint's (``meta``, from ``resume_meta``),
     updated by ``given`` values.
 
-    Raises ValueError when ``given`` changes more than ``checkpoint.RESUMABLE`` (where the data
+    Raises ValueError when ``given`` changes more than ``resumable.RESUMABLE`` (where the data
     is read from, the number of epochs).
     """
     saved = meta["config"]
+    if "data_dir" not in given:  # the run's own, from wherever it was trained
+        rundir.check_data_dir_here(saved.get("data_dir"))
     cfg = Config.from_dict({**saved, **given})
-    checkpoint.check_config(saved, cfg, Path(workdir) / checkpoint.DIRNAME)
+    resumable.check_config(saved, cfg, Path(workdir) / checkpoint.DIRNAME)
     return cfg
 
 
@@ -205,8 +207,6 @@ def start(cfg: Config, path: Path, *, writer: bool, overwrite: bool, resume: boo
             rundir.prepare(path, overwrite=overwrite, resume=resume)
             if not existed:
                 rundir.lock(path, held)
-        if resume:
-            rundir.check_data_dir_here(cfg.data_dir)
         ds = data.load(cfg.dataset, data_dir=cfg.data_dir, data_root=cfg.data_root)
         check_data(cfg, *ds.train_images.shape)
         if mesh is not None:
@@ -215,7 +215,7 @@ def start(cfg: Config, path: Path, *, writer: bool, overwrite: bool, resume: boo
             x = ds.train_images.reshape(len(ds.train_images), -1)
             with contextlib.closing(checkpoint.Checkpointer(path / checkpoint.DIRNAME,
                                                             tidy=False)) as ckpt:
-                checkpoint.check_resumable(*ckpt.latest(), cfg, checkpoint.fingerprint(x),
+                resumable.check_resumable(*ckpt.latest(), cfg, resumable.fingerprint(x),
                                            len(x) // cfg.batch_size, ckpt.directory,
                                            parts.describe())
     except BaseException:
@@ -240,6 +240,7 @@ def run_info(cfg: Config, ds: data.Dataset, mesh: jax.sharding.Mesh | None = Non
     """The config plus what is needed to interpret the run later."""
     return {"config": json.loads(cfg.to_json()), "parts": parts.describe(),
             "dataset_source": ds.source,
-            "dataset_is_sample": ds.is_sample, "jax_version": jax.__version__,
+            "dataset_is_sample": ds.is_sample, "dataset_train_size": len(ds.train_images),
+            "jax_version": jax.__version__,
             "backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()],
             **parallel.describe(mesh)}

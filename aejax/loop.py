@@ -20,7 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from aejax import checkpoint, parallel
+from aejax import checkpoint, parallel, resumable
+from aejax.losslog import LossLog, NonFiniteLoss
 from aejax.config import Config, check_batch_size
 from aejax.parts import Parts, bars, check_ranges, digests
 from aejax.schedule import EpochOrders, chunk_plan, plan_from, plan_steps
@@ -28,40 +29,6 @@ from aejax.train import (StepFn, TrainState, create_state, make_model, make_opti
                          make_train_chunk, make_train_step, root_keys, to_float)
 
 logger = logging.getLogger(__name__)
-
-
-class NonFiniteLoss(ValueError):
-    """A step's loss was NaN or infinite (``step``: the first such step)."""
-
-    def __init__(self, message: str, step: int | None = None):
-        super().__init__(message)
-        self.step = step
-
-
-@dataclasses.dataclass
-class LossLog:
-    """Every step's loss so far (checked to be finite), a progress bar, and the training time."""
-
-    losses: list[np.ndarray]
-    bar: Any = None  # a tqdm bar, set by fit
-    seconds_before: float = 0.0
-    started: float = dataclasses.field(default_factory=time.perf_counter)
-
-    def add(self, loss: jax.Array, first_step: int, epoch: int) -> None:
-        """Record a chunk's losses, whose first step is ``first_step``; stop on NaN or inf."""
-        loss = np.asarray(parallel.fetch(loss))
-        bad = np.flatnonzero(~np.isfinite(loss))
-        if bad.size:
-            step = first_step + int(bad[0])
-            raise NonFiniteLoss(f"the loss is {loss[bad[0]]} at step {step} (epoch {epoch + 1}); "
-                                "training stopped", step)
-        self.losses.append(loss)
-        self.bar.update(len(loss))
-        self.bar.set_postfix(epoch=epoch + 1, loss=f"{loss.mean():.4f}")
-
-    def seconds(self) -> float:
-        """Training time so far, earlier sessions of a resumed run included."""
-        return self.seconds_before + time.perf_counter() - self.started
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,14 +96,15 @@ def prepare(cfg: Config, train_images_u8: np.ndarray, mesh: jax.sharding.Mesh | 
     check_features(model, features)
     tx, keys = make_optimizer(cfg), root_keys(cfg.seed)
     state = create_state(keys["init"], model, tx)
-    few = to_float(jnp.asarray(train_images_u8[:8]))
     if parts.model is not None or parts.occlude is not None:  # before training, not after it
-        check_ranges(model, state.params, few,
+        check_ranges(model, state.params, to_float(jnp.asarray(train_images_u8[:8])),
                      bars(cfg) if parts.occlude is None else parts.occlude, keys["check"])
-    codes = digests(parts, model, state.params, few, keys["check"])
+    batch = jax.ShapeDtypeStruct((cfg.batch_size, features), jnp.float32)  # as training calls
+    codes = ({} if checkpoints is None
+             else digests(parts, model, state.params, batch, keys["check"]))
     state, images, noise_key = place(state, train_images_u8, keys["noise"], cfg, mesh)
     steps = num // cfg.batch_size
-    data = checkpoint.fingerprint(train_images_u8) if checkpoints is not None else {}
+    data = resumable.fingerprint(train_images_u8) if checkpoints is not None else {}
     state, log = restore(cfg, state, checkpoints, data, steps, parts, codes)
     plan = chunk_plan(steps, max_length=checkpoints.every if checkpoints is not None else 0)
     done = sum(map(len, log.losses))

@@ -45,7 +45,7 @@ def launched_as_several_processes() -> bool:
     """Whether a cluster launcher (SLURM's srun, Open MPI's mpirun) started several processes."""
     env = os.environ
     slurm = all(v in env for v in SLURM_VARS)
-    if slurm and not env["SLURM_NTASKS"].strip().isdigit():
+    if slurm and not (env["SLURM_NTASKS"].isascii() and env["SLURM_NTASKS"].strip().isdigit()):
         raise ValueError(f"SLURM_NTASKS must be a number of tasks, got {env['SLURM_NTASKS']!r} "
                          "(run under srun, or unset the SLURM_* variables)")
     return (slurm and int(env["SLURM_NTASKS"]) > 1) or "OMPI_MCA_orte_hnp_uri" in env

@@ -182,17 +182,32 @@ def occlude_compiled(occlude: OccludeFn, key: jax.Array, clean: jax.Array
                         f" {type(err).__name__}: {first}") from err
 
 
-def digests(parts: Parts, model: Any, params: Any, clean: jax.Array, key: jax.Array
-            ) -> dict[str, str]:
-    """A digest of what each custom part computes: the SHA-256 of its jaxpr on ``clean`` (N, D)
-    (and ``params``, ``key``), so that a resume notices a part changed under the same name.
+def digests(parts: Parts, model: Any, params: Any, batch: jax.ShapeDtypeStruct,
+            key: jax.Array) -> dict[str, str]:
+    """A digest of what each custom part computes: the SHA-256 of its jaxpr and constants for a
+    training batch shaped like ``batch`` (with ``params``, ``key``), so that a resume notices a
+    part changed under the same name.
 
     The jaxpr holds the operations and constants, not the source: comments and formatting do
-    not count, a changed formula or constant does (and so may another JAX version).
+    not count, a changed formula or constant does (and so may another JAX version). A part that
+    cannot be traced gets no digest (training reports why when it compiles the step).
     """
     traced = {"model": lambda: jax.make_jaxpr(lambda p, x: model.apply({"params": p}, x))(
-                  params, clean),
-              "loss": lambda: jax.make_jaxpr(parts.loss)(clean, clean),
-              "occlude": lambda: jax.make_jaxpr(parts.occlude)(key, clean)}
-    return {k: hashlib.sha256(str(traced[k]()).encode()).hexdigest()[:16]
-            for k in ("model", "loss", "occlude") if getattr(parts, k) is not None}
+                  params, batch),
+              "loss": lambda: jax.make_jaxpr(parts.loss)(batch, batch),
+              "occlude": lambda: jax.make_jaxpr(parts.occlude)(key, batch)}
+    out = {}
+    for part in ("model", "loss", "occlude"):
+        if getattr(parts, part) is None:
+            continue
+        try:
+            closed = traced[part]()
+        except Exception:  # noqa: BLE001 (the step's compile reports it, naming the part)
+            continue
+        digest = hashlib.sha256(str(closed).encode())
+        for const in closed.consts:  # arrays a part closes over print as shapes only
+            if jax.dtypes.issubdtype(jax.numpy.result_type(const), jax.dtypes.prng_key):
+                const = jax.random.key_data(const)
+            digest.update(np.asarray(const).tobytes())
+        out[part] = digest.hexdigest()[:16]
+    return out

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from aejax import data, evaluate, experiment, jsonio, metrics, plots, rundir, train
+from aejax import checkpoint, data, evaluate, experiment, jsonio, metrics, plots, rundir, train
 from aejax.config import Config
 from aejax.parts import Parts
 
@@ -76,8 +76,9 @@ def evaluate_locked(path: Path, info: dict[str, Any], data_dir: str | None,
     metrics_file = path / "metrics.json"
     saved = jsonio.read_json(metrics_file) if metrics_file.is_file() else {}
     overrides = {k: v for k, v in (("data_dir", data_dir), ("data_root", data_root)) if v}
+    if not data_dir:
+        rundir.check_data_dir_here(cfg.data_dir)
     cfg = dataclasses.replace(cfg, **overrides)
-    rundir.check_data_dir_here(cfg.data_dir)
     ds = data.load(cfg.dataset, data_dir=cfg.data_dir, data_root=cfg.data_root)
     if ds.is_sample and not info.get("dataset_is_sample", False):
         raise ValueError(f"{path} was trained on {info.get('dataset_source', 'the full data')}, "
@@ -87,29 +88,46 @@ def evaluate_locked(path: Path, info: dict[str, Any], data_dir: str | None,
              if parts.model is None else parts.model)
     test, arrays = evaluate.evaluate(cfg, model, experiment.load_params(params_file, model),
                                      ds.test_images, ds.test_labels, occlude=parts.occlude)
-    saved.update(test=test, data=evaluated_data(info, saved.get("data"), ds))
+    saved.update(test=test, data=evaluated_data(info, saved.get("data"), ds, path))
     jsonio.write_json(saved, metrics_file)
     plots.evaluation_figures(arrays, test, path)
     return saved, arrays
 
 
-def evaluated_data(info: dict[str, Any], trained: dict[str, Any] | None,
-                   ds: data.Dataset) -> dict[str, Any]:
+def evaluated_data(info: dict[str, Any], trained: dict[str, Any] | None, ds: data.Dataset,
+                   path: Path) -> dict[str, Any]:
     """metrics.json's ``data`` after evaluating again: the training set the run had (from its
-    metrics.json, else its config.json), the test set evaluated now (``test_source`` and
-    ``test_is_sample`` when it came from elsewhere), so that compare.py keeps a sample-trained
-    run apart from runs trained on the full data."""
+    metrics.json, else its config.json and checkpoints), the test set evaluated now
+    (``test_source`` and ``test_is_sample`` when it came from elsewhere), so that compare.py
+    keeps a sample-trained run apart from runs trained on the full data."""
     now = experiment.data_info(ds)
     if not trained:  # its first evaluation failed: config.json says what it trained on
-        same = ds.source == info.get("dataset_source")
-        trained = {"source": info.get("dataset_source", now["source"]),
-                   "is_sample": info.get("dataset_is_sample", now["is_sample"]),
-                   "train_size": now["train_size"] if same else None}
+        source = info.get("dataset_source", now["source"])
+        trained = {"source": source, "is_sample": info.get("dataset_is_sample", now["is_sample"]),
+                   "train_size": info.get("dataset_train_size") or saved_train_size(path)
+                   or (now["train_size"] if same_source(source, now["source"]) else None)}
     out = {k: v for k, v in trained.items() if not k.startswith("test_")}
     out["test_size"] = now["test_size"]
-    if now["source"] != out.get("source"):
+    if not same_source(now["source"], out.get("source")):
         out.update(test_source=now["source"], test_is_sample=now["is_sample"])
     return out
+
+
+def same_source(a: Any, b: Any) -> bool:
+    """Whether two recorded data sources are the same: equal, or paths to the same folder."""
+    if a == b:
+        return True
+    if not (isinstance(a, str) and isinstance(b, str)):
+        return False
+    return Path(a).exists() and Path(b).exists() and Path(a).resolve() == Path(b).resolve()
+
+
+def saved_train_size(path: Path) -> int | None:
+    """The number of training images in the run's latest checkpoint's meta, None without one."""
+    try:
+        return int(checkpoint.latest_meta(path / checkpoint.DIRNAME)["data"]["shape"][0])
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
 
 
 def check_parts(info: dict[str, Any], parts: Parts, workdir: Path) -> None:

@@ -106,10 +106,9 @@ def nothing_to_resume(path: Path) -> str:
 
 
 def check_data_dir_here(data_dir: str | None) -> None:
-    """ValueError when a relative ``--data-dir`` (a run's own, to resume or evaluate it from
-    another folder than it was trained in) is not found from the current folder."""
+    """ValueError when a run's own relative ``--data-dir`` (to resume or evaluate it from another
+    folder than it was trained in, without a new ``--data-dir``) is not found from here."""
     if data_dir and not Path(data_dir).is_absolute() and not Path(data_dir).exists():
-        raise ValueError(f"--data-dir {data_dir} is relative to the current folder, and there is "
-                         f"no {data_dir} here ({Path.cwd()}): a run resumed or evaluated from "
-                         "another folder than it was trained in needs --data-dir with the "
-                         "folder of its IDX files")
+        raise ValueError(f"the run was trained with --data-dir {data_dir}, relative to the folder "
+                         f"it was trained in, and there is no {data_dir} here ({Path.cwd()}): "
+                         "pass --data-dir with the folder of its IDX files")

@@ -32,8 +32,9 @@ def main(argv: list[str] | None = None) -> int:
             cli.check_output_folder(args.export, "--export")
         metrics, arrays = report.evaluate_run(args.workdir, data_dir=args.data_dir,
                                               data_root=args.data_root)
-        print(f"{args.workdir}: {metrics['data']['test_size']} test images "
-              f"({metrics['data']['source']})")
+        data = metrics["data"]
+        print(f"{args.workdir}: {data['test_size']} test images "
+              f"({data.get('test_source', data['source'])})")
         print(report.format_table(metrics["test"]))
         if args.export:
             print(f"arrays saved to {report.export_arrays(arrays, args.export)}")

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import pytest
 
-from aejax import checkpoint, train
+from aejax import checkpoint, resumable, train
 from aejax.config import Config
 from tests.conftest import synthetic_digits
 
@@ -53,7 +53,7 @@ def assert_same_tree(a: object, b: object) -> None:
 
 
 def test_restore_is_bit_identical_and_only_the_last_k_are_kept(tmp_path: Path) -> None:
-    data = checkpoint.fingerprint(synthetic_digits(40, 0)[0])
+    data = resumable.fingerprint(synthetic_digits(40, 0)[0])
     with contextlib.closing(checkpoint.Checkpointer(tmp_path / "ck", keep=2)) as ckpt:
         for step in (3, 7, 12):
             losses = save(ckpt, trained_state(step), data)
@@ -70,7 +70,7 @@ def test_restore_is_bit_identical_and_only_the_last_k_are_kept(tmp_path: Path) -
 
 
 def test_a_half_written_checkpoint_is_ignored(tmp_path: Path) -> None:
-    data = checkpoint.fingerprint(synthetic_digits(40, 0)[0])
+    data = resumable.fingerprint(synthetic_digits(40, 0)[0])
     with contextlib.closing(checkpoint.Checkpointer(tmp_path / "ck")) as ckpt:
         save(ckpt, trained_state(5), data)
     partial = tmp_path / "ck" / "9.orbax-checkpoint-tmp-1234567"  # what a kill mid-write leaves
@@ -85,7 +85,7 @@ def test_a_half_written_checkpoint_is_ignored(tmp_path: Path) -> None:
 
 
 def test_resume_is_refused_with_another_model_or_other_data(tmp_path: Path) -> None:
-    data = checkpoint.fingerprint(synthetic_digits(40, 0)[0])
+    data = resumable.fingerprint(synthetic_digits(40, 0)[0])
     with contextlib.closing(checkpoint.Checkpointer(tmp_path / "ck")) as ckpt:
         save(ckpt, trained_state(5), data)
         wider = dataclasses.replace(CFG, hidden=(64,), learning_rate=0.1)
@@ -93,15 +93,15 @@ def test_resume_is_refused_with_another_model_or_other_data(tmp_path: Path) -> N
                            r"hidden=\[128, 50\] \(now \[64\]\), learning_rate=0\.001 \(now 0\.1\); "
                            r"leave those flags out"):
             ckpt.load_latest(fresh_state(), wider, data, STEPS)
-        other = checkpoint.fingerprint(synthetic_digits(40, 1)[0])
+        other = resumable.fingerprint(synthetic_digits(40, 1)[0])
         with pytest.raises(ValueError, match=r"trained on other training images \(40 images, "
                            r"sha256 [0-9a-f]{12}\) than these \(40 images"):
             ckpt.load_latest(fresh_state(), CFG, other, STEPS)
-        with pytest.raises(ValueError, match=r"checkpoint is at step 5 \(2\.5 epochs trained\), "
-                           r"past the --epochs 2 asked for; raise --epochs"):
+        with pytest.raises(ValueError, match=r"checkpoint is at step 5 \(2 epochs and 1 step "
+                           r"trained\), past the --epochs 2 asked for; raise --epochs"):
             ckpt.load_latest(fresh_state(), CFG, data, steps=2)
     moved = dataclasses.replace(CFG, data_dir="/elsewhere", data_root="/x", epochs=9)
-    checkpoint.check_config(checkpoint.latest_meta(tmp_path / "ck")["config"], moved, "ck")
+    resumable.check_config(checkpoint.latest_meta(tmp_path / "ck")["config"], moved, "ck")
 
 
 def test_no_checkpoint_is_an_error_that_says_so(tmp_path: Path) -> None:

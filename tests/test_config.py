@@ -9,7 +9,7 @@ import pytest
 
 from aejax.config import Config, check_image_size
 
-LR_RANGE = r"learning rate must be > 0 and finite in float32 \(<= 3\.4e38\), got "
+LR_RANGE = r"learning rate must be a positive float32 \(1\.4e-45 to 3\.4e38\), got "
 
 
 def test_defaults_are_the_original_experiment() -> None:
@@ -33,6 +33,7 @@ def test_json_round_trip() -> None:
     (dict(learning_rate=float("nan")), LR_RANGE + "nan"),
     (dict(learning_rate=float("inf")), LR_RANGE + "inf"),
     (dict(learning_rate=1e39), LR_RANGE + "1e\\+39"),  # finite in Python, inf in float32
+    (dict(learning_rate=1e-46), LR_RANGE + "1e-46"),  # positive in Python, 0 in float32
     (dict(hidden=(128, 0)), r"hidden sizes must be >= 1, got \[128, 0\]"),
     (dict(train_occlusion="some"), "train occlusion must be one of"),
     (dict(seed=-1), "seed must be in 0..4294967295, got -1"),

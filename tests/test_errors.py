@@ -24,7 +24,7 @@ from aejax.model import Autoencoder, init_params
 from tests.conftest import write_idx_dataset
 from tests.test_experiment import load_script
 
-LR_RANGE = "learning rate must be > 0 and finite in float32 (<= 3.4e38), got "  # a substring
+LR_RANGE = "learning rate must be a positive float32 (1.4e-45 to 3.4e38), got "  # a substring
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -99,7 +99,7 @@ def test_a_workdir_in_use_is_refused_and_left_alone(small_idx_dir: Path, tmp_pat
     (["--epochs", "0"], "epochs must be >= 1"),
     (["--epochs", "two"], "argument --epochs: invalid int value: 'two'"),
     (["--batch-size", "-3"], "batch size must be >= 1"),
-    (["--learning-rate", "0"], "learning rate must be > 0"),
+    (["--learning-rate", "0"], "learning rate must be a positive float32"),
     (["--dataset", "cifar"], "argument --dataset: invalid choice: 'cifar'"),
     (["--hidden", "128,x"], "expected comma-separated integers"),
     (["--frobnicate"], "unrecognized arguments: --frobnicate"),
@@ -153,6 +153,17 @@ def test_resume_keeps_the_runs_checkpoint_interval_and_keep(small_idx_dir: Path,
     assert experiment.checkpoint_options(experiment.resume_meta(run), None, None) == (3, 7)
     steps = sorted(int(p.name) for p in (run / checkpoint.DIRNAME).iterdir())
     assert steps == [8, 10, 12, 16, 18, 22, 24]  # from Python too: the run's own interval, keep
+
+
+def test_resuming_from_another_folder_names_the_runs_relative_data_dir(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    meta = {"config": json.loads(Config(data_dir="../mnist").to_json())}
+    monkeypatch.chdir(tmp_path)  # no ../mnist from here
+    with pytest.raises(ValueError, match=r"the run was trained with --data-dir \.\./mnist, "
+                                         r"relative to the folder it was trained in"):
+        experiment.resume_config(meta, {}, tmp_path / "run")
+    given = experiment.resume_config(meta, {"data_dir": "elsewhere"}, tmp_path / "run")
+    assert given.data_dir == "elsewhere"  # a new --data-dir: data.load says if it is missing
 
 
 def test_resuming_a_finished_run_says_that_only_the_evaluation_runs(

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aejax import checkpoint, loop, parts, schedule, train
+from aejax import checkpoint, loop, losslog, parts, schedule, train
 from aejax.config import Config
 from tests.test_train import CFG, flat_images
 
@@ -114,7 +114,7 @@ def log_gap(pred: jax.Array, target: jax.Array) -> jax.Array:
 
 
 def test_a_non_finite_loss_at_step_0_does_not_blame_the_learning_rate() -> None:
-    with pytest.raises(loop.NonFiniteLoss, match=(
+    with pytest.raises(losslog.NonFiniteLoss, match=(
             r"the loss is nan at step 0 \(epoch 1\); training stopped; that loss comes before "
             r"any update, so the learning rate is not the cause: check the loss and the model on "
             r"these images$")):

@@ -233,9 +233,11 @@ def test_a_cluster_launchers_variables_are_read_and_checked(monkeypatch, caplog)
     for tasks, several in (("1", False), ("2", True)):
         monkeypatch.setenv("SLURM_NTASKS", tasks)
         assert parallel.launched_as_several_processes() is several
-    monkeypatch.setenv("SLURM_NTASKS", "abc")
-    with pytest.raises(ValueError, match=r"SLURM_NTASKS must be a number of tasks, got 'abc'"):
-        parallel.launched_as_several_processes()
+    for bad in ("abc", "\u00b2"):  # a superscript two is a digit to str.isdigit, not to int
+        monkeypatch.setenv("SLURM_NTASKS", bad)
+        with pytest.raises(ValueError, match=rf"SLURM_NTASKS must be a number of tasks, got "
+                                             rf"'{bad}'"):
+            parallel.launched_as_several_processes()
     monkeypatch.setenv("SLURM_NTASKS", "2")
     joined = []
     monkeypatch.setattr(jax.distributed, "initialize", lambda **kw: joined.append(kw))

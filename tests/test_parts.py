@@ -279,20 +279,6 @@ def test_features_may_be_a_numpy_integer() -> None:
     assert state.params["Dense_0"]["kernel"].shape == (16, 784)
 
 
-def test_resume_needs_the_same_parts() -> None:
-    meta = {"config": json.loads(CFG.to_json()), "data": {"shape": [8, 784], "sha256": "x"}}
-    data = meta["data"]
-    checkpoint.check_resumable(8, meta, CFG, data, 8, "ck")  # no parts saved: the defaults
-    meta["parts"] = Parts(loss=bce).describe()
-    checkpoint.check_resumable(8, meta, CFG, data, 8, "ck", Parts(loss=bce).describe())
-    with pytest.raises(ValueError, match=r"cannot resume from ck: it was trained with "
-                                         r"loss=\S*test_parts\.bce \(now the default\)"):
-        checkpoint.check_resumable(8, meta, CFG, data, 8, "ck")
-    meta["parts"] = Parts().describe()
-    with pytest.raises(ValueError, match=r"occlude=the default \(now \S*test_parts\.patch\)"):
-        checkpoint.check_resumable(8, meta, CFG, data, 8, "ck", Parts(occlude=patch).describe())
-
-
 def bce_renamed(pred: jax.Array, target: jax.Array) -> jax.Array:
     clipped = jnp.clip(pred, 1e-6, 1 - 1e-6)  # bce, written differently: the same computation
     return -jnp.mean(target * jnp.log(clipped) + (1 - target) * jnp.log(1 - clipped))
@@ -306,15 +292,45 @@ def bce_edited(pred: jax.Array, target: jax.Array) -> jax.Array:
 bce_edited.__qualname__ = bce_edited.__name__ = "bce"  # as if bce itself had been edited
 
 
+def row_bar(row: int) -> Any:
+    """An occlusion closing over its mask: a constant array, not an argument."""
+    mask = jnp.zeros((28, 28), bool).at[row].set(True).reshape(1, -1)
+
+    def bar(key: jax.Array, images: jax.Array) -> tuple[jax.Array, jax.Array]:
+        m = jnp.broadcast_to(mask, images.shape)
+        return jnp.where(m, 1.0, images), m
+
+    return bar
+
+
+def per_image_sum(pred: jax.Array, target: jax.Array) -> jax.Array:
+    """Written for batches of 8 only."""
+    return jnp.mean(jnp.sum(jnp.square(pred - target).reshape(8, 28, 28), axis=(1, 2)))
+
+
 def test_digests_follow_the_computation_not_the_source() -> None:
     model = Tiny()
     params = train.create_state(jax.random.key(0), model, train.make_optimizer(CFG)).params
-    x, key = jnp.asarray(images_u8(8), jnp.float32) / 255, jax.random.key(1)
-    digest = functools.partial(parts.digests, model=model, params=params, clean=x, key=key)
+    batch = jax.ShapeDtypeStruct((8, 784), jnp.float32)
+    digest = functools.partial(parts.digests, model=model, params=params, batch=batch,
+                               key=jax.random.key(1))
     assert digest(Parts()) == {}
     assert set(digest(Parts(model=model, loss=bce, occlude=patch))) == {"model", "loss", "occlude"}
     assert digest(Parts(loss=bce)) == digest(Parts(loss=bce_renamed))
     assert digest(Parts(loss=bce)) != digest(Parts(loss=bce_edited))
+    assert digest(Parts(occlude=row_bar(3))) == digest(Parts(occlude=row_bar(3)))
+    assert digest(Parts(occlude=row_bar(3))) != digest(Parts(occlude=row_bar(4)))  # the constant
+    assert digest(Parts(loss=per_image_sum)) != {}
+    assert digest(Parts(loss=per_image_sum), batch=jax.ShapeDtypeStruct((32, 784), jnp.float32)
+                  ) == {}  # cannot be traced at that shape: no digest (the step's compile says why)
+
+
+def test_a_loss_written_for_the_training_batch_shape_trains(tmp_path: Path) -> None:
+    x = images_u8(32)  # digests trace at the batch shape (8), not at some other one
+    with contextlib.closing(checkpoint.Checkpointer(tmp_path)) as ckpt:
+        _, history = loop.fit(CFG, x, progress=False, checkpoints=ckpt,
+                              parts=Parts(loss=per_image_sum))
+    assert np.isfinite(history["loss"]).all()
 
 
 def test_resuming_with_a_part_edited_under_the_same_name_warns(

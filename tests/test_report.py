@@ -183,9 +183,9 @@ def test_evaluating_again_refuses_what_would_give_wrong_numbers(runs, tmp_path: 
     info["config"].update(epochs=1, hidden=[128, 50], data_dir="../small")
     (copy / "config.json").write_text(json.dumps(info))
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ValueError, match=r"--data-dir \.\./small is relative to the current "
-                                         r"folder, and there is no \.\./small here .*: a run "
-                                         r"resumed or evaluated from another folder"):
+    with pytest.raises(ValueError, match=r"the run was trained with --data-dir \.\./small, "
+                                         r"relative to the folder it was trained in, and there is "
+                                         r"no \.\./small here .*: pass --data-dir"):
         report.evaluate_run(copy)
     assert (copy / "metrics.json").read_text() == before  # nothing was rewritten
     monkeypatch.chdir(run.parent / "data")  # from where ../small is the data: it evaluates
@@ -197,18 +197,34 @@ def test_evaluating_again_keeps_the_training_data_the_run_had(runs, tmp_path: Pa
     copy = tmp_path / "sample"
     shutil.copytree(run, copy)
     info = json.loads((copy / "config.json").read_text())
-    trained = json.loads((copy / "metrics.json").read_text())["data"]
     info.update(dataset_is_sample=True, dataset_source="a 5,000-digit sample")  # trained on it
     (copy / "config.json").write_text(json.dumps(info))
-    bigger = write_idx_dataset(tmp_path / "bigger", n_train=300, n_test=80, seed=3)
-    saved, _ = report.evaluate_run(copy, data_dir=str(bigger))  # a test set from elsewhere
-    assert saved["data"]["train_size"] == trained["train_size"] == 256  # not the 300 loaded now
-    assert saved["data"]["test_size"] == 80 and saved["data"]["test_source"] != trained["source"]
-    (copy / "metrics.json").unlink()  # a first evaluation that failed: config.json says it
-    saved, _ = report.evaluate_run(copy, data_dir=str(bigger))
-    assert (saved["data"]["is_sample"], saved["data"]["train_size"]) == (True, None)
+    saved = json.loads((copy / "metrics.json").read_text())
+    trained = saved["data"] = {**saved["data"], "is_sample": True, "source": info["dataset_source"]}
+    (copy / "metrics.json").write_text(json.dumps(saved))
+    assert len(compare.table([str(other), str(copy)], ("test.occluded.mse",))) == 2
+    elsewhere = write_idx_dataset(tmp_path / "elsewhere", seed=3)  # as large as the run's data
+    saved, _ = report.evaluate_run(copy, data_dir=str(elsewhere))
+    assert saved["data"] == {**trained, "test_size": 64, "test_source": str(elsewhere),
+                             "test_is_sample": False}
     rows = compare.table([str(other), str(copy)], ("test.occluded.mse",))
-    assert len(rows) == 2  # a sample-trained run is never averaged with the others
+    assert len(rows) == 2  # only is_sample tells them apart: never averaged as seeds
+    (copy / "metrics.json").unlink()  # a first evaluation that failed: config.json says it
+    del info["dataset_train_size"]  # as in runs older than that field: the checkpoint says it
+    (copy / "config.json").write_text(json.dumps(info))
+    saved, _ = report.evaluate_run(copy, data_dir=str(elsewhere))
+    assert (saved["data"]["is_sample"], saved["data"]["train_size"]) == (True, 256)
+
+
+def test_the_same_data_spelled_otherwise_is_not_another_source(runs, tmp_path: Path,
+                                                               monkeypatch) -> None:
+    (run, _), _ = runs
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    source = Path(json.loads((copy / "config.json").read_text())["dataset_source"])
+    monkeypatch.chdir(source.parent)
+    saved, _ = report.evaluate_run(copy, data_dir=f"./{source.name}/../{source.name}")
+    assert "test_source" not in saved["data"]
 
 
 def test_evaluating_a_run_that_is_training_is_refused(runs, tmp_path: Path) -> None:

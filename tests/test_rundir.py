@@ -96,6 +96,7 @@ def test_a_relative_data_dir_missing_here_is_named_with_the_current_folder(
     monkeypatch.chdir(tmp_path)
     for found in (None, "mnist", str(tmp_path / "mnist"), str(tmp_path / "absent")):
         rundir.check_data_dir_here(found)  # nothing, found here, or absolute (data.load says)
-    with pytest.raises(ValueError, match=rf"--data-dir \.\./mnist is relative to the current "
-                                         rf"folder, and there is no \.\./mnist here \({tmp_path}\)"):
+    with pytest.raises(ValueError, match=rf"trained with --data-dir \.\./mnist, relative to the "
+                                         rf"folder it was trained in, and there is no \.\./mnist "
+                                         rf"here \({tmp_path}\): pass --data-dir"):
         rundir.check_data_dir_here("../mnist")
