@@ -13,8 +13,9 @@ from aejax.occlusion import ORIENTATIONS, Orientation, check_bars, is_integer
 TrainOcclusion = Literal["none", "all", "mixed"]
 TRAIN_OCCLUSIONS: tuple[str, ...] = ("none", "all", "mixed")
 MAX_SEED = 2**32 - 1  # jax.random.key keeps only the low 32 bits of a seed
-FLOAT32_MAX = 3.4028234663852886e38  # the largest finite float32
-FLOAT32_TINY = 1.401298464324817e-45  # the smallest positive float32 (smaller rounds to 0)
+# Learning rates that stay positive, finite and normal in float32 (XLA flushes subnormals to 0):
+FLOAT32_NORMAL_MIN = 1.1754943508222875e-38
+FLOAT32_OVERFLOW = 3.4028235677973366e38  # this and above round to inf (float32's max is below)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,8 +96,9 @@ def validate(cfg: Config) -> None:
     checks = [
         (cfg.epochs >= 1, f"epochs must be >= 1, got {cfg.epochs}"),
         (cfg.batch_size >= 1, f"batch size must be >= 1, got {cfg.batch_size}"),
-        (FLOAT32_TINY <= cfg.learning_rate <= FLOAT32_MAX,  # float32 in the step: 0 or inf
-         f"learning rate must be a positive float32 (1.4e-45 to 3.4e38), got {cfg.learning_rate}"),
+        (FLOAT32_NORMAL_MIN <= cfg.learning_rate < FLOAT32_OVERFLOW,  # else 0 or inf in the step
+         f"learning rate must be a positive normal float32 (1.2e-38 to 3.4e38), got "
+         f"{cfg.learning_rate}"),
         (len(cfg.hidden) >= 1 and all(h >= 1 for h in cfg.hidden),
          f"hidden sizes must be >= 1, got {list(cfg.hidden)}"),
         (cfg.init_scheme in ("torch", "flax"), f"init scheme must be torch or flax, got {cfg.init_scheme!r}"),

@@ -230,8 +230,10 @@ def start(cfg: Config, path: Path, *, writer: bool, overwrite: bool, resume: boo
 
 
 def data_info(ds: data.Dataset) -> dict[str, Any]:
-    """Where the data came from and how much of it there was."""
-    return {"source": ds.source, "is_sample": ds.is_sample,
+    """Where the data came from (``folder``: its absolute path, when it is a folder) and how
+    much of it there was."""
+    folder = str(Path(ds.source).resolve()) if Path(ds.source).is_dir() else None
+    return {"source": ds.source, "folder": folder, "is_sample": ds.is_sample,
             "train_size": len(ds.train_images), "test_size": len(ds.test_images)}
 
 
@@ -240,6 +242,7 @@ def run_info(cfg: Config, ds: data.Dataset, mesh: jax.sharding.Mesh | None = Non
     """The config plus what is needed to interpret the run later."""
     return {"config": json.loads(cfg.to_json()), "parts": parts.describe(),
             "dataset_source": ds.source,
+            "dataset_folder": data_info(ds)["folder"],
             "dataset_is_sample": ds.is_sample, "dataset_train_size": len(ds.train_images),
             "jax_version": jax.__version__,
             "backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()],

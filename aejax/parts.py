@@ -185,16 +185,20 @@ def occlude_compiled(occlude: OccludeFn, key: jax.Array, clean: jax.Array
 def digests(parts: Parts, model: Any, params: Any, batch: jax.ShapeDtypeStruct,
             key: jax.Array) -> dict[str, str]:
     """A digest of what each custom part computes: the SHA-256 of its jaxpr and constants for a
-    training batch shaped like ``batch`` (with ``params``, ``key``), so that a resume notices a
-    part changed under the same name.
+    training batch shaped like ``batch`` (with ``params``, ``key``; the loss gets the model's
+    output type), so that a resume notices a part changed under the same name.
 
-    The jaxpr holds the operations and constants, not the source: comments and formatting do
-    not count, a changed formula or constant does (and so may another JAX version). A part that
-    cannot be traced gets no digest (training reports why when it compiles the step).
+    The jaxpr holds the operations and constants (those of nested jaxprs too), not the source:
+    comments and formatting do not count, a changed formula or constant does (and so may another
+    JAX version). A part that cannot be traced or hashed gets no digest (training reports why a
+    part cannot be traced when it compiles the step).
     """
-    traced = {"model": lambda: jax.make_jaxpr(lambda p, x: model.apply({"params": p}, x))(
-                  params, batch),
-              "loss": lambda: jax.make_jaxpr(parts.loss)(batch, batch),
+    def apply(p: Any, x: jax.Array) -> jax.Array:
+        return model.apply({"params": p}, x)
+
+    traced = {"model": lambda: jax.make_jaxpr(apply)(params, batch),
+              "loss": lambda: jax.make_jaxpr(parts.loss)(jax.eval_shape(apply, params, batch),
+                                                         batch),
               "occlude": lambda: jax.make_jaxpr(parts.occlude)(key, batch)}
     out = {}
     for part in ("model", "loss", "occlude"):
@@ -202,12 +206,28 @@ def digests(parts: Parts, model: Any, params: Any, batch: jax.ShapeDtypeStruct,
             continue
         try:
             closed = traced[part]()
-        except Exception:  # noqa: BLE001 (the step's compile reports it, naming the part)
+            digest = hashlib.sha256(str(closed).encode())
+            for const in constants(closed):  # arrays print as shapes only: hash their values
+                digest.update(np.asarray(const).tobytes())
+        except Exception:  # noqa: BLE001 (untraceable, or constants not all on this process)
             continue
-        digest = hashlib.sha256(str(closed).encode())
-        for const in closed.consts:  # arrays a part closes over print as shapes only
-            if jax.dtypes.issubdtype(jax.numpy.result_type(const), jax.dtypes.prng_key):
-                const = jax.random.key_data(const)
-            digest.update(np.asarray(const).tobytes())
         out[part] = digest.hexdigest()[:16]
     return out
+
+
+def constants(closed: Any) -> list[Any]:
+    """The constants of a closed jaxpr and of every jaxpr nested in its equations (a jitted
+    helper's closure, a scan's body, ...), keys as their raw data."""
+    found, todo = [], [closed]
+    while todo:
+        item = todo.pop()
+        if hasattr(item, "consts") and hasattr(item, "jaxpr"):  # a ClosedJaxpr
+            found.extend(item.consts)
+            todo.append(item.jaxpr)
+        elif hasattr(item, "eqns"):  # a Jaxpr
+            for eqn in item.eqns:
+                for value in eqn.params.values():
+                    todo.extend(value if isinstance(value, (tuple, list)) else [value])
+    return [jax.random.key_data(c) if jax.dtypes.issubdtype(jax.numpy.result_type(c),
+                                                           jax.dtypes.prng_key) else c
+            for c in found]

@@ -98,28 +98,37 @@ def evaluated_data(info: dict[str, Any], trained: dict[str, Any] | None, ds: dat
                    path: Path) -> dict[str, Any]:
     """metrics.json's ``data`` after evaluating again: the training set the run had (from its
     metrics.json, else its config.json and checkpoints), the test set evaluated now
-    (``test_source`` and ``test_is_sample`` when it came from elsewhere), so that compare.py
-    keeps a sample-trained run apart from runs trained on the full data."""
+    (``test_source``, ``test_folder``, ``test_is_sample`` when it came from elsewhere), so that
+    compare.py keeps a sample-trained run apart from runs trained on the full data."""
     now = experiment.data_info(ds)
     if not trained:  # its first evaluation failed: config.json says what it trained on
-        source = info.get("dataset_source", now["source"])
-        trained = {"source": source, "is_sample": info.get("dataset_is_sample", now["is_sample"]),
-                   "train_size": info.get("dataset_train_size") or saved_train_size(path)
-                   or (now["train_size"] if same_source(source, now["source"]) else None)}
+        trained = {"source": info.get("dataset_source", now["source"]),
+                   "folder": info.get("dataset_folder"),
+                   "is_sample": info.get("dataset_is_sample", now["is_sample"])}
+        trained["train_size"] = (info.get("dataset_train_size") or saved_train_size(path)
+                                 or (now["train_size"] if same_source(trained, now) else None))
     out = {k: v for k, v in trained.items() if not k.startswith("test_")}
     out["test_size"] = now["test_size"]
-    if not same_source(now["source"], out.get("source")):
-        out.update(test_source=now["source"], test_is_sample=now["is_sample"])
+    if not same_source(out, now):
+        out.update(test_source=now["source"], test_folder=now["folder"],
+                   test_is_sample=now["is_sample"])
     return out
 
 
-def same_source(a: Any, b: Any) -> bool:
-    """Whether two recorded data sources are the same: equal, or paths to the same folder."""
-    if a == b:
-        return True
-    if not (isinstance(a, str) and isinstance(b, str)):
+def same_source(recorded: dict[str, Any], now: dict[str, Any]) -> bool:
+    """Whether the data recorded at training (``source``, ``folder``) is the data read now.
+
+    Absolute folders are compared; without one (runs older than the ``folder`` record) equal
+    sources count as the same unless they are relative paths, which were relative to wherever
+    the run was trained.
+    """
+    if recorded.get("folder") and now.get("folder"):
+        return recorded["folder"] == now["folder"]
+    source = recorded.get("source")
+    if source != now["source"]:
         return False
-    return Path(a).exists() and Path(b).exists() and Path(a).resolve() == Path(b).resolve()
+    return not (isinstance(source, str) and Path(source).exists()
+                and not Path(source).is_absolute())
 
 
 def saved_train_size(path: Path) -> int | None:

@@ -35,11 +35,11 @@ def check_resumable(step: int, meta: dict[str, Any], cfg: Config, data: dict[str
     check_data(meta["data"], data, directory)
     check_parts(meta.get("parts") or {}, parts or {}, directory)  # absent: the original's
     if step > cfg.epochs * steps:
-        left = step % steps
-        rest = f" and {left} step{'s' * (left != 1)}" if left else ""
+        epochs, left = divmod(step, steps)
+        trained = plural(epochs, "epoch") + (f" and {plural(left, 'step')}" if left else "")
         raise ValueError(f"cannot resume from {directory}: its checkpoint is at step {step} "
-                         f"({step // steps} epochs{rest} trained), past the --epochs {cfg.epochs} "
-                         "asked for; raise --epochs")
+                         f"({trained} trained), past the --epochs {cfg.epochs} asked for; "
+                         "raise --epochs")
 
 
 def check_config(saved: dict[str, Any], cfg: Config, directory: str | Path) -> None:
@@ -91,3 +91,8 @@ def check_data(saved: dict[str, Any], now: dict[str, Any], directory: str | Path
                          f"images ({saved['shape'][0]} images, sha256 {saved['sha256'][:12]}) "
                          f"than these ({now['shape'][0]} images, sha256 {now['sha256'][:12]}); "
                          "point --data-dir/--dataset at the run's data, or start a new --workdir")
+
+
+def plural(n: int, noun: str) -> str:
+    """``1 epoch``, ``2 epochs``."""
+    return f"{n} {noun}{'s' * (n != 1)}"

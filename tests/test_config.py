@@ -9,7 +9,7 @@ import pytest
 
 from aejax.config import Config, check_image_size
 
-LR_RANGE = r"learning rate must be a positive float32 \(1\.4e-45 to 3\.4e38\), got "
+LR_RANGE = r"learning rate must be a positive normal float32 \(1\.2e-38 to 3\.4e38\), got "
 
 
 def test_defaults_are_the_original_experiment() -> None:
@@ -34,6 +34,7 @@ def test_json_round_trip() -> None:
     (dict(learning_rate=float("inf")), LR_RANGE + "inf"),
     (dict(learning_rate=1e39), LR_RANGE + "1e\\+39"),  # finite in Python, inf in float32
     (dict(learning_rate=1e-46), LR_RANGE + "1e-46"),  # positive in Python, 0 in float32
+    (dict(learning_rate=1e-40), LR_RANGE + "1e-40"),  # subnormal: XLA flushes it to 0
     (dict(hidden=(128, 0)), r"hidden sizes must be >= 1, got \[128, 0\]"),
     (dict(train_occlusion="some"), "train occlusion must be one of"),
     (dict(seed=-1), "seed must be in 0..4294967295, got -1"),
@@ -56,6 +57,11 @@ def test_json_round_trip() -> None:
 def test_bad_values_are_refused(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Config(**kwargs)
+
+
+def test_learning_rates_at_float32s_ends_are_taken() -> None:
+    for rate in (1.1754943508222875e-38, 3.4028235e38):  # the smallest normal; the max, printed
+        assert np.isfinite(np.float32(Config(learning_rate=rate).learning_rate))
 
 
 def test_bars_are_checked_against_the_image_size() -> None:

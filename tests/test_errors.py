@@ -24,7 +24,7 @@ from aejax.model import Autoencoder, init_params
 from tests.conftest import write_idx_dataset
 from tests.test_experiment import load_script
 
-LR_RANGE = "learning rate must be a positive float32 (1.4e-45 to 3.4e38), got "  # a substring
+LR_RANGE = "learning rate must be a positive normal float32 (1.2e-38 to 3.4e38), got "
 
 ROOT = Path(__file__).resolve().parents[1]
 

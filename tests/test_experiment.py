@@ -99,7 +99,7 @@ def test_a_workdir_in_use_is_refused_and_left_alone(small_idx_dir: Path, tmp_pat
     (["--epochs", "0"], "epochs must be >= 1"),
     (["--epochs", "two"], "argument --epochs: invalid int value: 'two'"),
     (["--batch-size", "-3"], "batch size must be >= 1"),
-    (["--learning-rate", "0"], "learning rate must be a positive float32"),
+    (["--learning-rate", "0"], "learning rate must be a positive normal float32"),
     (["--dataset", "cifar"], "argument --dataset: invalid choice: 'cifar'"),
     (["--hidden", "128,x"], "expected comma-separated integers"),
     (["--frobnicate"], "unrecognized arguments: --frobnicate"),

@@ -303,9 +303,40 @@ def row_bar(row: int) -> Any:
     return bar
 
 
-def per_image_sum(pred: jax.Array, target: jax.Array) -> jax.Array:
-    """Written for batches of 8 only."""
-    return jnp.mean(jnp.sum(jnp.square(pred - target).reshape(8, 28, 28), axis=(1, 2)))
+def per_batch_of_32(pred: jax.Array, target: jax.Array) -> jax.Array:
+    """Written for batches of 32 only."""
+    return jnp.mean(jnp.sum(jnp.square(pred - target).reshape(32, 28, 28), axis=(1, 2)))
+
+
+def scaled_by(weight: float) -> Any:
+    """A loss whose jitted helper closes over an array: a constant of a nested jaxpr."""
+    w = jnp.full((1, 784), weight)
+
+    @jax.jit
+    def weigh(x: jax.Array) -> jax.Array:
+        return x * w
+
+    def loss(pred: jax.Array, target: jax.Array) -> jax.Array:
+        return jnp.mean(jnp.square(weigh(pred - target)))
+
+    return loss
+
+
+def by_dtype(pred: jax.Array, target: jax.Array) -> jax.Array:
+    """Another formula for bfloat16 reconstructions."""
+    if pred.dtype == jnp.bfloat16:
+        return jnp.mean(jnp.abs(pred.astype(jnp.float32) - target))
+    return jnp.mean(jnp.square(pred - target))
+
+
+class Half(nn.Module):
+    """Tiny in bfloat16: its reconstructions are bfloat16."""
+
+    features: int = 784
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return nn.sigmoid(nn.Dense(self.features, dtype=jnp.bfloat16)(x))
 
 
 def test_digests_follow_the_computation_not_the_source() -> None:
@@ -320,16 +351,20 @@ def test_digests_follow_the_computation_not_the_source() -> None:
     assert digest(Parts(loss=bce)) != digest(Parts(loss=bce_edited))
     assert digest(Parts(occlude=row_bar(3))) == digest(Parts(occlude=row_bar(3)))
     assert digest(Parts(occlude=row_bar(3))) != digest(Parts(occlude=row_bar(4)))  # the constant
-    assert digest(Parts(loss=per_image_sum)) != {}
-    assert digest(Parts(loss=per_image_sum), batch=jax.ShapeDtypeStruct((32, 784), jnp.float32)
-                  ) == {}  # cannot be traced at that shape: no digest (the step's compile says why)
+    assert digest(Parts(loss=scaled_by(0.5))) != digest(Parts(loss=scaled_by(0.25)))  # nested
+    assert digest(Parts(loss=per_batch_of_32)) == {}  # cannot be traced at 8 images: no digest
+    assert digest(Parts(loss=per_batch_of_32), batch=jax.ShapeDtypeStruct((32, 784), jnp.float32))
+    half = Half()
+    half_params = train.create_state(jax.random.key(0), half, train.make_optimizer(CFG)).params
+    assert (digest(Parts(loss=by_dtype), model=half, params=half_params)  # the model's output
+            != digest(Parts(loss=by_dtype)))
 
 
 def test_a_loss_written_for_the_training_batch_shape_trains(tmp_path: Path) -> None:
-    x = images_u8(32)  # digests trace at the batch shape (8), not at some other one
+    cfg = dataclasses.replace(CFG, batch_size=32)  # digests trace 32 images, as training does
     with contextlib.closing(checkpoint.Checkpointer(tmp_path)) as ckpt:
-        _, history = loop.fit(CFG, x, progress=False, checkpoints=ckpt,
-                              parts=Parts(loss=per_image_sum))
+        _, history = loop.fit(cfg, images_u8(64), progress=False, checkpoints=ckpt,
+                              parts=Parts(loss=per_batch_of_32))
     assert np.isfinite(history["loss"]).all()
 
 

@@ -206,7 +206,7 @@ def test_evaluating_again_keeps_the_training_data_the_run_had(runs, tmp_path: Pa
     elsewhere = write_idx_dataset(tmp_path / "elsewhere", seed=3)  # as large as the run's data
     saved, _ = report.evaluate_run(copy, data_dir=str(elsewhere))
     assert saved["data"] == {**trained, "test_size": 64, "test_source": str(elsewhere),
-                             "test_is_sample": False}
+                             "test_folder": str(elsewhere.resolve()), "test_is_sample": False}
     rows = compare.table([str(other), str(copy)], ("test.occluded.mse",))
     assert len(rows) == 2  # only is_sample tells them apart: never averaged as seeds
     (copy / "metrics.json").unlink()  # a first evaluation that failed: config.json says it
@@ -225,6 +225,24 @@ def test_the_same_data_spelled_otherwise_is_not_another_source(runs, tmp_path: P
     monkeypatch.chdir(source.parent)
     saved, _ = report.evaluate_run(copy, data_dir=f"./{source.name}/../{source.name}")
     assert "test_source" not in saved["data"]
+
+
+def test_a_relative_data_dir_of_the_same_name_elsewhere_is_other_data(runs, tmp_path: Path,
+                                                                       monkeypatch) -> None:
+    (run, _), _ = runs
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    metrics_file = copy / "metrics.json"
+    saved = json.loads(metrics_file.read_text())
+    trained_in = Path(saved["data"]["folder"])
+    assert trained_in.is_absolute() and trained_in.is_dir()
+    write_idx_dataset(tmp_path / "small", seed=5)  # another "small" folder, here
+    monkeypatch.chdir(tmp_path)
+    for folder in (str(trained_in), None):  # recorded, or a run from before that record
+        saved["data"].update(source="small", folder=folder)  # trained with --data-dir small
+        metrics_file.write_text(json.dumps(saved))
+        again, _ = report.evaluate_run(copy, data_dir="small")
+        assert again["data"]["test_folder"] == str(tmp_path / "small"), folder
 
 
 def test_evaluating_a_run_that_is_training_is_refused(runs, tmp_path: Path) -> None:

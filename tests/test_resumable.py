@@ -52,8 +52,8 @@ def test_other_images_and_steps_past_the_epochs_are_refused() -> None:
     assert data == resumable.fingerprint(images.copy()) != resumable.fingerprint(images + 1)
     with pytest.raises(ValueError, match=r"trained on other training images \(64 images"):
         resumable.check_data(data, resumable.fingerprint(images + 1), "ck")
-    for step, trained in ((16, "2 epochs"), (17, "2 epochs and 1 step"), (19, "2 epochs and 3 "
-                                                                           "steps")):
+    for step, trained in ((16, "2 epochs"), (17, "2 epochs and 1 step"),
+                          (19, "2 epochs and 3 steps"), (9, "1 epoch and 1 step")):
         with pytest.raises(ValueError, match=rf"at step {step} \({trained} trained\), past the "
                                              r"--epochs 1 asked for"):
             resumable.check_resumable(step, meta(), CFG, DATA, 8, "ck")
