@@ -22,8 +22,9 @@ Table = dict[str, dict[str, tuple[float, float, int]]]
 def load_run(workdir: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
     """A run folder's config dict and metrics (ValueError if either file is missing).
 
-    The config gets one more field, ``data``: how many training and test images the run had and
-    whether they were the small sample, so that runs on other data never form one row.
+    The config gets one more field, ``data``: how many training and test images the run had,
+    whether they were the small sample, and the test set's source when it was evaluated on
+    another test set than its own, so that runs on other data never form one row.
     """
     path = Path(workdir)
     files = [path / "config.json", path / "metrics.json"]
@@ -34,8 +35,9 @@ def load_run(workdir: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]
     data = metrics.get("data", {})
     size = f"{data.get('train_size')}+{data.get('test_size')} images"
     custom = {k: v for k, v in (info.get("parts") or {}).items() if v}  # aejax.parts
+    test = f", tested on {data['test_source']}" if data.get("test_source") else ""  # not its own
     return {**info["config"], **custom,
-            "data": size + (" (sample)" if data.get("is_sample") else "")}, metrics
+            "data": size + (" (sample)" if data.get("is_sample") else "") + test}, metrics
 
 
 def lookup(tree: dict[str, Any], dotted: str) -> float:

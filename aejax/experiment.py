@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib
 import json
 import logging
@@ -230,20 +231,21 @@ def start(cfg: Config, path: Path, *, writer: bool, overwrite: bool, resume: boo
 
 
 def data_info(ds: data.Dataset) -> dict[str, Any]:
-    """Where the data came from (``folder``: its absolute path, when it is a folder) and how
-    much of it there was."""
+    """Where the data came from (``folder``: its absolute path, when it is a folder), how much
+    of it there was, and a digest of the test set (images and labels)."""
     folder = str(Path(ds.source).resolve()) if Path(ds.source).is_dir() else None
+    test = hashlib.sha256(np.ascontiguousarray(ds.test_images).data)
+    test.update(np.ascontiguousarray(ds.test_labels).data)
     return {"source": ds.source, "folder": folder, "is_sample": ds.is_sample,
-            "train_size": len(ds.train_images), "test_size": len(ds.test_images)}
+            "train_size": len(ds.train_images), "test_size": len(ds.test_images),
+            "test_sha256": test.hexdigest()[:16]}
 
 
 def run_info(cfg: Config, ds: data.Dataset, mesh: jax.sharding.Mesh | None = None,
              parts: Parts = Parts()) -> dict[str, Any]:
     """The config plus what is needed to interpret the run later."""
-    return {"config": json.loads(cfg.to_json()), "parts": parts.describe(),
-            "dataset_source": ds.source,
-            "dataset_folder": data_info(ds)["folder"],
-            "dataset_is_sample": ds.is_sample, "dataset_train_size": len(ds.train_images),
+    dataset = {f"dataset_{k}": v for k, v in data_info(ds).items() if k != "test_size"}
+    return {"config": json.loads(cfg.to_json()), "parts": parts.describe(), **dataset,
             "jax_version": jax.__version__,
             "backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()],
             **parallel.describe(mesh)}

@@ -188,17 +188,22 @@ def digests(parts: Parts, model: Any, params: Any, batch: jax.ShapeDtypeStruct,
     training batch shaped like ``batch`` (with ``params``, ``key``; the loss gets the model's
     output type), so that a resume notices a part changed under the same name.
 
-    The jaxpr holds the operations and constants (those of nested jaxprs too), not the source:
+    The jaxpr (of the model's and the loss's gradients too, so custom_vjp/custom_jvp rules
+    count) holds the operations and constants (those of nested jaxprs too), not the source:
     comments and formatting do not count, a changed formula or constant does (and so may another
-    JAX version). A part that cannot be traced or hashed gets no digest (training reports why a
-    part cannot be traced when it compiles the step).
+    JAX version); the Python inside a ``pure_callback`` does not. A part that cannot be traced or
+    hashed gets no digest (training reports why a part cannot be traced when it compiles the
+    step).
     """
     def apply(p: Any, x: jax.Array) -> jax.Array:
         return model.apply({"params": p}, x)
 
-    traced = {"model": lambda: jax.make_jaxpr(apply)(params, batch),
-              "loss": lambda: jax.make_jaxpr(parts.loss)(jax.eval_shape(apply, params, batch),
-                                                         batch),
+    def model_and_grad(p: Any, x: jax.Array) -> Any:  # the backward too: custom_vjp rules
+        return jax.value_and_grad(lambda q: jax.numpy.sum(apply(q, x)))(p)
+
+    traced = {"model": lambda: jax.make_jaxpr(model_and_grad)(params, batch),
+              "loss": lambda: jax.make_jaxpr(jax.value_and_grad(parts.loss))(
+                  jax.eval_shape(apply, params, batch), batch),
               "occlude": lambda: jax.make_jaxpr(parts.occlude)(key, batch)}
     out = {}
     for part in ("model", "loss", "occlude"):
@@ -218,9 +223,12 @@ def digests(parts: Parts, model: Any, params: Any, batch: jax.ShapeDtypeStruct,
 def constants(closed: Any) -> list[Any]:
     """The constants of a closed jaxpr and of every jaxpr nested in its equations (a jitted
     helper's closure, a scan's body, ...), keys as their raw data."""
-    found, todo = [], [closed]
+    found, todo, seen = [], [closed], set()
     while todo:
         item = todo.pop()
+        if id(item) in seen:  # a helper called many times is one shared jaxpr: walk it once
+            continue
+        seen.add(id(item))
         if hasattr(item, "consts") and hasattr(item, "jaxpr"):  # a ClosedJaxpr
             found.extend(item.consts)
             todo.append(item.jaxpr)

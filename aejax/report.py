@@ -94,41 +94,46 @@ def evaluate_locked(path: Path, info: dict[str, Any], data_dir: str | None,
     return saved, arrays
 
 
+EVALUATED_ON = ("test_source", "test_folder", "test_is_sample")  # metrics.json data: another set
+
+
 def evaluated_data(info: dict[str, Any], trained: dict[str, Any] | None, ds: data.Dataset,
                    path: Path) -> dict[str, Any]:
     """metrics.json's ``data`` after evaluating again: the training set the run had (from its
-    metrics.json, else its config.json and checkpoints), the test set evaluated now
-    (``test_source``, ``test_folder``, ``test_is_sample`` when it came from elsewhere), so that
-    compare.py keeps a sample-trained run apart from runs trained on the full data."""
+    metrics.json, else its config.json and checkpoints) and the size of the test set evaluated
+    now, with ``EVALUATED_ON`` when that is another test set than the run's own (by content:
+    ``test_sha256``), so that compare.py keeps such runs apart."""
     now = experiment.data_info(ds)
     if not trained:  # its first evaluation failed: config.json says what it trained on
         trained = {"source": info.get("dataset_source", now["source"]),
                    "folder": info.get("dataset_folder"),
-                   "is_sample": info.get("dataset_is_sample", now["is_sample"])}
+                   "is_sample": info.get("dataset_is_sample", now["is_sample"]),
+                   "test_sha256": info.get("dataset_test_sha256")}
         trained["train_size"] = (info.get("dataset_train_size") or saved_train_size(path)
                                  or (now["train_size"] if same_source(trained, now) else None))
-    out = {k: v for k, v in trained.items() if not k.startswith("test_")}
+    out = {k: v for k, v in trained.items() if k not in EVALUATED_ON}
     out["test_size"] = now["test_size"]
-    if not same_source(out, now):
+    if out.get("test_sha256"):
+        same = out["test_sha256"] == now["test_sha256"]
+    else:  # a run from before the test set's digest was recorded
+        same = same_source(out, now)
+        out["test_sha256"] = now["test_sha256"] if same else None
+    if not same:
         out.update(test_source=now["source"], test_folder=now["folder"],
                    test_is_sample=now["is_sample"])
     return out
 
 
 def same_source(recorded: dict[str, Any], now: dict[str, Any]) -> bool:
-    """Whether the data recorded at training (``source``, ``folder``) is the data read now.
-
-    Absolute folders are compared; without one (runs older than the ``folder`` record) equal
-    sources count as the same unless they are relative paths, which were relative to wherever
-    the run was trained.
-    """
+    """Whether the data recorded at training (``source``, ``folder``) is the data read now, for
+    runs that recorded no digest of their test set: the same absolute folder, or equal sources
+    that are not relative paths (those were relative to wherever the run was trained)."""
     if recorded.get("folder") and now.get("folder"):
         return recorded["folder"] == now["folder"]
     source = recorded.get("source")
-    if source != now["source"]:
-        return False
-    return not (isinstance(source, str) and Path(source).exists()
-                and not Path(source).is_absolute())
+    if isinstance(source, str) and Path(source).is_absolute() and Path(source).exists():
+        return now.get("folder") == str(Path(source).resolve())
+    return source == now["source"] and not (isinstance(source, str) and Path(source).exists())
 
 
 def saved_train_size(path: Path) -> int | None:

@@ -329,6 +329,25 @@ def by_dtype(pred: jax.Array, target: jax.Array) -> jax.Array:
     return jnp.mean(jnp.square(pred - target))
 
 
+def with_gradient_scaled(scale: float) -> Any:
+    """MSE whose custom_vjp scales its gradient: the forward is the same for every scale."""
+
+    @jax.custom_vjp
+    def loss(pred: jax.Array, target: jax.Array) -> jax.Array:
+        return jnp.mean(jnp.square(pred - target))
+
+    def fwd(pred: jax.Array, target: jax.Array) -> tuple[jax.Array, Any]:
+        return loss(pred, target), (pred, target)
+
+    def bwd(res: Any, g: jax.Array) -> tuple[jax.Array, jax.Array]:
+        pred, target = res
+        d = scale * g * 2 * (pred - target) / pred.size
+        return d, -d
+
+    loss.defvjp(fwd, bwd)
+    return loss
+
+
 class Half(nn.Module):
     """Tiny in bfloat16: its reconstructions are bfloat16."""
 
@@ -352,6 +371,8 @@ def test_digests_follow_the_computation_not_the_source() -> None:
     assert digest(Parts(occlude=row_bar(3))) == digest(Parts(occlude=row_bar(3)))
     assert digest(Parts(occlude=row_bar(3))) != digest(Parts(occlude=row_bar(4)))  # the constant
     assert digest(Parts(loss=scaled_by(0.5))) != digest(Parts(loss=scaled_by(0.25)))  # nested
+    assert (digest(Parts(loss=with_gradient_scaled(1.0)))  # the backward counts
+            != digest(Parts(loss=with_gradient_scaled(2.0))))
     assert digest(Parts(loss=per_batch_of_32)) == {}  # cannot be traced at 8 images: no digest
     assert digest(Parts(loss=per_batch_of_32), batch=jax.ShapeDtypeStruct((32, 784), jnp.float32))
     half = Half()

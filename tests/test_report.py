@@ -208,7 +208,7 @@ def test_evaluating_again_keeps_the_training_data_the_run_had(runs, tmp_path: Pa
     assert saved["data"] == {**trained, "test_size": 64, "test_source": str(elsewhere),
                              "test_folder": str(elsewhere.resolve()), "test_is_sample": False}
     rows = compare.table([str(other), str(copy)], ("test.occluded.mse",))
-    assert len(rows) == 2  # only is_sample tells them apart: never averaged as seeds
+    assert len(rows) == 2  # never averaged as seeds
     (copy / "metrics.json").unlink()  # a first evaluation that failed: config.json says it
     del info["dataset_train_size"]  # as in runs older than that field: the checkpoint says it
     (copy / "config.json").write_text(json.dumps(info))
@@ -216,33 +216,30 @@ def test_evaluating_again_keeps_the_training_data_the_run_had(runs, tmp_path: Pa
     assert (saved["data"]["is_sample"], saved["data"]["train_size"]) == (True, 256)
 
 
-def test_the_same_data_spelled_otherwise_is_not_another_source(runs, tmp_path: Path,
-                                                               monkeypatch) -> None:
-    (run, _), _ = runs
-    copy = tmp_path / "run"
-    shutil.copytree(run, copy)
-    source = Path(json.loads((copy / "config.json").read_text())["dataset_source"])
-    monkeypatch.chdir(source.parent)
-    saved, _ = report.evaluate_run(copy, data_dir=f"./{source.name}/../{source.name}")
-    assert "test_source" not in saved["data"]
-
-
-def test_a_relative_data_dir_of_the_same_name_elsewhere_is_other_data(runs, tmp_path: Path,
-                                                                       monkeypatch) -> None:
-    (run, _), _ = runs
+def test_the_test_set_is_told_apart_by_its_content(runs, tmp_path: Path, monkeypatch) -> None:
+    (run, other), _ = runs
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
     metrics_file = copy / "metrics.json"
-    saved = json.loads(metrics_file.read_text())
-    trained_in = Path(saved["data"]["folder"])
-    assert trained_in.is_absolute() and trained_in.is_dir()
-    write_idx_dataset(tmp_path / "small", seed=5)  # another "small" folder, here
+    own = json.loads(metrics_file.read_text())["data"]
+    same = tmp_path / "same"
+    shutil.copytree(own["folder"], same)  # the run's data, copied: another path, same content
+    again, _ = report.evaluate_run(copy, data_dir=str(same))
+    assert again["data"] == own
+    write_idx_dataset(tmp_path / "small", seed=5)  # a folder named like the run's, other digits
     monkeypatch.chdir(tmp_path)
-    for folder in (str(trained_in), None):  # recorded, or a run from before that record
-        saved["data"].update(source="small", folder=folder)  # trained with --data-dir small
-        metrics_file.write_text(json.dumps(saved))
-        again, _ = report.evaluate_run(copy, data_dir="small")
-        assert again["data"]["test_folder"] == str(tmp_path / "small"), folder
+    again, _ = report.evaluate_run(copy, data_dir="small")
+    assert again["data"]["test_folder"] == str(tmp_path / "small")
+    assert again["data"]["test_sha256"] == own["test_sha256"]  # still the run's own test set
+    rows = compare.table([str(other), str(copy)], ("test.occluded.mse",))
+    assert sorted(rows)[1].endswith(", tested on small") and len(rows) == 2  # never averaged
+    old = {k: v for k, v in own.items() if k not in ("folder", "test_sha256")}  # older records
+    for source, known in ((own["source"] + "/", True), ("small", False)):
+        metrics_file.write_text(json.dumps({**json.loads(metrics_file.read_text()),
+                                            "data": {**old, "source": source}}))
+        again, _ = report.evaluate_run(copy, data_dir=own["folder"])
+        assert ("test_source" not in again["data"]) == known, source  # a relative one: unknown
+        assert (again["data"]["test_sha256"] == own["test_sha256"]) == known
 
 
 def test_evaluating_a_run_that_is_training_is_refused(runs, tmp_path: Path) -> None:
