@@ -29,7 +29,7 @@ from jax.experimental import multihost_utils
 
 from aejax import orbax_quiet, resumable
 from aejax.config import Config
-from aejax.parts import Parts
+from aejax.parts import DIGEST_VERSION, Parts
 
 DIRNAME = "checkpoints"
 TMP_SUFFIX = ".orbax-checkpoint-tmp"  # Orbax writes <step><TMP_SUFFIX>... and renames it when done
@@ -72,6 +72,7 @@ class Checkpointer:
         meta = {"step": step, "epoch": step // steps, "offset": step % steps,
                 "steps_per_epoch": steps, "config": json.loads(cfg.to_json()), "data": data,
                 "parts": parts or Parts().describe(), "parts_digests": digests or {},
+                "parts_digests_version": DIGEST_VERSION,
                 "jax_version": jax.__version__,
                 "loss": losses.tolist(), "train_seconds": seconds, "checkpoint_every": self.every,
                 "keep": self.keep}

@@ -35,7 +35,8 @@ def load_run(workdir: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]
     data = metrics.get("data", {})
     size = f"{data.get('train_size')}+{data.get('test_size')} images"
     custom = {k: v for k, v in (info.get("parts") or {}).items() if v}  # aejax.parts
-    test = f", tested on {data['test_source']}" if data.get("test_source") else ""  # not its own
+    tested = data.get("tested_sha256")  # evaluated on another test set than its own: which
+    test = f", tested on another test set ({tested[:8]})" if tested else ""  # by content
     return {**info["config"], **custom,
             "data": size + (" (sample)" if data.get("is_sample") else "") + test}, metrics
 

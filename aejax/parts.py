@@ -182,6 +182,9 @@ def occlude_compiled(occlude: OccludeFn, key: jax.Array, clean: jax.Array
                         f" {type(err).__name__}: {first}") from err
 
 
+DIGEST_VERSION = 2  # how ``digests`` are computed; digests of another version are not compared
+
+
 def digests(parts: Parts, model: Any, params: Any, batch: jax.ShapeDtypeStruct,
             key: jax.Array) -> dict[str, str]:
     """A digest of what each custom part computes: the SHA-256 of its jaxpr and constants for a
@@ -201,16 +204,23 @@ def digests(parts: Parts, model: Any, params: Any, batch: jax.ShapeDtypeStruct,
     def model_and_grad(p: Any, x: jax.Array) -> Any:  # the backward too: custom_vjp rules
         return jax.value_and_grad(lambda q: jax.numpy.sum(apply(q, x)))(p)
 
-    traced = {"model": lambda: jax.make_jaxpr(model_and_grad)(params, batch),
-              "loss": lambda: jax.make_jaxpr(jax.value_and_grad(parts.loss))(
-                  jax.eval_shape(apply, params, batch), batch),
-              "occlude": lambda: jax.make_jaxpr(parts.occlude)(key, batch)}
+    def traced(part: str) -> Any:  # with the gradient where it can be taken, else forward only
+        if part == "occlude":
+            return jax.make_jaxpr(parts.occlude)(key, batch)
+        fn, args = ((model_and_grad, apply), (params, batch)) if part == "model" else (
+            (jax.value_and_grad(parts.loss), parts.loss),
+            (jax.eval_shape(apply, params, batch), batch))
+        try:
+            return jax.make_jaxpr(fn[0])(*args)
+        except TypeError:  # integer outputs: no gradient to trace (training's is zero there)
+            return jax.make_jaxpr(fn[1])(*args)
+
     out = {}
     for part in ("model", "loss", "occlude"):
         if getattr(parts, part) is None:
             continue
         try:
-            closed = traced[part]()
+            closed = traced(part)
             digest = hashlib.sha256(str(closed).encode())
             for const in constants(closed):  # arrays print as shapes only: hash their values
                 digest.update(np.asarray(const).tobytes())

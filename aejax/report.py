@@ -94,7 +94,8 @@ def evaluate_locked(path: Path, info: dict[str, Any], data_dir: str | None,
     return saved, arrays
 
 
-EVALUATED_ON = ("test_source", "test_folder", "test_is_sample")  # metrics.json data: another set
+# metrics.json ``data`` about the test set evaluated, when it is not the run's own
+EVALUATED_ON = ("test_source", "test_folder", "test_is_sample", "tested_sha256")
 
 
 def evaluated_data(info: dict[str, Any], trained: dict[str, Any] | None, ds: data.Dataset,
@@ -102,7 +103,8 @@ def evaluated_data(info: dict[str, Any], trained: dict[str, Any] | None, ds: dat
     """metrics.json's ``data`` after evaluating again: the training set the run had (from its
     metrics.json, else its config.json and checkpoints) and the size of the test set evaluated
     now, with ``EVALUATED_ON`` when that is another test set than the run's own (by content:
-    ``test_sha256``), so that compare.py keeps such runs apart."""
+    ``test_sha256`` is the run's own set, ``tested_sha256`` the one evaluated), so that
+    compare.py keeps such runs apart."""
     now = experiment.data_info(ds)
     if not trained:  # its first evaluation failed: config.json says what it trained on
         trained = {"source": info.get("dataset_source", now["source"]),
@@ -120,7 +122,7 @@ def evaluated_data(info: dict[str, Any], trained: dict[str, Any] | None, ds: dat
         out["test_sha256"] = now["test_sha256"] if same else None
     if not same:
         out.update(test_source=now["source"], test_folder=now["folder"],
-                   test_is_sample=now["is_sample"])
+                   test_is_sample=now["is_sample"], tested_sha256=now["test_sha256"])
     return out
 
 

@@ -18,6 +18,7 @@ import jax
 import numpy as np
 
 from aejax.config import Config
+from aejax.parts import DIGEST_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,9 @@ def warn_changed_parts(meta: dict[str, Any], digests: dict[str, str],
                        directory: str | Path) -> None:
     """Warn for each custom part that has its checkpoint's name but computes something else
     (``parts.digests``): an edited function resumed under the same name would mix the two."""
-    saved = meta.get("parts_digests") or {}  # absent before digests were saved: nothing to say
+    if meta.get("parts_digests_version") != DIGEST_VERSION:  # computed otherwise, or not at all
+        return
+    saved = meta.get("parts_digests") or {}
     then, now = meta.get("jax_version"), jax.__version__
     for part in sorted(set(saved) & set(digests)):
         if saved[part] != digests[part]:

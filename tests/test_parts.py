@@ -358,6 +358,16 @@ class Half(nn.Module):
         return nn.sigmoid(nn.Dense(self.features, dtype=jnp.bfloat16)(x))
 
 
+class Binary(nn.Module):
+    """Integer reconstructions: trainable (their gradient is zero), but not differentiable."""
+
+    features: int = 784
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return (nn.Dense(self.features)(x) > 0).astype(jnp.int32)
+
+
 def test_digests_follow_the_computation_not_the_source() -> None:
     model = Tiny()
     params = train.create_state(jax.random.key(0), model, train.make_optimizer(CFG)).params
@@ -379,6 +389,10 @@ def test_digests_follow_the_computation_not_the_source() -> None:
     half_params = train.create_state(jax.random.key(0), half, train.make_optimizer(CFG)).params
     assert (digest(Parts(loss=by_dtype), model=half, params=half_params)  # the model's output
             != digest(Parts(loss=by_dtype)))
+    binary = Binary()
+    binary_params = train.create_state(jax.random.key(0), binary, train.make_optimizer(CFG)).params
+    assert set(digest(Parts(model=binary, loss=bce), model=binary, params=binary_params)) == {
+        "model", "loss"}  # no gradient to trace: the forward alone
 
 
 def test_a_loss_written_for_the_training_batch_shape_trains(tmp_path: Path) -> None:

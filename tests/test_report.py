@@ -206,7 +206,9 @@ def test_evaluating_again_keeps_the_training_data_the_run_had(runs, tmp_path: Pa
     elsewhere = write_idx_dataset(tmp_path / "elsewhere", seed=3)  # as large as the run's data
     saved, _ = report.evaluate_run(copy, data_dir=str(elsewhere))
     assert saved["data"] == {**trained, "test_size": 64, "test_source": str(elsewhere),
-                             "test_folder": str(elsewhere.resolve()), "test_is_sample": False}
+                             "test_folder": str(elsewhere.resolve()), "test_is_sample": False,
+                             "tested_sha256": saved["data"]["tested_sha256"]}
+    assert saved["data"]["tested_sha256"] != trained["test_sha256"]
     rows = compare.table([str(other), str(copy)], ("test.occluded.mse",))
     assert len(rows) == 2  # never averaged as seeds
     (copy / "metrics.json").unlink()  # a first evaluation that failed: config.json says it
@@ -231,8 +233,15 @@ def test_the_test_set_is_told_apart_by_its_content(runs, tmp_path: Path, monkeyp
     again, _ = report.evaluate_run(copy, data_dir="small")
     assert again["data"]["test_folder"] == str(tmp_path / "small")
     assert again["data"]["test_sha256"] == own["test_sha256"]  # still the run's own test set
+    tested = again["data"]["tested_sha256"]
     rows = compare.table([str(other), str(copy)], ("test.occluded.mse",))
-    assert sorted(rows)[1].endswith(", tested on small") and len(rows) == 2  # never averaged
+    assert sorted(rows)[1].endswith(f", tested on another test set ({tested[:8]})")
+    second = tmp_path / "second"  # the other seed, evaluated on the same other digits
+    shutil.copytree(other, second)
+    report.evaluate_run(second, data_dir=str(tmp_path / "small"))  # spelled otherwise
+    rows = compare.table([str(other), str(copy), str(second)], ("test.occluded.mse",))
+    counts = sorted(row["test.occluded.mse"][2] for row in rows.values())
+    assert counts == [1, 2]  # grouped by the set's content, not by how its folder was spelled
     old = {k: v for k, v in own.items() if k not in ("folder", "test_sha256")}  # older records
     for source, known in ((own["source"] + "/", True), ("small", False)):
         metrics_file.write_text(json.dumps({**json.loads(metrics_file.read_text()),
