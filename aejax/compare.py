@@ -23,8 +23,9 @@ def load_run(workdir: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]
     """A run folder's config dict and metrics (ValueError if either file is missing).
 
     The config gets one more field, ``data``: how many training and test images the run had,
-    whether they were the small sample, and the test set's source when it was evaluated on
-    another test set than its own, so that runs on other data never form one row.
+    whether they were the small sample, and which test set it was evaluated on when not its own
+    (its digest; its source in records without one), so that runs on other data never form one
+    row.
     """
     path = Path(workdir)
     files = [path / "config.json", path / "metrics.json"]
@@ -36,7 +37,8 @@ def load_run(workdir: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]
     size = f"{data.get('train_size')}+{data.get('test_size')} images"
     custom = {k: v for k, v in (info.get("parts") or {}).items() if v}  # aejax.parts
     tested = data.get("tested_sha256")  # evaluated on another test set than its own: which
-    test = f", tested on another test set ({tested[:8]})" if tested else ""  # by content
+    test = (f", tested on another test set ({tested[:8]})" if tested  # by content
+            else f", tested on {data['test_source']}" if data.get("test_source") else "")
     return {**info["config"], **custom,
             "data": size + (" (sample)" if data.get("is_sample") else "") + test}, metrics
 

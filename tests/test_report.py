@@ -242,6 +242,11 @@ def test_the_test_set_is_told_apart_by_its_content(runs, tmp_path: Path, monkeyp
     rows = compare.table([str(other), str(copy), str(second)], ("test.occluded.mse",))
     counts = sorted(row["test.occluded.mse"][2] for row in rows.values())
     assert counts == [1, 2]  # grouped by the set's content, not by how its folder was spelled
+    saved = json.loads((second / "metrics.json").read_text())
+    del saved["data"]["tested_sha256"]  # a record without the digest: its source keeps it apart
+    (second / "metrics.json").write_text(json.dumps(saved))
+    rows = compare.table([str(other), str(second)], ("test.occluded.mse",))
+    assert len(rows) == 2 and any(k.endswith(f", tested on {tmp_path / 'small'}") for k in rows)
     old = {k: v for k, v in own.items() if k not in ("folder", "test_sha256")}  # older records
     for source, known in ((own["source"] + "/", True), ("small", False)):
         metrics_file.write_text(json.dumps({**json.loads(metrics_file.read_text()),
