@@ -207,13 +207,15 @@ def digests(parts: Parts, model: Any, params: Any, batch: jax.ShapeDtypeStruct,
     def traced(part: str) -> Any:  # with the gradient where it can be taken, else forward only
         if part == "occlude":
             return jax.make_jaxpr(parts.occlude)(key, batch)
-        fn, args = ((model_and_grad, apply), (params, batch)) if part == "model" else (
-            (jax.value_and_grad(parts.loss), parts.loss),
-            (jax.eval_shape(apply, params, batch), batch))
+        if part == "model":
+            with_grad, forward, args = model_and_grad, apply, (params, batch)
+        else:
+            with_grad, forward = jax.value_and_grad(parts.loss), parts.loss
+            args = (jax.eval_shape(apply, params, batch), batch)
         try:
-            return jax.make_jaxpr(fn[0])(*args)
+            return jax.make_jaxpr(with_grad)(*args)
         except TypeError:  # integer outputs: no gradient to trace (training's is zero there)
-            return jax.make_jaxpr(fn[1])(*args)
+            return jax.make_jaxpr(forward)(*args)
 
     out = {}
     for part in ("model", "loss", "occlude"):
