@@ -241,9 +241,12 @@ def constants(closed: Any) -> list[Any]:
         if id(item) in seen:  # a helper called many times is one shared jaxpr: walk it once
             continue
         seen.add(id(item))
-        if hasattr(item, "consts") and hasattr(item, "jaxpr"):  # a ClosedJaxpr
-            found.extend(item.consts)
-            todo.append(item.jaxpr)
+        if not (hasattr(item, "jaxpr") or hasattr(item, "eqns")):  # an equation's other params
+            continue
+        inner = getattr(item, "jaxpr", item)
+        found.extend(getattr(item, "consts", ()))  # a ClosedJaxpr's; JAX 0.11's Jaxpr has them
+        if inner is not item:  # a ClosedJaxpr (JAX < 0.11): its Jaxpr holds the equations
+            todo.append(inner)
         elif hasattr(item, "eqns"):  # a Jaxpr
             for eqn in item.eqns:
                 for value in eqn.params.values():
