@@ -200,7 +200,16 @@ def is_main_process() -> bool:
     return jax.process_index() == 0
 
 
+def default_device() -> jax.Device:
+    """Where arrays without a placement go: ``jax.default_device``'s device (or platform) when
+    one is set, else the first device."""
+    chosen = jax.config.jax_default_device
+    if isinstance(chosen, str):
+        return jax.devices(chosen)[0]
+    return chosen if chosen is not None else jax.devices()[0]
+
+
 def describe(mesh: Mesh | None) -> dict[str, Any]:
     """What a run's config.json records about its devices."""
-    devices = [jax.devices()[0]] if mesh is None else list(mesh.devices.flat)
+    devices = [default_device()] if mesh is None else list(mesh.devices.flat)
     return {"mesh_devices": [str(d) for d in devices], "processes": jax.process_count()}

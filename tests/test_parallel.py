@@ -160,6 +160,25 @@ def test_mesh_placement_and_fetch_on_one_device() -> None:
         parallel.check_batch(30, types.SimpleNamespace(size=4))
 
 
+DEFAULT_DEVICE_CODE = """
+import jax, numpy as np
+from aejax import parallel
+first = parallel.describe(None)["mesh_devices"]
+with jax.default_device(jax.devices()[1]):
+    chosen = parallel.describe(None)["mesh_devices"], str(*jax.device_put(np.zeros(2)).devices())
+with jax.default_device("cpu"):
+    platform = parallel.describe(None)["mesh_devices"]
+print(first, chosen, platform)
+"""
+
+
+def test_a_run_records_the_device_it_trains_on_under_jax_default_device() -> None:
+    done = subprocess.run([sys.executable, "-c", DEFAULT_DEVICE_CODE], env=device_env(2),
+                          capture_output=True, text=True, timeout=TIMEOUT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[0] == "['cpu:0'] (['cpu:1'], 'cpu:1') ['cpu:0']"
+
+
 @pytest.mark.parametrize("argv,message", [
     (["--devices", "0"], "--devices must be a positive number or 'all', got '0'"),
     (["--devices", "two"], "--devices must be a positive number or 'all'"),
