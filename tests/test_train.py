@@ -11,7 +11,7 @@ import pytest
 
 from aejax import loop, occlusion, parts, train
 from aejax.config import Config
-from tests.conftest import synthetic_digits
+from tests.conftest import cpu, synthetic_digits
 
 CFG = Config(epochs=2, batch_size=16)
 
@@ -78,6 +78,12 @@ def test_train_step_learns_and_jit_matches_eager() -> None:
 
 
 def test_scan_epoch_equals_a_python_loop_over_the_same_batches() -> None:
+    with jax.default_device(cpu()):  # on an H100: 68 of 100,352 weights 1e-5 apart
+        scan_epoch_equals_python_loop()
+
+
+def scan_epoch_equals_python_loop() -> None:
+    """``fit``'s epoch of scanned chunks gives the losses and parameters of jitted steps."""
     x = flat_images(160)
     cfg = dataclasses.replace(CFG, epochs=1, train_occlusion="mixed")
     state, history = loop.fit(cfg, x, progress=False)
