@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import re
 import sys
 import traceback
 from pathlib import Path
@@ -23,8 +24,8 @@ def quiet_abandoned_reads() -> None:
     printed ("Exception ignored in <coroutine ...>", some 100 lines) after the one-line error
     when it is garbage-collected, reads that finish later hit Orbax's closed event loop
     ("RuntimeError: Event loop is closed" from asyncio's ``call_soon_threadsafe``), and asyncio
-    logs their unread results. Reports about anything else still go to the previous hook, and
-    asyncio's log keeps every record whose exception did not pass through Orbax.
+    logs their unread results (``abandoned_read``). Reports about anything else still go to the
+    previous hook, and asyncio's log keeps every other record.
     """
     previous = sys.unraisablehook
     if getattr(previous, "quiets_orbax", False):
@@ -43,9 +44,20 @@ def quiet_abandoned_reads() -> None:
 
     hook.quiets_orbax = True  # type: ignore[attr-defined]
     sys.unraisablehook = hook
-    logging.getLogger("asyncio").addFilter(
-        lambda record: not (record.exc_info and any(
-            from_orbax(frame.filename) for frame in traceback.extract_tb(record.exc_info[2]))))
+    logging.getLogger("asyncio").addFilter(lambda record: not abandoned_read(record))
+
+
+def abandoned_read(record: logging.LogRecord) -> bool:
+    """Whether an asyncio log record reports one of Orbax's abandoned reads: its exception passed
+    through Orbax, or it is a TensorStore error ("CODE: ..." from a C++ status, never raised in
+    Python, so without a traceback) that no one retrieved from its future."""
+    if not record.exc_info or record.exc_info[1] is None:
+        return False
+    err, tb = record.exc_info[1], record.exc_info[2]
+    if any(from_orbax(frame.filename) for frame in traceback.extract_tb(tb)):
+        return True
+    return (tb is None and str(record.msg).startswith("Future exception was never retrieved")
+            and re.match(r"[A-Z]+(_[A-Z]+)*: ", str(err)) is not None)
 
 
 def from_orbax(filename: str) -> bool:

@@ -61,6 +61,30 @@ def test_reports_of_orbaxs_abandoned_reads_are_dropped_and_others_kept(
     assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == ["something else"]
 
 
+def test_unretrieved_tensorstore_errors_are_dropped_and_other_unretrieved_errors_kept(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(sys, "unraisablehook", sys.unraisablehook)
+    asyncio_log = logging.getLogger("asyncio")
+    monkeypatch.setattr(asyncio_log, "filters", [])
+    orbax_quiet.quiet_abandoned_reads()
+    # as asyncio logs a future's exception that nobody retrieved; TensorStore's come from C++
+    # statuses, set on the future without ever being raised in Python (no traceback)
+    unread = "Future exception was never retrieved\nfuture: <Future finished exception=%r>"
+    tensorstore = ValueError('FAILED_PRECONDITION: Error reading "params/0.0" in OCDBT database')
+    kept = [ValueError("mine"), ValueError("NOT_FOUND: raised in Python")]
+    try:
+        raise kept[1]
+    except ValueError:
+        pass  # now it has a traceback: not TensorStore's
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        for err in [tensorstore, *kept]:
+            asyncio_log.error(unread, err, exc_info=(type(err), err, err.__traceback__))
+        asyncio_log.error("Task was destroyed but it is pending!", exc_info=(
+            type(tensorstore), tensorstore, None))
+    assert [r.args for r in caplog.records if r.name == "asyncio"] == [
+        (kept[0],), (kept[1],), ()]
+
+
 def test_orbax_metadata_parse_errors_are_logged_once_per_file(caplog) -> None:
     orbax_quiet.say_once("absl", "Failed to json parse Metadata file")
     orbax_quiet.say_once("absl", "Failed to json parse Metadata file")  # installed once
