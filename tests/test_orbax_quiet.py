@@ -63,7 +63,9 @@ def test_reports_of_orbaxs_abandoned_reads_are_dropped_and_others_kept(
 
 def test_unretrieved_tensorstore_errors_are_dropped_and_other_unretrieved_errors_kept(
         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setattr(sys, "unraisablehook", sys.unraisablehook)
+    # Python's own hook (restored after), so that the filter is installed even where an earlier
+    # test in this process installed it already
+    monkeypatch.setattr(sys, "unraisablehook", sys.__unraisablehook__)
     asyncio_log = logging.getLogger("asyncio")
     monkeypatch.setattr(asyncio_log, "filters", [])
     orbax_quiet.quiet_abandoned_reads()
