@@ -247,5 +247,7 @@ def run_info(cfg: Config, ds: data.Dataset, mesh: jax.sharding.Mesh | None = Non
     dataset = {f"dataset_{k}": v for k, v in data_info(ds).items() if k != "test_size"}
     return {"config": json.loads(cfg.to_json()), "parts": parts.describe(), **dataset,
             "jax_version": jax.__version__,
-            "backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()],
+            "backend": (parallel.default_device() if mesh is None
+                        else mesh.devices.flat[0]).platform,
+            "devices": [str(d) for d in jax.devices()],
             **parallel.describe(mesh)}

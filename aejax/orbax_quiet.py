@@ -49,15 +49,23 @@ def quiet_abandoned_reads() -> None:
 
 def abandoned_read(record: logging.LogRecord) -> bool:
     """Whether an asyncio log record reports one of Orbax's abandoned reads: its exception passed
-    through Orbax, or it is a TensorStore error ("CODE: ..." from a C++ status, never raised in
-    Python, so without a traceback) that no one retrieved from its future."""
+    through Orbax, or it is a TensorStore error (a ValueError "CODE: ..." from a C++ status,
+    never raised in Python, so without a traceback) that no one retrieved from its future."""
     if not record.exc_info or record.exc_info[1] is None:
         return False
     err, tb = record.exc_info[1], record.exc_info[2]
     if any(from_orbax(frame.filename) for frame in traceback.extract_tb(tb)):
         return True
-    return (tb is None and str(record.msg).startswith("Future exception was never retrieved")
-            and re.match(r"[A-Z]+(_[A-Z]+)*: ", str(err)) is not None)
+    return (tb is None and isinstance(err, ValueError)
+            and str(record.msg).startswith("Future exception was never retrieved")
+            and re.match(rf"({'|'.join(STATUS_CODES)}): ", str(err)) is not None)
+
+
+# absl::StatusCode names but OK: the prefix of a TensorStore error's message
+STATUS_CODES = ("CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+                "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+                "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
+                "UNAUTHENTICATED")
 
 
 def from_orbax(filename: str) -> bool:

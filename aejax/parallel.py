@@ -202,11 +202,11 @@ def is_main_process() -> bool:
 
 def default_device() -> jax.Device:
     """Where arrays without a placement go: ``jax.default_device``'s device (or platform) when
-    one is set, else the first device."""
+    one is set, else this process's first device."""
     chosen = jax.config.jax_default_device
     if isinstance(chosen, str):
-        return jax.devices(chosen)[0]
-    return chosen if chosen is not None else jax.devices()[0]
+        return jax.local_devices(backend=chosen)[0]
+    return chosen if chosen is not None else jax.local_devices()[0]
 
 
 def describe(mesh: Mesh | None) -> dict[str, Any]:

@@ -182,7 +182,8 @@ def occlude_compiled(occlude: OccludeFn, key: jax.Array, clean: jax.Array
                         f" {type(err).__name__}: {first}") from err
 
 
-DIGEST_VERSION = 2  # how ``digests`` are computed; digests of another version are not compared
+DIGEST_VERSION = 3  # how ``digests`` are computed; digests of another version are not compared
+# (3: the constants of nested jaxprs on JAX 0.11+, whose Jaxpr holds them; 2 missed them there)
 
 
 def digests(parts: Parts, model: Any, params: Any, batch: jax.ShapeDtypeStruct,

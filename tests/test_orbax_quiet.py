@@ -73,7 +73,8 @@ def test_unretrieved_tensorstore_errors_are_dropped_and_other_unretrieved_errors
     # statuses, set on the future without ever being raised in Python (no traceback)
     unread = "Future exception was never retrieved\nfuture: <Future finished exception=%r>"
     tensorstore = ValueError('FAILED_PRECONDITION: Error reading "params/0.0" in OCDBT database')
-    kept = [ValueError("mine"), ValueError("NOT_FOUND: raised in Python")]
+    kept = [ValueError("mine"), ValueError("NOT_FOUND: raised in Python"),
+            ValueError("ERROR: not a status code"), RuntimeError("INTERNAL: not TensorStore's")]
     try:
         raise kept[1]
     except ValueError:
@@ -83,8 +84,7 @@ def test_unretrieved_tensorstore_errors_are_dropped_and_other_unretrieved_errors
             asyncio_log.error(unread, err, exc_info=(type(err), err, err.__traceback__))
         asyncio_log.error("Task was destroyed but it is pending!", exc_info=(
             type(tensorstore), tensorstore, None))
-    assert [r.args for r in caplog.records if r.name == "asyncio"] == [
-        (kept[0],), (kept[1],), ()]
+    assert [r.args for r in caplog.records if r.name == "asyncio"] == [(e,) for e in kept] + [()]
 
 
 def test_orbax_metadata_parse_errors_are_logged_once_per_file(caplog) -> None:
