@@ -1,10 +1,13 @@
-"""The GPU scan-unroll sweep of BENCHMARKS.md, as it was run (docs/gpu-unroll-sweep-h100.json).
+"""The GPU scan-unroll sweep of BENCHMARKS.md, as it was run.
 
 Steps/s of one compiled training chunk (``train.make_train_chunk``: 1,856 batch-32 steps, or 32
 batch-1024 steps) for each scan unroll, best and median of 5 timed runs after an untimed one;
 with ``OUT_DIR`` and ``LABEL`` ``default`` it also writes the optimized HLO of batch 32 at unroll
 2 and 16 (where the kernel counts come from). ``AEJAX_SWEEP=32:2,4`` limits it to one batch size
-and those unrolls; ``XLA_FLAGS`` picks the compiler's options (the JSON records them).
+and those unrolls; ``XLA_FLAGS`` picks the compiler's options (the JSON records them). It
+writes ``OUT_DIR/unroll_LABEL.json``; docs/gpu-unroll-sweep-h100.json holds three such files
+(``default``; ``nocmdbuf``: ``XLA_FLAGS=--xla_gpu_enable_command_buffer=``; ``cublas``:
+``AEJAX_SWEEP=32:2,4 XLA_FLAGS=--xla_gpu_enable_triton_gemm=false``).
 
     PYTHONPATH=. python docs/gpu_unroll_sweep.py OUT_DIR LABEL MNIST_DIR
 """
