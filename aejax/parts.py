@@ -131,10 +131,10 @@ def occlude_checked(occlude: OccludeFn, key: jax.Array, clean: jax.Array
         got = (tuple(getattr(a, "shape", type(a).__name__) for a in out) if isinstance(out, tuple)
                else getattr(out, "shape", type(out).__name__))
         raise PartError(f"an occlusion must return (occluded, mask) shaped like its images "
-                         f"{shape}; {name(occlude)} returned {got!r}")
+                        f"{shape}; {name(occlude)} returned {got!r}")
     if out[1].dtype != bool:
         raise PartError(f"an occlusion's mask must be boolean; {name(occlude)} returned "
-                         f"{out[1].dtype}")
+                        f"{out[1].dtype}")
     return out
 
 
@@ -142,8 +142,8 @@ def check_reconstruction(model: Any, images: jax.Array, recon: Any) -> None:
     """ValueError (at trace time) unless the model returned an array shaped like its input."""
     if tuple(getattr(recon, "shape", ())) != tuple(images.shape):
         raise PartError(f"the model {name(model)} returned shape "
-                         f"{getattr(recon, 'shape', type(recon).__name__)} for images shaped "
-                         f"{tuple(images.shape)}: a reconstruction must be shaped like its input")
+                        f"{getattr(recon, 'shape', type(recon).__name__)} for images shaped "
+                        f"{tuple(images.shape)}: a reconstruction must be shaped like its input")
 
 
 def check_ranges(model: Any, params: Any, clean: jax.Array, occlude: OccludeFn,
@@ -162,8 +162,8 @@ def check_ranges(model: Any, params: Any, clean: jax.Array, occlude: OccludeFn,
         low, high = float(jax.numpy.min(values)), float(jax.numpy.max(values))
         if not 0.0 <= low <= high <= 1.0:  # False for NaN too
             raise PartError(f"{who} returned values in [{low:.4g}, {high:.4g}] on training "
-                             "images; images and reconstructions must lie in [0, 1] (end a "
-                             "model with a sigmoid, write pixel values in an occlusion)")
+                            "images; images and reconstructions must lie in [0, 1] (end a "
+                            "model with a sigmoid, write pixel values in an occlusion)")
 
 
 def occlude_compiled(occlude: OccludeFn, key: jax.Array, clean: jax.Array
