@@ -217,8 +217,8 @@ def start(cfg: Config, path: Path, *, writer: bool, overwrite: bool, resume: boo
             with contextlib.closing(checkpoint.Checkpointer(path / checkpoint.DIRNAME,
                                                             tidy=False)) as ckpt:
                 resumable.check_resumable(*ckpt.latest(), cfg, resumable.fingerprint(x),
-                                           len(x) // cfg.batch_size, ckpt.directory,
-                                           parts.describe())
+                                            len(x) // cfg.batch_size, ckpt.directory,
+                                            parts.describe())
     except BaseException:
         if new_folder and path.is_dir() and not any(path.iterdir()):
             path.rmdir()
