@@ -2,9 +2,9 @@
 
 ``scan``: the project's on-device epoch (``train.make_train_chunk``: batches gathered from uint8
 images inside ``lax.scan``, the chunks of ``schedule.chunk_plan``, each chunk's losses read and
-checked while the next one runs), run by ``loop.run_epoch`` as ``loop.fit`` runs it. ``loop``: the naive
-JAX way, one jitted ``train_step`` call per batch from a Python loop, each batch sliced on the
-host and transferred. Every timing ends with ``block_until_ready``.
+checked while the next one runs), run by ``loop.run_epoch`` as ``loop.fit`` runs it. ``loop``:
+the naive JAX way, one jitted ``train_step`` call per batch from a Python loop, each batch sliced
+on the host and transferred. Every timing ends with ``block_until_ready``.
 """
 
 from __future__ import annotations
