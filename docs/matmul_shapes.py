@@ -1,0 +1,55 @@
+"""The per-matmul timings of BENCHMARKS.md's "Newer JAX" section, as they were run.
+
+Each of the training step's five 784-wide matmuls at batch 1024 (and both layers' forward matmuls at
+batch 32), timed on its own: a jitted ``fori_loop`` of N products whose left operand is updated
+every iteration (so XLA cannot hoist the product), best of 7 calls after an untimed one. The
+1024 x 1024 square matmul is the roofline's. Run it once per JAX version, alternating:
+
+    python docs/matmul_shapes.py
+"""
+import time
+
+import jax
+import numpy as np
+
+
+def time_matmul(a_shape: tuple[int, int], b_shape: tuple[int, int], n: int,
+                transpose_a: bool = False) -> float:
+    """Microseconds per product ``a @ b`` (``a.T @ b`` with ``transpose_a``), best of 7."""
+    rng = np.random.default_rng(0)
+    a = jax.numpy.asarray(rng.random(a_shape, dtype=np.float32))
+    b = jax.numpy.asarray(rng.random(b_shape, dtype=np.float32))
+
+    @jax.jit
+    def loop(a, b):
+        def body(i, a):
+            c = (a.T if transpose_a else a) @ b
+            return a + 1e-9 * c[0, 0]
+        return jax.lax.fori_loop(0, n, body, a)
+
+    loop(a, b).block_until_ready()
+    best = float("inf")
+    for _ in range(7):
+        start = time.perf_counter()
+        loop(a, b).block_until_ready()
+        best = min(best, (time.perf_counter() - start) / n)
+    return best * 1e6
+
+
+SHAPES = [  # name, a, b, a transposed
+    ("L1 fwd 1024x784x128", (1024, 784), (784, 128), False),
+    ("L4 fwd 1024x128x784", (1024, 128), (128, 784), False),
+    ("L4 dx 1024x784x128", (1024, 784), (784, 128), False),
+    ("dW1 784x1024x128", (1024, 784), (1024, 128), True),
+    ("dW4 128x1024x784", (1024, 128), (1024, 784), True),
+    ("L1 fwd b32", (32, 784), (784, 128), False),
+    ("L4 fwd b32", (32, 128), (128, 784), False),
+    ("sq 1024", (1024, 1024), (1024, 1024), False),
+]
+
+if __name__ == "__main__":
+    print("jax", jax.__version__)
+    for name, a_shape, b_shape, transpose_a in SHAPES:
+        m, k = (a_shape[1], a_shape[0]) if transpose_a else a_shape
+        us = time_matmul(a_shape, b_shape, 2000 if m == 32 else 100, transpose_a)
+        print(f"{name:22s} {us:8.1f} us {2 * m * k * b_shape[1] / us / 1e3:6.1f} GFLOP/s")
