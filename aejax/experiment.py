@@ -246,8 +246,5 @@ def run_info(cfg: Config, ds: data.Dataset, mesh: jax.sharding.Mesh | None = Non
     """The config plus what is needed to interpret the run later."""
     dataset = {f"dataset_{k}": v for k, v in data_info(ds).items() if k != "test_size"}
     return {"config": json.loads(cfg.to_json()), "parts": parts.describe(), **dataset,
-            "jax_version": jax.__version__,
-            "backend": (parallel.default_device() if mesh is None
-                        else mesh.devices.flat[0]).platform,
-            "devices": [str(d) for d in jax.devices()],
+            "jax_version": jax.__version__, "devices": [str(d) for d in jax.devices()],
             **parallel.describe(mesh)}

@@ -210,6 +210,7 @@ def default_device() -> jax.Device:
 
 
 def describe(mesh: Mesh | None) -> dict[str, Any]:
-    """What a run's config.json records about its devices."""
+    """What a run's config.json records about the devices it trains on."""
     devices = [default_device()] if mesh is None else list(mesh.devices.flat)
-    return {"mesh_devices": [str(d) for d in devices], "processes": jax.process_count()}
+    return {"backend": devices[0].platform, "mesh_devices": [str(d) for d in devices],
+            "processes": jax.process_count()}

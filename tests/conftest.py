@@ -58,9 +58,8 @@ def write_idx_dataset(folder: Path, n_train: int = 256, n_test: int = 64, *,
 def cpu() -> jax.Device:
     """The CPU, which JAX always has beside a GPU: for tests whose expectation is XLA:CPU's
     arithmetic (two programs that agree bit for bit or to 1e-4 there; an overflow that ends in
-    NaN), run
-    under ``jax.default_device(cpu())`` on any machine. On a GPU, different programs' kernels
-    add in different orders."""
+    NaN), run under ``jax.default_device(cpu())`` on any machine. On a GPU, different programs'
+    kernels add in different orders."""
     return jax.devices("cpu")[0]
 
 
