@@ -166,8 +166,10 @@ def out_of_memory(message: str) -> bool:
     return "RESOURCE_EXHAUSTED" in message or "out of memory" in message.lower()
 
 
-def run_main(main: Callable[[], int], prog: str) -> int:
-    """Run ``main``, turning expected failures into one line on stderr and exit code 2."""
+def run_main(main: Callable[[], int], prog: str, *,
+             oom_hint: str = "lower --batch-size or --hidden") -> int:
+    """Run ``main``, turning expected failures into one line on stderr and exit code 2;
+    ``oom_hint`` ends the line for an allocation that failed (what the script's user can lower)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("jax").setLevel(logging.WARNING)  # hide "Unable to initialize backend"
     try:
@@ -184,8 +186,8 @@ def run_main(main: Callable[[], int], prog: str) -> int:
         if os.environ.get("AEJAX_DEBUG"):
             raise
         if isinstance(err, jax.errors.JaxRuntimeError) and out_of_memory(str(err)):
-            print(f"{prog}: error: out of memory ({str(err).splitlines()[0][:160]}); lower "
-                  "--batch-size or --hidden", file=sys.stderr)
+            print(f"{prog}: error: out of memory ({str(err).splitlines()[0][:160]}); {oom_hint}",
+                  file=sys.stderr)
             return 2
         problem = backend_problem()  # only a backend that cannot start is the user's to fix
         if problem is None:

@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
         return 0
 
-    return cli.run_main(run, parser.prog)
+    return cli.run_main(run, parser.prog, oom_hint="lower --batch-sizes or --roofline-size")
 
 
 if __name__ == "__main__":

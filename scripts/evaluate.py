@@ -40,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"arrays saved to {report.export_arrays(arrays, args.export)}")
         return 0
 
-    return cli.run_main(run, parser.prog)
+    return cli.run_main(run, parser.prog, oom_hint="evaluate on a device with more memory "
+                                                   "(JAX_PLATFORMS=cpu uses the host's)")
 
 
 if __name__ == "__main__":

@@ -292,6 +292,17 @@ def test_bench_script_refuses_bad_flags_in_one_line(argv, message, tmp_path, mon
     assert code == 2 and err == [f"bench.py: error: {message}"]
 
 
+def test_bench_script_names_its_own_flags_when_memory_runs_out(tmp_path, monkeypatch,
+                                                              capsys) -> None:
+    monkeypatch.chdir(tmp_path)  # a roofline matmul of 10^6 x 10^6 float32s: 4 TB each
+    code = load_script("bench").main(["--num-images", "64", "--data-dir", "", "--batch-sizes",
+                                      "32", "--roofline-size", "1000000", "--no-torch",
+                                      "--no-compile", "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("bench.py: error: out of memory (")
+    assert err[0].endswith("; lower --batch-sizes or --roofline-size")
+
+
 @pytest.mark.skipif(any(importlib.util.find_spec(m) for m in ("jax_cuda12_plugin",
                                                               "jax_cuda13_plugin")),
                     reason="a CUDA plugin is installed")

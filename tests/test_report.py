@@ -8,6 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
@@ -108,6 +109,18 @@ def test_evaluate_script_errors_are_one_line(tmp_path: Path, capsys) -> None:
     code, _, err = call("evaluate", ["--workdir", str(tmp_path), "--export", str(missing)], capsys)
     assert code == 2 and err.strip() == (
         f"evaluate.py: error: --export {missing}: its folder does not exist")
+
+
+def test_evaluate_script_says_what_to_do_when_memory_runs_out(tmp_path: Path, monkeypatch,
+                                                             capsys) -> None:
+    def out_of_memory(*args, **kwargs):
+        raise jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 9 bytes")
+
+    monkeypatch.setattr(report, "evaluate_run", out_of_memory)
+    code, _, err = call("evaluate", ["--workdir", str(tmp_path)], capsys)
+    assert code == 2 and err.strip() == (  # not train.py's "lower --batch-size or --hidden"
+        "evaluate.py: error: out of memory (RESOURCE_EXHAUSTED: Out of memory allocating 9 "
+        "bytes); evaluate on a device with more memory (JAX_PLATFORMS=cpu uses the host's)")
 
 
 def test_an_output_that_cannot_be_written_is_refused_before_the_work(
