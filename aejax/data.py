@@ -75,6 +75,10 @@ def load(name: str = "mnist", *, data_dir: str | os.PathLike | None = None,
         raise DataError(f"data root {root} is a file, not a folder: pass a folder as --data-root "
                         "(or --data-dir with the IDX files)")
     folder, source = _local_folder(root, name), None
+    if folder is None and idx.find_files(root):  # --data-root given the IDX folder itself
+        raise DataError(f"data root {root} holds IDX files itself, but --data-root is the folder "
+                        f"above them (it reads {root / name}/ and caches in {root / 'cache'}/): "
+                        f"pass --data-dir {root} to read these files")
     if folder is None and download:
         folder, source = download_files(name, root), "download"
     if folder is not None:

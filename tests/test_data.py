@@ -115,6 +115,21 @@ def test_a_data_root_that_is_a_file_is_refused(small_idx_dir, tmp_path):
     assert len(data.load(data_dir=small_idx_dir, data_root=root).train_images) == 256  # no cache
 
 
+def test_a_data_root_that_is_the_idx_folder_itself_is_refused(small_idx_dir, tmp_path):
+    with pytest.raises(data.DataError, match=(  # not trained on the sample, not cached in there
+            rf"data root {small_idx_dir} holds IDX files itself, but --data-root is the folder "
+            rf"above them \(it reads {small_idx_dir / 'mnist'}/ .*\): pass --data-dir "
+            rf"{small_idx_dir} to read these files")):
+        data.load(data_root=small_idx_dir, download=False)
+    assert not (small_idx_dir / "cache").exists()
+    (tmp_path / "mnist").mkdir()  # a root that also holds <root>/mnist/ is a real data root
+    for path in idx.find_files(small_idx_dir).values():
+        shutil.copy(path, tmp_path / path.name)
+        shutil.copy(path, tmp_path / "mnist" / path.name)
+    with pytest.raises(data.DataError, match=rf"{tmp_path / 'mnist'}/.* is not the registered"):
+        data.load(data_root=tmp_path, download=False)  # read from <root>/mnist/, then checked
+
+
 @pytest.mark.parametrize("where", ["mnist", "downloads/manual/mnist", "downloads/manual"])
 def test_files_in_data_root(mnist_dir, tmp_path, where, no_network):
     (tmp_path / where).mkdir(parents=True)

@@ -147,6 +147,19 @@ def test_missing_one_file(tmp_path):
     assert len(idx.find_files(tmp_path)) == 3
 
 
+def test_a_parent_folder_points_to_the_one_below_with_the_files(tmp_path):
+    write_folder(tmp_path / "mnist")
+    (tmp_path / "other").mkdir()
+    with pytest.raises(DataError, match=(
+            rf"{tmp_path} is missing .*: put all four MNIST-format IDX files \(gzipped or not\) "
+            rf"in that folder; {tmp_path / 'mnist'} holds all four: pass --data-dir "
+            rf"{tmp_path / 'mnist'}$")):
+        idx.locate(tmp_path)
+    (tmp_path / "mnist" / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(DataError, match=r"in that folder$"):  # three files: no hint
+        idx.locate(tmp_path)
+
+
 def test_unreadable_file(tmp_path):
     (tmp_path / "x.gz").mkdir()  # a folder where a file should be: reading it fails with OSError
     with pytest.raises(DataError, match=r"cannot read .*x\.gz \(Is a directory\): check that it"):
