@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -10,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from aejax import jsonio
+from aejax import jsonio, runlock
 
 KEYS: tuple[str, ...] = ("test.clean.mse", "test.occluded.mse", "test.occluded.on_bar_mse",
                          "test.occluded.off_bar_mse", "test.occluded.psnr", "test.occluded.ssim",
@@ -28,11 +29,16 @@ def load_run(workdir: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]
     row.
     """
     path = Path(workdir)
+    if not path.is_dir():
+        raise ValueError(f"{workdir} {'is not a folder' if path.exists() else 'does not exist'}: "
+                         "give the run folders that train.py wrote")
     files = [path / "config.json", path / "metrics.json"]
     missing = [f.name for f in files if not f.is_file()]
     if missing:
         raise ValueError(f"{workdir} is not a finished run: no {' or '.join(missing)}")
-    info, metrics = jsonio.read_run_config(files[0]), jsonio.read_json(files[1])
+    with contextlib.ExitStack() as held:  # a run training again (--resume) has stale metrics
+        runlock.lock(path, held, advice="its metrics.json is not final; wait for it to finish")
+        info, metrics = jsonio.read_run_config(files[0]), jsonio.read_json(files[1])
     data = metrics.get("data", {})
     size = f"{data.get('train_size')}+{data.get('test_size')} images"
     custom = {k: v for k, v in (info.get("parts") or {}).items() if v}  # aejax.parts

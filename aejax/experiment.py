@@ -18,7 +18,8 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from aejax import checkpoint, data, evaluate, loop, parallel, resumable, rundir, train
+from aejax import (checkpoint, data, evaluate, loop, parallel, resumable, rundir, runlock,
+                   train)
 from aejax.config import Config, check_data
 from aejax.jsonio import write_json
 from aejax.model import init_params
@@ -38,7 +39,7 @@ def resume_meta(workdir: str | os.PathLike) -> dict[str, Any]:
         raise ValueError(rundir.nothing_to_resume(Path(workdir)))
     if parallel.is_main_process():  # a live run's folder: "in use", not what its files say
         with contextlib.ExitStack() as held:
-            rundir.lock(Path(workdir), held)
+            runlock.lock(Path(workdir), held)
     return checkpoint.latest_meta(Path(workdir) / checkpoint.DIRNAME)
 
 
@@ -204,10 +205,10 @@ def start(cfg: Config, path: Path, *, writer: bool, overwrite: bool, resume: boo
         if writer:  # a live run's folder is "in use", whatever it holds: lock it first
             existed = path.is_dir()
             if existed:
-                rundir.lock(path, held)
+                runlock.lock(path, held)
             rundir.prepare(path, overwrite=overwrite, resume=resume)
             if not existed:
-                rundir.lock(path, held)
+                runlock.lock(path, held)
         ds = data.load(cfg.dataset, data_dir=cfg.data_dir, data_root=cfg.data_root)
         check_data(cfg, *ds.train_images.shape)
         if mesh is not None:

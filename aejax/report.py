@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from aejax import checkpoint, data, evaluate, experiment, jsonio, metrics, plots, rundir, train
+from aejax import (checkpoint, data, evaluate, experiment, jsonio, metrics, plots, rundir,
+                   runlock, train)
 from aejax.config import Config
 from aejax.parts import Parts
 
@@ -57,7 +58,7 @@ def evaluate_run(workdir: str | os.PathLike, *, data_dir: str | None = None,
     path = Path(workdir)
     info = load_info(path)
     with contextlib.ExitStack() as held:  # no train.py may write metrics.json meanwhile
-        rundir.lock(path, held)
+        runlock.lock(path, held, advice="wait for it to finish")
         return evaluate_locked(path, info, data_dir, data_root, parts)
 
 

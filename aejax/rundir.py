@@ -1,4 +1,4 @@
-"""A run's folder: what a run writes there, checks before writing, the lock, and clearing it."""
+"""A run's folder: what a run writes there, checks before writing, and clearing it."""
 
 from __future__ import annotations
 
@@ -64,24 +64,6 @@ def saved_anything(path: Path) -> bool:
     steps = path / checkpoint.DIRNAME
     has_checkpoint = steps.is_dir() and any(p.is_dir() and p.name.isdigit() for p in steps.iterdir())
     return has_checkpoint or any((path / name).exists() for name in RUN_FILES[1:])
-
-
-def lock(path: Path, held: contextlib.ExitStack) -> None:
-    """Hold an exclusive lock on the run folder until ``held`` closes; ValueError if another
-    process holds it (a run training there). No lock where ``fcntl`` is missing (Windows)."""
-    try:
-        import fcntl
-    except ImportError:
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        raise ValueError(f"workdir {path} is in use: another train.py (or evaluate.py) is "
-                         "running there; wait for it to finish, or choose another --workdir"
-                         ) from None
-    held.callback(os.close, fd)  # closing the folder releases the lock
 
 
 def clear(path: Path) -> None:

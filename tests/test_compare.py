@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aejax import compare
+from aejax import compare, runlock
 from aejax.config import Config
 
 
@@ -90,4 +91,22 @@ def test_damaged_run_files_are_refused_with_their_name(tmp_path: Path) -> None:
     (run / "metrics.json").write_text("{}")
     (run / "config.json").write_text("{}")
     with pytest.raises(ValueError, match="config.json is not a config.json written by train.py"):
+        compare.load_run(run)
+
+
+def test_a_missing_unfinished_or_training_run_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=f"{tmp_path / 'gone'} does not exist: give the run "):
+        compare.load_run(tmp_path / "gone")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match=f"{tmp_path / 'file'} is not a folder"):
+        compare.load_run(tmp_path / "file")
+    run = Path(fake_run(tmp_path / "run", 0.017))
+    with contextlib.ExitStack() as held:  # as train.py --resume holds it: stale metrics.json
+        runlock.lock(run, held)
+        with pytest.raises(ValueError, match=r"run is in use: another train.py \(or evaluate.py\) "
+                                             r"is running there; its metrics.json is not final"):
+            compare.load_run(run)
+    assert compare.load_run(run)[1]["test"]["occluded"]["mse"] == 0.017  # released
+    (run / "metrics.json").unlink()
+    with pytest.raises(ValueError, match="run is not a finished run: no metrics.json"):
         compare.load_run(run)

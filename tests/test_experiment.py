@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aejax import checkpoint, cli, data, experiment, loop, rundir
+from aejax import checkpoint, cli, data, experiment, loop, rundir, runlock
 from aejax.config import Config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,7 +83,7 @@ def test_a_workdir_in_use_is_refused_and_left_alone(small_idx_dir: Path, tmp_pat
     (run / "config.json").write_text(json.dumps({"config": json.loads(cfg.to_json())}))
     before = sorted(str(p) for p in run.rglob("*"))
     with contextlib.ExitStack() as held:  # as a live train.py holds it
-        rundir.lock(run, held)
+        runlock.lock(run, held)
         with pytest.raises(ValueError, match="is in use"):  # what train.py --resume reads first
             experiment.resume_meta(run)
         for kwargs in ({}, {"resume": True}, {"overwrite": True}):

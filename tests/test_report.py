@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 
-from aejax import cli, compare, data, experiment, metrics, report, rundir
+from aejax import cli, compare, data, experiment, metrics, report, runlock
 from aejax.config import Config
 from tests.conftest import write_idx_dataset
 from tests.test_experiment import load_script
@@ -158,6 +158,10 @@ def test_compare_groups_seeds_into_mean_and_std(runs, tmp_path: Path, capsys) ->
     by_run = compare.table([str(f) for f in folders], ("test.occluded.mse",), group=False)
     assert by_run == {f"seed={s}": {"test.occluded.mse": (values[s], 0.0, 1)} for s in (0, 1)}
     code, _, err = call("compare", [str(folders[0]), str(tmp_path / "none")], capsys)
+    assert code == 2 and err == (f"compare.py: error: {tmp_path / 'none'} does not exist: give "
+                                 "the run folders that train.py wrote\n")
+    (tmp_path / "none").mkdir()
+    code, _, err = call("compare", [str(folders[0]), str(tmp_path / "none")], capsys)
     assert code == 2 and "is not a finished run: no config.json or metrics.json" in err
     code, _, err = call("compare", [str(folders[0]), "--out", str(tmp_path / "no" / "c.png")],
                         capsys)
@@ -275,7 +279,7 @@ def test_evaluating_a_run_that_is_training_is_refused(runs, tmp_path: Path) -> N
     shutil.copytree(run, copy)
     before = (copy / "metrics.json").read_text()
     with contextlib.ExitStack() as held:  # as train.py holds it until metrics.json is written
-        rundir.lock(copy, held)
+        runlock.lock(copy, held)
         with pytest.raises(ValueError, match=r"workdir .*run is in use: another train.py \(or "
                                              r"evaluate.py\) is running there"):
             report.evaluate_run(copy)

@@ -1,9 +1,8 @@
-"""Tests for aejax.rundir: which folders hold a run, the checks before anything is written, the
-lock, and clearing only what a run wrote."""
+"""Tests for aejax.rundir: which folders hold a run, the checks before anything is written, and
+clearing only what a run wrote."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
 
@@ -64,17 +63,6 @@ def test_prepare_creates_a_new_folder_and_reuses_one_that_saved_nothing(tmp_path
     done = make_run(tmp_path / "done", results=True, steps=("4",))
     assert rundir.prepare(done, overwrite=True) == done
     assert (done / "metrics.json").exists()  # overwrite deletes nothing yet: clear() does
-
-
-def test_the_lock_is_exclusive_until_released(tmp_path: Path) -> None:
-    with contextlib.ExitStack() as held:
-        rundir.lock(tmp_path, held)
-        with pytest.raises(ValueError, match=r"is in use: another train.py \(or evaluate.py\) "
-                                             "is running there"):
-            with contextlib.ExitStack() as second:
-                rundir.lock(tmp_path, second)
-    with contextlib.ExitStack() as again:  # released when its stack closed
-        rundir.lock(tmp_path, again)
 
 
 def test_clear_deletes_only_what_a_run_writes(tmp_path: Path) -> None:
