@@ -130,9 +130,16 @@ def config_from_args(args: argparse.Namespace) -> Config:
     return Config(**values)
 
 
-def default_workdir(cfg: Config) -> str:
-    """``runs/<dataset>-<train occlusion>-<timestamp>``."""
-    return f"runs/{cfg.dataset}-{cfg.train_occlusion}-{time.strftime('%Y%m%d-%H%M%S')}"
+def default_workdir(cfg: Config, root: str = "runs") -> str:
+    """``runs/<dataset>-<train occlusion>-s<seed>-<timestamp>``, with ``-2``, ``-3``, ... added
+    when that folder exists (runs started in the same second: a loop over configs)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    name = candidate = f"{root}/{cfg.dataset}-{cfg.train_occlusion}-s{cfg.seed}-{stamp}"
+    n = 1
+    while Path(candidate).exists():
+        n += 1
+        candidate = f"{name}-{n}"
+    return candidate
 
 
 def check_output_folder(path: str, flag: str) -> None:

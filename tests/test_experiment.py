@@ -219,3 +219,16 @@ def test_given_config_holds_only_the_flags_on_the_command_line() -> None:
     given = cli.given_config(parser, ["--hidden", "128,50", "--epochs", "7", "--seed", "0"])
     assert given == {"hidden": (128, 50), "epochs": 7, "seed": 0}
     assert cli.given_config(parser, []) == {}
+
+
+def test_default_workdirs_differ_by_seed_and_never_name_an_existing_folder(tmp_path: Path,
+                                                                           monkeypatch) -> None:
+    monkeypatch.setattr(cli.time, "strftime", lambda fmt: "20261127-224605")  # one second
+    root = str(tmp_path)
+    first = cli.default_workdir(Config(seed=0), root)
+    assert first == f"{root}/mnist-none-s0-20261127-224605"
+    assert cli.default_workdir(Config(seed=1), root) == f"{root}/mnist-none-s1-20261127-224605"
+    Path(first).mkdir()
+    assert cli.default_workdir(Config(seed=0), root) == first + "-2"
+    Path(first + "-2").mkdir()
+    assert cli.default_workdir(Config(seed=0), root) == first + "-3"
