@@ -225,8 +225,12 @@ def start(cfg: Config, path: Path, *, writer: bool, overwrite: bool, resume: boo
             path.rmdir()
         raise
     if writer and not resume:  # a resumed run's config.json is rewritten once it has restored
-        if overwrite or rundir.is_run(path):  # is_run here: a run that saved nothing starts over
-            rundir.clear(path)  # so that no old file or checkpoint mixes with the new run's
+        # no old file or checkpoint may mix with the new run's
+        if overwrite and rundir.saved_anything(path):  # back if the new run fails before saving
+            rundir.set_aside(path)
+            held.push(lambda failed, *_: rundir.settle(path, failed=failed is not None))
+        elif rundir.is_run(path):  # a run that saved nothing starts over
+            rundir.clear(path)
         write_json(run_info(cfg, ds, mesh, parts), path / "config.json")
     return ds
 

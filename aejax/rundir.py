@@ -1,4 +1,5 @@
-"""A run's folder: what a run writes there, checks before writing, and clearing it."""
+"""A run's folder: what a run writes there, checks before writing, and clearing it (or, for
+``--overwrite``, setting the old run aside until the new one has saved something)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from aejax.jsonio import read_run_config
 PARAMS_FILE = "params.msgpack"
 RUN_FILES = ("config.json", "metrics.json", PARAMS_FILE, "train_loss.npy", "figure.png",
              "loss.png", "correlation.png", "per_class.png")  # what a run writes, checkpoints aside
+REPLACED = ".replaced"  # an old run --overwrite set aside until the new one has saved something
 
 
 def prepare(workdir: str | os.PathLike, *, overwrite: bool = False, resume: bool = False
@@ -21,8 +23,8 @@ def prepare(workdir: str | os.PathLike, *, overwrite: bool = False, resume: bool
 
     ``resume`` needs the folder of an earlier run. A run that stopped before it saved anything
     (no checkpoint, no results: it failed or was interrupted early) may be started again in
-    place. With ``overwrite`` nothing is deleted yet: ``experiment.run`` clears the old run
-    (``clear``) only once the new one's data has been checked.
+    place. With ``overwrite`` nothing is touched yet: ``experiment.run`` sets the old run aside
+    (``set_aside``) only once the new one's data has been checked.
     """
     path = Path(workdir)
     if path.exists() and not path.is_dir():
@@ -66,17 +68,53 @@ def saved_anything(path: Path) -> bool:
     return has_checkpoint or any((path / name).exists() for name in RUN_FILES[1:])
 
 
+def written(path: Path) -> list[Path]:
+    """What a run wrote into ``path``: its files and checkpoint folders, nothing else."""
+    checkpoints = path / checkpoint.DIRNAME
+    steps = sorted(checkpoints.iterdir()) if checkpoints.is_dir() else []
+    return ([path / name for name in RUN_FILES if (path / name).exists()]
+            + [step for step in steps  # Orbax's <step>/ folders and their unfinished twins
+               if step.is_dir() and step.name.split(checkpoint.TMP_SUFFIX)[0].isdigit()])
+
+
 def clear(path: Path) -> None:
     """Delete what an earlier run wrote into ``path`` (its files and checkpoints), nothing else."""
-    for name in RUN_FILES:
-        (path / name).unlink(missing_ok=True)
-    checkpoints = path / checkpoint.DIRNAME
-    if checkpoints.is_dir():
-        for step in checkpoints.iterdir():  # Orbax's <step>/ folders and their unfinished twins
-            if step.is_dir() and step.name.split(checkpoint.TMP_SUFFIX)[0].isdigit():
-                shutil.rmtree(step)
-        with contextlib.suppress(OSError):
-            checkpoints.rmdir()  # kept if anything else is in it
+    for item in written(path):
+        if item.is_dir():
+            shutil.rmtree(item)
+        else:
+            item.unlink()
+    with contextlib.suppress(OSError):
+        (path / checkpoint.DIRNAME).rmdir()  # kept if anything else is in it
+
+
+def set_aside(path: Path) -> None:
+    """Move what the run in ``path`` wrote into ``path/.replaced/`` (``--overwrite``), until
+    ``settle`` deletes it, or puts it back if the new run failed before it saved anything."""
+    aside = path / REPLACED
+    if aside.exists():  # left by a killed --overwrite; its new run has replaced it since
+        shutil.rmtree(aside)
+    for item in written(path):
+        target = aside / item.relative_to(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        item.rename(target)
+    with contextlib.suppress(OSError):
+        (path / checkpoint.DIRNAME).rmdir()
+
+
+def settle(path: Path, *, failed: bool) -> None:
+    """After a run that ``set_aside`` an old one: put the old run back if the new one failed
+    before it saved a checkpoint or results, else delete it."""
+    aside = path / REPLACED
+    if not aside.is_dir():
+        return
+    if failed and not saved_anything(path):
+        clear(path)  # the new run's config.json
+        for item in written(aside):
+            target = path / item.relative_to(aside)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            item.rename(target)
+    shutil.rmtree(aside)
 
 
 def nothing_to_resume(path: Path) -> str:

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
@@ -59,6 +60,34 @@ def test_existing_run_is_not_overwritten(small_idx_dir: Path, tmp_path: Path) ->
     with pytest.raises(ValueError, match=r"^workdir .*mine holds other files \(no config.json "
                                          r"written by train.py\); choose another --workdir$"):
         experiment.run(cfg, tmp_path / "mine", progress=False)
+
+
+def test_overwrite_puts_the_old_run_back_if_the_new_one_fails_before_saving(
+        small_idx_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = Config(data_dir=str(small_idx_dir), data_root=str(tmp_path / "root"), epochs=1)
+    run = tmp_path / "run"
+    experiment.run(cfg, run, progress=False)
+    (run / "notes.txt").write_text("mine")
+    old = {p.relative_to(run): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+    huge = dataclasses.replace(cfg, hidden=(1_000_000_000,))  # 784 x 1e9 weights: out of memory
+    with pytest.raises(jax.errors.JaxRuntimeError, match="(?i)out of memory"):
+        experiment.run(huge, run, progress=False, overwrite=True)
+    now = {p.relative_to(run): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+    assert now == old and not (run / rundir.REPLACED).exists()
+
+    def failing(*args, **kwargs):  # after training: params.msgpack is saved, the run replaced
+        raise ValueError("evaluation failed")
+
+    monkeypatch.setattr(experiment.evaluate, "evaluate", failing)
+    with pytest.raises(ValueError, match="evaluation failed"):
+        experiment.run(dataclasses.replace(cfg, seed=1), run, progress=False, overwrite=True)
+    assert not (run / "metrics.json").exists() and not (run / rundir.REPLACED).exists()
+    assert (run / rundir.PARAMS_FILE).read_bytes() != old[Path(rundir.PARAMS_FILE)]
+    assert (run / "notes.txt").read_text() == "mine"  # not a run's file: never moved
+    monkeypatch.undo()
+    experiment.run(dataclasses.replace(cfg, seed=2), run, progress=False, overwrite=True)
+    assert json.loads((run / "config.json").read_text())["config"]["seed"] == 2
+    assert (run / "metrics.json").is_file() and not (run / rundir.REPLACED).exists()
 
 
 def test_a_run_that_saved_nothing_starts_over_in_place(small_idx_dir: Path,

@@ -88,3 +88,34 @@ def test_a_relative_data_dir_missing_here_is_named_with_the_current_folder(
                                          rf"folder it was trained in, and there is no \.\./mnist "
                                          rf"here \({tmp_path}\): pass --data-dir"):
         rundir.check_data_dir_here("../mnist")
+
+
+def test_set_aside_and_settle_put_an_old_run_back_only_if_nothing_new_was_saved(
+        tmp_path: Path) -> None:
+    def tree(path: Path) -> list[str]:
+        return sorted(p.relative_to(path).as_posix() for p in path.rglob("*"))
+
+    run = make_run(tmp_path / "run", results=True, steps=("4", "8", "12.orbax-checkpoint-tmp-3"))
+    (run / "notes.txt").write_text("mine")
+    before = tree(run)
+    rundir.set_aside(run)
+    assert tree(run) == [".replaced", ".replaced/checkpoints", ".replaced/checkpoints/12.orbax-"
+                         "checkpoint-tmp-3", ".replaced/checkpoints/4", ".replaced/checkpoints/8",
+                         ".replaced/config.json", ".replaced/metrics.json", "notes.txt"]
+    (run / "config.json").write_text("{}")  # the new run's, which then fails at once
+    (run / checkpoint.DIRNAME / "2.orbax-checkpoint-tmp-1").mkdir(parents=True)
+    rundir.settle(run, failed=True)
+    assert tree(run) == before
+    rundir.set_aside(run)
+    (run / checkpoint.DIRNAME / "2").mkdir(parents=True)  # the new run saved a checkpoint
+    rundir.settle(run, failed=True)
+    assert tree(run) == ["checkpoints", "checkpoints/2", "notes.txt"]
+    rundir.set_aside(run)  # then killed: the new run wrote a checkpoint, .replaced stayed
+    (run / checkpoint.DIRNAME / "6").mkdir(parents=True)
+    rundir.set_aside(run)  # the stale .replaced is deleted, not mixed in
+    assert tree(run) == [".replaced", ".replaced/checkpoints", ".replaced/checkpoints/6",
+                         "notes.txt"]
+    rundir.settle(run, failed=False)
+    assert tree(run) == ["notes.txt"]
+    rundir.settle(run, failed=True)  # nothing set aside: nothing to do
+    assert tree(run) == ["notes.txt"]
