@@ -99,3 +99,20 @@ def test_the_eval_key_reuses_no_training_key_and_takes_every_seed(setup) -> None
     other = evaluate.eval_key(Config(eval_seed=6))
     data = [np.asarray(jax.random.key_data(k)) for k in (*same, other)]
     assert np.array_equal(data[0], data[1]) and not np.array_equal(data[0], data[2])
+
+
+def test_each_comparison_scores_its_own_reconstruction_against_the_clean_image(setup) -> None:
+    cfg, model, params, images, labels = setup
+    with jax.default_device(cpu()):
+        params = jax.device_put(params, cpu())
+        _, arrays = evaluate.evaluate(cfg, model, params, images, labels)
+        clean = images.reshape(N, -1).astype(np.float32) / 255
+        occluded = arrays["occluded_input"]  # checked against the key's bars elsewhere
+        want = {"clean": model.apply({"params": params}, clean),  # built here, not by evaluate
+                "occluded_input": occluded,
+                "occluded": model.apply({"params": params}, occluded)}
+    assert set(want) == set(evaluate.COMPARISONS)
+    for name, pred in want.items():
+        mse = np.mean(np.square(np.asarray(pred, np.float64) - clean), axis=1)
+        np.testing.assert_allclose(arrays["per_image"][name]["mse"], mse, rtol=1e-5,
+                                   err_msg=name)

@@ -72,6 +72,33 @@ def test_resuming_from_a_mid_epoch_checkpoint_is_bit_identical(tmp_path: Path) -
     np.testing.assert_array_equal(history["loss"], ref_history["loss"])
 
 
+def test_checkpoint_intervals_count_steps_of_the_whole_run_not_of_the_epoch(
+        tmp_path: Path) -> None:
+    cfg = dataclasses.replace(CFG, epochs=2)
+    with contextlib.closing(checkpoint.Checkpointer(tmp_path, every=5, keep=100)) as ckpt:
+        loop.fit(cfg, flat_images(640), progress=False, checkpoints=ckpt)
+        ckpt.manager.wait_until_finished()
+        # 40-step epochs in 4-step chunks: the ends of those that cross 5, 10, ... and each epoch
+        assert ckpt.manager.all_steps() == [8, 12, 16, 20, 28, 32, 36, 40,
+                                            48, 52, 56, 60, 68, 72, 76, 80]
+
+
+def nan_gradient(pred: jax.Array, target: jax.Array) -> jax.Array:
+    """The MSE, plus sqrt(0): its value is finite, its gradient (inf x 0) is NaN."""
+    return jnp.mean(jnp.square(pred - target)) + jnp.sqrt(jnp.sum(pred) * 0.0)
+
+
+def test_a_state_whose_parameters_are_not_finite_is_never_saved(tmp_path: Path) -> None:
+    cfg = dataclasses.replace(CFG, epochs=1)
+    with contextlib.closing(checkpoint.Checkpointer(tmp_path, keep=100)) as ckpt:
+        with pytest.raises(losslog.NonFiniteLoss, match="^the parameters are not finite after "
+                                                         "step 1; training stopped"):
+            loop.fit(cfg, flat_images(CFG.batch_size), progress=False, checkpoints=ckpt,
+                     parts=parts.Parts(loss=nan_gradient))  # a finite loss at step 0
+        ckpt.manager.wait_until_finished()
+        assert ckpt.manager.all_steps() == []
+
+
 def test_a_ctrl_c_during_the_last_chunk_still_stops_with_the_saved_step(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     class LateFlag:  # SIGINT arrives after the last chunk's check: while it runs, or its save

@@ -208,6 +208,8 @@ def test_undefined_correlations_are_nan_and_skipped_in_means() -> None:
         assert np.all(np.isnan(metrics.corr(const, other)))
         assert np.all(np.isnan(metrics.corr_nonzero(other, const)))
     assert metrics.mean_std(np.array([0.5, np.nan, 0.7])) == pytest.approx((0.6, 0.1))
+    summary = metrics.summarize({"corr": np.array([0.5, np.nan, 0.7]), "mse": np.ones(3)})
+    assert summary == pytest.approx({"corr": 0.6, "mse": 1.0})  # the test set's means
 
 
 @pytest.mark.parametrize("change,message", [

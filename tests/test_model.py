@@ -49,3 +49,16 @@ def test_torch_init_is_uniform_within_fan_in_bound_and_flax_init_differs() -> No
 def test_unknown_init_scheme_is_rejected() -> None:
     with pytest.raises(ValueError, match="init must be one of"):
         init_params(jax.random.key(0), Autoencoder(init_scheme="xavier"))
+
+
+def test_forward_is_relu_on_every_hidden_layer_then_sigmoid() -> None:
+    model = Autoencoder(features=36, hidden=(16, 4))
+    params = init_params(jax.random.key(3), model)
+    p = jax.tree.map(lambda a: np.asarray(a, np.float64), params)  # NumPy broadcasts the biases
+    x = np.asarray(jax.random.uniform(jax.random.key(4), (5, 36)), np.float64)
+    h = x
+    for i in range(3):  # 36 -> 16 -> 4 (the code) -> 16, each followed by ReLU
+        h = np.maximum(h @ p[f"dense_{i}"]["kernel"] + p[f"dense_{i}"]["bias"], 0)
+    out = 1 / (1 + np.exp(-(h @ p["dense_3"]["kernel"] + p["dense_3"]["bias"])))
+    np.testing.assert_allclose(model.apply({"params": params}, x.astype(np.float32)), out,
+                               rtol=1e-5, atol=1e-6)

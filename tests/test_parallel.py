@@ -240,6 +240,9 @@ def test_bad_coordinator_addresses_name_the_flag(address: str) -> None:
 def test_scaling_measures_images_per_second_in_a_subprocess() -> None:
     row = scaling.measure(2, 16, 4)
     assert row["devices"] == 2 and row["steps"] == 8 and row["images_per_second"] > 0
+    row = scaling.throughput(1, 16, 4, epochs=3)  # in this process: 3 epochs of 4 steps of 16
+    assert row["steps"] == 12
+    assert row["images_per_second"] == pytest.approx(12 * 16 / row["seconds"])
     rows = [{"devices": 1, "batch_size": 32, "images_per_second": 100.0},
             {"devices": 2, "batch_size": 32, "images_per_second": 150.0}]
     assert scaling.table(rows).splitlines()[-1] == "| 32 | 100 (1.00x) | 150 (1.50x) |"

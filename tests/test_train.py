@@ -124,5 +124,15 @@ def test_epoch_order_is_a_permutation_without_the_remainder() -> None:
     order = np.asarray(train.epoch_order(jax.random.key(0), 100, 16))
     assert order.shape == (6, 16)
     assert len(np.unique(order)) == 96 and order.min() >= 0 and order.max() < 100
+    other = np.asarray(train.epoch_order(jax.random.key(1), 100, 16))
+    assert not np.array_equal(order, other)  # shuffled, by the key
+    assert not np.array_equal(np.sort(order, axis=None), order.ravel())
+
+
+def test_uint8_pixels_become_floats_in_0_1_exactly() -> None:
+    pixels = np.arange(256, dtype=np.uint8)
+    got = np.asarray(train.to_float(pixels))
+    assert got.dtype == np.float32 and got[0] == 0.0 and got[-1] == 1.0
+    np.testing.assert_array_equal(got, (pixels / 255).astype(np.float32))
 
 
