@@ -122,6 +122,9 @@ def train_script(args: Sequence[str] = (), *, runs: int = 2) -> list[dict[str, A
             cmd = [sys.executable, "-c", SCRIPT_WRAPPER, str(ROOT / "scripts" / "train.py"),
                    "--workdir", workdir, "--overwrite", "--no-progress", *args]
             stdout, seconds, rss_mb = run_child(cmd, env=env)
+            info = json.loads((Path(workdir) / "config.json").read_text())
         rows.append({"run": i + 1, "wall_seconds": seconds, "peak_rss_mb": rss_mb,
+                     "data": info["dataset_source"], "is_sample": info["dataset_is_sample"],
+                     "train_size": info["dataset_train_size"],
                      "summary": stdout.strip().splitlines()[-1] if stdout.strip() else ""})
     return rows

@@ -224,8 +224,11 @@ def table(result: dict[str, Any]) -> str:
         lines.append(f"no PyTorch rows: {result['torch_skipped']}")
     for r in result.get("train_script", []):
         rss = f"{r['peak_rss_mb']:.0f} MB" if r["peak_rss_mb"] is not None else "not reported"
+        data = (f"{r['train_size']:,} training images" if "train_size" in r else "")
+        if r.get("is_sample"):
+            data += ", the small sample, not the full data: pass --data-dir"
         lines.append(f"scripts/train.py run {r['run']}: {r['wall_seconds']:.1f} s wall, "
-                     f"peak RSS {rss}")
+                     f"peak RSS {rss}" + (f" ({data})" if data else ""))
     if result.get("scaling"):
         lines += ["images/s against device count (speed-up):", scaling.table(result["scaling"])]
     lines.append(f"this process's peak RSS: {result['bench_peak_rss_mb']:.0f} MB")
