@@ -161,7 +161,12 @@ def run(cfg: Config, workdir: str | os.PathLike, *, progress: bool = True,
         if writer and resume:  # the data paths and devices of this session
             write_json(run_info(cfg, ds, mesh, parts), path / "config.json")
         params = parallel.fetch(state.params)  # host copies: evaluation runs on the local device
-        metrics = finish(cfg, path, ds, params, history, parts, writer=writer)
+        try:
+            metrics = finish(cfg, path, ds, params, history, parts, writer=writer)
+        except KeyboardInterrupt:  # training is saved (its last checkpoint): say how to finish
+            hint = loop.resume_hint(path, parts.describe())
+            raise checkpoint.Interrupted(f"interrupted during the evaluation; training is "
+                                         f"saved in {ckpt.directory}: {hint} evaluates it") from None
         if writer:
             metrics["total_seconds"] = time.perf_counter() - started
             write_json(metrics, path / "metrics.json")

@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -172,17 +173,17 @@ def run_epochs(loop: Loop, state: TrainState, log: LossLog) -> TrainState:
             state = run_epoch(loop, state, log, epoch, max(0, start - epoch * steps), stop)
             loop.orders.done(epoch)
         if stop is not None and stop.requested():  # Ctrl-C in the last chunk or its save
+            hint = resume_hint(ckpt.directory.parent, loop.parts)
             raise checkpoint.Interrupted(
                 f"interrupted after the last step: saved step {sum(map(len, log.losses))} in "
-                f"{ckpt.directory}; {resume_hint(loop)} evaluates it")
+                f"{ckpt.directory}; {hint} evaluates it")
     return state
 
 
-def resume_hint(loop: Loop) -> str:
-    """How to resume this run: train.py's flags, or (custom parts, which train.py cannot load)
-    ``resume=True`` from Python with the same parts."""
-    workdir = loop.checkpoints.directory.parent
-    if any(loop.parts.values()):
+def resume_hint(workdir: Path, parts: dict[str, str | None]) -> str:
+    """How to resume the run in ``workdir``: train.py's flags, or (custom ``parts``, by name,
+    which train.py cannot load) ``resume=True`` from Python with the same parts."""
+    if any(parts.values()):
         return f"resume=True and the same Parts(...) from Python (workdir {workdir})"
     return f"--workdir {workdir} --resume"
 
@@ -213,8 +214,9 @@ def run_epoch(loop: Loop, state: TrainState, log: LossLog, epoch: int, offset: i
             pending = None
             save(loop, state, log, steps)
             if stopping:
+                hint = resume_hint(ckpt.directory.parent, loop.parts)
                 raise checkpoint.Interrupted(f"interrupted: saved step {end} in {ckpt.directory}; "
-                                             f"continue with {resume_hint(loop)}")
+                                             f"continue with {hint}")
     if pending is not None:
         log.add(*pending)
     return state

@@ -32,7 +32,9 @@ class LossLog:
 
     def add(self, loss: jax.Array, first_step: int, epoch: int) -> None:
         """Record a chunk's losses, whose first step is ``first_step``; stop on NaN or inf."""
-        loss = np.asarray(parallel.fetch(loss))
+        # block_until_ready waits where Python's signal handlers still run (np.asarray does not):
+        # a Ctrl-C is seen when it is pressed, and a second one is not merged with the first
+        loss = np.asarray(parallel.fetch(jax.block_until_ready(loss)))
         bad = np.flatnonzero(~np.isfinite(loss))
         if bad.size:
             step = first_step + int(bad[0])

@@ -163,6 +163,23 @@ def test_the_trained_parameters_are_kept_when_evaluation_fails(
     assert len(np.load(tmp_path / "run" / "train_loss.npy")) == 256 // 32
 
 
+def test_a_ctrl_c_during_the_evaluation_says_that_resume_evaluates(
+        small_idx_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def pressed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(experiment.evaluate, "evaluate", pressed)
+    cfg = Config(data_dir=str(small_idx_dir), data_root=str(tmp_path / "root"), epochs=1)
+    run = tmp_path / "run"
+    with pytest.raises(checkpoint.Interrupted, match=(
+            rf"^interrupted during the evaluation; training is saved in {run / 'checkpoints'}: "
+            rf"--workdir {run} --resume evaluates it$")):
+        experiment.run(cfg, run, progress=False)
+    monkeypatch.undo()
+    metrics = experiment.run(cfg, run, progress=False, resume=True)  # as the message says
+    assert metrics["train"]["steps"] == 256 // 32 and (run / "metrics.json").is_file()
+
+
 def test_resume_keeps_the_runs_checkpoint_interval_and_keep(small_idx_dir: Path,
                                                              tmp_path: Path) -> None:
     cfg = Config(data_dir=str(small_idx_dir), data_root=str(tmp_path / "root"), epochs=1)
