@@ -174,7 +174,7 @@ def out_of_memory(message: str) -> bool:
 
 
 def run_main(main: Callable[[], int], prog: str, *,
-             oom_hint: str = "lower --batch-size or --hidden") -> int:
+             oom_hint: str = "lower --batch-size, --hidden or --occlusion-bars") -> int:
     """Run ``main``, turning expected failures into one line on stderr and exit code 2;
     ``oom_hint`` ends the line for an allocation that failed (what the script's user can lower)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

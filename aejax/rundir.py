@@ -130,5 +130,6 @@ def check_data_dir_here(data_dir: str | None) -> None:
     folder than it was trained in, without a new ``--data-dir``) is not found from here."""
     if data_dir and not Path(data_dir).is_absolute() and not Path(data_dir).exists():
         raise ValueError(f"the run was trained with --data-dir {data_dir}, relative to the folder "
-                         f"it was trained in, and there is no {data_dir} here ({Path.cwd()}): "
-                         "pass --data-dir with the folder of its IDX files")
+                         f"it was trained in, and there is no {data_dir} here ({Path.cwd()}): the "
+                         "run was trained in another folder, or its data has moved since; pass "
+                         "--data-dir with the folder of its IDX files")

@@ -72,8 +72,8 @@ def test_a_model_too_large_for_memory_is_one_line(small_idx_dir: Path, tmp_path:
                                                  capsys: pytest.CaptureFixture) -> None:
     message = train_error(["--data-dir", str(small_idx_dir), "--hidden", "1000000000"], tmp_path,
                           capsys)  # 784 x 1e9 float32 weights: terabytes
-    assert message.startswith("out of memory (") and message.endswith("lower --batch-size or "
-                                                                      "--hidden")
+    assert message.startswith("out of memory (") and message.endswith(
+        "; lower --batch-size, --hidden or --occlusion-bars")
 
 
 def test_workdir_that_is_a_file_or_not_writable(small_idx_dir: Path, tmp_path: Path,

@@ -118,7 +118,7 @@ def test_evaluate_script_says_what_to_do_when_memory_runs_out(tmp_path: Path, mo
 
     monkeypatch.setattr(report, "evaluate_run", out_of_memory)
     code, _, err = call("evaluate", ["--workdir", str(tmp_path)], capsys)
-    assert code == 2 and err.strip() == (  # not train.py's "lower --batch-size or --hidden"
+    assert code == 2 and err.strip() == (  # not train.py's "lower --batch-size, ..."
         "evaluate.py: error: out of memory (RESOURCE_EXHAUSTED: Out of memory allocating 9 "
         "bytes); evaluate on a device with more memory (JAX_PLATFORMS=cpu uses the host's)")
 
@@ -202,7 +202,8 @@ def test_evaluating_again_refuses_what_would_give_wrong_numbers(runs, tmp_path: 
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ValueError, match=r"the run was trained with --data-dir \.\./small, "
                                          r"relative to the folder it was trained in, and there is "
-                                         r"no \.\./small here .*: pass --data-dir"):
+                                         r"no \.\./small here .*: the run was trained in another "
+                                         r"folder, or its data has moved since; pass --data-dir"):
         report.evaluate_run(copy)
     assert (copy / "metrics.json").read_text() == before  # nothing was rewritten
     monkeypatch.chdir(run.parent / "data")  # from where ../small is the data: it evaluates

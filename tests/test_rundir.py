@@ -86,7 +86,8 @@ def test_a_relative_data_dir_missing_here_is_named_with_the_current_folder(
         rundir.check_data_dir_here(found)  # nothing, found here, or absolute (data.load says)
     with pytest.raises(ValueError, match=rf"trained with --data-dir \.\./mnist, relative to the "
                                          rf"folder it was trained in, and there is no \.\./mnist "
-                                         rf"here \({tmp_path}\): pass --data-dir"):
+                                         rf"here \({tmp_path}\): the run was trained in another "
+                                         rf"folder, or its data has moved since; pass --data-dir"):
         rundir.check_data_dir_here("../mnist")
 
 
