@@ -37,7 +37,8 @@ def load_run(workdir: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]
     if missing:
         raise ValueError(f"{workdir} is not a finished run: no {' or '.join(missing)}")
     with contextlib.ExitStack() as held:  # a run training again (--resume) has stale metrics
-        runlock.lock(path, held, advice="its metrics.json is not final; wait for it to finish")
+        runlock.lock(path, held, shared=True,
+                     advice="its metrics.json is not final; wait for it to finish")
         info, metrics = jsonio.read_run_config(files[0]), jsonio.read_json(files[1])
     data = metrics.get("data", {})
     size = f"{data.get('train_size')}+{data.get('test_size')} images"

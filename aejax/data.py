@@ -75,7 +75,7 @@ def load(name: str = "mnist", *, data_dir: str | os.PathLike | None = None,
         raise DataError(f"data root {root} is a file, not a folder: pass a folder as --data-root "
                         "(or --data-dir with the IDX files)")
     folder, source = _local_folder(root, name), None
-    if folder is None and idx.find_files(root):  # --data-root given the IDX folder itself
+    if folder is None and _holds_idx_files(root, name):  # --data-root given the IDX folder
         raise DataError(f"data root {root} holds IDX files itself, but --data-root is the folder "
                         f"above them (it reads {root / name}/ and caches in {root / 'cache'}/): "
                         f"pass --data-dir {root} to read these files")
@@ -86,6 +86,17 @@ def load(name: str = "mnist", *, data_dir: str | os.PathLike | None = None,
     if fallback and name == "mnist" and (sample := _load_sample(root)) is not None:
         return sample
     raise DataError(_missing_message(name, root, download, fallback))
+
+
+def _holds_idx_files(root: Path, name: str) -> bool:
+    """Whether ``root`` itself holds four IDX files that are not another registered dataset's
+    (those of ``name``, or custom ones): files meant for ``--data-dir``."""
+    files = idx.find_files(root)
+    if len(files) < len(idx.FILES):
+        return False
+    digests = {base: sha256_file(path) for base, path in files.items()}
+    return not any(registered(other)[base].sha256 == digest for other in DATASETS if other != name
+                   for base, digest in digests.items())
 
 
 def _local_folder(root: Path, name: str) -> Path | None:

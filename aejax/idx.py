@@ -57,20 +57,23 @@ def locate(folder: str | os.PathLike) -> dict[str, Path]:
     found = find_files(folder)
     missing = [f"{base}[.gz]" for base in FILES if base not in found]
     if missing:
-        below = None if found else subfolder_with_files(folder)
-        hint = f"; {below} holds all four: pass --data-dir {below}" if below else ""
+        below, hint = [] if found else subfolders_with_files(folder), ""
+        if len(below) == 1:
+            hint = f"; {below[0]} holds all four: pass --data-dir {below[0]}"
+        elif below:
+            hint = f"; {', '.join(map(str, below))} hold all four each: pass one as --data-dir"
         raise DataError(f"{folder} is missing {', '.join(missing)}: put all four "
                         f"MNIST-format IDX files (gzipped or not) in that folder{hint}")
     return found
 
 
-def subfolder_with_files(folder: Path) -> Path | None:
-    """The first folder just below ``folder`` that holds all four IDX files (a likely mix-up)."""
+def subfolders_with_files(folder: Path) -> list[Path]:
+    """The folders just below ``folder`` that hold all four IDX files (a likely mix-up)."""
     try:
         below = sorted(p for p in folder.iterdir() if p.is_dir())
     except OSError:
-        return None
-    return next((p for p in below if len(find_files(p)) == len(FILES)), None)
+        return []
+    return [p for p in below if len(find_files(p)) == len(FILES)]
 
 
 def read_bytes(path: str | os.PathLike) -> bytes:

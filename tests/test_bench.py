@@ -167,14 +167,14 @@ def test_train_script_is_timed_with_its_peak_memory(small_idx_dir) -> None:
     assert run["wall_seconds"] > 0 and run["peak_rss_mb"] > 50
     assert "train loss" in run["summary"]
     assert (run["data"], run["is_sample"], run["train_size"]) == (str(small_idx_dir), False, 256)
-    sample = {**run, "run": 2, "is_sample": True, "train_size": 5000}  # as train.py offline
+    sample = {**run, "run": 2, "is_sample": True, "train_size": 4000}  # the sample's training set
     result = {"machine": {"backend": "cpu", "device_kind": "cpu", "cpu": "x", "cpu_count": 2},
               "load_average_start": 0, "load_average_end": 0, "training": [],
               "roofline": {"matmul_size": 64, "gflops": 1.0}, "train_script": [run, sample],
               "bench_peak_rss_mb": 1.0}
     lines = bench_report.table(result).splitlines()
     assert lines[-3].endswith(" (256 training images)")
-    assert lines[-2].endswith(" (5,000 training images, the small sample, not the full data: "
+    assert lines[-2].endswith(" (4,000 training images, the small sample, not the full data: "
                               "pass --data-dir)")
 
 

@@ -130,6 +130,18 @@ def test_a_data_root_that_is_the_idx_folder_itself_is_refused(small_idx_dir, tmp
         data.load(data_root=tmp_path, download=False)  # read from <root>/mnist/, then checked
 
 
+def test_a_data_root_holding_another_datasets_files_is_not_taken_for_an_idx_folder(
+        mnist_dir, tmp_path):
+    for base in idx.FILES:
+        (tmp_path / f"{base}.gz").symlink_to(mnist_dir.resolve() / f"{base}.gz")
+    with pytest.raises(DataError, match="^no fashion_mnist files under "):  # as before: download
+        data.load("fashion_mnist", data_root=tmp_path, download=False)
+    with pytest.raises(DataError, match=f"data root {tmp_path} holds IDX files itself"):
+        data.load("mnist", data_root=tmp_path, download=False)
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()  # a stray file or three: not refused
+    assert data.load("mnist", data_root=tmp_path, download=False).is_sample
+
+
 @pytest.mark.parametrize("where", ["mnist", "downloads/manual/mnist", "downloads/manual"])
 def test_files_in_data_root(mnist_dir, tmp_path, where, no_network):
     (tmp_path / where).mkdir(parents=True)

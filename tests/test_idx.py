@@ -155,7 +155,13 @@ def test_a_parent_folder_points_to_the_one_below_with_the_files(tmp_path):
             rf"in that folder; {tmp_path / 'mnist'} holds all four: pass --data-dir "
             rf"{tmp_path / 'mnist'}$")):
         idx.locate(tmp_path)
-    (tmp_path / "mnist" / "t10k-labels-idx1-ubyte.gz").unlink()
+    write_folder(tmp_path / "fashion_mnist")
+    with pytest.raises(DataError, match=(
+            rf"in that folder; {tmp_path / 'fashion_mnist'}, {tmp_path / 'mnist'} hold all four "
+            rf"each: pass one as --data-dir$")):
+        idx.locate(tmp_path)
+    for name in ("mnist", "fashion_mnist"):
+        (tmp_path / name / "t10k-labels-idx1-ubyte.gz").unlink()
     with pytest.raises(DataError, match=r"in that folder$"):  # three files: no hint
         idx.locate(tmp_path)
 

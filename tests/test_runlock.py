@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -39,3 +40,31 @@ def test_another_process_is_refused_while_the_lock_is_held(tmp_path: Path) -> No
     free = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
                           text=True, check=True).stdout
     assert "is in use" in busy and free == ""
+
+
+def test_readers_share_the_lock_but_exclude_a_writer(tmp_path: Path) -> None:
+    with contextlib.ExitStack() as readers:
+        runlock.lock(tmp_path, readers, shared=True)
+        runlock.lock(tmp_path, readers, shared=True)  # two compare.py at once
+        with pytest.raises(ValueError, match="is in use"):
+            with contextlib.ExitStack() as writer:
+                runlock.lock(tmp_path, writer)
+    with contextlib.ExitStack() as writer:
+        runlock.lock(tmp_path, writer)
+        with pytest.raises(ValueError, match="is in use"):
+            with contextlib.ExitStack() as reader:
+                runlock.lock(tmp_path, reader, shared=True)
+
+
+def test_a_file_system_without_locks_goes_on_without_one(tmp_path: Path, monkeypatch,
+                                                          caplog) -> None:
+    import errno
+    import fcntl
+
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with contextlib.ExitStack() as held:
+        runlock.lock(tmp_path, held)  # not "in use"
+    assert f"cannot lock {tmp_path} (No locks available); going on without the lock" in caplog.text
