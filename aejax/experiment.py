@@ -13,16 +13,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-import flax.serialization
 import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from aejax import (checkpoint, data, evaluate, loop, parallel, resumable, rundir, runlock,
-                   train)
+from aejax import (checkpoint, data, evaluate, loop, parallel, paramsfile, resumable, rundir,
+                   runlock, train)
 from aejax.config import Config, check_data
 from aejax.jsonio import write_json
-from aejax.model import init_params
 from aejax.parts import Parts
 
 log = logging.getLogger(__name__)
@@ -40,6 +38,7 @@ def resume_meta(workdir: str | os.PathLike) -> dict[str, Any]:
     if parallel.is_main_process():  # a live run's folder: "in use", not what its files say
         with contextlib.ExitStack() as held:
             runlock.lock(Path(workdir), held)
+            rundir.recover(Path(workdir))  # a killed --overwrite's old run, back if it saved none
     return checkpoint.latest_meta(Path(workdir) / checkpoint.DIRNAME)
 
 
@@ -66,37 +65,6 @@ def checkpoint_options(meta: dict[str, Any], every: int | None,
     only; 3)."""
     every = every if every is not None else int(meta.get("checkpoint_every", DEFAULT_EVERY))
     return every, keep if keep is not None else int(meta.get("keep", DEFAULT_KEEP))
-
-
-def save_params(params: Any, path: str | os.PathLike) -> None:
-    """Write a parameter pytree as msgpack."""
-    Path(path).write_bytes(flax.serialization.msgpack_serialize(jax.tree.map(np.asarray, params)))
-
-
-def load_params(path: str | os.PathLike, model: Any = None) -> Any:
-    """Read a parameter pytree written by ``save_params``; with ``model``, check that it fits.
-
-    ValueError if the file is damaged, or if its shapes are not the model's (a config.json that
-    does not belong to this params.msgpack).
-    """
-    try:
-        params = flax.serialization.msgpack_restore(Path(path).read_bytes())
-    except Exception as err:  # msgpack raises several types of its own on damaged bytes
-        raise ValueError(f"{path} is damaged ({type(err).__name__}: {err}); restore it or "
-                         "train again") from None
-    if model is not None:
-        want = jax.eval_shape(lambda: init_params(jax.random.key(0), model))
-        if not isinstance(params, dict) or shapes(params) != shapes(want):
-            what = (f"hidden={list(model.hidden)}" if hasattr(model, "hidden")
-                    else type(model).__name__)
-            raise ValueError(f"{path} does not fit the model of this run's config.json "
-                             f"({what}): the two files do not belong together")
-    return params
-
-
-def shapes(tree: Any) -> Any:
-    """The tree with every array replaced by its shape."""
-    return jax.tree.map(np.shape, tree)
 
 
 def train_metrics(history: dict[str, Any], batch_size: int) -> dict[str, Any]:
@@ -161,12 +129,7 @@ def run(cfg: Config, workdir: str | os.PathLike, *, progress: bool = True,
         if writer and resume:  # the data paths and devices of this session
             write_json(run_info(cfg, ds, mesh, parts), path / "config.json")
         params = parallel.fetch(state.params)  # host copies: evaluation runs on the local device
-        try:
-            metrics = finish(cfg, path, ds, params, history, parts, writer=writer)
-        except KeyboardInterrupt:  # training is saved (its last checkpoint): say how to finish
-            hint = loop.resume_hint(path, parts.describe())
-            raise checkpoint.Interrupted(f"interrupted during the evaluation; training is "
-                                         f"saved in {ckpt.directory}: {hint} evaluates it") from None
+        metrics = finish(cfg, path, ds, params, history, parts, writer=writer)
         if writer:
             metrics["total_seconds"] = time.perf_counter() - started
             write_json(metrics, path / "metrics.json")
@@ -178,8 +141,19 @@ def finish(cfg: Config, path: Path, ds: data.Dataset, params: Any, history: dict
     """Save the parameters and losses, evaluate on the test set, draw the figures; return the
     metrics (only the ``writer`` process writes files)."""
     if writer:  # kept even if the evaluation fails
-        save_params(params, path / rundir.PARAMS_FILE)
+        paramsfile.save(params, path / rundir.PARAMS_FILE)
         np.save(path / "train_loss.npy", history["loss"])
+    try:
+        return report(cfg, path, ds, params, history, parts, writer=writer)
+    except KeyboardInterrupt:  # training is saved (its last checkpoint): say how to finish
+        raise checkpoint.Interrupted(
+            f"interrupted during the evaluation; training is saved in {path / checkpoint.DIRNAME}"
+            f": {loop.resume_hint(path, parts.describe())} evaluates it") from None
+
+
+def report(cfg: Config, path: Path, ds: data.Dataset, params: Any, history: dict[str, Any],
+           parts: Parts, *, writer: bool) -> dict[str, Any]:
+    """Evaluate the trained ``params`` on the test set and draw the figures; the metrics."""
     features = ds.train_images[0].size
     model = train.make_model(cfg, features) if parts.model is None else parts.model
     test, arrays = evaluate.evaluate(cfg, model, params, ds.test_images, ds.test_labels,
@@ -207,24 +181,14 @@ def start(cfg: Config, path: Path, *, writer: bool, overwrite: bool, resume: boo
     """
     new_folder = writer and not path.exists()
     try:
-        if writer:  # a live run's folder is "in use", whatever it holds: lock it first
-            existed = path.is_dir()
-            if existed:
-                runlock.lock(path, held)
-            rundir.prepare(path, overwrite=overwrite, resume=resume)
-            if not existed:
-                runlock.lock(path, held)
+        if writer:
+            rundir.claim(path, held, overwrite=overwrite, resume=resume)
         ds = data.load(cfg.dataset, data_dir=cfg.data_dir, data_root=cfg.data_root)
         check_data(cfg, *ds.train_images.shape)
         if mesh is not None:
             parallel.check_batch(cfg.batch_size, mesh)
         if resume:
-            x = ds.train_images.reshape(len(ds.train_images), -1)
-            with contextlib.closing(checkpoint.Checkpointer(path / checkpoint.DIRNAME,
-                                                            tidy=False)) as ckpt:
-                resumable.check_resumable(*ckpt.latest(), cfg, resumable.fingerprint(x),
-                                            len(x) // cfg.batch_size, ckpt.directory,
-                                            parts.describe())
+            check_checkpoint(cfg, path, ds, parts)
     except BaseException:
         if new_folder and path.is_dir() and not any(path.iterdir()):
             path.rmdir()
@@ -232,12 +196,21 @@ def start(cfg: Config, path: Path, *, writer: bool, overwrite: bool, resume: boo
     if writer and not resume:  # a resumed run's config.json is rewritten once it has restored
         # no old file or checkpoint may mix with the new run's
         if overwrite and rundir.saved_anything(path):  # back if the new run fails before saving
-            rundir.set_aside(path)
-            held.push(lambda failed, *_: rundir.settle(path, failed=failed is not None))
+            rundir.replace(path, held)
         elif rundir.is_run(path):  # a run that saved nothing starts over
             rundir.clear(path)
         write_json(run_info(cfg, ds, mesh, parts), path / "config.json")
     return ds
+
+
+def check_checkpoint(cfg: Config, path: Path, ds: data.Dataset, parts: Parts) -> None:
+    """ValueError unless the latest checkpoint in ``path`` can be resumed with ``cfg``, ``ds``'s
+    training images and ``parts``."""
+    x = ds.train_images.reshape(len(ds.train_images), -1)
+    with contextlib.closing(checkpoint.Checkpointer(path / checkpoint.DIRNAME,
+                                                    tidy=False)) as ckpt:
+        resumable.check_resumable(*ckpt.latest(), cfg, resumable.fingerprint(x),
+                                  len(x) // cfg.batch_size, ckpt.directory, parts.describe())
 
 
 def data_info(ds: data.Dataset) -> dict[str, Any]:

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from aejax import (checkpoint, data, evaluate, experiment, jsonio, metrics, plots, rundir,
-                   runlock, train)
+from aejax import (checkpoint, data, evaluate, experiment, jsonio, metrics, paramsfile, plots,
+                   rundir, runlock, train)
 from aejax.config import Config
 from aejax.parts import Parts
 
@@ -87,7 +87,7 @@ def evaluate_locked(path: Path, info: dict[str, Any], data_dir: str | None,
                          "--data-dir (or --data-root) to evaluate it on the full test set")
     model = (train.make_model(cfg, int(np.prod(ds.test_images.shape[1:])))
              if parts.model is None else parts.model)
-    test, arrays = evaluate.evaluate(cfg, model, experiment.load_params(params_file, model),
+    test, arrays = evaluate.evaluate(cfg, model, paramsfile.load(params_file, model),
                                      ds.test_images, ds.test_labels, occlude=parts.occlude)
     saved.update(test=test, data=evaluated_data(info, saved.get("data"), ds, path))
     jsonio.write_json(saved, metrics_file)

@@ -4,17 +4,21 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
-from aejax import checkpoint
+from aejax import checkpoint, runlock
 from aejax.jsonio import read_run_config
 
 PARAMS_FILE = "params.msgpack"
 RUN_FILES = ("config.json", "metrics.json", PARAMS_FILE, "train_loss.npy", "figure.png",
              "loss.png", "correlation.png", "per_class.png")  # what a run writes, checkpoints aside
 REPLACED = ".replaced"  # an old run --overwrite set aside until the new one has saved something
+
+log = logging.getLogger(__name__)
 
 
 def prepare(workdir: str | os.PathLike, *, overwrite: bool = False, resume: bool = False
@@ -50,6 +54,18 @@ def prepare(workdir: str | os.PathLike, *, overwrite: bool = False, resume: bool
     except OSError as err:
         raise ValueError(f"workdir {path} is not writable ({err.strerror})") from None
     return path
+
+
+def claim(path: Path, held: contextlib.ExitStack, *, overwrite: bool, resume: bool) -> None:
+    """Lock the run folder until ``held`` closes (first: a live run's folder is "in use",
+    whatever it holds), settle what a killed ``--overwrite`` left there, then ``prepare`` it."""
+    existed = path.is_dir()
+    if existed:
+        runlock.lock(path, held)
+        recover(path)
+    prepare(path, overwrite=overwrite, resume=resume)
+    if not existed:
+        runlock.lock(path, held)
 
 
 def is_run(path: Path) -> bool:
@@ -88,18 +104,49 @@ def clear(path: Path) -> None:
         (path / checkpoint.DIRNAME).rmdir()  # kept if anything else is in it
 
 
+def replace(path: Path, held: contextlib.ExitStack) -> None:
+    """``--overwrite``: set the run in ``path`` aside until ``held`` closes, then delete it, or
+    put it back if the new run failed before it saved anything (``settle``)."""
+    set_aside(path)
+
+    def settle_on_exit(failed: type[BaseException] | None, *_: Any) -> None:
+        try:
+            settle(path, failed=failed is not None)
+        except OSError as err:
+            if failed is None:
+                raise
+            log.warning("could not put the old run back from %s (%s)", path / REPLACED, err)
+
+    held.push(settle_on_exit)  # runs before the lock, pushed earlier, is released
+
+
 def set_aside(path: Path) -> None:
-    """Move what the run in ``path`` wrote into ``path/.replaced/`` (``--overwrite``), until
-    ``settle`` deletes it, or puts it back if the new run failed before it saved anything."""
-    aside = path / REPLACED
-    if aside.exists():  # left by a killed --overwrite; its new run has replaced it since
-        shutil.rmtree(aside)
-    for item in written(path):
-        target = aside / item.relative_to(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        item.rename(target)
+    """Move what the run in ``path`` wrote into ``path/.replaced/``; all of it or, if a move
+    fails, none of it."""
+    aside, moved = path / REPLACED, []
+    try:
+        for item in written(path):
+            target = aside / item.relative_to(path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            item.rename(target)
+            moved.append((item, target))
+    except BaseException:
+        for item, target in reversed(moved):
+            target.rename(item)
+        shutil.rmtree(aside, ignore_errors=True)
+        raise
     with contextlib.suppress(OSError):
         (path / checkpoint.DIRNAME).rmdir()
+
+
+def recover(path: Path) -> None:
+    """Settle a ``.replaced`` that a killed ``--overwrite`` left in ``path``: the old run comes
+    back if the killed one saved nothing, else it is deleted."""
+    if (path / REPLACED).is_dir():
+        log.warning("%s holds the run a killed --overwrite set aside; %s", path,
+                    "deleting it (the new run saved a checkpoint)" if saved_anything(path)
+                    else "putting it back (the new run saved nothing)")
+        settle(path, failed=True)
 
 
 def settle(path: Path, *, failed: bool) -> None:

@@ -16,7 +16,7 @@ import jax
 import numpy as np
 import pytest
 
-from aejax import checkpoint, cli, data, experiment, loop, rundir, runlock
+from aejax import checkpoint, cli, data, experiment, loop, paramsfile, rundir, runlock
 from aejax.config import Config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +45,7 @@ def test_run_writes_config_metrics_figures_and_params(small_idx_dir: Path, tmp_p
     assert saved["train"]["steps"] == 2 * (256 // 32)
     info = json.loads((run / "config.json").read_text())
     assert Config.from_dict(info["config"]) == cfg
-    params = experiment.load_params(run / "params.msgpack")
+    params = paramsfile.load(run / "params.msgpack")
     assert params["dense_0"]["kernel"].shape == (784, 128)
 
 
@@ -88,6 +88,23 @@ def test_overwrite_puts_the_old_run_back_if_the_new_one_fails_before_saving(
     experiment.run(dataclasses.replace(cfg, seed=2), run, progress=False, overwrite=True)
     assert json.loads((run / "config.json").read_text())["config"]["seed"] == 2
     assert (run / "metrics.json").is_file() and not (run / rundir.REPLACED).exists()
+
+
+def test_the_next_command_on_a_folder_puts_back_the_run_a_killed_overwrite_set_aside(
+        small_idx_dir: Path, tmp_path: Path) -> None:
+    cfg = Config(data_dir=str(small_idx_dir), data_root=str(tmp_path / "root"), epochs=1)
+    for command in ("run", "resume"):
+        run = tmp_path / command
+        experiment.run(cfg, run, progress=False)
+        old = (run / "metrics.json").read_text()
+        rundir.set_aside(run)  # what a --overwrite killed before its first checkpoint leaves
+        (run / "config.json").write_text(json.dumps({"config": json.loads(cfg.to_json())}))
+        if command == "run":
+            with pytest.raises(ValueError, match="already holds a run"):  # the old one, back
+                experiment.run(cfg, run, progress=False)
+        else:
+            assert experiment.resume_meta(run)["step"] == 256 // 32  # the old run's checkpoint
+        assert (run / "metrics.json").read_text() == old and not (run / rundir.REPLACED).exists()
 
 
 def test_a_run_that_saved_nothing_starts_over_in_place(small_idx_dir: Path,
@@ -158,7 +175,7 @@ def test_the_trained_parameters_are_kept_when_evaluation_fails(
     cfg = Config(data_dir=str(small_idx_dir), data_root=str(tmp_path / "root"), epochs=1)
     with pytest.raises(ValueError, match="evaluation failed"):
         experiment.run(cfg, tmp_path / "run", progress=False)
-    params = experiment.load_params(tmp_path / "run" / rundir.PARAMS_FILE)
+    params = paramsfile.load(tmp_path / "run" / rundir.PARAMS_FILE)
     assert params["dense_0"]["kernel"].shape == (784, 128)
     assert len(np.load(tmp_path / "run" / "train_loss.npy")) == 256 // 32
 

@@ -111,12 +111,42 @@ def test_set_aside_and_settle_put_an_old_run_back_only_if_nothing_new_was_saved(
     (run / checkpoint.DIRNAME / "2").mkdir(parents=True)  # the new run saved a checkpoint
     rundir.settle(run, failed=True)
     assert tree(run) == ["checkpoints", "checkpoints/2", "notes.txt"]
-    rundir.set_aside(run)  # then killed: the new run wrote a checkpoint, .replaced stayed
-    (run / checkpoint.DIRNAME / "6").mkdir(parents=True)
-    rundir.set_aside(run)  # the stale .replaced is deleted, not mixed in
-    assert tree(run) == [".replaced", ".replaced/checkpoints", ".replaced/checkpoints/6",
+    rundir.set_aside(run)
+    assert tree(run) == [".replaced", ".replaced/checkpoints", ".replaced/checkpoints/2",
                          "notes.txt"]
-    rundir.settle(run, failed=False)
+    rundir.settle(run, failed=False)  # the new run ended
     assert tree(run) == ["notes.txt"]
     rundir.settle(run, failed=True)  # nothing set aside: nothing to do
     assert tree(run) == ["notes.txt"]
+
+
+def test_set_aside_moves_all_or_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = make_run(tmp_path / "run", results=True, steps=("4", "8"))
+    before = sorted(p.relative_to(run).as_posix() for p in run.rglob("*"))
+    rename, calls = Path.rename, []
+
+    def failing(self: Path, target: Path) -> Path:
+        calls.append(self)
+        if len(calls) == 3:  # after config.json and metrics.json, at the first checkpoint
+            raise OSError(5, "Input/output error")
+        return rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", failing)
+    with pytest.raises(OSError, match="Input/output error"):
+        rundir.set_aside(run)
+    assert sorted(p.relative_to(run).as_posix() for p in run.rglob("*")) == before
+
+
+@pytest.mark.parametrize("new_checkpoint", [False, True])
+def test_recover_settles_what_a_killed_overwrite_left(tmp_path: Path,
+                                                      new_checkpoint: bool) -> None:
+    run = make_run(tmp_path / "run", results=True, steps=("4",))
+    rundir.set_aside(run)  # then the new run wrote its config.json and was killed
+    (run / "config.json").write_text(json.dumps({"config": json.loads(Config().to_json())}))
+    if new_checkpoint:
+        (run / checkpoint.DIRNAME / "2").mkdir(parents=True)
+    rundir.recover(run)
+    assert not (run / rundir.REPLACED).exists()
+    steps = sorted(p.name for p in (run / checkpoint.DIRNAME).iterdir())
+    assert steps == (["2"] if new_checkpoint else ["4"])  # the old run back only if none new
+    assert (run / "metrics.json").exists() is not new_checkpoint

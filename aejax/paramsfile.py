@@ -1,0 +1,45 @@
+"""A run's trained parameters as one msgpack file (params.msgpack): written, read back, and
+checked against the model they are meant for."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import flax.serialization
+import jax
+import numpy as np
+
+from aejax.model import init_params
+
+
+def save(params: Any, path: str | os.PathLike) -> None:
+    """Write a parameter pytree as msgpack."""
+    Path(path).write_bytes(flax.serialization.msgpack_serialize(jax.tree.map(np.asarray, params)))
+
+
+def load(path: str | os.PathLike, model: Any = None) -> Any:
+    """Read a parameter pytree written by ``save``; with ``model``, check that it fits.
+
+    ValueError if the file is damaged, or if its shapes are not the model's (a config.json that
+    does not belong to this params.msgpack).
+    """
+    try:
+        params = flax.serialization.msgpack_restore(Path(path).read_bytes())
+    except Exception as err:  # msgpack raises several types of its own on damaged bytes
+        raise ValueError(f"{path} is damaged ({type(err).__name__}: {err}); restore it or "
+                         "train again") from None
+    if model is not None:
+        want = jax.eval_shape(lambda: init_params(jax.random.key(0), model))
+        if not isinstance(params, dict) or shapes(params) != shapes(want):
+            what = (f"hidden={list(model.hidden)}" if hasattr(model, "hidden")
+                    else type(model).__name__)
+            raise ValueError(f"{path} does not fit the model of this run's config.json "
+                             f"({what}): the two files do not belong together")
+    return params
+
+
+def shapes(tree: Any) -> Any:
+    """The tree with every array replaced by its shape."""
+    return jax.tree.map(np.shape, tree)

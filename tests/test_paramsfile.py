@@ -1,0 +1,34 @@
+"""Tests for aejax.paramsfile: parameters written and read back, damaged or foreign files refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from aejax import paramsfile
+from aejax.model import Autoencoder, init_params
+
+
+def test_parameters_come_back_bit_for_bit_and_fit_their_model(tmp_path: Path) -> None:
+    model = Autoencoder(hidden=(32, 8))
+    params = init_params(jax.random.key(0), model)
+    paramsfile.save(params, tmp_path / "params.msgpack")
+    loaded = paramsfile.load(tmp_path / "params.msgpack", model)
+    assert jax.tree.structure(loaded) == jax.tree.structure(params)
+    for a, b in zip(jax.tree.leaves(loaded), jax.tree.leaves(params), strict=True):
+        assert isinstance(a, np.ndarray) and a.dtype == np.float32
+        np.testing.assert_array_equal(a, np.asarray(b))
+    with pytest.raises(ValueError, match=r"does not fit the model of this run's config.json "
+                                         r"\(hidden=\[64, 16\]\): the two files do not belong"):
+        paramsfile.load(tmp_path / "params.msgpack", Autoencoder(hidden=(64, 16)))
+
+
+def test_a_damaged_file_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "params.msgpack"
+    paramsfile.save(init_params(jax.random.key(0), Autoencoder(hidden=(8, 4))), path)
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ValueError, match=rf"^{path} is damaged \(.*\); restore it or train again"):
+        paramsfile.load(path)
