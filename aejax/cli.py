@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import os
 import sys
-import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -130,16 +130,34 @@ def config_from_args(args: argparse.Namespace) -> Config:
     return Config(**values)
 
 
-def default_workdir(cfg: Config, root: str = "runs") -> str:
-    """``runs/<dataset>-<train occlusion>-s<seed>-<timestamp>``, with ``-2``, ``-3``, ... added
-    when that folder exists (runs started in the same second: a loop over configs)."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    name = candidate = f"{root}/{cfg.dataset}-{cfg.train_occlusion}-s{cfg.seed}-{stamp}"
-    n = 1
-    while Path(candidate).exists():
-        n += 1
-        candidate = f"{name}-{n}"
-    return candidate
+@contextlib.contextmanager
+def run_folder(args: argparse.Namespace) -> Iterator[str]:
+    """``--workdir``, or a new folder reserved for this run (``default_workdir``), removed again
+    if the run leaves it empty. A run of several processes must be given one: each would pick
+    its own."""
+    if args.workdir:
+        yield args.workdir
+        return
+    if jax.process_count() > 1:
+        raise ValueError("a run of several processes needs --workdir: the same folder for all, "
+                         "on a file system they all see")
+    from aejax import rundir  # with Orbax: only train.py needs it, not compare.py's start-up
+
+    path = rundir.default_workdir(config_from_args(args))
+    try:
+        yield path
+    finally:
+        with contextlib.suppress(OSError):
+            os.rmdir(path)  # only if empty: the run was refused before it wrote anything
+
+
+def summary_line(workdir: str, m: dict[str, Any]) -> str:
+    """train.py's last line: the run's folder, losses, test MSEs and speed (``m``: its metrics)."""
+    test = m["test"]
+    return (f"{workdir}: train loss {m['train']['final_loss']:.5f} | test MSE clean "
+            f"{test['clean']['mse']:.5f}, occluded input {test['occluded_input']['mse']:.5f}, "
+            f"reconstructed {test['occluded']['mse']:.5f} | "
+            f"{m['train']['steps_per_second']:.0f} steps/s, {m['total_seconds']:.1f} s")
 
 
 def check_output_folder(path: str, flag: str) -> None:

@@ -4,13 +4,16 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
 from aejax import checkpoint, runlock
+from aejax.config import Config
 from aejax.jsonio import read_run_config
 
 PARAMS_FILE = "params.msgpack"
@@ -54,6 +57,23 @@ def prepare(workdir: str | os.PathLike, *, overwrite: bool = False, resume: bool
     except OSError as err:
         raise ValueError(f"workdir {path} is not writable ({err.strerror})") from None
     return path
+
+
+def default_workdir(cfg: Config, root: str = "runs") -> str:
+    """Create and return ``runs/<dataset>-<train occlusion>-s<seed>-<timestamp>``, or the first
+    free one of ``...-2``, ``...-3`` (runs started in the same second, e.g. a parallel sweep);
+    created at once, so that no other process can take the same one."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    name = f"{root}/{cfg.dataset}-{cfg.train_occlusion}-s{cfg.seed}-{stamp}"
+    os.makedirs(root, exist_ok=True)
+    for n in itertools.count(1):
+        candidate = name if n == 1 else f"{name}-{n}"
+        try:
+            os.mkdir(candidate)
+        except FileExistsError:
+            continue
+        return candidate
+    raise AssertionError("unreachable")  # itertools.count never ends
 
 
 def claim(path: Path, held: contextlib.ExitStack, *, overwrite: bool, resume: bool) -> None:

@@ -32,7 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     def run() -> int:
         logging.getLogger("absl").setLevel(logging.WARNING)  # Orbax logs every save at INFO
         parallel.initialize(args.coordinator, args.num_processes, args.process_id)
-        workdir = args.workdir or cli.default_workdir(cli.config_from_args(args))
+        with cli.run_folder(args) as workdir:
+            return train(workdir)
+
+    def train(workdir: str) -> int:
         saved = experiment.resume_meta(workdir) if args.resume else {}  # read once
         cfg = (experiment.resume_config(saved, cli.given_config(parser, argv), workdir)
                if args.resume else cli.config_from_args(args))
@@ -49,10 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             return 130
         if not parallel.is_main_process():
             return 0
-        print(f"{workdir}: train loss {m['train']['final_loss']:.5f} | test MSE clean "
-              f"{m['test']['clean']['mse']:.5f}, occluded input {m['test']['occluded_input']['mse']:.5f}, "
-              f"reconstructed {m['test']['occluded']['mse']:.5f} | "
-              f"{m['train']['steps_per_second']:.0f} steps/s, {m['total_seconds']:.1f} s")
+        print(cli.summary_line(workdir, m))
         return 0
 
     return cli.run_main(run, parser.prog)

@@ -284,14 +284,32 @@ def test_given_config_holds_only_the_flags_on_the_command_line() -> None:
     assert cli.given_config(parser, []) == {}
 
 
-def test_default_workdirs_differ_by_seed_and_never_name_an_existing_folder(tmp_path: Path,
-                                                                           monkeypatch) -> None:
-    monkeypatch.setattr(cli.time, "strftime", lambda fmt: "20261127-224605")  # one second
-    root = str(tmp_path)
-    first = cli.default_workdir(Config(seed=0), root)
-    assert first == f"{root}/mnist-none-s0-20261127-224605"
-    assert cli.default_workdir(Config(seed=1), root) == f"{root}/mnist-none-s1-20261127-224605"
-    Path(first).mkdir()
-    assert cli.default_workdir(Config(seed=0), root) == first + "-2"
-    Path(first + "-2").mkdir()
-    assert cli.default_workdir(Config(seed=0), root) == first + "-3"
+def test_default_workdirs_differ_by_seed_and_are_reserved_at_once(tmp_path: Path,
+                                                                   monkeypatch) -> None:
+    monkeypatch.setattr(rundir.time, "strftime", lambda fmt: "20261127-224605")  # one second
+    root = str(tmp_path / "runs")
+    first = rundir.default_workdir(Config(seed=0), root)
+    assert first == f"{root}/mnist-none-s0-20261127-224605" and Path(first).is_dir()
+    assert rundir.default_workdir(Config(seed=1), root) == f"{root}/mnist-none-s1-20261127-224605"
+    assert rundir.default_workdir(Config(seed=0), root) == first + "-2"  # taken: the next one
+    assert rundir.default_workdir(Config(seed=0), root) == first + "-3"
+
+
+def test_a_reserved_run_folder_is_removed_when_the_run_leaves_it_empty(
+        tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    parser = cli.OneLineParser()
+    cli.add_config_flags(parser)
+    parser.add_argument("--workdir")
+    with cli.run_folder(parser.parse_args(["--seed", "3"])) as refused:
+        assert Path(refused).is_dir() and refused.startswith("runs/mnist-none-s3-")
+    assert not Path(refused).exists()  # as if never made
+    with cli.run_folder(parser.parse_args([])) as trained:
+        (Path(trained) / "config.json").write_text("{}")
+    assert Path(trained).is_dir()
+    with cli.run_folder(parser.parse_args(["--workdir", "mine"])) as given:
+        assert given == "mine" and not Path("mine").exists()  # train.py creates it
+    monkeypatch.setattr(cli.jax, "process_count", lambda: 2)
+    with pytest.raises(ValueError, match="a run of several processes needs --workdir"):
+        with cli.run_folder(parser.parse_args([])):
+            pass
