@@ -143,12 +143,15 @@ def run_folder(args: argparse.Namespace) -> Iterator[str]:
                          "on a file system they all see")
     from aejax import rundir  # with Orbax: only train.py needs it, not compare.py's start-up
 
+    made_root = not os.path.isdir("runs")
     path = rundir.default_workdir(config_from_args(args))
     try:
         yield path
     finally:
-        with contextlib.suppress(OSError):
-            os.rmdir(path)  # only if empty: the run was refused before it wrote anything
+        with contextlib.suppress(OSError):  # only if empty: the run was refused before it wrote
+            os.rmdir(path)
+            if made_root:
+                os.rmdir("runs")
 
 
 def summary_line(workdir: str, m: dict[str, Any]) -> str:

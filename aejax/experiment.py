@@ -39,6 +39,8 @@ def resume_meta(workdir: str | os.PathLike) -> dict[str, Any]:
         with contextlib.ExitStack() as held:
             runlock.lock(Path(workdir), held)
             rundir.recover(Path(workdir))  # a killed --overwrite's old run, back if it saved none
+    if jax.process_count() > 1:  # the others read the checkpoints only once they are settled
+        multihost_utils.sync_global_devices("aejax: workdir recovered")
     return checkpoint.latest_meta(Path(workdir) / checkpoint.DIRNAME)
 
 

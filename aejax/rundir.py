@@ -20,6 +20,7 @@ PARAMS_FILE = "params.msgpack"
 RUN_FILES = ("config.json", "metrics.json", PARAMS_FILE, "train_loss.npy", "figure.png",
              "loss.png", "correlation.png", "per_class.png")  # what a run writes, checkpoints aside
 REPLACED = ".replaced"  # an old run --overwrite set aside until the new one has saved something
+REPLACING, RESTORING = ".replacing", ".restoring"  # ... while it is moved there, or back
 
 log = logging.getLogger(__name__)
 
@@ -132,36 +133,48 @@ def replace(path: Path, held: contextlib.ExitStack) -> None:
     def settle_on_exit(failed: type[BaseException] | None, *_: Any) -> None:
         try:
             settle(path, failed=failed is not None)
-        except OSError as err:
-            if failed is None:
-                raise
-            log.warning("could not put the old run back from %s (%s)", path / REPLACED, err)
+        except OSError as err:  # the run's own outcome (or error) stands; recover() retries
+            log.warning("could not settle the old run in %s (%s)", path / REPLACED, err)
 
     held.push(settle_on_exit)  # runs before the lock, pushed earlier, is released
 
 
 def set_aside(path: Path) -> None:
-    """Move what the run in ``path`` wrote into ``path/.replaced/``; all of it or, if a move
-    fails, none of it."""
-    aside, moved = path / REPLACED, []
+    """Move what the run in ``path`` wrote into ``path/.replaced/``: all of it or, if a move
+    fails, none of it; a kill half-way leaves ``.replacing/``, which ``recover`` puts back."""
+    staging, moved = path / REPLACING, []
     try:
         for item in written(path):
-            target = aside / item.relative_to(path)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            item.rename(target)
-            moved.append((item, target))
+            moved.append(move(item, path, staging))
     except BaseException:
-        for item, target in reversed(moved):
-            target.rename(item)
-        shutil.rmtree(aside, ignore_errors=True)
+        for target in reversed(moved):
+            move(target, staging, path)
+        shutil.rmtree(staging, ignore_errors=True)
         raise
+    staging.rename(path / REPLACED)  # complete: from now on the new run's files are its own
     with contextlib.suppress(OSError):
         (path / checkpoint.DIRNAME).rmdir()
 
 
+def move(item: Path, source: Path, target: Path) -> Path:
+    """Move ``item`` from folder ``source`` to the same place under ``target``; the new path."""
+    moved = target / item.relative_to(source)
+    moved.parent.mkdir(parents=True, exist_ok=True)
+    item.rename(moved)
+    return moved
+
+
 def recover(path: Path) -> None:
-    """Settle a ``.replaced`` that a killed ``--overwrite`` left in ``path``: the old run comes
-    back if the killed one saved nothing, else it is deleted."""
+    """Settle what a killed ``--overwrite`` left in ``path``: a move cut short is finished, the
+    old run back; a complete ``.replaced`` comes back if the killed run saved nothing, else it
+    is deleted."""
+    for partial in (path / REPLACING, path / RESTORING):
+        if partial.is_dir():
+            log.warning("%s holds part of a run that a killed --overwrite was moving; putting "
+                        "it back", path)
+            for item in written(partial):
+                move(item, partial, path)
+            shutil.rmtree(partial)
     if (path / REPLACED).is_dir():
         log.warning("%s holds the run a killed --overwrite set aside; %s", path,
                     "deleting it (the new run saved a checkpoint)" if saved_anything(path)
@@ -175,13 +188,15 @@ def settle(path: Path, *, failed: bool) -> None:
     aside = path / REPLACED
     if not aside.is_dir():
         return
-    if failed and not saved_anything(path):
-        clear(path)  # the new run's config.json
-        for item in written(aside):
-            target = path / item.relative_to(aside)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            item.rename(target)
-    shutil.rmtree(aside)
+    if not failed or saved_anything(path):
+        shutil.rmtree(aside)
+        return
+    clear(path)  # the new run's config.json (and unfinished checkpoints)
+    restoring = path / RESTORING
+    aside.rename(restoring)  # a kill from here on: recover() finishes the put-back
+    for item in written(restoring):
+        move(item, restoring, path)
+    shutil.rmtree(restoring)
 
 
 def nothing_to_resume(path: Path) -> str:

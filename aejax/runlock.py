@@ -30,8 +30,8 @@ def lock(path: Path, held: contextlib.ExitStack, *, advice: str = WAIT,
         fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise ValueError(f"workdir {path} is in use: another train.py (or evaluate.py) is "
-                         f"running there; {advice}") from None
+        raise ValueError(f"workdir {path} is in use: another train.py (or evaluate.py, or "
+                         f"compare.py) is running there; {advice}") from None
     except OSError as err:  # e.g. ENOLCK on some network or FUSE mounts: no lock to be had
         os.close(fd)
         log.warning("cannot lock %s (%s); going on without the lock", path, err.strerror)

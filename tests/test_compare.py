@@ -103,10 +103,14 @@ def test_a_missing_unfinished_or_training_run_is_refused(tmp_path: Path) -> None
     run = Path(fake_run(tmp_path / "run", 0.017))
     with contextlib.ExitStack() as held:  # as train.py --resume holds it: stale metrics.json
         runlock.lock(run, held)
-        with pytest.raises(ValueError, match=r"run is in use: another train.py \(or evaluate.py\) "
-                                             r"is running there; its metrics.json is not final"):
+        with pytest.raises(ValueError, match=r"run is in use: another train.py \(or evaluate.py, "
+                                             r"or compare.py\) is running there; its "
+                                             r"metrics.json is not final"):
             compare.load_run(run)
     assert compare.load_run(run)[1]["test"]["occluded"]["mse"] == 0.017  # released
+    with contextlib.ExitStack() as held:  # another compare.py reading it: both may
+        runlock.lock(run, held, shared=True)
+        assert compare.load_run(run)[1]["test"]["occluded"]["mse"] == 0.017
     (run / "metrics.json").unlink()
     with pytest.raises(ValueError, match="run is not a finished run: no metrics.json"):
         compare.load_run(run)

@@ -134,7 +134,8 @@ def test_a_workdir_in_use_is_refused_and_left_alone(small_idx_dir: Path, tmp_pat
             experiment.resume_meta(run)
         for kwargs in ({}, {"resume": True}, {"overwrite": True}):
             with pytest.raises(ValueError, match=r"workdir .*run is in use: another train.py "
-                                                 r"\(or evaluate.py\) is running there"):
+                                                 r"\(or evaluate.py, or compare.py\) is running "
+                                                 "there"):
                 experiment.run(cfg, run, progress=False, **kwargs)
     assert sorted(str(p) for p in run.rglob("*")) == before
     with pytest.raises(ValueError, match="already holds a run"):  # released: what it holds
@@ -303,7 +304,7 @@ def test_a_reserved_run_folder_is_removed_when_the_run_leaves_it_empty(
     parser.add_argument("--workdir")
     with cli.run_folder(parser.parse_args(["--seed", "3"])) as refused:
         assert Path(refused).is_dir() and refused.startswith("runs/mnist-none-s3-")
-    assert not Path(refused).exists()  # as if never made
+    assert not Path("runs").exists()  # as if never made, runs/ included
     with cli.run_folder(parser.parse_args([])) as trained:
         (Path(trained) / "config.json").write_text("{}")
     assert Path(trained).is_dir()

@@ -145,6 +145,13 @@ def test_two_processes_match_one_device(dataset: Path, reference: dict, tmp_path
     info = json.loads((tmp_path / "run" / "config.json").read_text())
     assert len(info["mesh_devices"]) == 4 and info["processes"] == 2
     assert "train loss" not in (tmp_path / "logs" / "1.out").read_text()
+    address = f"127.0.0.1:{free_port()}"  # resumed by both: process 0 settles the folder first
+    cmds = [script_cmd(dataset, tmp_path, "run", "--devices", "all", "--coordinator", address,
+                       "--num-processes", "2", "--process-id", str(i), "--resume", "--epochs",
+                       "3") for i in range(2)]
+    codes = run_processes(cmds, device_env(2), tmp_path / "resumed")
+    assert codes == [0, 0], read_logs(tmp_path / "resumed")
+    assert (tmp_path / "run" / "checkpoints" / "24").is_dir()
 
 
 def test_mesh_placement_and_fetch_on_one_device() -> None:

@@ -1,4 +1,5 @@
-"""Tests for aejax.paramsfile: parameters written and read back, damaged or foreign files refused."""
+"""Tests for aejax.paramsfile: parameters written and read back, damaged or foreign files
+refused."""
 
 from __future__ import annotations
 

@@ -282,6 +282,6 @@ def test_evaluating_a_run_that_is_training_is_refused(runs, tmp_path: Path) -> N
     with contextlib.ExitStack() as held:  # as train.py holds it until metrics.json is written
         runlock.lock(copy, held)
         with pytest.raises(ValueError, match=r"workdir .*run is in use: another train.py \(or "
-                                             r"evaluate.py\) is running there"):
+                                             r"evaluate.py, or compare.py\) is running there"):
             report.evaluate_run(copy)
     assert (copy / "metrics.json").read_text() == before

@@ -3,6 +3,7 @@ clearing only what a run wrote."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -150,3 +151,61 @@ def test_recover_settles_what_a_killed_overwrite_left(tmp_path: Path,
     steps = sorted(p.name for p in (run / checkpoint.DIRNAME).iterdir())
     assert steps == (["2"] if new_checkpoint else ["4"])  # the old run back only if none new
     assert (run / "metrics.json").exists() is not new_checkpoint
+
+
+def tree_of(path: Path) -> list[str]:
+    """Every path under ``path``, relative to it."""
+    return sorted(p.relative_to(path).as_posix() for p in path.rglob("*"))
+
+
+@pytest.mark.parametrize("cut", ["setting aside", "putting back"])
+def test_recover_finishes_a_move_that_a_kill_cut_short(tmp_path: Path, cut: str) -> None:
+    run = make_run(tmp_path / "run", results=True, steps=("4", "8"))
+    before = tree_of(run)
+    partial = run / (rundir.REPLACING if cut == "setting aside" else rundir.RESTORING)
+    for item in rundir.written(run)[:2]:  # config.json and metrics.json moved, then killed
+        rundir.move(item, run, partial)
+    rundir.recover(run)
+    assert tree_of(run) == before
+
+
+def test_a_put_back_that_fails_half_way_is_finished_later_not_deleted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    run = make_run(tmp_path / "run", results=True, steps=("4", "8"))
+    before = tree_of(run)
+    rename, calls = Path.rename, []
+
+    def failing(self: Path, target: Path) -> Path:
+        calls.append(self)
+        if len(calls) == 4:  # the .restoring rename, config.json, metrics.json, then this
+            raise OSError(5, "Input/output error")
+        return rename(self, target)
+
+    with pytest.raises(ValueError, match="out of memory"):  # the new run's own error stands
+        with contextlib.ExitStack() as held:
+            rundir.replace(run, held)
+            (run / "config.json").write_text("{}")  # the new run's, which then fails
+            monkeypatch.setattr(Path, "rename", failing)
+            raise ValueError("out of memory")
+    assert "could not settle the old run" in caplog.text
+    monkeypatch.undo()
+    rundir.recover(run)  # the next train.py on the folder
+    assert tree_of(run) == before
+
+
+def refuse(*args: object, **kwargs: object) -> None:
+    """``shutil.rmtree`` on a folder that cannot be deleted."""
+    raise PermissionError(13, "Permission denied")
+
+
+def test_a_finished_run_whose_old_one_cannot_be_deleted_only_warns(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    run = make_run(tmp_path / "run", results=True)
+    with contextlib.ExitStack() as held:
+        rundir.replace(run, held)
+        (run / "metrics.json").write_text("{}")  # the new run's results
+        monkeypatch.setattr(rundir.shutil, "rmtree", refuse)
+    assert "could not settle the old run" in caplog.text  # and no error: the run succeeded
+    monkeypatch.undo()
+    rundir.recover(run)  # later: the new run saved results, so the old one goes
+    assert tree_of(run) == ["metrics.json"]

@@ -16,9 +16,9 @@ from aejax import runlock
 def test_the_lock_is_exclusive_until_released(tmp_path: Path) -> None:
     with contextlib.ExitStack() as held:
         runlock.lock(tmp_path, held)
-        with pytest.raises(ValueError, match=r"is in use: another train.py \(or evaluate.py\) "
-                                             "is running there; wait for it to finish, or "
-                                             "choose another --workdir$"):
+        with pytest.raises(ValueError, match=r"is in use: another train.py \(or evaluate.py, or "
+                                             r"compare.py\) is running there; wait for it to "
+                                             "finish, or choose another --workdir$"):
             with contextlib.ExitStack() as second:
                 runlock.lock(tmp_path, second)
         with pytest.raises(ValueError, match="is running there; wait for it to finish$"):
