@@ -15,7 +15,6 @@ from typing import Any
 
 import jax
 import numpy as np
-from jax.experimental import multihost_utils
 
 from aejax import (checkpoint, data, evaluate, loop, parallel, paramsfile, resumable, rundir,
                    runlock, train)
@@ -35,12 +34,13 @@ def resume_meta(workdir: str | os.PathLike) -> dict[str, Any]:
     """
     if not Path(workdir).is_dir():
         raise ValueError(rundir.nothing_to_resume(Path(workdir)))
-    if parallel.is_main_process():  # a live run's folder: "in use", not what its files say
-        with contextlib.ExitStack() as held:
-            runlock.lock(Path(workdir), held)
-            rundir.recover(Path(workdir))  # a killed --overwrite's old run, back if it saved none
-    if jax.process_count() > 1:  # the others read the checkpoints only once they are settled
-        multihost_utils.sync_global_devices("aejax: workdir recovered")
+    def settle() -> None:  # a live run's folder: "in use", not what its files say
+        if parallel.is_main_process():
+            with contextlib.ExitStack() as held:
+                runlock.lock(Path(workdir), held)
+                rundir.recover(Path(workdir))  # a killed --overwrite's old run, back if none saved
+
+    parallel.together(settle, "opening the run folder")  # the others read it once it is settled
     return checkpoint.latest_meta(Path(workdir) / checkpoint.DIRNAME)
 
 
@@ -115,11 +115,10 @@ def run(cfg: Config, workdir: str | os.PathLike, *, progress: bool = True,
     writer = parallel.is_main_process()
     path = Path(workdir)
     with contextlib.ExitStack() as held:  # the workdir lock, from start() on
-        ds = start(cfg, path, writer=writer, overwrite=overwrite, resume=resume, mesh=mesh,
-                   held=held, parts=parts)
+        ds = parallel.together(  # the others go on once process 0 has prepared the folder
+            lambda: start(cfg, path, writer=writer, overwrite=overwrite, resume=resume, mesh=mesh,
+                          held=held, parts=parts), "preparing the run")
         x_train = ds.train_images.reshape(len(ds.train_images), -1)
-        if jax.process_count() > 1:  # the others wait until process 0 has prepared the folder
-            multihost_utils.sync_global_devices("aejax: workdir ready")
         ckpt = checkpoint.Checkpointer(path / checkpoint.DIRNAME, every=checkpoint_every,
                                        keep=keep, resume=resume)
         if writer:  # matplotlib takes ~0.4 s to import: let it load while the device trains

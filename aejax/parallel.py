@@ -18,12 +18,15 @@ import logging
 import os
 import socket
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import jax
 import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 AXIS = "data"
@@ -193,6 +196,24 @@ def _fetch(x: Any) -> np.ndarray:
     if isinstance(x, jax.Array) and not (x.is_fully_addressable or x.is_fully_replicated):
         return np.asarray(multihost_utils.process_allgather(x, tiled=True))
     return np.asarray(x)
+
+
+def together(fn: Callable[[], T], what: str) -> T:
+    """``fn()`` in every process, then a collective: if it raised in any process, every process
+    raises (its own error, or one naming the process that failed), instead of the others waiting
+    at their next collective until JAX's deadline kills them."""
+    if jax.process_count() == 1:
+        return fn()
+    try:
+        result, error = fn(), None
+    except Exception as err:  # noqa: BLE001 -- re-raised below, after the others have heard
+        result, error = None, err
+    failed = np.flatnonzero(multihost_utils.process_allgather(np.int32(error is not None)))
+    if error is not None:
+        raise error
+    if failed.size:
+        raise ValueError(f"{what} failed in process {failed[0]} (see its error)")
+    return result
 
 
 def is_main_process() -> bool:

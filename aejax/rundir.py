@@ -73,6 +73,9 @@ def default_workdir(cfg: Config, root: str = "runs") -> str:
             os.mkdir(candidate)
         except FileExistsError:
             continue
+        except FileNotFoundError:  # another train.py removed an empty runs/ just now
+            os.makedirs(root, exist_ok=True)
+            os.mkdir(candidate)
         return candidate
     raise AssertionError("unreachable")  # itertools.count never ends
 
@@ -142,14 +145,14 @@ def replace(path: Path, held: contextlib.ExitStack) -> None:
 def set_aside(path: Path) -> None:
     """Move what the run in ``path`` wrote into ``path/.replaced/``: all of it or, if a move
     fails, none of it; a kill half-way leaves ``.replacing/``, which ``recover`` puts back."""
-    staging, moved = path / REPLACING, []
+    staging = path / REPLACING
     try:
         for item in written(path):
-            moved.append(move(item, path, staging))
-    except BaseException:
-        for target in reversed(moved):
-            move(target, staging, path)
-        shutil.rmtree(staging, ignore_errors=True)
+            move(item, path, staging)
+    except BaseException:  # what is on disk, not ``moved``: a Ctrl-C can land after a rename
+        for item in written(staging):
+            move(item, staging, path)
+        shutil.rmtree(staging)
         raise
     staging.rename(path / REPLACED)  # complete: from now on the new run's files are its own
     with contextlib.suppress(OSError):

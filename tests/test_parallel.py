@@ -8,6 +8,7 @@ runs in this process.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -22,7 +23,7 @@ import jax
 import numpy as np
 import pytest
 
-from aejax import data, loop, paramsfile, parallel, rundir, scaling
+from aejax import data, loop, paramsfile, parallel, rundir, runlock, scaling
 from aejax.config import Config
 from tests.conftest import write_idx_dataset
 from tests.test_experiment import load_script
@@ -152,6 +153,14 @@ def test_two_processes_match_one_device(dataset: Path, reference: dict, tmp_path
     codes = run_processes(cmds, device_env(2), tmp_path / "resumed")
     assert codes == [0, 0], read_logs(tmp_path / "resumed")
     assert (tmp_path / "run" / "checkpoints" / "24").is_dir()
+    with contextlib.ExitStack() as held:  # refused in process 0: both stop with one line
+        runlock.lock(tmp_path / "run", held)
+        codes = run_processes(cmds, device_env(2), tmp_path / "refused")
+    errors = [[line for line in (tmp_path / "refused" / f"{i}.out").read_text().splitlines()
+               if line.startswith("train.py: error:")] for i in range(2)]
+    assert codes == [2, 2], read_logs(tmp_path / "refused")
+    assert "is in use" in errors[0][0] and errors[1] == [
+        "train.py: error: opening the run folder failed in process 0 (see its error)"]
 
 
 def test_mesh_placement_and_fetch_on_one_device() -> None:

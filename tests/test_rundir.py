@@ -209,3 +209,23 @@ def test_a_finished_run_whose_old_one_cannot_be_deleted_only_warns(
     monkeypatch.undo()
     rundir.recover(run)  # later: the new run saved results, so the old one goes
     assert tree_of(run) == ["metrics.json"]
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_a_ctrl_c_just_after_a_move_while_setting_aside_loses_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, n: int) -> None:
+    run = make_run(tmp_path / "run", results=True, steps=("4", "8"))
+    before = tree_of(run)
+    rename, calls = Path.rename, []
+
+    def interrupted(self: Path, target: Path) -> Path:
+        moved = rename(self, target)
+        calls.append(self)
+        if len(calls) == n:  # the move is done, its bookkeeping not yet
+            raise KeyboardInterrupt
+        return moved
+
+    monkeypatch.setattr(Path, "rename", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        rundir.set_aside(run)
+    assert tree_of(run) == before
