@@ -115,9 +115,8 @@ def run(cfg: Config, workdir: str | os.PathLike, *, progress: bool = True,
     writer = parallel.is_main_process()
     path = Path(workdir)
     with contextlib.ExitStack() as held:  # the workdir lock, from start() on
-        ds = parallel.together(  # the others go on once process 0 has prepared the folder
-            lambda: start(cfg, path, writer=writer, overwrite=overwrite, resume=resume, mesh=mesh,
-                          held=held, parts=parts), "preparing the run")
+        ds = start(cfg, path, writer=writer, overwrite=overwrite, resume=resume, mesh=mesh,
+                   held=held, parts=parts)
         x_train = ds.train_images.reshape(len(ds.train_images), -1)
         ckpt = checkpoint.Checkpointer(path / checkpoint.DIRNAME, every=checkpoint_every,
                                        keep=keep, resume=resume)
@@ -177,18 +176,24 @@ def start(cfg: Config, path: Path, *, writer: bool, overwrite: bool, resume: boo
     new run's config.json (``run`` rewrites a resumed run's once its state is restored and
     trained); the lock is held until ``held`` closes.
 
-    Nothing is deleted or written before every check has passed, and a workdir this call
-    created is removed again if one fails, so a refused command leaves the disk as it was.
+    Nothing is deleted or written before every check has passed, in every process, and a
+    workdir this call created is removed again if one fails, so a refused command leaves the
+    disk as it was.
     """
     new_folder = writer and not path.exists()
-    try:
+
+    def checks() -> data.Dataset:  # no collective in here: a failing process skips the rest
         if writer:
             rundir.claim(path, held, overwrite=overwrite, resume=resume)
         ds = data.load(cfg.dataset, data_dir=cfg.data_dir, data_root=cfg.data_root)
         check_data(cfg, *ds.train_images.shape)
         if mesh is not None:
             parallel.check_batch(cfg.batch_size, mesh)
-        if resume:
+        return ds
+
+    try:
+        ds = parallel.together(checks, "preparing the run")
+        if resume:  # Orbax's collectives: only once every process has passed its checks
             check_checkpoint(cfg, path, ds, parts)
     except BaseException:
         if new_folder and path.is_dir() and not any(path.iterdir()):

@@ -201,12 +201,13 @@ def _fetch(x: Any) -> np.ndarray:
 def together(fn: Callable[[], T], what: str) -> T:
     """``fn()`` in every process, then a collective: if it raised in any process, every process
     raises (its own error, or one naming the process that failed), instead of the others waiting
-    at their next collective until JAX's deadline kills them."""
+    at their next collective until JAX's deadline kills them. ``fn`` must run no collective
+    itself: a process that fails early would pair this one with it."""
     if jax.process_count() == 1:
         return fn()
     try:
         result, error = fn(), None
-    except Exception as err:  # noqa: BLE001 -- re-raised below, after the others have heard
+    except BaseException as err:  # a Ctrl-C too: re-raised below, once the others have heard
         result, error = None, err
     failed = np.flatnonzero(multihost_utils.process_allgather(np.int32(error is not None)))
     if error is not None:

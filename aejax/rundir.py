@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import os
 import shutil
@@ -66,18 +65,16 @@ def default_workdir(cfg: Config, root: str = "runs") -> str:
     created at once, so that no other process can take the same one."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     name = f"{root}/{cfg.dataset}-{cfg.train_occlusion}-s{cfg.seed}-{stamp}"
-    os.makedirs(root, exist_ok=True)
-    for n in itertools.count(1):
+    n = 1
+    while True:
         candidate = name if n == 1 else f"{name}-{n}"
         try:
             os.mkdir(candidate)
+            return candidate
         except FileExistsError:
-            continue
-        except FileNotFoundError:  # another train.py removed an empty runs/ just now
+            n += 1
+        except FileNotFoundError:  # no runs/ yet, or another train.py removed an empty one
             os.makedirs(root, exist_ok=True)
-            os.mkdir(candidate)
-        return candidate
-    raise AssertionError("unreachable")  # itertools.count never ends
 
 
 def claim(path: Path, held: contextlib.ExitStack, *, overwrite: bool, resume: bool) -> None:

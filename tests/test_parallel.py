@@ -163,6 +163,21 @@ def test_two_processes_match_one_device(dataset: Path, reference: dict, tmp_path
         "train.py: error: opening the run folder failed in process 0 (see its error)"]
 
 
+def test_a_check_failing_in_one_process_stops_all_and_writes_nothing(dataset: Path,
+                                                                     tmp_path: Path) -> None:
+    address = f"127.0.0.1:{free_port()}"
+    missing = ["--data-dir", str(tmp_path / "missing")]  # process 1's data folder only
+    cmds = [script_cmd(dataset, tmp_path, "run", "--devices", "all", "--coordinator", address,
+                       "--num-processes", "2", "--process-id", str(i), *(missing * i))
+            for i in range(2)]
+    codes = run_processes(cmds, device_env(2), tmp_path / "logs")
+    assert codes == [2, 2], read_logs(tmp_path / "logs")
+    last = [(tmp_path / "logs" / f"{i}.out").read_text().strip().splitlines()[-1] for i in (0, 1)]
+    assert last[0] == "train.py: error: preparing the run failed in process 1 (see its error)"
+    assert last[1].startswith(f"train.py: error: data folder {tmp_path / 'missing'} does not")
+    assert not (tmp_path / "run").exists()  # process 0 wrote nothing, and removed its folder
+
+
 def test_mesh_placement_and_fetch_on_one_device() -> None:
     assert parallel.make_mesh(1) is None and parallel.make_mesh("all") is None
     mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), (parallel.AXIS,))
