@@ -143,7 +143,7 @@ def run_folder(args: argparse.Namespace) -> Iterator[str]:
                          "on a file system they all see")
     from aejax import rundir  # with Orbax: only train.py needs it, not compare.py's start-up
 
-    made_root = not os.path.isdir("runs")
+    made_root = not os.path.isdir(rundir.RUNS)
     path = rundir.default_workdir(config_from_args(args))
     try:
         yield path
@@ -151,7 +151,7 @@ def run_folder(args: argparse.Namespace) -> Iterator[str]:
         with contextlib.suppress(OSError):  # only if empty: the run was refused before it wrote
             os.rmdir(path)
             if made_root:
-                os.rmdir("runs")
+                os.rmdir(rundir.RUNS)
 
 
 def summary_line(workdir: str, m: dict[str, Any]) -> str:

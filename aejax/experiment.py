@@ -34,13 +34,14 @@ def resume_meta(workdir: str | os.PathLike) -> dict[str, Any]:
     """
     if not Path(workdir).is_dir():
         raise ValueError(rundir.nothing_to_resume(Path(workdir)))
-    def settle() -> None:  # a live run's folder: "in use", not what its files say
+
+    def settle_folder() -> None:  # a live run's folder: "in use", not what its files say
         if parallel.is_main_process():
             with contextlib.ExitStack() as held:
                 runlock.lock(Path(workdir), held)
                 rundir.recover(Path(workdir))  # a killed --overwrite's old run, back if none saved
 
-    parallel.together(settle, "opening the run folder")  # the others read it once it is settled
+    parallel.together(settle_folder, "opening the run folder")  # the others read it once it is settled
     return checkpoint.latest_meta(Path(workdir) / checkpoint.DIRNAME)
 
 

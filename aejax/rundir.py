@@ -18,6 +18,7 @@ from aejax.jsonio import read_run_config
 PARAMS_FILE = "params.msgpack"
 RUN_FILES = ("config.json", "metrics.json", PARAMS_FILE, "train_loss.npy", "figure.png",
              "loss.png", "correlation.png", "per_class.png")  # what a run writes, checkpoints aside
+RUNS = "runs"  # where runs go without --workdir
 REPLACED = ".replaced"  # an old run --overwrite set aside until the new one has saved something
 REPLACING, RESTORING = ".replacing", ".restoring"  # ... while it is moved there, or back
 
@@ -59,7 +60,7 @@ def prepare(workdir: str | os.PathLike, *, overwrite: bool = False, resume: bool
     return path
 
 
-def default_workdir(cfg: Config, root: str = "runs") -> str:
+def default_workdir(cfg: Config, root: str = RUNS) -> str:
     """Create and return ``runs/<dataset>-<train occlusion>-s<seed>-<timestamp>``, or the first
     free one of ``...-2``, ``...-3`` (runs started in the same second, e.g. a parallel sweep);
     created at once, so that no other process can take the same one."""
@@ -146,22 +147,27 @@ def set_aside(path: Path) -> None:
     try:
         for item in written(path):
             move(item, path, staging)
-    except BaseException:  # what is on disk, not ``moved``: a Ctrl-C can land after a rename
-        for item in written(staging):
-            move(item, staging, path)
-        shutil.rmtree(staging)
+    except BaseException:  # what is on disk, not what was counted: a Ctrl-C can follow a rename
+        put_back(staging, path)
         raise
     staging.rename(path / REPLACED)  # complete: from now on the new run's files are its own
     with contextlib.suppress(OSError):
         (path / checkpoint.DIRNAME).rmdir()
 
 
-def move(item: Path, source: Path, target: Path) -> Path:
-    """Move ``item`` from folder ``source`` to the same place under ``target``; the new path."""
+def move(item: Path, source: Path, target: Path) -> None:
+    """Move ``item`` from folder ``source`` to the same place under ``target``."""
     moved = target / item.relative_to(source)
     moved.parent.mkdir(parents=True, exist_ok=True)
     item.rename(moved)
-    return moved
+
+
+def put_back(side: Path, path: Path) -> None:
+    """Move everything a run wrote from the side folder ``side`` back into ``path``, then remove
+    ``side``."""
+    for item in written(side):
+        move(item, side, path)
+    shutil.rmtree(side)
 
 
 def recover(path: Path) -> None:
@@ -172,9 +178,7 @@ def recover(path: Path) -> None:
         if partial.is_dir():
             log.warning("%s holds part of a run that a killed --overwrite was moving; putting "
                         "it back", path)
-            for item in written(partial):
-                move(item, partial, path)
-            shutil.rmtree(partial)
+            put_back(partial, path)
     if (path / REPLACED).is_dir():
         log.warning("%s holds the run a killed --overwrite set aside; %s", path,
                     "deleting it (the new run saved a checkpoint)" if saved_anything(path)
@@ -194,9 +198,7 @@ def settle(path: Path, *, failed: bool) -> None:
     clear(path)  # the new run's config.json (and unfinished checkpoints)
     restoring = path / RESTORING
     aside.rename(restoring)  # a kill from here on: recover() finishes the put-back
-    for item in written(restoring):
-        move(item, restoring, path)
-    shutil.rmtree(restoring)
+    put_back(restoring, path)
 
 
 def nothing_to_resume(path: Path) -> str:
