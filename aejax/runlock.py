@@ -11,6 +11,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 WAIT = "wait for it to finish, or choose another --workdir"
+_unlockable: set[Path] = set()  # folders already warned about (--resume locks twice)
 
 
 def lock(path: Path, held: contextlib.ExitStack, *, advice: str = WAIT,
@@ -34,6 +35,8 @@ def lock(path: Path, held: contextlib.ExitStack, *, advice: str = WAIT,
                          f"compare.py) is running there; {advice}") from None
     except OSError as err:  # e.g. ENOLCK on some network or FUSE mounts: no lock to be had
         os.close(fd)
-        log.warning("cannot lock %s (%s); going on without the lock", path, err.strerror)
+        if path.resolve() not in _unlockable:
+            _unlockable.add(path.resolve())
+            log.warning("cannot lock %s (%s); going on without the lock", path, err.strerror)
         return
     held.callback(os.close, fd)  # closing the folder releases the lock

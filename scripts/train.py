@@ -37,10 +37,15 @@ def main(argv: list[str] | None = None) -> int:
 
     def train(workdir: str) -> int:
         saved = experiment.resume_meta(workdir) if args.resume else {}  # read once
-        cfg = (experiment.resume_config(saved, cli.given_config(parser, argv), workdir)
-               if args.resume else cli.config_from_args(args))
-        every, keep = experiment.checkpoint_options(saved, args.checkpoint_every, args.keep)
-        mesh = parallel.make_mesh(args.devices)
+
+        def configure() -> tuple:  # flags and folders may differ between processes
+            cfg = (experiment.resume_config(saved, cli.given_config(parser, argv), workdir)
+                   if args.resume else cli.config_from_args(args))
+            every, keep = experiment.checkpoint_options(saved, args.checkpoint_every, args.keep)
+            checkpoint.check_options(every, keep)
+            return cfg, every, keep, parallel.make_mesh(args.devices)
+
+        cfg, every, keep, mesh = parallel.together(configure, "checking the flags")
         if not args.no_compile_cache:
             compile_cache.enable()
         try:

@@ -178,6 +178,20 @@ def test_a_check_failing_in_one_process_stops_all_and_writes_nothing(dataset: Pa
     assert not (tmp_path / "run").exists()  # process 0 wrote nothing, and removed its folder
 
 
+def test_flags_refused_in_one_process_stop_all_and_write_nothing(dataset: Path,
+                                                                  tmp_path: Path) -> None:
+    address = f"127.0.0.1:{free_port()}"  # refused before any folder or collective of the run
+    cmds = [script_cmd(dataset, tmp_path, "run", "--devices", "all", "--coordinator", address,
+                       "--num-processes", "2", "--process-id", str(i), *(["--keep", "0"] * i))
+            for i in range(2)]
+    codes = run_processes(cmds, device_env(2), tmp_path / "logs")
+    assert codes == [2, 2], read_logs(tmp_path / "logs")
+    last = [(tmp_path / "logs" / f"{i}.out").read_text().strip().splitlines()[-1] for i in (0, 1)]
+    assert last == ["train.py: error: checking the flags failed in process 1 (see its error)",
+                    "train.py: error: --keep must be >= 1, got 0"]
+    assert not (tmp_path / "run").exists()
+
+
 def test_mesh_placement_and_fetch_on_one_device() -> None:
     assert parallel.make_mesh(1) is None and parallel.make_mesh("all") is None
     mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), (parallel.AXIS,))
