@@ -30,6 +30,7 @@ from jax.experimental import multihost_utils
 from aejax import orbax_quiet, resumable
 from aejax.config import Config
 from aejax.parts import DIGEST_VERSION, Parts
+from aejax.shapes import mismatch
 
 DIRNAME = "checkpoints"
 TMP_SUFFIX = ".orbax-checkpoint-tmp"  # Orbax writes <step><TMP_SUFFIX>... and renames it when done
@@ -116,9 +117,21 @@ class Checkpointer:
                              "from the checkpoint before it, or start again") from None
 
     def restore(self, step: int, like: Any) -> Any:
-        """The state saved at ``step``, placed like ``like`` (same shapes, dtypes, shardings)."""
+        """The state saved at ``step``, placed like ``like`` (same shapes, dtypes, shardings).
+
+        ValueError if its arrays are not ``like``'s (a custom model whose code changed under the
+        same name), naming the first differences, or if the checkpoint is damaged."""
         abstract = jax.tree.map(
             lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), like)
+        with self.damaged(step):
+            saved = ocp.StandardCheckpointHandler().metadata(self.directory.absolute()
+                                                             / str(step) / "state").tree
+        diff = mismatch(saved, like)
+        if diff:
+            raise ValueError(f"checkpoint {self.directory / str(step)} holds other arrays than "
+                             f"the model builds ({diff}): the model's code has changed since the "
+                             "run was trained; restore that code, or start a new run under a new "
+                             "model name")
         with self.damaged(step):
             got = self.manager.restore(step, args=ocp.args.Composite(
                 state=ocp.args.StandardRestore(abstract)))

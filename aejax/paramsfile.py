@@ -12,6 +12,7 @@ import jax
 import numpy as np
 
 from aejax.model import init_params
+from aejax.shapes import mismatch
 
 
 def save(params: Any, path: str | os.PathLike) -> None:
@@ -19,11 +20,12 @@ def save(params: Any, path: str | os.PathLike) -> None:
     Path(path).write_bytes(flax.serialization.msgpack_serialize(jax.tree.map(np.asarray, params)))
 
 
-def load(path: str | os.PathLike, model: Any = None) -> Any:
+def load(path: str | os.PathLike, model: Any = None, *, custom: bool = False) -> Any:
     """Read a parameter pytree written by ``save``; with ``model``, check that it fits.
 
-    ValueError if the file is damaged, or if its shapes are not the model's (a config.json that
-    does not belong to this params.msgpack).
+    ValueError if the file is damaged, or if its shapes are not the model's: a config.json that
+    does not belong to this params.msgpack, or (``custom``: a model of ``aejax.parts``) a model
+    whose code changed since the run was trained.
     """
     try:
         params = flax.serialization.msgpack_restore(Path(path).read_bytes())
@@ -32,14 +34,15 @@ def load(path: str | os.PathLike, model: Any = None) -> Any:
                          "train again") from None
     if model is not None:
         want = jax.eval_shape(lambda: init_params(jax.random.key(0), model))
-        if not isinstance(params, dict) or shapes(params) != shapes(want):
+        diff = mismatch(params, want) if isinstance(params, dict) else "not a parameter tree"
+        if diff and custom:
+            raise ValueError(f"{path} does not fit the custom model {type(model).__name__} "
+                             f"({diff}): its code has changed since the run was trained; "
+                             "restore that code, or train a new run under a new model name")
+        if diff:
             what = (f"hidden={list(model.hidden)}" if hasattr(model, "hidden")
                     else type(model).__name__)
             raise ValueError(f"{path} does not fit the model of this run's config.json "
-                             f"({what}): the two files do not belong together")
+                             f"({what}; {diff}): the two files do not belong together")
     return params
 
-
-def shapes(tree: Any) -> Any:
-    """The tree with every array replaced by its shape."""
-    return jax.tree.map(np.shape, tree)

@@ -87,7 +87,7 @@ def evaluate_locked(path: Path, info: dict[str, Any], data_dir: str | None,
                          "--data-dir (or --data-root) to evaluate it on the full test set")
     model = (train.make_model(cfg, int(np.prod(ds.test_images.shape[1:])))
              if parts.model is None else parts.model)
-    test, arrays = evaluate.evaluate(cfg, model, paramsfile.load(params_file, model),
+    test, arrays = evaluate.evaluate(cfg, model, paramsfile.load(params_file, model, custom=parts.model is not None),
                                      ds.test_images, ds.test_labels, occlude=parts.occlude)
     saved.update(test=test, data=evaluated_data(info, saved.get("data"), ds, path))
     jsonio.write_json(saved, metrics_file)

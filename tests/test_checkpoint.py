@@ -69,6 +69,21 @@ def test_restore_is_bit_identical_and_only_the_last_k_are_kept(tmp_path: Path) -
     assert Config.from_dict(meta["config"]) == CFG
 
 
+def test_a_state_of_other_shapes_is_refused_by_name_not_called_damaged(tmp_path: Path) -> None:
+    data = resumable.fingerprint(synthetic_digits(40, 0)[0])
+    with contextlib.closing(checkpoint.Checkpointer(tmp_path / "ck")) as ckpt:
+        save(ckpt, trained_state(3), data)
+    wider = train.create_state(jax.random.key(0), train.make_model(dataclasses.replace(CFG, hidden=(256, 50))),
+                               train.make_optimizer(CFG))  # a custom model's code changed
+    with contextlib.closing(checkpoint.Checkpointer(tmp_path / "ck", resume=True)) as ckpt:
+        with pytest.raises(ValueError, match=r"^checkpoint .*ck/3 holds other arrays than the "
+                                             r"model builds \(params/dense_0/bias: \(128,\) "
+                                             r"saved, \(256,\) now; .* and \d+ more\): the "
+                                             r"model's code has changed"):
+            ckpt.restore(3, wider)
+        assert_same_tree(ckpt.restore(3, fresh_state()), trained_state(3))  # nothing deleted
+
+
 def test_a_half_written_checkpoint_is_ignored(tmp_path: Path) -> None:
     data = resumable.fingerprint(synthetic_digits(40, 0)[0])
     with contextlib.closing(checkpoint.Checkpointer(tmp_path / "ck")) as ckpt:

@@ -23,8 +23,14 @@ def test_parameters_come_back_bit_for_bit_and_fit_their_model(tmp_path: Path) ->
         assert isinstance(a, np.ndarray) and a.dtype == np.float32
         np.testing.assert_array_equal(a, np.asarray(b))
     with pytest.raises(ValueError, match=r"does not fit the model of this run's config.json "
-                                         r"\(hidden=\[64, 16\]\): the two files do not belong"):
+                                         r"\(hidden=\[64, 16\]; dense_0/bias: \(32,\) saved, "
+                                         r"\(64,\) now; .* and 5 more\): the two files do not "):
         paramsfile.load(tmp_path / "params.msgpack", Autoencoder(hidden=(64, 16)))
+    # a custom model (aejax.parts) changed under its name: its code, not config.json, is to blame
+    with pytest.raises(ValueError, match=r"does not fit the custom model Autoencoder \(dense_2/"
+                                         r"bias: \(32,\) saved, \(8,\) now; .* and 6 more\): "
+                                         r"its code has changed"):
+        paramsfile.load(tmp_path / "params.msgpack", Autoencoder(hidden=(32, 8, 8)), custom=True)
 
 
 def test_a_damaged_file_is_named(tmp_path: Path) -> None:

@@ -190,7 +190,7 @@ def test_evaluating_again_refuses_what_would_give_wrong_numbers(runs, tmp_path: 
     info["config"]["hidden"] = [64, 16]
     (copy / "config.json").write_text(json.dumps(info))
     with pytest.raises(ValueError, match=r"does not fit the model of this run's config.json "
-                                         r"\(hidden=\[64, 16\]\)"):
+                                         r"\(hidden=\[64, 16\]; "):
         report.evaluate_run(copy)
     info["config"]["epochs"] = "1"  # hand-edited to the wrong type
     (copy / "config.json").write_text(json.dumps(info))
