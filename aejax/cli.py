@@ -224,6 +224,14 @@ def run_main(main: Callable[[], int], prog: str, *,
         return 2
 
 
+def add_parts_flag(parser: argparse.ArgumentParser, doing: str) -> None:
+    """``--parts MODULE:NAME``: custom parts (``aejax.parts.load``) for ``doing``."""
+    parser.add_argument("--parts", metavar="MODULE:NAME",
+                        help=f"{doing} with custom parts: NAME = Parts(model=..., loss=..., "
+                             "occlude=...) in MODULE, imported with the current folder on the "
+                             "path (e.g. myparts:PARTS for ./myparts.py)")
+
+
 def add_checkpoint_flags(parser: argparse.ArgumentParser) -> None:
     """``--resume``, ``--checkpoint-every`` and ``--keep`` (``aejax.checkpoint``)."""
     parser.add_argument("--resume", action="store_true",

@@ -111,7 +111,8 @@ def run(cfg: Config, workdir: str | os.PathLike, *, progress: bool = True,
     checkpoint.check_options(checkpoint_every, keep)  # before anything is written
     for field in parts.ambiguous():
         log.warning("the custom %s is named %s, a name that other parts share: resuming and "
-                    "compare.py cannot tell them apart (define it with def at module level)",
+                    "compare.py cannot tell them apart (define it with def at module level, in "
+                    "a module that the script imports)",
                     field, parts.describe()[field])
     writer = parallel.is_main_process()
     path = Path(workdir)

@@ -149,8 +149,11 @@ def check_train_images(images: np.ndarray) -> np.ndarray:
 
 def check_features(model: Any, features: int) -> None:
     """Raise ValueError unless the model takes images of ``features`` pixels."""
-    if getattr(model, "features", None) != features:
-        raise ValueError(f"the model takes {getattr(model, 'features', None)} pixels per image "
+    if not hasattr(model, "features"):
+        raise ValueError(f"the model {type(model).__name__} has no 'features' attribute (the "
+                         f"pixels per image it takes): give it a field features: int = {features}")
+    if model.features != features:
+        raise ValueError(f"the model takes {model.features} pixels per image "
                          f"(its 'features'), but the training images have {features}")
 
 
@@ -181,10 +184,11 @@ def run_epochs(loop: Loop, state: TrainState, log: LossLog) -> TrainState:
 
 
 def resume_hint(workdir: Path, parts: dict[str, str | None]) -> str:
-    """How to resume the run in ``workdir``: train.py's flags, or (custom ``parts``, by name,
-    which train.py cannot load) ``resume=True`` from Python with the same parts."""
+    """How to resume the run in ``workdir``: train.py's flags, and with custom ``parts`` (known
+    here by name only) the same parts again, by ``--parts`` or from Python."""
     if any(parts.values()):
-        return f"resume=True and the same Parts(...) from Python (workdir {workdir})"
+        return (f"--workdir {workdir} --resume --parts MODULE:NAME with the same parts (or "
+                "resume=True and the same Parts(...) from Python)")
     return f"--workdir {workdir} --resume"
 
 

@@ -23,7 +23,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import importlib
 import inspect
+import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -63,14 +66,56 @@ class Parts:
     loss: LossFn | None = None
     occlude: OccludeFn | None = None
 
+    def __post_init__(self) -> None:
+        for field in ("model", "loss", "occlude"):
+            try:
+                hash(getattr(self, field))
+            except TypeError:
+                raise PartError(f"the {field} {name(getattr(self, field))} is not hashable: "
+                                "parts are static arguments of the compiled programs; give a "
+                                "module tuple fields, not lists") from None
+
     def describe(self) -> dict[str, str | None]:
         """A name for each custom part (None for the defaults), for config.json and checkpoints."""
         return {"model": name(self.model), "loss": name(self.loss), "occlude": name(self.occlude)}
 
     def ambiguous(self) -> list[str]:
         """The custom parts whose names other parts share (lambdas, functions defined inside
-        functions): resume and compare.py cannot tell those apart."""
-        return [k for k, v in self.describe().items() if v and ("<lambda>" in v or "<locals>" in v)]
+        functions, anything defined in the script run as ``__main__``): resume and compare.py
+        cannot tell those apart."""
+        return [k for k, v in self.describe().items()
+                if v and ("<lambda>" in v or "<locals>" in v or v.startswith("__main__."))]
+
+
+def load(spec: str) -> Parts:
+    """The ``Parts`` that ``MODULE:NAME`` names (``--parts`` of train.py and evaluate.py): the
+    object NAME in MODULE, imported with the current folder on the module path.
+
+    ValueError, in one line, if the spec is malformed, the module cannot be imported, or NAME is
+    missing or not a ``Parts``.
+    """
+    module_name, colon, attr = spec.partition(":")
+    if not (colon and module_name and attr.isidentifier()):
+        raise ValueError(f"--parts takes MODULE:NAME, a Parts object in a module you can import "
+                         f"(e.g. myparts:PARTS for PARTS = Parts(...) in ./myparts.py), got {spec!r}")
+    if os.getcwd() not in sys.path and "" not in sys.path:  # python scripts/train.py: scripts/
+        sys.path.append(os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name and (module_name + ".").startswith(err.name + "."):
+            raise ValueError(f"--parts {spec}: no module named {err.name} in the current folder "
+                             "or on the module path") from None
+        raise ValueError(f"--parts {spec}: importing {module_name} failed ({err})") from None
+    except Exception as err:  # the user's module raised: one line (AEJAX_DEBUG=1: traceback)
+        raise ValueError(f"--parts {spec}: importing {module_name} failed "
+                         f"({type(err).__name__}: {err})") from err
+    found = getattr(module, attr, None)
+    if not isinstance(found, Parts):
+        what = "no " + attr if found is None else f"{attr}, a {type(found).__name__}"
+        raise ValueError(f"--parts {spec}: {module_name} has {what}, not an aejax.parts.Parts "
+                         f"(define {attr} = Parts(model=..., loss=..., occlude=...) there)")
+    return found
 
 
 def name(part: Any) -> str | None:

@@ -149,15 +149,16 @@ def saved_train_size(path: Path) -> int | None:
 
 def check_parts(info: dict[str, Any], parts: Parts, workdir: Path) -> None:
     """Refuse to evaluate a run with another model or occlusion (``aejax.parts``) than it was
-    trained with, by name: only the Python code that trained it can rebuild custom ones."""
+    trained with, by name: only the code that defined custom ones can rebuild them."""
     saved, given = info.get("parts") or {}, parts.describe()
     changed = [k for k in ("model", "occlude") if saved.get(k) != given[k]]
     if not changed:
         return
     if not any(given[k] for k in changed):  # evaluate.py, or Python without the parts
         names = ", ".join(f"{k}={saved[k]}" for k in changed)
-        raise ValueError(f"{workdir} was trained with custom parts ({names}); evaluate it from "
-                         "Python: report.evaluate_run(workdir, parts=Parts(...)) with those parts")
+        raise ValueError(f"{workdir} was trained with custom parts ({names}); evaluate it with "
+                         "those parts: evaluate.py --parts MODULE:NAME, or from Python "
+                         "report.evaluate_run(workdir, parts=Parts(...))")
     diffs = ", ".join(f"{k}={saved.get(k) or 'the default'} (given {given[k] or 'the default'})"
                       for k in changed)
     raise ValueError(f"{workdir} was trained with {diffs}; pass the parts it was trained with")

@@ -61,7 +61,8 @@ def check_parts(saved: dict[str, Any], now: dict[str, Any], directory: str | Pat
         diffs = ", ".join(f"{k}={saved.get(k) or 'the default'} (now {now.get(k) or 'the default'})"
                           for k in changed)
         raise ValueError(f"cannot resume from {directory}: it was trained with {diffs}; resume "
-                         "it with the same parts (from Python: Parts(...) as when it started)")
+                         "it with the same parts (train.py's --parts MODULE:NAME, or from Python "
+                         "Parts(...) as when it started)")
 
 
 def warn_changed_parts(meta: dict[str, Any], digests: dict[str, str],

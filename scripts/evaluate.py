@@ -8,7 +8,7 @@ from pathlib import Path
 from aejax.startup import interruptible
 
 with interruptible(__file__):  # a Ctrl-C while JAX is imported: one line, not a traceback
-    from aejax import cli, compile_cache, report
+    from aejax import cli, compile_cache, parts, report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", help="read the test set from this folder of IDX files "
                                            "instead of the run's own --data-dir")
     parser.add_argument("--data-root", help="the data folder instead of the run's --data-root")
+    cli.add_parts_flag(parser, "evaluate a run trained")
     parser.add_argument("--no-compile-cache", action="store_true",
                         help="do not use JAX's persistent compilation cache")
     args = parser.parse_args(argv)
@@ -30,8 +31,9 @@ def main(argv: list[str] | None = None) -> int:
             compile_cache.enable()
         if args.export:
             cli.check_output_folder(args.export, "--export")
+        custom = parts.load(args.parts) if args.parts else parts.Parts()
         metrics, arrays = report.evaluate_run(args.workdir, data_dir=args.data_dir,
-                                              data_root=args.data_root)
+                                              data_root=args.data_root, parts=custom)
         data = metrics["data"]
         print(f"{args.workdir}: {data['test_size']} test images "
               f"({data.get('test_source', data['source'])})")

@@ -9,7 +9,7 @@ from pathlib import Path
 from aejax.startup import interruptible
 
 with interruptible(__file__):  # a Ctrl-C while JAX is imported: one line, not a traceback
-    from aejax import checkpoint, cli, compile_cache, experiment, parallel
+    from aejax import checkpoint, cli, compile_cache, experiment, parallel, parts
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", help="where results go (default: runs/<dataset>-...)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run")
     cli.add_checkpoint_flags(parser)
+    cli.add_parts_flag(parser, "train (and resume)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--no-compile-cache", action="store_true",
                         help="do not use JAX's persistent compilation cache")
@@ -43,15 +44,16 @@ def main(argv: list[str] | None = None) -> int:
                    if args.resume else cli.config_from_args(args))
             every, keep = experiment.checkpoint_options(saved, args.checkpoint_every, args.keep)
             checkpoint.check_options(every, keep)
-            return cfg, every, keep, parallel.make_mesh(args.devices)
+            custom = parts.load(args.parts) if args.parts else parts.Parts()
+            return cfg, every, keep, parallel.make_mesh(args.devices), custom
 
-        cfg, every, keep, mesh = parallel.together(configure, "checking the flags")
+        cfg, every, keep, mesh, custom = parallel.together(configure, "checking the flags")
         if not args.no_compile_cache:
             compile_cache.enable()
         try:
             m = experiment.run(cfg, workdir, progress=not args.no_progress, overwrite=args.overwrite,
                                resume=args.resume, checkpoint_every=every, keep=keep,
-                               mesh=mesh)
+                               mesh=mesh, parts=custom)
         except checkpoint.Interrupted as stop:  # Ctrl-C: a checkpoint was saved first
             print(f"{parser.prog}: {stop}", file=sys.stderr)
             return 130

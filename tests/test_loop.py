@@ -117,7 +117,7 @@ def test_a_ctrl_c_during_the_last_chunk_still_stops_with_the_saved_step(
         assert ckpt.manager.latest_step() == 40
 
 
-def test_a_ctrl_c_with_custom_parts_says_to_resume_from_python(
+def test_a_ctrl_c_with_custom_parts_says_to_resume_with_the_same_parts(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     class Flag:  # SIGINT during the first chunk
         def requested(self) -> bool:
@@ -125,9 +125,10 @@ def test_a_ctrl_c_with_custom_parts_says_to_resume_from_python(
 
     monkeypatch.setattr(checkpoint, "stop_on_sigint", lambda: contextlib.nullcontext(Flag()))
     with contextlib.closing(checkpoint.Checkpointer(tmp_path / "ck")) as ckpt:
-        with pytest.raises(checkpoint.Interrupted, match=(  # train.py cannot load custom parts
-                r"interrupted: saved step \d+ in .*ck; continue with resume=True and the same "
-                rf"Parts\(...\) from Python \(workdir {tmp_path}\)$")):
+        with pytest.raises(checkpoint.Interrupted, match=(  # known here by name only
+                rf"interrupted: saved step \d+ in .*ck; continue with --workdir {tmp_path} "
+                r"--resume --parts MODULE:NAME with the same parts \(or resume=True and the same "
+                r"Parts\(...\) from Python\)$")):
             loop.fit(CFG, flat_images(), progress=False, checkpoints=ckpt,
                      parts=parts.Parts(loss=l1))
 

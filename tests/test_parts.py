@@ -6,6 +6,8 @@ import contextlib
 import dataclasses
 import functools
 import json
+import sys
+import types
 from pathlib import Path
 from typing import Any
 
@@ -137,9 +139,30 @@ def test_wrong_parts_are_refused_with_a_clear_error() -> None:
 
     with pytest.raises(ValueError, match="a model needs a positive integer 'features' attribute"):
         train.create_state(jax.random.key(0), NoFeatures(), tx)
+    with pytest.raises(ValueError, match=r"^the model NoFeatures has no 'features' attribute "
+                                         r"\(the pixels per image it takes\): give it a field "
+                                         "features: int = 784$"):
+        loop.fit(CFG, images_u8(16), progress=False, parts=Parts(model=NoFeatures()))
     with pytest.raises(ValueError, match=r"the model takes 100 pixels per image \(its 'features'\)"
                                          ", but the training images have 784"):
         loop.fit(CFG, images_u8(16), progress=False, parts=Parts(model=Tiny(features=100)))
+
+
+class ListField(nn.Module):
+    features: int = 784
+    widths: list = dataclasses.field(default_factory=lambda: [64])
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return nn.sigmoid(nn.Dense(self.features)(x))
+
+
+def test_an_unhashable_part_is_refused_when_the_parts_are_made() -> None:
+    with pytest.raises(parts.PartError, match=r"^the model tests.test_parts.ListField\(features="
+                                              r"784, widths=\[64\]\) is not hashable: "
+                                              r"parts are static arguments .* tuple fields"):
+        Parts(model=ListField())
+    assert Parts(model=ListField(widths=(64,))).model.widths == (64,)
 
 
 def test_a_list_of_hidden_sizes_is_kept_as_a_hashable_tuple() -> None:
@@ -198,6 +221,9 @@ def test_names_hold_no_memory_address_and_tell_settings_apart() -> None:
     for part in (functools.partial(patch), Scaled(1.0), Scaled(1.0).half, Activated()):
         assert " at 0x" not in parts.name(part)
     assert Parts(occlude=lambda k, x: patch(k, x), loss=bce).ambiguous() == ["occlude"]
+    script_bce = types.FunctionType(bce.__code__, {"jnp": jnp}, "bce")
+    script_bce.__module__ = "__main__"  # defined in the script that runs: every script's bce
+    assert Parts(loss=script_bce, occlude=patch).ambiguous() == ["loss"]
 
 
 def test_a_model_or_occlusion_leaving_0_1_is_refused_before_training() -> None:
@@ -419,7 +445,7 @@ def test_resuming_with_a_part_edited_under_the_same_name_warns(
                    f"{parts.name(bce)}" in m for m in messages) == warned, messages
 
 
-def test_a_run_records_its_parts_and_only_python_reevaluates_it(small_idx_dir: Path,
+def test_a_run_records_its_parts_and_only_they_reevaluate_it(small_idx_dir: Path,
                                                                 tmp_path: Path) -> None:
     cfg = Config(data_dir=str(small_idx_dir), data_root=str(tmp_path / "root"), epochs=1,
                  train_occlusion="all")
@@ -431,8 +457,9 @@ def test_a_run_records_its_parts_and_only_python_reevaluates_it(small_idx_dir: P
     meta = checkpoint.latest_meta(tmp_path / "patch" / checkpoint.DIRNAME)
     assert meta["parts"] == info["parts"]
     with pytest.raises(ValueError, match=r"was trained with custom parts \(occlude=\S*test_parts"
-                                         r"\.patch\); evaluate it from Python: report.evaluate_run"
-                                         r"\(workdir, parts=Parts\(...\)\) with those parts"):
+                                         r"\.patch\); evaluate it with those parts: evaluate.py "
+                                         r"--parts MODULE:NAME, or from Python report.evaluate_run"
+                                         r"\(workdir, parts=Parts\(...\)\)$"):
         report.evaluate_run(tmp_path / "patch")
     with pytest.raises(ValueError, match=r"was trained with model=the default \(given \S*Tiny\("
                                          r"features=784\)\), occlude=\S*test_parts\.patch \(given "
@@ -449,3 +476,75 @@ def test_a_run_records_its_parts_and_only_python_reevaluates_it(small_idx_dir: P
     with pytest.raises(ValueError, match=r"it was trained with occlude=\S*test_parts.patch "
                                          r"\(now the default\)"):
         experiment.run(cfg, tmp_path / "patch", progress=False, resume=True)
+
+
+PARTS_MODULE = '''
+import jax.numpy as jnp
+from aejax.parts import Parts
+
+def l1(pred, target):
+    return jnp.mean(jnp.abs(pred - target))
+
+PARTS = Parts(loss=l1)
+NOT_PARTS = 3
+'''
+
+
+@pytest.fixture
+def parts_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The current folder, holding the modules ``--parts`` imports below; sys.path and
+    sys.modules are restored afterwards."""
+    (tmp_path / "myparts_t.py").write_text(PARTS_MODULE)
+    (tmp_path / "broken_t.py").write_text("1 / 0\n")
+    (tmp_path / "needs_t.py").write_text("import nodep_x_t\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    for name in ("myparts_t", "broken_t", "needs_t"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    yield tmp_path
+    for name in ("myparts_t", "broken_t", "needs_t"):
+        sys.modules.pop(name, None)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("myparts_t", r"^--parts takes MODULE:NAME, a Parts object in a module you can import \(e.g. "
+                  r"myparts:PARTS for PARTS = Parts\(...\) in ./myparts.py\), got 'myparts_t'$"),
+    ("myparts_t:", "--parts takes MODULE:NAME"),
+    ("nosuchmod_t:PARTS", r"^--parts nosuchmod_t:PARTS: no module named nosuchmod_t in the "
+                          "current folder or on the module path$"),
+    ("myparts_t:MISSING", r"^--parts myparts_t:MISSING: myparts_t has no MISSING, not an "
+                          r"aejax.parts.Parts \(define MISSING = Parts\(model=..., loss=..., "
+                          r"occlude=...\) there\)$"),
+    ("myparts_t:NOT_PARTS", "myparts_t has NOT_PARTS, a int, not an aejax.parts.Parts"),
+    ("broken_t:PARTS", r"^--parts broken_t:PARTS: importing broken_t failed \(ZeroDivisionError: "
+                       r"division by zero\)$"),
+    ("needs_t:PARTS", r"importing needs_t failed \(No module named 'nodep_x_t'\)$"),
+])
+def test_load_refuses_what_is_not_a_parts_object_in_one_line(parts_folder: Path, spec: str,
+                                                             message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parts.load(spec)
+
+
+def test_train_resume_and_evaluate_scripts_take_parts_by_module_name(
+        parts_folder: Path, small_idx_dir: Path, capsys: pytest.CaptureFixture) -> None:
+    from tests.test_experiment import load_script
+
+    run = parts_folder / "run"
+    flags = ["--workdir", str(run), "--no-progress", "--no-compile-cache"]
+    train_script, evaluate_script = load_script("train"), load_script("evaluate")
+    assert train_script.main([*flags, "--data-dir", str(small_idx_dir), "--epochs", "1",
+                              "--parts", "myparts_t:PARTS"]) == 0
+    custom = parts.load("myparts_t:PARTS")
+    info = json.loads((run / "config.json").read_text())
+    assert info["parts"]["loss"] == "myparts_t.l1" == parts.name(custom.loss)
+    capsys.readouterr()
+    assert train_script.main([*flags, "--resume", "--epochs", "2"]) == 2  # without the parts
+    assert ("it was trained with loss=myparts_t.l1 (now the default); resume it with the same "
+            "parts (train.py's --parts MODULE:NAME") in capsys.readouterr().err
+    assert train_script.main([*flags, "--resume", "--epochs", "2",
+                              "--parts", "myparts_t:PARTS"]) == 0
+    assert json.loads((run / "metrics.json").read_text())["train"]["steps"] == 2 * 256 // 32
+    assert evaluate_script.main(["--workdir", str(run), "--no-compile-cache",
+                                 "--parts", "myparts_t:PARTS"]) == 0
+    assert "occluded" in capsys.readouterr().out
