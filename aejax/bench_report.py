@@ -8,10 +8,13 @@ the load average recorded before and after.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import platform
 import resource
 import statistics
+import subprocess
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,6 +24,8 @@ from tqdm.auto import tqdm
 
 from aejax import bench, bench_external, roofline, scaling, torch_baseline
 from aejax.config import Config, check_batch_size
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,7 +169,8 @@ def run(images_u8: np.ndarray, opts: Options) -> dict[str, Any]:
             r["percent_of_roofline"] *= before / gflops
         result["training"] = rows
         result.update(child_sections(opts, bar))
-    result["bench_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes; bytes on macOS
+    result["bench_peak_rss_mb"] = peak / (2**20 if sys.platform == "darwin" else 1024)
     if gpu:
         result["device_peak_mb"] = device_peaks(opts.torch)
     result["load_average_end"] = load_average()
@@ -183,21 +189,43 @@ def device_peaks(torch: bool) -> dict[str, float | None]:
 
 
 def child_sections(opts: Options, bar: Any) -> dict[str, Any]:
-    """The sections measured in fresh processes: compile times, train.py, scaling."""
+    """The sections measured in fresh processes: compile times, train.py, scaling.
+
+    A section whose process fails is recorded as ``<section>_error`` (one line), so that it
+    does not cost the measurements already made."""
+    todo = {"compile": (opts.compile, "compile times (fresh processes)",
+                        lambda: bench_external.compile_times(opts.batch_sizes[0])),
+            "train_script": (opts.train_script_args is not None, "scripts/train.py, twice",
+                             lambda: bench_external.train_script(opts.train_script_args)),
+            "scaling": (bool(opts.scaling_devices), "scaling over devices",
+                        lambda: scaling.sweep(opts.scaling_devices, opts.batch_sizes,
+                                              opts.scaling_steps))}
     out: dict[str, Any] = {}
-    if opts.compile:
-        bar.set_description("compile times (fresh processes)")
-        out["compile"] = bench_external.compile_times(opts.batch_sizes[0])
-        bar.update()
-    if opts.train_script_args is not None:
-        bar.set_description("scripts/train.py, twice")
-        out["train_script"] = bench_external.train_script(opts.train_script_args)
-        bar.update()
-    if opts.scaling_devices:
-        bar.set_description("scaling over devices")
-        out["scaling"] = scaling.sweep(opts.scaling_devices, opts.batch_sizes, opts.scaling_steps)
+    for name, (wanted, description, measure) in todo.items():
+        if not wanted:
+            continue
+        bar.set_description(description)
+        try:
+            out[name] = measure()
+        except (RuntimeError, subprocess.TimeoutExpired) as err:
+            out[f"{name}_error"] = failure_line(err)
+            log.warning("%s failed: %s", description, out[f"{name}_error"])
         bar.update()
     return out
+
+
+def failure_line(err: Exception) -> str:
+    """A child process's failure in one line: what failed, and its last line of stderr."""
+    if isinstance(err, subprocess.TimeoutExpired):
+        return f"no result within {err.timeout:.0f} s"
+    head, _, stderr = str(err).partition("\n")
+    last = [line.strip() for line in stderr.splitlines() if line.strip()]
+    return f"{head.rstrip(':')}: {last[-1]}" if last else head
+
+
+def failed_sections(result: dict[str, Any]) -> list[str]:
+    """The child sections of ``run``'s result that failed."""
+    return [k.removesuffix("_error") for k in result if k.endswith("_error")]
 
 
 def table(result: dict[str, Any]) -> str:
@@ -231,6 +259,8 @@ def table(result: dict[str, Any]) -> str:
                      f"peak RSS {rss}" + (f" ({data})" if data else ""))
     if result.get("scaling"):
         lines += ["images/s against device count (speed-up):", scaling.table(result["scaling"])]
+    for name in failed_sections(result):
+        lines.append(f"{name.replace('_', ' ')}: FAILED, {result[name + '_error']}")
     lines.append(f"this process's peak RSS: {result['bench_peak_rss_mb']:.0f} MB")
     for who, mb in result.get("device_peak_mb", {}).items():
         lines.append(f"peak GPU memory ({who}): " + (f"{mb:.0f} MB" if mb is not None else "-"))

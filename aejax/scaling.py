@@ -38,6 +38,16 @@ def throughput(devices: int, batch_size: int, steps: int, *, epochs: int = 2,
             "backend": jax.default_backend(), "device_kind": jax.devices()[0].device_kind}
 
 
+def check_counts(devices: Sequence[int]) -> None:
+    """Refuse device counts this backend cannot give: only the CPU platform makes extra ones."""
+    backend, have = jax.default_backend(), jax.device_count()
+    if backend != "cpu" and max(devices, default=1) > have:
+        counts = ",".join(map(str, devices))
+        raise ValueError(f"--scaling {counts}: the {backend} backend has {have} device(s), and "
+                         "only the CPU can be split into more (--device cpu); use counts up to "
+                         f"{have}")
+
+
 def measure(devices: int, batch_size: int, steps: int, *, timeout: float = 600) -> dict[str, Any]:
     """``throughput`` in a fresh process that sees at least ``devices`` CPU devices."""
     flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}"

@@ -10,7 +10,7 @@ from pathlib import Path
 from aejax.startup import interruptible
 
 with interruptible(__file__):  # a Ctrl-C while JAX is imported: one line, not a traceback
-    from aejax import bench_report, cli, compile_cache
+    from aejax import bench_report, cli, compile_cache, scaling
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,11 +55,17 @@ def main(argv: list[str] | None = None) -> int:
             progress=not args.no_progress)
         if args.out:
             cli.check_output_folder(args.out, "--out")
+        scaling.check_counts(args.scaling)
         images, source = bench_report.images(args.data_dir, args.num_images)
         result = {"data": source, **bench_report.run(images, opts)}
         print(f"data: {source}\n{bench_report.table(result)}")
         if args.out:
             Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+        failed = bench_report.failed_sections(result)
+        if failed:  # the other measurements are printed (and written) all the same
+            print(f"{parser.prog}: error: {', '.join(failed)} failed (see the table)",
+                  file=sys.stderr)
+            return 1
         return 0
 
     return cli.run_main(run, parser.prog, oom_hint="lower --batch-sizes or --roofline-size")

@@ -226,6 +226,42 @@ def test_bench_script_prints_the_table_and_writes_json(tmp_path, capsys) -> None
     assert capsys.readouterr().err == ""
 
 
+def test_a_failing_child_section_is_recorded_and_the_rest_kept(tmp_path, monkeypatch,
+                                                               capsys) -> None:
+    def fail(devices, batch_sizes, steps):  # e.g. a device count the machine cannot give
+        raise RuntimeError("2 device(s), batch 8 failed:\nTraceback (most recent call last):\n"
+                           "  ...\nValueError: --devices 2 asks for more devices\n")
+
+    monkeypatch.setattr(bench_report.scaling, "sweep", fail)
+    out = tmp_path / "bench.json"
+    code = load_script("bench").main(["--batch-sizes", "8", "--steps", "2", "--repeats", "1",
+                                      "--roofline-size", "64", "--num-images", "64",
+                                      "--no-compile", "--no-torch", "--data-dir", "",
+                                      "--no-progress", "--scaling", "1,2", "--out", str(out)])
+    printed = capsys.readouterr()
+    assert code == 1 and "| 8 | scan |" in printed.out
+    line = "2 device(s), batch 8 failed: ValueError: --devices 2 asks for more devices"
+    assert f"scaling: FAILED, {line}" in printed.out
+    assert printed.err.strip().splitlines()[-1] == "bench.py: error: scaling failed (see the table)"
+    written = json.loads(out.read_text())
+    assert written["scaling_error"] == line and written["training"][0]["variant"] == "scan"
+    timeout = subprocess.TimeoutExpired(["python"], 600)
+    assert bench_report.failure_line(timeout) == "no result within 600 s"
+
+
+def test_scaling_counts_beyond_a_gpus_devices_are_refused_before_any_work(monkeypatch) -> None:
+    from aejax import scaling
+
+    scaling.check_counts((1, 2, 4))  # the CPU platform makes as many as asked
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    monkeypatch.setattr(jax, "device_count", lambda: 1)
+    with pytest.raises(ValueError, match=r"^--scaling 1,2: the gpu backend has 1 device\(s\), "
+                                         r"and only the CPU can be split into more \(--device "
+                                         r"cpu\); use counts up to 1$"):
+        scaling.check_counts((1, 2))
+    scaling.check_counts((1,))
+
+
 def test_the_progress_bar_names_each_part_and_ends_full(monkeypatch) -> None:
     class Bar:
         """Records what bench_report tells tqdm."""
