@@ -148,10 +148,9 @@ def run_folder(args: argparse.Namespace) -> Iterator[str]:
     try:
         yield path
     finally:
-        with contextlib.suppress(OSError):  # only if empty: the run was refused before it wrote
-            os.rmdir(path)
-            if made_root:
-                os.rmdir(rundir.RUNS)
+        for folder in [path, rundir.RUNS] if made_root else [path]:
+            with contextlib.suppress(OSError):  # only if empty: the run left nothing there
+                os.rmdir(folder)
 
 
 def summary_line(workdir: str, m: dict[str, Any]) -> str:

@@ -116,12 +116,31 @@ def run(cfg: Config, workdir: str | os.PathLike, *, progress: bool = True,
                     field, parts.describe()[field])
     writer = parallel.is_main_process()
     path = Path(workdir)
+    made = writer and not path.exists()
+    fresh = made or (writer and path.is_dir() and not any(path.iterdir()))
+    try:
+        return train_and_report(cfg, path, started, writer=writer, progress=progress,
+                                overwrite=overwrite, resume=resume, every=checkpoint_every,
+                                keep=keep, mesh=mesh, parts=parts)
+    except BaseException:  # refused (a part's check, out of memory) before it saved anything
+        if fresh and path.is_dir() and not rundir.saved_anything(path):
+            rundir.clear(path)  # the folder is as it was: empty, or (made here) gone
+            if made:
+                with contextlib.suppress(OSError):  # unless something else is in it now
+                    path.rmdir()
+        raise
+
+
+def train_and_report(cfg: Config, path: Path, started: float, *, writer: bool, progress: bool,
+                     overwrite: bool, resume: bool, every: int, keep: int,
+                     mesh: jax.sharding.Mesh | None, parts: Parts) -> dict[str, Any]:
+    """``run``'s work once its options are checked: start, fit, finish, write metrics.json."""
     with contextlib.ExitStack() as held:  # the workdir lock, from start() on
         ds = start(cfg, path, writer=writer, overwrite=overwrite, resume=resume, mesh=mesh,
                    held=held, parts=parts)
         x_train = ds.train_images.reshape(len(ds.train_images), -1)
-        ckpt = checkpoint.Checkpointer(path / checkpoint.DIRNAME, every=checkpoint_every,
-                                       keep=keep, resume=resume)
+        ckpt = checkpoint.Checkpointer(path / checkpoint.DIRNAME, every=every, keep=keep,
+                                       resume=resume)
         if writer:  # matplotlib takes ~0.4 s to import: let it load while the device trains
             threading.Thread(target=importlib.import_module, args=("aejax.plots",),
                              daemon=True).start()

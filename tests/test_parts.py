@@ -487,6 +487,11 @@ def l1(pred, target):
 
 PARTS = Parts(loss=l1)
 NOT_PARTS = 3
+
+def brighter(key, images):  # leaves [0, 1]: refused before training, after config.json
+    return images * 2 + 0.5, images > 0
+
+BAD = Parts(occlude=brighter)
 '''
 
 
@@ -548,3 +553,22 @@ def test_train_resume_and_evaluate_scripts_take_parts_by_module_name(
     assert evaluate_script.main(["--workdir", str(run), "--no-compile-cache",
                                  "--parts", "myparts_t:PARTS"]) == 0
     assert "occluded" in capsys.readouterr().out
+
+
+def test_a_run_refused_before_it_saved_anything_leaves_no_folder(
+        parts_folder: Path, small_idx_dir: Path, capsys: pytest.CaptureFixture) -> None:
+    from tests.test_experiment import load_script
+
+    flags = ["--data-dir", str(small_idx_dir), "--epochs", "1", "--no-progress",
+             "--no-compile-cache", "--train-occlusion", "all", "--parts", "myparts_t:BAD"]
+    assert load_script("train").main(flags) == 2  # the default runs/<...> folder
+    assert "brighter returned values in [0.5, " in capsys.readouterr().err
+    assert not (parts_folder / "runs").exists()
+    bad = parts.load("myparts_t:BAD")
+    cfg = Config(data_dir=str(small_idx_dir), epochs=1, train_occlusion="all")
+    (parts_folder / "empty").mkdir()
+    for workdir, left in (("new", False), ("empty", True)):
+        with pytest.raises(parts.PartError):
+            experiment.run(cfg, parts_folder / workdir, progress=False, parts=bad)
+        assert (parts_folder / workdir).exists() == left  # as it was
+    assert not any((parts_folder / "empty").iterdir())
