@@ -26,7 +26,8 @@ def load_run(workdir: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]
     The config gets one more field, ``data``: how many training and test images the run had,
     whether they were the small sample, and which test set it was evaluated on when not its own
     (its digest; its source in records without one), so that runs on other data never form one
-    row.
+    row; and ``test_occlusion``, the digest of the occluded test images it was scored on (where
+    recorded), so that neither do runs scored on other corruptions.
     """
     path = Path(workdir)
     if not path.is_dir():
@@ -46,8 +47,10 @@ def load_run(workdir: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]
     tested = data.get("tested_sha256")  # evaluated on another test set than its own: which
     test = (f", tested on another test set ({tested[:8]})" if tested  # by content
             else f", tested on {data['test_source']}" if data.get("test_source") else "")
+    occluded = metrics.get("test_occlusion_sha256")  # not in runs from before 2026-11-28
     return {**info["config"], **custom,
-            "data": size + (" (sample)" if data.get("is_sample") else "") + test}, metrics
+            "data": size + (" (sample)" if data.get("is_sample") else "") + test,
+            **({"test_occlusion": occluded[:8]} if occluded else {})}, metrics
 
 
 def lookup(tree: dict[str, Any], dotted: str) -> float:
@@ -70,10 +73,20 @@ def labels(configs: list[dict[str, Any]], names: list[str], group: bool) -> list
     ignored = IGNORED if group else ()
     fields = sorted(k for k in set().union(*configs)  # custom parts are in some configs only
                     if k not in ignored and len({json.dumps(c.get(k)) for c in configs}) > 1)
+    if "test_occlusion" in fields:  # named only where nothing else tells the corruptions apart
+        rest = [k for k in fields if k != "test_occlusion"]
+        if (not all("test_occlusion" in c for c in configs)  # older runs: unknown, not other
+                or len(partition(configs, rest)) == len(partition(configs, fields))):
+            fields = rest
     if not fields:
         return ["all runs"] * len(configs) if group else names
     out = [" ".join(f"{k}={c[k] if k in c else 'default'}" for k in fields) for c in configs]
     return out if group or len(set(out)) == len(out) else names
+
+
+def partition(configs: list[dict[str, Any]], fields: list[str]) -> set[str]:
+    """The distinct values of ``fields`` among ``configs``."""
+    return {json.dumps([c.get(k) for k in fields]) for c in configs}
 
 
 def table(workdirs: list[str], keys: tuple[str, ...] = KEYS, *, group: bool = True) -> Table:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 from typing import Any
 
 import jax
@@ -111,6 +112,14 @@ def check_inputs(cfg: Config, model: Autoencoder, images: np.ndarray, labels: np
                          f"got shape {np.shape(labels)}")
     if bars:
         check_image_size(cfg, height, width)
+
+
+def occlusion_digest(arrays: dict[str, Any]) -> str:
+    """A digest of the occluded test images ``evaluate`` scored (its ``arrays``), so that runs
+    scored on different corruptions are never averaged together (compare.py), even when their
+    occlusion kept its name but changed."""
+    occluded = np.ascontiguousarray(np.asarray(arrays["occluded_input"], np.float32))
+    return hashlib.sha256(occluded.data).hexdigest()[:16]
 
 
 def evaluate(cfg: Config, model: Autoencoder, params: Any, test_images_u8: np.ndarray,

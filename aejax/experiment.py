@@ -180,7 +180,7 @@ def report(cfg: Config, path: Path, ds: data.Dataset, params: Any, history: dict
     test, arrays = evaluate.evaluate(cfg, model, params, ds.test_images, ds.test_labels,
                                      occlude=parts.occlude)
     metrics = {"train": train_metrics(history, cfg.batch_size), "test": test,
-               "data": data_info(ds)}
+               "test_occlusion_sha256": evaluate.occlusion_digest(arrays), "data": data_info(ds)}
     if writer:
         from aejax import plots  # imported by run's thread (or now, if it has not finished)
 

@@ -89,7 +89,8 @@ def evaluate_locked(path: Path, info: dict[str, Any], data_dir: str | None,
              if parts.model is None else parts.model)
     test, arrays = evaluate.evaluate(cfg, model, paramsfile.load(params_file, model, custom=parts.model is not None),
                                      ds.test_images, ds.test_labels, occlude=parts.occlude)
-    saved.update(test=test, data=evaluated_data(info, saved.get("data"), ds, path))
+    saved.update(test=test, test_occlusion_sha256=evaluate.occlusion_digest(arrays),
+                 data=evaluated_data(info, saved.get("data"), ds, path))
     jsonio.write_json(saved, metrics_file)
     plots.evaluation_figures(arrays, test, path)
     return saved, arrays

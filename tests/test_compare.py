@@ -15,14 +15,16 @@ from aejax.config import Config
 
 
 def fake_run(folder: Path, mse: float, clean: float | None = None, train_size: int = 60000,
-             **config) -> str:
-    """A run folder holding only config.json and metrics.json (with a clean MSE if given)."""
+             occluded: str | None = None, **config) -> str:
+    """A run folder holding only config.json and metrics.json (with a clean MSE and the digest
+    of its occluded test images if given)."""
     folder.mkdir(parents=True)
     cfg = json.loads(Config(**config).to_json())
     (folder / "config.json").write_text(json.dumps({"config": cfg}))
     test = {"occluded": {"mse": mse}, **({"clean": {"mse": clean}} if clean else {})}
     data = {"train_size": train_size, "test_size": 10000, "is_sample": train_size < 60000}
-    (folder / "metrics.json").write_text(json.dumps({"test": test, "data": data,
+    digest = {"test_occlusion_sha256": occluded} if occluded else {}
+    (folder / "metrics.json").write_text(json.dumps({"test": test, "data": data, **digest,
                                                      "train": {"epoch_loss": [0.1, 0.05]}}))
     return str(folder)
 
@@ -42,6 +44,21 @@ def test_runs_differing_only_in_seed_form_one_row(tmp_path: Path) -> None:
     assert math.isnan(tab["train_occlusion=mixed"]["test.clean.mse"][0])  # absent: NaN
     text = compare.format_markdown(tab)
     assert "| train_occlusion=mixed | 0.00885 ± 0.00021 | nan ± nan | 2 |" in text
+
+
+def test_runs_scored_on_other_corruptions_never_form_one_row(tmp_path: Path) -> None:
+    same = [fake_run(tmp_path / f"s{s}", 0.017 + s / 1000, occluded="aa" * 8, seed=s)
+            for s in range(2)]
+    assert list(compare.table(same, ("test.occluded.mse",))) == ["all runs"]
+    changed = fake_run(tmp_path / "changed", 0.026, occluded="bb" * 8, seed=2)  # same names
+    tab = compare.table([*same, changed], ("test.occluded.mse",))
+    assert {k: v["test.occluded.mse"][2] for k, v in tab.items()} == {
+        "test_occlusion=aaaaaaaa": 2, "test_occlusion=bbbbbbbb": 1}
+    wider = fake_run(tmp_path / "wider", 0.03, occluded="cc" * 8, occlusion_width=3)
+    assert list(compare.table([same[0], wider], ("test.occluded.mse",))) == [
+        "occlusion_width=1", "occlusion_width=3"]  # the config tells them apart already
+    older = fake_run(tmp_path / "older", 0.018, seed=3)  # recorded no digest: unknown, not other
+    assert list(compare.table([*same, older], ("test.occluded.mse",))) == ["all runs"]
 
 
 def test_labels_name_the_fields_that_differ() -> None:

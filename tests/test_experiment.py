@@ -43,6 +43,7 @@ def test_run_writes_config_metrics_figures_and_params(small_idx_dir: Path, tmp_p
     assert test["occluded_input"]["mse"] > 0 and test["clean"]["mse"] > 0
     assert saved["train"]["epoch_loss"][1] < saved["train"]["epoch_loss"][0]
     assert saved["train"]["steps"] == 2 * (256 // 32)
+    assert len(saved["test_occlusion_sha256"]) == 16
     info = json.loads((run / "config.json").read_text())
     assert Config.from_dict(info["config"]) == cfg
     params = paramsfile.load(run / "params.msgpack")

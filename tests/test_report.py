@@ -68,6 +68,7 @@ def test_evaluate_script_recomputes_the_metrics_and_keeps_train(runs, tmp_path: 
     assert "occluded_input" in out and "on_bar_mse" in out and "per digit" in out
     after = json.loads((run / "metrics.json").read_text())
     assert after["train"] == before["train"]
+    assert after["test_occlusion_sha256"] == before["test_occlusion_sha256"]  # the same bars
     for comparison in ("clean", "occluded_input", "occluded"):  # reloaded params, same numbers
         for name, value in before["test"][comparison].items():
             assert after["test"][comparison][name] == pytest.approx(value, rel=1e-5), name
