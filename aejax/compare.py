@@ -17,6 +17,7 @@ KEYS: tuple[str, ...] = ("test.clean.mse", "test.occluded.mse", "test.occluded.o
                          "test.occluded.off_bar_mse", "test.occluded.psnr", "test.occluded.ssim",
                          "test.occluded.corr_nonzero")
 IGNORED = ("seed", "data_dir", "data_root")  # differences that do not make another configuration
+UNUSED = "unused"  # a config field a run's custom parts replaced (config.json's unused_config)
 Table = dict[str, dict[str, tuple[float, float, int]]]
 
 
@@ -48,7 +49,9 @@ def load_run(workdir: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]
     test = (f", tested on another test set ({tested[:8]})" if tested  # by content
             else f", tested on {data['test_source']}" if data.get("test_source") else "")
     occluded = metrics.get("test_occlusion_sha256")  # not in runs from before 2026-11-28
-    return {**info["config"], **custom,
+    unused = info.get("unused_config") or []  # replaced by custom parts: no difference
+    config = {k: UNUSED if k in unused else v for k, v in info["config"].items()}
+    return {**config, **custom,
             "data": size + (" (sample)" if data.get("is_sample") else "") + test,
             **({"test_occlusion": occluded[:8]} if occluded else {})}, metrics
 
@@ -72,7 +75,8 @@ def labels(configs: list[dict[str, Any]], names: list[str], group: bool) -> list
     """Name each run by the config fields that differ between runs (or by its folder)."""
     ignored = IGNORED if group else ()
     fields = sorted(k for k in set().union(*configs)  # custom parts are in some configs only
-                    if k not in ignored and len({json.dumps(c.get(k)) for c in configs}) > 1)
+                    if k not in ignored
+                    and len({json.dumps(c.get(k)) for c in configs if c.get(k) != UNUSED}) > 1)
     if "test_occlusion" in fields:  # named only where nothing else tells the corruptions apart
         rest = [k for k in fields if k != "test_occlusion"]
         if (not all("test_occlusion" in c for c in configs)  # older runs: unknown, not other

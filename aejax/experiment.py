@@ -255,6 +255,7 @@ def run_info(cfg: Config, ds: data.Dataset, mesh: jax.sharding.Mesh | None = Non
              parts: Parts = Parts()) -> dict[str, Any]:
     """The config plus what is needed to interpret the run later."""
     dataset = {f"dataset_{k}": v for k, v in data_info(ds).items() if k != "test_size"}
-    return {"config": json.loads(cfg.to_json()), "parts": parts.describe(), **dataset,
+    unused = {"unused_config": parts.unused()} if parts.unused() else {}
+    return {"config": json.loads(cfg.to_json()), "parts": parts.describe(), **unused, **dataset,
             "jax_version": jax.__version__, "devices": [str(d) for d in jax.devices()],
             **parallel.describe(mesh)}

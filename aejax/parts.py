@@ -79,6 +79,15 @@ class Parts:
         """A name for each custom part (None for the defaults), for config.json and checkpoints."""
         return {"model": name(self.model), "loss": name(self.loss), "occlude": name(self.occlude)}
 
+    def unused(self) -> list[str]:
+        """The config fields that the custom parts replace: a custom model's ``hidden`` and
+        ``init_scheme``, a custom occlusion's ``occlusion_*`` (config.json marks them)."""
+        fields = ["hidden", "init_scheme"] if self.model is not None else []
+        if self.occlude is not None:
+            fields += [f"occlusion_{k}" for k in ("width", "value", "low", "high", "orientation",
+                                                  "bars")]
+        return fields
+
     def ambiguous(self) -> list[str]:
         """The custom parts whose names other parts share (lambdas, functions defined inside
         functions, anything defined in the script run as ``__main__``): resume and compare.py

@@ -61,6 +61,18 @@ def test_runs_scored_on_other_corruptions_never_form_one_row(tmp_path: Path) -> 
     assert list(compare.table([*same, older], ("test.occluded.mse",))) == ["all runs"]
 
 
+def test_settings_replaced_by_custom_parts_make_no_row_of_their_own(tmp_path: Path) -> None:
+    folders = [fake_run(tmp_path / f"h{h}", 0.01, hidden=(h, 50), seed=h) for h in (64, 128)]
+    for folder in folders:  # a custom model: hidden was never used
+        info = json.loads((Path(folder) / "config.json").read_text())
+        info.update(parts={"model": "myparts.Wide(features=784)"},
+                    unused_config=["hidden", "init_scheme"])
+        (Path(folder) / "config.json").write_text(json.dumps(info))
+    assert list(compare.table(folders, ("test.occluded.mse",))) == ["all runs"]
+    assert list(compare.table(folders, ("test.occluded.mse",), group=False)) == [
+        "seed=64", "seed=128"]
+
+
 def test_labels_name_the_fields_that_differ() -> None:
     a, b = (json.loads(Config(seed=s, init_scheme=i).to_json())
             for s, i in ((0, "torch"), (1, "flax")))

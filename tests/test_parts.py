@@ -453,6 +453,10 @@ def test_a_run_records_its_parts_and_only_they_reevaluate_it(small_idx_dir: Path
     experiment.run(cfg, tmp_path / "bars", progress=False)
     info = json.loads((tmp_path / "patch" / "config.json").read_text())
     assert info["parts"] == {"model": None, "loss": None, "occlude": parts.name(patch)}
+    assert info["unused_config"] == ["occlusion_width", "occlusion_value", "occlusion_low",
+                                     "occlusion_high", "occlusion_orientation", "occlusion_bars"]
+    assert Parts(model=Tiny(), loss=bce).unused() == ["hidden", "init_scheme"]
+    assert Parts(loss=bce).unused() == []
     assert parts.name(patch).endswith("test_parts.patch")
     meta = checkpoint.latest_meta(tmp_path / "patch" / checkpoint.DIRNAME)
     assert meta["parts"] == info["parts"]
