@@ -116,19 +116,9 @@ def run(cfg: Config, workdir: str | os.PathLike, *, progress: bool = True,
                     field, parts.describe()[field])
     writer = parallel.is_main_process()
     path = Path(workdir)
-    made = writer and not path.exists()
-    fresh = made or (writer and path.is_dir() and not any(path.iterdir()))
-    try:
-        return train_and_report(cfg, path, started, writer=writer, progress=progress,
-                                overwrite=overwrite, resume=resume, every=checkpoint_every,
-                                keep=keep, mesh=mesh, parts=parts)
-    except BaseException:  # refused (a part's check, out of memory) before it saved anything
-        if fresh and path.is_dir() and not rundir.saved_anything(path):
-            rundir.clear(path)  # the folder is as it was: empty, or (made here) gone
-            if made:
-                with contextlib.suppress(OSError):  # unless something else is in it now
-                    path.rmdir()
-        raise
+    return train_and_report(cfg, path, started, writer=writer, progress=progress,
+                            overwrite=overwrite, resume=resume, every=checkpoint_every, keep=keep,
+                            mesh=mesh, parts=parts)
 
 
 def train_and_report(cfg: Config, path: Path, started: float, *, writer: bool, progress: bool,
@@ -198,11 +188,9 @@ def start(cfg: Config, path: Path, *, writer: bool, overwrite: bool, resume: boo
     trained); the lock is held until ``held`` closes.
 
     Nothing is deleted or written before every check has passed, in every process, and a
-    workdir this call created is removed again if one fails, so a refused command leaves the
-    disk as it was.
+    workdir that was new or empty is left as it was when ``held`` closes before the run saved
+    anything (``rundir.claim``), so a refused or failed command leaves the disk as it was.
     """
-    new_folder = writer and not path.exists()
-
     def checks() -> data.Dataset:  # no collective in here: a failing process skips the rest
         if writer:
             rundir.claim(path, held, overwrite=overwrite, resume=resume)
@@ -212,14 +200,9 @@ def start(cfg: Config, path: Path, *, writer: bool, overwrite: bool, resume: boo
             parallel.check_batch(cfg.batch_size, mesh)
         return ds
 
-    try:
-        ds = parallel.together(checks, "preparing the run")
-        if resume:  # Orbax's collectives: only once every process has passed its checks
-            check_checkpoint(cfg, path, ds, parts)
-    except BaseException:
-        if new_folder and path.is_dir() and not any(path.iterdir()):
-            path.rmdir()
-        raise
+    ds = parallel.together(checks, "preparing the run")  # a refusal: claim undoes the folder
+    if resume:  # Orbax's collectives: only once every process has passed its checks
+        check_checkpoint(cfg, path, ds, parts)
     if writer and not resume:  # a resumed run's config.json is rewritten once it has restored
         # no old file or checkpoint may mix with the new run's
         if overwrite and rundir.saved_anything(path):  # back if the new run fails before saving

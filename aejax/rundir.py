@@ -80,14 +80,46 @@ def default_workdir(cfg: Config, root: str = RUNS) -> str:
 
 def claim(path: Path, held: contextlib.ExitStack, *, overwrite: bool, resume: bool) -> None:
     """Lock the run folder until ``held`` closes (first: a live run's folder is "in use",
-    whatever it holds), settle what a killed ``--overwrite`` left there, then ``prepare`` it."""
+    whatever it holds), settle what a killed ``--overwrite`` left there, then ``prepare`` it.
+
+    A folder that is new or empty once locked is left as it was if the run ends (fails, or is
+    interrupted) before it saves anything: what it wrote is removed, and the folders it made,
+    while the lock is still held, so that no other run's files can be touched."""
     existed = path.is_dir()
+    made = [p for p in [path, *path.parents] if not p.exists()]  # the outermost last
     if existed:
         runlock.lock(path, held)
         recover(path)
-    prepare(path, overwrite=overwrite, resume=resume)
+    try:
+        prepare(path, overwrite=overwrite, resume=resume)
+    except BaseException:  # e.g. not writable: the folders it made go again, if still empty
+        remove_empty(made)
+        raise
     if not existed:
         runlock.lock(path, held)
+    if not any(path.iterdir()):  # closed before the lock: runs first
+        held.callback(abandon, path, made)
+
+
+def abandon(path: Path, made: list[Path]) -> None:
+    """Undo a run that saved nothing in ``path`` (``claim``): delete what it wrote, then the
+    folders in ``made`` (innermost first) that are empty. A run that saved anything is kept."""
+    if not path.is_dir() or saved_anything(path):
+        return
+    try:
+        clear(path)
+    except OSError:
+        return
+    remove_empty(made)
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Remove ``folders`` (innermost first) while they are empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (something else is there now), or gone
+            return
 
 
 def is_run(path: Path) -> bool:

@@ -229,3 +229,36 @@ def test_a_ctrl_c_just_after_a_move_while_setting_aside_loses_nothing(
     with pytest.raises(KeyboardInterrupt):
         rundir.set_aside(run)
     assert tree_of(run) == before
+
+
+def test_claim_leaves_a_new_or_empty_folder_as_it_was_if_the_run_saved_nothing(
+        tmp_path: Path) -> None:
+    nested = tmp_path / "nest" / "a" / "b"
+    with contextlib.ExitStack() as held:
+        rundir.claim(nested, held, overwrite=False, resume=False)
+        (nested / "config.json").write_text("{}")
+        (nested / checkpoint.DIRNAME).mkdir()
+    assert not (tmp_path / "nest").exists()  # every folder it made, innermost first
+    (tmp_path / "empty").mkdir()  # one the user made: kept, emptied again
+    with contextlib.ExitStack() as held:
+        rundir.claim(tmp_path / "empty", held, overwrite=False, resume=False)
+        (tmp_path / "empty" / "config.json").write_text("{}")
+    assert list((tmp_path / "empty").iterdir()) == []
+    with contextlib.ExitStack() as held:  # a run that saved something is kept
+        rundir.claim(tmp_path / "done", held, overwrite=False, resume=False)
+        (tmp_path / "done" / "config.json").write_text("{}")
+        (tmp_path / "done" / rundir.PARAMS_FILE).write_bytes(b"")
+    assert (tmp_path / "done" / rundir.PARAMS_FILE).exists()
+
+
+def test_a_claim_refused_as_in_use_touches_the_live_run_at_no_point(tmp_path: Path) -> None:
+    live = tmp_path / "live"
+    with contextlib.ExitStack() as first:
+        rundir.claim(live, first, overwrite=False, resume=False)  # an empty folder, locked
+        with pytest.raises(ValueError, match="is in use"):
+            with contextlib.ExitStack() as second:
+                rundir.claim(live, second, overwrite=False, resume=False)
+        assert live.is_dir()  # the refused claim removed nothing
+        (live / "config.json").write_text("{}")
+        (live / rundir.PARAMS_FILE).write_bytes(b"")
+    assert (live / "config.json").exists()
