@@ -207,7 +207,7 @@ def child_sections(opts: Options, bar: Any) -> dict[str, Any]:
         bar.set_description(description)
         try:
             out[name] = measure()
-        except (RuntimeError, subprocess.TimeoutExpired) as err:
+        except (RuntimeError, ValueError, subprocess.TimeoutExpired) as err:  # ValueError: JSON
             out[f"{name}_error"] = failure_line(err)
             log.warning("%s failed: %s", description, out[f"{name}_error"])
         bar.update()

@@ -87,10 +87,10 @@ class Checkpointer:
         (and, with ``digests``, warning about custom parts changed under the same name)."""
         step, meta = self.latest()
         resumable.check_resumable(step, meta, cfg, data, steps, self.directory, parts)
+        state = self.restore(step, like)  # other shapes are refused before any warning
         if digests is not None:
             resumable.warn_changed_parts(meta, digests, self.directory)
-        losses = np.asarray(meta["loss"], np.float32)
-        return self.restore(step, like), losses, float(meta["train_seconds"])
+        return state, np.asarray(meta["loss"], np.float32), float(meta["train_seconds"])
 
     def latest(self) -> tuple[int, dict[str, Any]]:
         """The newest checkpoint's step and ``meta`` item (ValueError if there is none)."""

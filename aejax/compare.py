@@ -17,6 +17,7 @@ KEYS: tuple[str, ...] = ("test.clean.mse", "test.occluded.mse", "test.occluded.o
                          "test.occluded.off_bar_mse", "test.occluded.psnr", "test.occluded.ssim",
                          "test.occluded.corr_nonzero")
 IGNORED = ("seed", "data_dir", "data_root")  # differences that do not make another configuration
+MISSING = {"test_occlusion": "unknown"}  # a field older runs lack: not the default's value
 UNUSED = "unused"  # a config field a run's custom parts replaced (config.json's unused_config)
 Table = dict[str, dict[str, tuple[float, float, int]]]
 
@@ -79,12 +80,14 @@ def labels(configs: list[dict[str, Any]], names: list[str], group: bool) -> list
                     and len({json.dumps(c.get(k)) for c in configs if c.get(k) != UNUSED}) > 1)
     if "test_occlusion" in fields:  # named only where nothing else tells the corruptions apart
         rest = [k for k in fields if k != "test_occlusion"]
-        if (not all("test_occlusion" in c for c in configs)  # older runs: unknown, not other
-                or len(partition(configs, rest)) == len(partition(configs, fields))):
+        known = [c for c in configs if "test_occlusion" in c]  # older runs did not record it
+        if (len({c["test_occlusion"] for c in known}) < 2
+                or len(partition(known, rest)) == len(partition(known, fields))):
             fields = rest
     if not fields:
         return ["all runs"] * len(configs) if group else names
-    out = [" ".join(f"{k}={c[k] if k in c else 'default'}" for k in fields) for c in configs]
+    out = [" ".join(f"{k}={c[k] if k in c else MISSING.get(k, 'default')}" for k in fields)
+           for c in configs]
     return out if group or len(set(out)) == len(out) else names
 
 

@@ -26,6 +26,7 @@ import hashlib
 import importlib
 import inspect
 import os
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -93,7 +94,7 @@ class Parts:
         functions, anything defined in the script run as ``__main__``): resume and compare.py
         cannot tell those apart."""
         return [k for k, v in self.describe().items()
-                if v and ("<lambda>" in v or "<locals>" in v or v.startswith("__main__."))]
+                if v and ("<lambda>" in v or "<locals>" in v or re.search(r"(^|\W)__main__\.", v))]
 
 
 def load(spec: str) -> Parts:
@@ -107,6 +108,10 @@ def load(spec: str) -> Parts:
     if not (colon and module_name and attr.isidentifier()):
         raise ValueError(f"--parts takes MODULE:NAME, a Parts object in a module you can import "
                          f"(e.g. myparts:PARTS for PARTS = Parts(...) in ./myparts.py), got {spec!r}")
+    if module_name.endswith(".py") or not all(p.isidentifier() for p in module_name.split(".")):
+        dotted = module_name.removesuffix(".py").strip("./").replace("/", ".")
+        raise ValueError(f"--parts {spec}: MODULE is a module name, not a file or path: "
+                         f"--parts {dotted}:{attr}, from the folder that holds it")
     if os.getcwd() not in sys.path and "" not in sys.path:  # python scripts/train.py: scripts/
         sys.path.append(os.getcwd())
     try:
@@ -119,11 +124,14 @@ def load(spec: str) -> Parts:
     except Exception as err:  # the user's module raised: one line (AEJAX_DEBUG=1: traceback)
         raise ValueError(f"--parts {spec}: importing {module_name} failed "
                          f"({type(err).__name__}: {err})") from err
-    found = getattr(module, attr, None)
+    missing = object()
+    found = getattr(module, attr, missing)
     if not isinstance(found, Parts):
-        what = "no " + attr if found is None else f"{attr}, a {type(found).__name__}"
-        raise ValueError(f"--parts {spec}: {module_name} has {what}, not an aejax.parts.Parts "
-                         f"(define {attr} = Parts(model=..., loss=..., occlude=...) there)")
+        what = f"no {attr}" if found is missing else f"{attr} of type {type(found).__name__}"
+        where = getattr(module, "__file__", None) or module_name
+        raise ValueError(f"--parts {spec}: {module_name} ({where}) has {what}, not an "
+                         f"aejax.parts.Parts (define {attr} = Parts(model=..., loss=..., "
+                         "occlude=...) there)")
     return found
 
 

@@ -59,6 +59,9 @@ def test_runs_scored_on_other_corruptions_never_form_one_row(tmp_path: Path) -> 
         "occlusion_width=1", "occlusion_width=3"]  # the config tells them apart already
     older = fake_run(tmp_path / "older", 0.018, seed=3)  # recorded no digest: unknown, not other
     assert list(compare.table([*same, older], ("test.occluded.mse",))) == ["all runs"]
+    tab = compare.table([*same, changed, older], ("test.occluded.mse",))  # still kept apart
+    assert {k: v["test.occluded.mse"][2] for k, v in tab.items()} == {
+        "test_occlusion=aaaaaaaa": 2, "test_occlusion=bbbbbbbb": 1, "test_occlusion=unknown": 1}
 
 
 def test_settings_replaced_by_custom_parts_make_no_row_of_their_own(tmp_path: Path) -> None:

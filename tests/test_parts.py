@@ -224,6 +224,7 @@ def test_names_hold_no_memory_address_and_tell_settings_apart() -> None:
     script_bce = types.FunctionType(bce.__code__, {"jnp": jnp}, "bce")
     script_bce.__module__ = "__main__"  # defined in the script that runs: every script's bce
     assert Parts(loss=script_bce, occlude=patch).ambiguous() == ["loss"]
+    assert Parts(loss=functools.partial(script_bce)).ambiguous() == ["loss"]
 
 
 def test_a_model_or_occlusion_leaving_0_1_is_refused_before_training() -> None:
@@ -521,10 +522,14 @@ def parts_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     ("myparts_t:", "--parts takes MODULE:NAME"),
     ("nosuchmod_t:PARTS", r"^--parts nosuchmod_t:PARTS: no module named nosuchmod_t in the "
                           "current folder or on the module path$"),
-    ("myparts_t:MISSING", r"^--parts myparts_t:MISSING: myparts_t has no MISSING, not an "
+    ("myparts_t:MISSING", r"^--parts myparts_t:MISSING: myparts_t \(.*myparts_t.py\) has no "
+                          r"MISSING, not an "
                           r"aejax.parts.Parts \(define MISSING = Parts\(model=..., loss=..., "
                           r"occlude=...\) there\)$"),
-    ("myparts_t:NOT_PARTS", "myparts_t has NOT_PARTS, a int, not an aejax.parts.Parts"),
+    ("myparts_t:NOT_PARTS", r"myparts_t \(.*\) has NOT_PARTS of type int, not an aejax"),
+    ("myparts_t.py:PARTS", r"^--parts myparts_t.py:PARTS: MODULE is a module name, not a file or "
+                           r"path: --parts myparts_t:PARTS, from the folder that holds it$"),
+    ("./sub/sp.py:PARTS", r"not a file or path: --parts sub.sp:PARTS, from the folder"),
     ("broken_t:PARTS", r"^--parts broken_t:PARTS: importing broken_t failed \(ZeroDivisionError: "
                        r"division by zero\)$"),
     ("needs_t:PARTS", r"importing needs_t failed \(No module named 'nodep_x_t'\)$"),
