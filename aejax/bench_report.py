@@ -207,7 +207,8 @@ def child_sections(opts: Options, bar: Any) -> dict[str, Any]:
         bar.set_description(description)
         try:
             out[name] = measure()
-        except (RuntimeError, ValueError, subprocess.TimeoutExpired) as err:  # ValueError: JSON
+        except (RuntimeError, ValueError, LookupError, OSError,  # the child's output unreadable
+                subprocess.TimeoutExpired) as err:
             out[f"{name}_error"] = failure_line(err)
             log.warning("%s failed: %s", description, out[f"{name}_error"])
         bar.update()
@@ -218,6 +219,8 @@ def failure_line(err: Exception) -> str:
     """A child process's failure in one line: what failed, and its last line of stderr."""
     if isinstance(err, subprocess.TimeoutExpired):
         return f"no result within {err.timeout:.0f} s"
+    if not isinstance(err, RuntimeError):  # its output could not be read
+        return f"unreadable result ({type(err).__name__}: {err})"
     head, _, stderr = str(err).partition("\n")
     last = [line.strip() for line in stderr.splitlines() if line.strip()]
     return f"{head.rstrip(':')}: {last[-1]}" if last else head

@@ -108,10 +108,13 @@ def load(spec: str) -> Parts:
     if not (colon and module_name and attr.isidentifier()):
         raise ValueError(f"--parts takes MODULE:NAME, a Parts object in a module you can import "
                          f"(e.g. myparts:PARTS for PARTS = Parts(...) in ./myparts.py), got {spec!r}")
-    if module_name.endswith(".py") or not all(p.isidentifier() for p in module_name.split(".")):
-        dotted = module_name.removesuffix(".py").strip("./").replace("/", ".")
+    if module_name.endswith(".py") or "/" in module_name or os.sep in module_name:
+        stem = os.path.basename(module_name).removesuffix(".py")
         raise ValueError(f"--parts {spec}: MODULE is a module name, not a file or path: "
-                         f"--parts {dotted}:{attr}, from the folder that holds it")
+                         f"--parts {stem}:{attr}, run from the folder that holds {stem}.py")
+    if not all(p.isidentifier() for p in module_name.split(".")):
+        raise ValueError(f"--parts {spec}: {module_name} is not a module name Python can import "
+                         "(letters, digits and _; packages joined by .): rename the file")
     if os.getcwd() not in sys.path and "" not in sys.path:  # python scripts/train.py: scripts/
         sys.path.append(os.getcwd())
     try:

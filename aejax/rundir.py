@@ -85,18 +85,18 @@ def claim(path: Path, held: contextlib.ExitStack, *, overwrite: bool, resume: bo
     A folder that is new or empty once locked is left as it was if the run ends (fails, or is
     interrupted) before it saves anything: what it wrote is removed, and the folders it made,
     while the lock is still held, so that no other run's files can be touched."""
-    existed = path.is_dir()
     made = [p for p in [path, *path.parents] if not p.exists()]  # the outermost last
-    if existed:
+    if made and not resume:  # created, then locked, before anything is written into it
+        with contextlib.suppress(OSError):  # a file in the way, no permission: prepare says so
+            path.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
         runlock.lock(path, held)
         recover(path)
     try:
         prepare(path, overwrite=overwrite, resume=resume)
-    except BaseException:  # e.g. not writable: the folders it made go again, if still empty
+    except BaseException:  # refused: the folders it made go again (still empty, still locked)
         remove_empty(made)
         raise
-    if not existed:
-        runlock.lock(path, held)
     if not any(path.iterdir()):  # closed before the lock: runs first
         held.callback(abandon, path, made)
 
@@ -108,7 +108,8 @@ def abandon(path: Path, made: list[Path]) -> None:
         return
     try:
         clear(path)
-    except OSError:
+    except OSError as err:  # what is left is a run that saved nothing: the next run reuses it
+        log.warning("could not remove what the run wrote in %s (%s)", path, err)
         return
     remove_empty(made)
 
@@ -148,14 +149,18 @@ def written(path: Path) -> list[Path]:
 
 
 def clear(path: Path) -> None:
-    """Delete what an earlier run wrote into ``path`` (its files and checkpoints), nothing else."""
+    """Delete what an earlier run wrote into ``path`` (its files and checkpoints), nothing else;
+    config.json last, so that a clear cut short leaves a run (that saved nothing), not files
+    that no run owns."""
+    config = path / RUN_FILES[0]
     for item in written(path):
         if item.is_dir():
             shutil.rmtree(item)
-        else:
+        elif item != config:
             item.unlink()
     with contextlib.suppress(OSError):
         (path / checkpoint.DIRNAME).rmdir()  # kept if anything else is in it
+    config.unlink(missing_ok=True)
 
 
 def replace(path: Path, held: contextlib.ExitStack) -> None:

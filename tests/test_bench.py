@@ -247,6 +247,8 @@ def test_a_failing_child_section_is_recorded_and_the_rest_kept(tmp_path, monkeyp
     assert written["scaling_error"] == line and written["training"][0]["variant"] == "scan"
     timeout = subprocess.TimeoutExpired(["python"], 600)
     assert bench_report.failure_line(timeout) == "no result within 600 s"
+    assert bench_report.failure_line(IndexError("list index out of range")) == (
+        "unreadable result (IndexError: list index out of range)")
 
 
 def test_scaling_counts_beyond_a_gpus_devices_are_refused_before_any_work(monkeypatch) -> None:

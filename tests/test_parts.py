@@ -528,8 +528,12 @@ def parts_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
                           r"occlude=...\) there\)$"),
     ("myparts_t:NOT_PARTS", r"myparts_t \(.*\) has NOT_PARTS of type int, not an aejax"),
     ("myparts_t.py:PARTS", r"^--parts myparts_t.py:PARTS: MODULE is a module name, not a file or "
-                           r"path: --parts myparts_t:PARTS, from the folder that holds it$"),
-    ("./sub/sp.py:PARTS", r"not a file or path: --parts sub.sp:PARTS, from the folder"),
+                           r"path: --parts myparts_t:PARTS, run from the folder that holds "
+                           r"myparts_t.py$"),
+    ("/abs/sub/sp.py:PARTS", r"not a file or path: --parts sp:PARTS, run from the folder that "
+                             r"holds sp.py$"),
+    ("my-parts:PARTS", r"^--parts my-parts:PARTS: my-parts is not a module name Python can "
+                       r"import \(.*\): rename the file$"),
     ("broken_t:PARTS", r"^--parts broken_t:PARTS: importing broken_t failed \(ZeroDivisionError: "
                        r"division by zero\)$"),
     ("needs_t:PARTS", r"importing needs_t failed \(No module named 'nodep_x_t'\)$"),

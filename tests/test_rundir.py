@@ -262,3 +262,20 @@ def test_a_claim_refused_as_in_use_touches_the_live_run_at_no_point(tmp_path: Pa
         (live / "config.json").write_text("{}")
         (live / rundir.PARAMS_FILE).write_bytes(b"")
     assert (live / "config.json").exists()
+
+
+def test_a_clear_cut_short_leaves_a_run_that_saved_nothing(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    run = tmp_path / "run"
+    (run / checkpoint.DIRNAME / f"1875{checkpoint.TMP_SUFFIX}-1").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"config": {}}))
+
+    def fail(path, *args, **kwargs):
+        raise OSError("cannot remove")
+
+    monkeypatch.setattr(rundir.shutil, "rmtree", fail)
+    with pytest.raises(OSError):
+        rundir.clear(run)
+    assert (run / "config.json").exists()  # deleted last: still a run, not stray files
+    monkeypatch.undo()
+    assert rundir.prepare(run) == run  # which the next run starts over in place
