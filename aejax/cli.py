@@ -17,6 +17,8 @@ import jax
 
 from aejax.config import ORIENTATIONS, TRAIN_OCCLUSIONS, Config
 from aejax.parallel import parse_devices
+from aejax.parts import Parts
+from aejax.parts import load as load_parts
 
 CHOICES: dict[str, Sequence[str]] = {
     "dataset": ("mnist", "fashion_mnist", "kmnist"),
@@ -229,6 +231,11 @@ def add_parts_flag(parser: argparse.ArgumentParser, doing: str) -> None:
                         help=f"{doing} with custom parts: NAME = Parts(model=..., loss=..., "
                              "occlude=...) in MODULE, imported with the current folder on the "
                              "path (e.g. myparts:PARTS for ./myparts.py)")
+
+
+def parts_from_args(args: argparse.Namespace) -> Parts:
+    """The parts ``--parts`` names (``aejax.parts.load``); the original's without it."""
+    return load_parts(args.parts) if args.parts else Parts()
 
 
 def add_checkpoint_flags(parser: argparse.ArgumentParser) -> None:

@@ -116,21 +116,12 @@ def run(cfg: Config, workdir: str | os.PathLike, *, progress: bool = True,
                     field, parts.describe()[field])
     writer = parallel.is_main_process()
     path = Path(workdir)
-    return train_and_report(cfg, path, started, writer=writer, progress=progress,
-                            overwrite=overwrite, resume=resume, every=checkpoint_every, keep=keep,
-                            mesh=mesh, parts=parts)
-
-
-def train_and_report(cfg: Config, path: Path, started: float, *, writer: bool, progress: bool,
-                     overwrite: bool, resume: bool, every: int, keep: int,
-                     mesh: jax.sharding.Mesh | None, parts: Parts) -> dict[str, Any]:
-    """``run``'s work once its options are checked: start, fit, finish, write metrics.json."""
     with contextlib.ExitStack() as held:  # the workdir lock, from start() on
         ds = start(cfg, path, writer=writer, overwrite=overwrite, resume=resume, mesh=mesh,
                    held=held, parts=parts)
         x_train = ds.train_images.reshape(len(ds.train_images), -1)
-        ckpt = checkpoint.Checkpointer(path / checkpoint.DIRNAME, every=every, keep=keep,
-                                       resume=resume)
+        ckpt = checkpoint.Checkpointer(path / checkpoint.DIRNAME, every=checkpoint_every,
+                                       keep=keep, resume=resume)
         if writer:  # matplotlib takes ~0.4 s to import: let it load while the device trains
             threading.Thread(target=importlib.import_module, args=("aejax.plots",),
                              daemon=True).start()
@@ -238,7 +229,8 @@ def run_info(cfg: Config, ds: data.Dataset, mesh: jax.sharding.Mesh | None = Non
              parts: Parts = Parts()) -> dict[str, Any]:
     """The config plus what is needed to interpret the run later."""
     dataset = {f"dataset_{k}": v for k, v in data_info(ds).items() if k != "test_size"}
-    unused = {"unused_config": parts.unused()} if parts.unused() else {}
-    return {"config": json.loads(cfg.to_json()), "parts": parts.describe(), **unused, **dataset,
+    unused = parts.unused()
+    return {"config": json.loads(cfg.to_json()), "parts": parts.describe(),
+            **({"unused_config": unused} if unused else {}), **dataset,
             "jax_version": jax.__version__, "devices": [str(d) for d in jax.devices()],
             **parallel.describe(mesh)}

@@ -87,8 +87,9 @@ def evaluate_locked(path: Path, info: dict[str, Any], data_dir: str | None,
                          "--data-dir (or --data-root) to evaluate it on the full test set")
     model = (train.make_model(cfg, int(np.prod(ds.test_images.shape[1:])))
              if parts.model is None else parts.model)
-    test, arrays = evaluate.evaluate(cfg, model, paramsfile.load(params_file, model, custom=parts.model is not None),
-                                     ds.test_images, ds.test_labels, occlude=parts.occlude)
+    params = paramsfile.load(params_file, model, custom=parts.model is not None)
+    test, arrays = evaluate.evaluate(cfg, model, params, ds.test_images, ds.test_labels,
+                                     occlude=parts.occlude)
     saved.update(test=test, test_occlusion_sha256=evaluate.occlusion_digest(arrays),
                  data=evaluated_data(info, saved.get("data"), ds, path))
     jsonio.write_json(saved, metrics_file)

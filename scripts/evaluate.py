@@ -8,7 +8,7 @@ from pathlib import Path
 from aejax.startup import interruptible
 
 with interruptible(__file__):  # a Ctrl-C while JAX is imported: one line, not a traceback
-    from aejax import cli, compile_cache, parts, report
+    from aejax import cli, compile_cache, report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
             compile_cache.enable()
         if args.export:
             cli.check_output_folder(args.export, "--export")
-        custom = parts.load(args.parts) if args.parts else parts.Parts()
+        custom = cli.parts_from_args(args)
         metrics, arrays = report.evaluate_run(args.workdir, data_dir=args.data_dir,
                                               data_root=args.data_root, parts=custom)
         data = metrics["data"]

@@ -9,7 +9,7 @@ from pathlib import Path
 from aejax.startup import interruptible
 
 with interruptible(__file__):  # a Ctrl-C while JAX is imported: one line, not a traceback
-    from aejax import checkpoint, cli, compile_cache, experiment, parallel, parts
+    from aejax import checkpoint, cli, compile_cache, experiment, parallel
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
                    if args.resume else cli.config_from_args(args))
             every, keep = experiment.checkpoint_options(saved, args.checkpoint_every, args.keep)
             checkpoint.check_options(every, keep)
-            custom = parts.load(args.parts) if args.parts else parts.Parts()
+            custom = cli.parts_from_args(args)
             return cfg, every, keep, parallel.make_mesh(args.devices), custom
 
         cfg, every, keep, mesh, custom = parallel.together(configure, "checking the flags")
