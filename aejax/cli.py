@@ -206,6 +206,9 @@ def run_main(main: Callable[[], int], prog: str, *,
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the output piped into a reader that has stopped (`| head`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return 141  # as a shell reports a process killed by SIGPIPE
     except (ValueError, OSError) as err:
         if os.environ.get("AEJAX_DEBUG"):  # developers: the full traceback too
             traceback.print_exc()

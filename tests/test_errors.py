@@ -214,3 +214,18 @@ def test_a_platform_jax_cannot_start_is_one_line(tmp_path: Path) -> None:
         "train.py: error: JAX cannot start the platform 'cuda': for a GPU install jax[cuda12] on "
         "a machine with one, or choose another platform (JAX_PLATFORMS, or bench.py's --device)"]
     assert not (tmp_path / "run").exists()
+
+
+def test_output_piped_into_a_reader_that_stops_is_no_error() -> None:
+    code = ("import sys; from aejax import cli\n"
+            "def main():\n"
+            "    for i in range(100_000):\n"
+            "        print('a table line', i)\n"
+            "    return 0\n"
+            "sys.exit(cli.run_main(main, 'compare.py'))\n")
+    reader = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, cwd=ROOT)
+    assert reader.stdout.readline().startswith(b"a table line 0")  # as `| head -1` does
+    reader.stdout.close()
+    assert reader.wait(timeout=120) == 141  # as a shell reports SIGPIPE
+    assert reader.stderr.read() == b""  # no "error: [Errno 32] Broken pipe", no traceback
