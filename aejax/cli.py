@@ -85,21 +85,31 @@ def positive_int_list(text: str) -> tuple[int, ...]:
     return values
 
 
-def add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """Add ``--field-name`` for every Config field, typed by its default."""
+def add_config_flags(parser: argparse.ArgumentParser, only: Sequence[str] | None = None, *,
+                     default: str | None = None) -> None:
+    """Add ``--field-name`` for every Config field (or those in ``only``), typed by its default.
+
+    With ``default`` (its help text), the flags default to None: left out, the field is another
+    config's (a run's own, for evaluate.py).
+    """
     for field in dataclasses.fields(Config):
-        default = field.default
-        kwargs: dict[str, Any] = {"default": default, "help": HELP.get(field.name, "")}
+        if only is not None and field.name not in only:
+            continue
+        value = field.default
+        kwargs: dict[str, Any] = {"default": value, "help": HELP.get(field.name, "")}
         if field.name in CHOICES:
             kwargs["choices"] = CHOICES[field.name]
-        if isinstance(default, tuple):
+        if isinstance(value, tuple):
             kwargs["type"] = int_list
-            kwargs["default"] = ",".join(map(str, default))
-        elif default is None:
+            kwargs["default"] = ",".join(map(str, value))
+        elif value is None:
             kwargs["type"] = str
         else:
-            kwargs["type"] = type(default)
+            kwargs["type"] = type(value)
         if default is not None:
+            kwargs["default"] = None
+            kwargs["help"] = f"{kwargs['help']} (default: {default})".lstrip()
+        elif value is not None:
             kwargs["help"] = f"{kwargs['help']} (default: {kwargs['default']})".lstrip()
         parser.add_argument("--" + field.name.replace("_", "-"), **kwargs)
 

@@ -11,12 +11,13 @@ from typing import Any
 
 import numpy as np
 
-from aejax import jsonio, runlock
+from aejax import crosseval, jsonio, runlock
 
 KEYS: tuple[str, ...] = ("test.clean.mse", "test.occluded.mse", "test.occluded.on_bar_mse",
                          "test.occluded.off_bar_mse", "test.occluded.psnr", "test.occluded.ssim",
                          "test.occluded.corr_nonzero")
 IGNORED = ("seed", "data_dir", "data_root")  # differences that do not make another configuration
+TESTED = "tested_"  # the test occlusion of an evaluation folder (crosseval): tested_<field>
 MISSING = {"test_occlusion": "unknown"}  # a field older runs lack: not the default's value
 UNUSED = "unused"  # a config field a run's custom parts replaced (config.json's unused_config)
 Table = dict[str, dict[str, tuple[float, float, int]]]
@@ -52,9 +53,32 @@ def load_run(workdir: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]
     occluded = metrics.get("test_occlusion_sha256")  # not in runs from before 2026-11-28
     unused = info.get("unused_config") or []  # replaced by custom parts: no difference
     config = {k: UNUSED if k in unused else v for k, v in info["config"].items()}
-    return {**config, **custom,
+    return {**config, **custom, **tested_occlusion(path, info),
             "data": size + (" (sample)" if data.get("is_sample") else "") + test,
             **({"test_occlusion": occluded[:8]} if occluded else {})}, metrics
+
+
+def tested_occlusion(path: Path, info: dict[str, Any]) -> dict[str, Any]:
+    """An evaluation folder's test occlusion where it is not its run's (``tested_<field>``, and
+    ``tested_occlude``); nothing for a run. ValueError if the run has changed since."""
+    if crosseval.source(info) is None:
+        return {}
+    if crosseval.stale(info):
+        raise ValueError(f"{path} evaluated {crosseval.source(info)} before its parameters "
+                         "changed (resumed or trained again since); evaluate it again: "
+                         f"{crosseval.again(path, info)}")
+    record = info[crosseval.KEY]
+    out = {TESTED + k: v for k, v in record.get("changes", {}).items()}
+    if "occlude" in record:
+        out[TESTED + "occlude"] = record["occlude"] or "default"
+    return out
+
+
+def with_tested(configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The configs, each ``tested_<field>`` that one of them has given to the others, as the
+    value they were tested with: their own (``default`` for the default occlusion)."""
+    names = {k for c in configs for k in c if k.startswith(TESTED)}
+    return [{**{k: c.get(k.removeprefix(TESTED), "default") for k in names}, **c} for c in configs]
 
 
 def lookup(tree: dict[str, Any], dotted: str) -> float:
@@ -110,7 +134,7 @@ def table(workdirs: list[str], keys: tuple[str, ...] = KEYS, *, group: bool = Tr
     if len(set(names)) < len(names):  # folders of the same name: tell them apart by path
         names = [str(w) for w in workdirs]
     rows: dict[str, list[dict[str, Any]]] = {}
-    for label, (_, m) in zip(labels([c for c, _ in runs], names, group), runs):
+    for label, (_, m) in zip(labels(with_tested([c for c, _ in runs]), names, group), runs):
         rows.setdefault(label, []).append(m)
     absent = [k for k in keys if all(math.isnan(lookup(m, k)) for _, m in runs)]
     if absent:

@@ -42,6 +42,7 @@ def resume_meta(workdir: str | os.PathLike) -> dict[str, Any]:
                 rundir.recover(Path(workdir))  # a killed --overwrite's old run, back if none saved
 
     parallel.together(settle_folder, "opening the run folder")  # the others read it once it is settled
+    rundir.check_not_evaluation(Path(workdir), resume=True)
     return checkpoint.latest_meta(Path(workdir) / checkpoint.DIRNAME)
 
 

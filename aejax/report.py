@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from aejax import (checkpoint, data, evaluate, experiment, jsonio, metrics, paramsfile, plots,
-                   rundir, runlock, train)
+from aejax import (checkpoint, crosseval, data, evaluate, experiment, jsonio, metrics,
+                   paramsfile, plots, rundir, runlock, train)
 from aejax.config import Config
 from aejax.parts import Parts
 
@@ -57,20 +57,57 @@ def evaluate_run(workdir: str | os.PathLike, *, data_dir: str | None = None,
     """
     path = Path(workdir)
     info = load_info(path)
+    if crosseval.source(info) is not None:
+        crosseval.refuse(path, info, f"evaluate it again with {crosseval.again(path, info)}")
     with contextlib.ExitStack() as held:  # no train.py may write metrics.json meanwhile
         runlock.lock(path, held, advice="wait for it to finish")
         return evaluate_locked(path, info, data_dir, data_root, parts)
 
 
+def evaluate_into(workdir: str | os.PathLike, out: str | os.PathLike, *,
+                  changes: dict[str, Any] | None = None, data_dir: str | None = None,
+                  data_root: str | None = None, parts: Parts = Parts()
+                  ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Evaluate a trained run on another test occlusion, writing a new folder (``crosseval``).
+
+    Args:
+      workdir: a folder written by ``experiment.run``; it is only read.
+      out: the evaluation folder: new, empty, or an earlier evaluation of the same run.
+      changes: config fields of the test occlusion to change (``crosseval.TESTED``), e.g.
+        ``{"occlusion_width": 3}``.
+      data_dir, data_root: as for ``evaluate_run``.
+      parts: the run's custom model, if any, and the occlusion to evaluate with (any; None:
+        the config's bars, with ``changes``).
+    Returns:
+      The evaluation's metrics.json content and the evaluated arrays.
+    """
+    path = Path(workdir)
+    info = load_info(path)
+    crosseval.refuse(path, info, f"evaluate {crosseval.source(info)} instead")
+    with contextlib.ExitStack() as held:  # the run is read: train.py may not write it meanwhile
+        runlock.lock(path, held, shared=True, advice="its parameters are not final; wait for "
+                                                     "it to finish")
+        done = crosseval.claim(Path(out), path, held)
+        result = evaluate_locked(path, info, data_dir, data_root, parts, target=Path(out),
+                                 given=changes or {})
+        done()
+        return result
+
+
 def evaluate_locked(path: Path, info: dict[str, Any], data_dir: str | None,
-                    data_root: str | None, parts: Parts) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``evaluate_run``'s work, with the run folder locked."""
-    written = [path, *(p for p in (path / "metrics.json", path / "figure.png") if p.exists())]
+                    data_root: str | None, parts: Parts, *, target: Path | None = None,
+                    given: dict[str, Any] | None = None
+                    ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``evaluate_run``'s work, with the run folder locked; with ``target``, ``evaluate_into``'s
+    (the run's test occlusion changed by ``given``, the results written to ``target``)."""
+    into = target or path
+    written = [into, *(p for p in (into / "metrics.json", into / "figure.png") if p.exists())]
     if not all(os.access(p, os.W_OK) for p in written):  # found now, not after the evaluation
-        raise ValueError(f"{path} is not writable (permission denied): evaluating a run rewrites "
+        raise ValueError(f"{into} is not writable (permission denied): evaluating a run rewrites "
                          "its metrics.json and figures; copy the run folder somewhere writable")
     cfg = config_of(info, path)
-    check_parts(info, parts, path)
+    check_parts(info, parts, path, occlusion=target is None)
+    changed = crosseval.changes(cfg, given or {}, parts)
     params_file = path / rundir.PARAMS_FILE
     if not params_file.is_file():
         raise ValueError(f"{path} holds no trained parameters ({rundir.PARAMS_FILE})")
@@ -79,8 +116,8 @@ def evaluate_locked(path: Path, info: dict[str, Any], data_dir: str | None,
     overrides = {k: v for k, v in (("data_dir", data_dir), ("data_root", data_root)) if v}
     if not data_dir:
         rundir.check_data_dir_here(cfg.data_dir)
-    cfg = dataclasses.replace(cfg, **overrides)
-    ds = data.load(cfg.dataset, data_dir=cfg.data_dir, data_root=cfg.data_root)
+    test_cfg = dataclasses.replace(cfg, **overrides, **changed)
+    ds = data.load(cfg.dataset, data_dir=test_cfg.data_dir, data_root=test_cfg.data_root)
     if ds.is_sample and not info.get("dataset_is_sample", False):
         raise ValueError(f"{path} was trained on {info.get('dataset_source', 'the full data')}, "
                          f"but only the small sample is available here ({ds.source}); pass "
@@ -88,12 +125,15 @@ def evaluate_locked(path: Path, info: dict[str, Any], data_dir: str | None,
     model = (train.make_model(cfg, int(np.prod(ds.test_images.shape[1:])))
              if parts.model is None else parts.model)
     params = paramsfile.load(params_file, model, custom=parts.model is not None)
-    test, arrays = evaluate.evaluate(cfg, model, params, ds.test_images, ds.test_labels,
+    test, arrays = evaluate.evaluate(test_cfg, model, params, ds.test_images, ds.test_labels,
                                      occlude=parts.occlude)
     saved.update(test=test, test_occlusion_sha256=evaluate.occlusion_digest(arrays),
                  data=evaluated_data(info, saved.get("data"), ds, path))
-    jsonio.write_json(saved, metrics_file)
-    plots.evaluation_figures(arrays, test, path)
+    plots.evaluation_figures(arrays, test, into)
+    jsonio.write_json(saved, into / "metrics.json")
+    if target is not None:  # config.json last: a folder without one holds no evaluation yet
+        evaluation = crosseval.record(path, changed, info.get("parts") or {}, parts)
+        jsonio.write_json({**info, crosseval.KEY: evaluation}, into / "config.json")
     return saved, arrays
 
 
@@ -149,11 +189,13 @@ def saved_train_size(path: Path) -> int | None:
         return None
 
 
-def check_parts(info: dict[str, Any], parts: Parts, workdir: Path) -> None:
-    """Refuse to evaluate a run with another model or occlusion (``aejax.parts``) than it was
-    trained with, by name: only the code that defined custom ones can rebuild them."""
+def check_parts(info: dict[str, Any], parts: Parts, workdir: Path, *,
+                occlusion: bool = True) -> None:
+    """Refuse to evaluate a run with another model, or (with ``occlusion``) another occlusion
+    (``aejax.parts``) than it was trained with, by name: only the code that defined custom ones
+    can rebuild them."""
     saved, given = info.get("parts") or {}, parts.describe()
-    changed = [k for k in ("model", "occlude") if saved.get(k) != given[k]]
+    changed = [k for k in ("model", "occlude")[:2 if occlusion else 1] if saved.get(k) != given[k]]
     if not changed:
         return
     if not any(given[k] for k in changed):  # evaluate.py, or Python without the parts
@@ -163,7 +205,10 @@ def check_parts(info: dict[str, Any], parts: Parts, workdir: Path) -> None:
                          "report.evaluate_run(workdir, parts=Parts(...))")
     diffs = ", ".join(f"{k}={saved.get(k) or 'the default'} (given {given[k] or 'the default'})"
                       for k in changed)
-    raise ValueError(f"{workdir} was trained with {diffs}; pass the parts it was trained with")
+    advice = ("; to score it on another occlusion, write the scores to a new folder "
+              "(evaluate.py --out DIR)" if changed == ["occlude"] else "")
+    raise ValueError(f"{workdir} was trained with {diffs}; pass the parts it was trained "
+                     f"with{advice}")
 
 
 def export_arrays(arrays: dict[str, Any], path: str | os.PathLike) -> Path:

@@ -1,4 +1,7 @@
-"""Evaluate a trained run on the whole occluded test set: metrics.json, figures, a table."""
+"""Evaluate a trained run on the whole occluded test set: metrics.json, figures, a table.
+
+With --out DIR, the scores go to a new folder, and the test occlusion may change
+(--occlusion-width 3, or --parts with another occlusion): the run itself is only read."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from pathlib import Path
 from aejax.startup import interruptible
 
 with interruptible(__file__):  # a Ctrl-C while JAX is imported: one line, not a traceback
-    from aejax import cli, compile_cache, report
+    from aejax import cli, compile_cache, crosseval, report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,21 +24,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", help="read the test set from this folder of IDX files "
                                            "instead of the run's own --data-dir")
     parser.add_argument("--data-root", help="the data folder instead of the run's --data-root")
+    parser.add_argument("--out", metavar="DIR",
+                        help="write metrics.json and the figures to this new folder instead of "
+                             "rewriting the run's (needed to change the test occlusion)")
+    cli.add_config_flags(parser, crosseval.TESTED, default="the run's; with --out only")
     cli.add_parts_flag(parser, "evaluate a run trained")
     parser.add_argument("--no-compile-cache", action="store_true",
                         help="do not use JAX's persistent compilation cache")
     args = parser.parse_args(argv)
+    changes = {k: getattr(args, k) for k in crosseval.TESTED if getattr(args, k) is not None}
+    if changes and not args.out:
+        parser.error(f"--{next(iter(changes)).replace('_', '-')} changes the test occlusion, and "
+                     "the run's metrics.json keeps the scores on its own: give --out DIR, a new "
+                     "folder for these")
 
     def run() -> int:
         if not args.no_compile_cache:
             compile_cache.enable()
         if args.export:
             cli.check_output_folder(args.export, "--export")
-        custom = cli.parts_from_args(args)
-        metrics, arrays = report.evaluate_run(args.workdir, data_dir=args.data_dir,
-                                              data_root=args.data_root, parts=custom)
+        where = {"data_dir": args.data_dir, "data_root": args.data_root,
+                 "parts": cli.parts_from_args(args)}
+        metrics, arrays = (report.evaluate_into(args.workdir, args.out, changes=changes, **where)
+                           if args.out else report.evaluate_run(args.workdir, **where))
         data = metrics["data"]
-        print(f"{args.workdir}: {data['test_size']} test images "
+        print(f"{args.out or args.workdir}: {data['test_size']} test images "
               f"({data.get('test_source', data['source'])})")
         print(report.format_table(metrics["test"]))
         if args.export:

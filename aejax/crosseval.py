@@ -1,0 +1,144 @@
+"""Evaluation folders: a trained run scored on another occlusion, into a folder of its own.
+
+A run's metrics.json holds its scores on its own occluded test set. ``evaluate.py --workdir RUN
+--out DIR --occlusion-width 3`` (``report.evaluate_into``) scores the same parameters on other
+bars, or on another ``Parts.occlude``, and writes DIR: the run's config.json plus an
+``evaluation`` record (this module), a metrics.json with the run's ``train`` and the new
+``test``, and the figures. compare.py names such rows by ``tested_<field>``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aejax import runlock
+from aejax.config import Config
+from aejax.jsonio import read_run_config
+from aejax.parts import Parts
+
+# The config fields an evaluation may change: they act on the test set only.
+TESTED: tuple[str, ...] = ("occlusion_width", "occlusion_value", "occlusion_low",
+                           "occlusion_high", "occlusion_orientation", "occlusion_bars",
+                           "eval_seed")
+KEY = "evaluation"  # config.json's record of what an evaluation folder evaluated
+WRITTEN = ("metrics.json", "figure.png", "correlation.png", "per_class.png", "config.json")
+
+
+def source(info: dict[str, Any]) -> str | None:
+    """The run folder that an evaluation folder's config.json evaluated; None for a run."""
+    record = info.get(KEY)
+    return record.get("of") if isinstance(record, dict) else None
+
+
+def refuse(path: Path, info: dict[str, Any], advice: str) -> None:
+    """ValueError if ``path`` (config.json ``info``) is an evaluation folder, not a run."""
+    if (of := source(info)) is not None:
+        raise ValueError(f"{path} is an evaluation of {of} (evaluate.py --out), not a trained "
+                         f"run; {advice}")
+
+
+def again(path: Path, info: dict[str, Any]) -> str:
+    """The evaluate.py command that evaluates again what evaluation folder ``path`` holds."""
+    record = info[KEY]
+    flags = "".join(f" --{k.replace('_', '-')} {v}" for k, v in sorted(record["changes"].items()))
+    custom = any((info.get("parts") or {}).values()) or record.get("occlude")
+    return (f"evaluate.py --workdir {record['of']} --out {path}{flags}"
+            + (" --parts MODULE:NAME" if custom else ""))
+
+
+def changes(cfg: Config, given: dict[str, Any], parts: Parts) -> dict[str, Any]:
+    """The ``given`` test-occlusion fields that differ from the run's ``cfg`` (ValueError for a
+    field that is not a test-occlusion field, or one that a custom occlusion ignores)."""
+    other = sorted(set(given) - set(TESTED))
+    if other:
+        raise ValueError(f"an evaluation changes only the test occlusion (--occlusion-*, "
+                         f"--eval-seed), not {', '.join(other)}: that needs training again")
+    out = {k: v for k, v in given.items() if getattr(cfg, k) != v}
+    ignored = sorted(set(out) & set(parts.unused()))
+    if ignored:
+        raise ValueError(f"the custom occlusion ({parts.describe()['occlude']}) ignores "
+                         f"{', '.join('--' + k.replace('_', '-') for k in ignored)}; change the "
+                         "occlusion's own arguments instead")
+    return out
+
+
+def record(run: Path, changed: dict[str, Any], trained: dict[str, Any], parts: Parts
+           ) -> dict[str, Any]:
+    """config.json's ``evaluation``: the run evaluated (absolute), the changed fields, the
+    occlusion when it is not the one the run was trained with, and a digest of the parameters."""
+    out: dict[str, Any] = {"of": str(run.resolve()), "changes": changed,
+                           "params_sha256": params_digest(run)}
+    if trained.get("occlude") != (occlude := parts.describe()["occlude"]):
+        out["occlude"] = occlude  # None: the config's bars
+    return out
+
+
+def params_digest(run: Path) -> str:
+    """The SHA-256 of the run's params.msgpack (first 16 hex digits)."""
+    from aejax import rundir  # with Orbax: not in compare.py's start-up
+
+    return hashlib.sha256((run / rundir.PARAMS_FILE).read_bytes()).hexdigest()[:16]
+
+
+def stale(info: dict[str, Any]) -> bool:
+    """Whether the run an evaluation folder evaluated has other parameters now (resumed or
+    trained again since); False where that run is gone or holds none."""
+    record = info[KEY]
+    try:
+        return params_digest(Path(record["of"])) != record.get("params_sha256")
+    except OSError:
+        return False
+
+
+def claim(out: Path, run: Path, held: contextlib.ExitStack) -> Callable[[], None]:
+    """Create and lock ``out`` for an evaluation of ``run`` until ``held`` closes.
+
+    Refuses a folder that holds anything but an earlier evaluation of the same run (which is
+    then replaced). Returns ``done``, to call once everything is written: if the evaluation
+    ends before, a folder that was new or empty is left as it was.
+    """
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a folder")
+    if out.resolve() == run.resolve():
+        raise ValueError(f"--out {out} is the run itself; leave --out out to evaluate it in place")
+    from aejax import rundir
+
+    made = [p for p in [out, *out.parents] if not p.exists()]  # the outermost last
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"--out {out}: cannot create it ({err.strerror})") from None
+    runlock.lock(out, held, advice="wait for it to finish, or choose another --out")
+    if any(out.iterdir()):
+        check_replaceable(out, run)
+        return lambda: None
+    finished: list[bool] = []
+
+    def undo() -> None:  # closed before the lock: runs first
+        if not finished:
+            for name in WRITTEN:
+                with contextlib.suppress(OSError):
+                    (out / name).unlink()
+            rundir.remove_empty(made)
+
+    held.callback(undo)
+    return lambda: finished.append(True)
+
+
+def check_replaceable(out: Path, run: Path) -> None:
+    """ValueError unless the folder ``out`` holds an earlier evaluation of ``run``."""
+    try:
+        info = read_run_config(out / "config.json")
+    except (OSError, ValueError):
+        info = None
+    if info is None or source(info) is None:
+        held = "a trained run" if info is not None else "other files"
+        raise ValueError(f"--out {out} holds {held}; give a new folder (or an earlier "
+                         "evaluation of the same run, to replace it)")
+    if Path(source(info) or "").resolve() != run.resolve():
+        raise ValueError(f"--out {out} holds an evaluation of another run ({source(info)}); "
+                         "give a new folder")

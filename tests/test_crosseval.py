@@ -1,0 +1,176 @@
+"""Tests for aejax.crosseval: a trained run scored on another occlusion, in a folder of its own
+(evaluate.py --out, report.evaluate_into), and how train.py and compare.py treat that folder."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+import shutil
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from aejax import compare, crosseval, experiment, report
+from aejax.config import Config
+from aejax.parts import Parts
+from tests.conftest import write_idx_dataset
+from tests.test_report import call
+
+
+def corner(key: jax.Array, clean: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """A custom occlusion: the top-left 6 x 6 pixels white (the key is not needed)."""
+    del key
+    mask = jnp.zeros((28, 28), bool).at[:6, :6].set(True).reshape(1, -1)
+    mask = jnp.broadcast_to(mask, clean.shape)
+    return jnp.where(mask, 1.0, clean), mask
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Two one-epoch runs of the original protocol (seeds 0 and 1) on a small synthetic set."""
+    root = tmp_path_factory.mktemp("runs")
+    idx_dir = write_idx_dataset(root / "small")
+    for seed in (0, 1):
+        cfg = Config(data_dir=str(idx_dir), data_root=str(root / "data"), epochs=1, seed=seed)
+        experiment.run(cfg, root / f"run{seed}", progress=False)
+    return [root / "run0", root / "run1"]
+
+
+def evaluate(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
+    """scripts/evaluate.py without the compilation cache."""
+    return call("evaluate", [*argv, "--no-compile-cache"], capsys)
+
+
+def test_an_evaluation_folder_scores_the_run_on_other_bars(runs, tmp_path: Path,
+                                                           capsys) -> None:
+    run = runs[0]
+    before = {name: (run / name).read_bytes() for name in ("metrics.json", "config.json")}
+    out = tmp_path / "evals" / "wide"
+    code, printed, err = evaluate(["--workdir", str(run), "--out", str(out), "--occlusion-width",
+                                   "3", "--export", str(tmp_path / "a.npz")], capsys)
+    assert code == 0, err
+    assert printed.startswith(f"{out}: 64 test images")
+    assert {name: (run / name).read_bytes() for name in before} == before  # only read
+    own, new = (json.loads((f / "metrics.json").read_text()) for f in (run, out))
+    assert new["train"] == own["train"] and new["data"] == own["data"]
+    assert new["test"]["clean"]["mse"] == pytest.approx(own["test"]["clean"]["mse"], rel=1e-6)
+    assert new["test_occlusion_sha256"] != own["test_occlusion_sha256"]
+    mask = np.load(tmp_path / "a.npz")["mask"]
+    assert mask.shape == (64, 28, 28) and np.all(mask.sum(axis=(1, 2)) == 3 * 28)  # 3 rows/cols
+    info = json.loads((out / "config.json").read_text())
+    digest = hashlib.sha256((run / "params.msgpack").read_bytes()).hexdigest()[:16]
+    assert info[crosseval.KEY] == {"of": str(run.resolve()), "changes": {"occlusion_width": 3},
+                                   "params_sha256": digest}
+    assert info["config"] == json.loads(before["config.json"])["config"]  # the trained config
+    for name in ("figure.png", "correlation.png", "per_class.png"):
+        assert (out / name).stat().st_size > 0
+
+
+def test_compare_names_rows_by_the_tested_occlusion(runs, tmp_path: Path) -> None:
+    evals = [tmp_path / f"wide{i}" for i in (0, 1)]
+    for run, out in zip(runs, evals):
+        report.evaluate_into(run, out, changes={"occlusion_width": 3, "eval_seed": 0})
+    key = "test.occluded.mse"
+    values = {f: json.loads((f / "metrics.json").read_text())["test"]["occluded"]["mse"]
+              for f in [*runs, *evals]}
+    rows = compare.table([str(f) for f in [*runs, *evals]], (key,))
+    assert rows == {  # eval_seed 0 is the runs' own: no change, no row name
+        "tested_occlusion_width=1": {key: pytest.approx((np.mean([values[r] for r in runs]),
+                                                         np.std([values[r] for r in runs],
+                                                                ddof=1), 2))},
+        "tested_occlusion_width=3": {key: pytest.approx((np.mean([values[e] for e in evals]),
+                                                         np.std([values[e] for e in evals],
+                                                                ddof=1), 2))}}
+    by_run = compare.table([str(runs[0]), str(evals[1])], (key,), group=False)
+    assert list(by_run) == ["seed=0 tested_occlusion_width=1", "seed=1 tested_occlusion_width=3"]
+
+
+def test_an_evaluation_folder_is_not_taken_for_a_run(runs, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(runs[0], run)
+    out = tmp_path / "wide"
+    report.evaluate_into(run, out, changes={"occlusion_width": 2, "occlusion_bars": 2})
+    # evaluating the folder again: refused, with the command that does it
+    code, _, err = evaluate(["--workdir", str(out)], capsys)
+    assert code == 2
+    assert err == (f"evaluate.py: error: {out} is an evaluation of {run.resolve()} (evaluate.py "
+                   "--out), not a trained run; evaluate it again with evaluate.py --workdir "
+                   f"{run.resolve()} --out {out} --occlusion-bars 2 --occlusion-width 2\n")
+    first = (out / "metrics.json").read_text()
+    code, _, err = evaluate(shlex.split(err.split("evaluate it again with evaluate.py ")[1]), capsys)
+    assert code == 0, err  # replaces the earlier evaluation of the same run, with the same result
+    assert json.loads((out / "metrics.json").read_text()) == json.loads(first)
+    for argv, message in (([], f"{out} is an evaluation of {run.resolve()} (evaluate.py --out), "
+                                "not a trained run; choose another --workdir (--overwrite "
+                                "replaces the evaluation)"),
+                          (["--resume"], f"{out} is an evaluation of {run.resolve()} "
+                                         "(evaluate.py --out), not a trained run; resume "
+                                         f"{run.resolve()} instead")):
+        code, _, err = call("train", ["--workdir", str(out), *argv, "--no-progress"], capsys)
+        assert (code, err) == (2, f"train.py: error: {message}\n")
+    # the run trained further since: compare.py refuses the stale scores
+    (run / "params.msgpack").write_bytes((run / "params.msgpack").read_bytes() + b"\0")
+    with pytest.raises(ValueError, match=f"{out} evaluated {run.resolve()} before its parameters "
+                                         r"changed \(resumed or trained again since\); evaluate it "
+                                         "again: evaluate.py --workdir "):
+        compare.table([str(run), str(out)])
+
+
+def test_what_an_evaluation_cannot_change_is_refused_before_any_work(runs, tmp_path: Path,
+                                                                       capsys) -> None:
+    run, other = runs
+    code, _, err = evaluate(["--workdir", str(run), "--occlusion-width", "3"], capsys)
+    assert (code, err) == (2, "evaluate.py: error: --occlusion-width changes the test occlusion, "
+                              "and the run's metrics.json keeps the scores on its own: give --out "
+                              "DIR, a new folder for these\n")
+    with pytest.raises(ValueError, match="an evaluation changes only the test occlusion "
+                                         r"\(--occlusion-\*, --eval-seed\), not epochs, "
+                                         "learning_rate: that needs training again"):
+        report.evaluate_into(run, tmp_path / "a", changes={"epochs": 2, "learning_rate": 0.1})
+    report.evaluate_into(other, tmp_path / "of-other")
+    for out, message in ((run, "is the run itself; leave --out out to evaluate it in place"),
+                         (other, "holds a trained run; give a new folder"),
+                         (tmp_path / "of-other", f"holds an evaluation of another run "
+                                                 f"\\({other.resolve()}\\)")):
+        with pytest.raises(ValueError, match=f"--out {out} {message}"):
+            report.evaluate_into(run, out, changes={"occlusion_width": 3})
+    code, _, err = evaluate(["--workdir", str(run), "--out", str(tmp_path / "b"),
+                             "--occlusion-width", "0"], capsys)
+    assert (code, err) == (2, "evaluate.py: error: occlusion width must be >= 1, got 0\n")
+    deep = tmp_path / "new" / "deeper"  # bars that do not fit: found in the work, nothing left
+    with pytest.raises(ValueError, match="start range 10..40 with width 1 must lie inside"):
+        report.evaluate_into(run, deep, changes={"occlusion_high": 40})
+    assert not (tmp_path / "new").exists() and not (tmp_path / "b").exists()
+
+
+def test_a_custom_occlusion_is_scored_in_a_folder_of_its_own(runs, tmp_path: Path) -> None:
+    run = runs[0]
+    parts = Parts(occlude=corner)
+    with pytest.raises(ValueError, match=r"was trained with occlude=the default \(given "
+                                         r"tests.test_crosseval.corner\); pass the parts it was "
+                                         r"trained with; to score it on another occlusion, write "
+                                         r"the scores to a new folder \(evaluate.py --out DIR\)"):
+        report.evaluate_run(run, parts=parts)
+    with pytest.raises(ValueError, match=r"the custom occlusion \(tests.test_crosseval.corner\) "
+                                         "ignores --occlusion-width; change the occlusion's own "
+                                         "arguments instead"):
+        report.evaluate_into(run, tmp_path / "corner", parts=parts, changes={"occlusion_width": 2})
+    saved, arrays = report.evaluate_into(run, tmp_path / "corner", parts=parts)
+    assert np.asarray(arrays["mask"]).sum() == 64 * 36
+    record = json.loads((tmp_path / "corner" / "config.json").read_text())[crosseval.KEY]
+    assert (record["changes"], record["occlude"]) == ({}, "tests.test_crosseval.corner")
+    rows = compare.table([str(run), str(tmp_path / "corner")], ("test.occluded.mse",))
+    assert list(rows) == ["tested_occlude=default", "tested_occlude=tests.test_crosseval.corner"]
+    assert saved["test"]["occluded"]["mse"] == rows[list(rows)[1]]["test.occluded.mse"][0]
+
+
+def test_changes_keeps_only_what_differs_from_the_run() -> None:
+    cfg = Config()
+    assert crosseval.changes(cfg, {"occlusion_width": 1, "eval_seed": 3}, Parts()) == {
+        "eval_seed": 3}
+    assert crosseval.changes(cfg, {}, Parts(occlude=corner)) == {}
+    assert crosseval.changes(cfg, {"eval_seed": 3}, Parts(occlude=corner)) == {"eval_seed": 3}
