@@ -10,6 +10,7 @@ bars, or on another ``Parts.occlude``, and writes DIR: the run's config.json plu
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
@@ -52,12 +53,14 @@ def again(path: Path, info: dict[str, Any]) -> str:
 
 def changes(cfg: Config, given: dict[str, Any], parts: Parts) -> dict[str, Any]:
     """The ``given`` test-occlusion fields that differ from the run's ``cfg`` (ValueError for a
-    field that is not a test-occlusion field, or one that a custom occlusion ignores)."""
+    field that is not a test-occlusion field, an impossible value, or a field that a custom
+    occlusion ignores)."""
     other = sorted(set(given) - set(TESTED))
     if other:
         raise ValueError(f"an evaluation changes only the test occlusion (--occlusion-*, "
                          f"--eval-seed), not {', '.join(other)}: that needs training again")
-    out = {k: v for k, v in given.items() if getattr(cfg, k) != v}
+    tested = dataclasses.replace(cfg, **given)  # checked, and 3.0 made 3, as in any config
+    out = {k: getattr(tested, k) for k in given if getattr(tested, k) != getattr(cfg, k)}
     ignored = sorted(set(out) & set(parts.unused()))
     if ignored:
         raise ValueError(f"the custom occlusion ({parts.describe()['occlude']}) ignores "

@@ -172,5 +172,11 @@ def test_changes_keeps_only_what_differs_from_the_run() -> None:
     cfg = Config()
     assert crosseval.changes(cfg, {"occlusion_width": 1, "eval_seed": 3}, Parts()) == {
         "eval_seed": 3}
+    got = crosseval.changes(cfg, {"occlusion_width": np.int64(3)}, Parts())  # JSON-ready
+    assert got == {"occlusion_width": 3} and type(got["occlusion_width"]) is int
+    with pytest.raises(ValueError, match="occlusion width must be an integer, got 3.5"):
+        crosseval.changes(cfg, {"occlusion_width": 3.5}, Parts())
+    with pytest.raises(ValueError, match="occlusion bars must be >= 1, got 0"):
+        crosseval.changes(cfg, {"occlusion_bars": 0}, Parts())
     assert crosseval.changes(cfg, {}, Parts(occlude=corner)) == {}
     assert crosseval.changes(cfg, {"eval_seed": 3}, Parts(occlude=corner)) == {"eval_seed": 3}
