@@ -59,19 +59,22 @@ def load_run(workdir: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]
 
 
 def tested_occlusion(path: Path, info: dict[str, Any]) -> dict[str, Any]:
-    """An evaluation folder's test occlusion where it is not its run's (``tested_<field>``, and
-    ``tested_occlude``); nothing for a run. ValueError if the run has changed since."""
+    """What an evaluation folder was tested with (``tested_<field>``, ``tested_occlude``; the
+    fields a custom occlusion ignores as ``unused``); nothing for a run. ValueError if its run
+    is training, or has other parameters now."""
     if crosseval.source(info) is None:
         return {}
-    if crosseval.stale(info):
-        raise ValueError(f"{path} evaluated {crosseval.source(info)} before its parameters "
-                         "changed (resumed or trained again since); evaluate it again: "
-                         f"{crosseval.again(path, info)}")
-    record = info[crosseval.KEY]
-    out = {TESTED + k: v for k, v in record.get("changes", {}).items()}
-    if "occlude" in record:
-        out[TESTED + "occlude"] = record["occlude"] or "default"
-    return out
+    run = Path(crosseval.source(info) or "")
+    with contextlib.ExitStack() as held:  # its parameters are final, or absent for a while
+        if run.is_dir():
+            runlock.lock(run, held, shared=True, advice=f"{path} evaluated it; wait for it to "
+                                                        "finish, then evaluate that again")
+        if crosseval.stale(info):
+            raise ValueError(f"{path} evaluated {run} before its parameters changed (resumed or "
+                             "trained again since); evaluate it again: "
+                             f"{crosseval.again(path, info)}")
+    return {TESTED + k: (v or "default") if k == "occlude" else UNUSED if v is None else v
+            for k, v in crosseval.tested(info).items()}
 
 
 def with_tested(configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -79,6 +82,32 @@ def with_tested(configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     value they were tested with: their own (``default`` for the default occlusion)."""
     names = {k for c in configs for k in c if k.startswith(TESTED)}
     return [{**{k: c.get(k.removeprefix(TESTED), "default") for k in names}, **c} for c in configs]
+
+
+def scored(workdir: str, metrics: dict[str, Any]) -> tuple[str, str] | None:
+    """What a folder's scores are of: the digest of the parameters scored and of the occluded
+    test images (None where either is unknown)."""
+    info = jsonio.read_run_config(Path(workdir) / "config.json")
+    try:
+        params = (info[crosseval.KEY].get("params_sha256") if crosseval.source(info)
+                  else crosseval.params_digest(Path(workdir)))
+    except OSError:
+        return None
+    images = metrics.get("test_occlusion_sha256")
+    return (params, images) if params and images else None
+
+
+def check_counted_once(workdirs: list[str], metrics: list[dict[str, Any]]) -> None:
+    """ValueError if two folders hold the same scores (a run and an evaluation folder that
+    changed nothing, or two evaluations alike): averaged, they would count as two seeds."""
+    seen: dict[tuple[str, str], str] = {}
+    for workdir, m in zip(workdirs, metrics):
+        if (key := scored(workdir, m)) is None:
+            continue
+        if key in seen:
+            raise ValueError(f"{seen[key]} and {workdir} hold the same scores (the same "
+                             "parameters on the same occluded test images): give one of them")
+        seen[key] = workdir
 
 
 def lookup(tree: dict[str, Any], dotted: str) -> float:
@@ -130,6 +159,7 @@ def table(workdirs: list[str], keys: tuple[str, ...] = KEYS, *, group: bool = Tr
     if twice is not None:
         raise ValueError(f"{twice} is given twice: each run counts once")
     runs = [load_run(w) for w in workdirs]
+    check_counted_once(workdirs, [m for _, m in runs])
     names = [Path(w).name for w in workdirs]
     if len(set(names)) < len(names):  # folders of the same name: tell them apart by path
         names = [str(w) for w in workdirs]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ TESTED: tuple[str, ...] = ("occlusion_width", "occlusion_value", "occlusion_low"
                            "eval_seed")
 KEY = "evaluation"  # config.json's record of what an evaluation folder evaluated
 WRITTEN = ("metrics.json", "figure.png", "correlation.png", "per_class.png", "config.json")
+PARAMS = "params.msgpack"  # the run's parameters (rundir.PARAMS_FILE), digested in the record
 
 
 def source(info: dict[str, Any]) -> str | None:
@@ -42,13 +44,27 @@ def refuse(path: Path, info: dict[str, Any], advice: str) -> None:
                          f"run; {advice}")
 
 
+def check_workdir(path: Path, *, resume: bool) -> None:
+    """ValueError if ``path``, given to train.py as ``--workdir``, holds an evaluation folder."""
+    try:
+        info = read_run_config(path / "config.json")
+    except (OSError, ValueError):
+        return
+    refuse(path, info, f"resume {source(info)} instead" if resume else
+           "choose another --workdir (--overwrite replaces the evaluation)")
+
+
 def again(path: Path, info: dict[str, Any]) -> str:
-    """The evaluate.py command that evaluates again what evaluation folder ``path`` holds."""
+    """The evaluate.py command that evaluates again what evaluation folder ``path`` holds
+    (``--parts MODULE:NAME`` stands for custom parts, which are recorded by name only)."""
     record = info[KEY]
-    flags = "".join(f" --{k.replace('_', '-')} {v}" for k, v in sorted(record["changes"].items()))
+    given = {**record["changes"], **{k: record[k] for k in ("data_dir", "data_root")
+                                     if record.get(k)}}
+    flags = [token for k, v in sorted(given.items()) for token in (f"--{k.replace('_', '-')}",
+                                                                   str(v))]
     custom = any((info.get("parts") or {}).values()) or record.get("occlude")
-    return (f"evaluate.py --workdir {record['of']} --out {path}{flags}"
-            + (" --parts MODULE:NAME" if custom else ""))
+    return shlex.join(["evaluate.py", "--workdir", record["of"], "--out", str(path), *flags]
+                      + (["--parts", "MODULE:NAME"] if custom else []))
 
 
 def changes(cfg: Config, given: dict[str, Any], parts: Parts) -> dict[str, Any]:
@@ -59,7 +75,7 @@ def changes(cfg: Config, given: dict[str, Any], parts: Parts) -> dict[str, Any]:
     if other:
         raise ValueError(f"an evaluation changes only the test occlusion (--occlusion-*, "
                          f"--eval-seed), not {', '.join(other)}: that needs training again")
-    tested = dataclasses.replace(cfg, **given)  # checked, and 3.0 made 3, as in any config
+    tested = dataclasses.replace(cfg, **given)  # checked, and NumPy integers made ints
     out = {k: getattr(tested, k) for k in given if getattr(tested, k) != getattr(cfg, k)}
     ignored = sorted(set(out) & set(parts.unused()))
     if ignored:
@@ -69,22 +85,32 @@ def changes(cfg: Config, given: dict[str, Any], parts: Parts) -> dict[str, Any]:
     return out
 
 
-def record(run: Path, changed: dict[str, Any], trained: dict[str, Any], parts: Parts
-           ) -> dict[str, Any]:
+def record(run: Path, changed: dict[str, Any], trained: dict[str, Any], parts: Parts,
+           where: dict[str, str | None]) -> dict[str, Any]:
     """config.json's ``evaluation``: the run evaluated (absolute), the changed fields, the
-    occlusion when it is not the one the run was trained with, and a digest of the parameters."""
+    occlusion when it is not the one the run was trained with, the data folders given (``where``,
+    absolute) and a digest of the parameters."""
     out: dict[str, Any] = {"of": str(run.resolve()), "changes": changed,
                            "params_sha256": params_digest(run)}
+    out.update({k: str(Path(v).resolve()) for k, v in where.items() if v})
     if trained.get("occlude") != (occlude := parts.describe()["occlude"]):
         out["occlude"] = occlude  # None: the config's bars
     return out
 
 
+def tested(info: dict[str, Any]) -> dict[str, Any]:
+    """What an evaluation folder tested with: every ``TESTED`` field (None for those a custom
+    occlusion ignores) and ``occlude`` (None: the config's bars)."""
+    record = info[KEY]
+    occlude = record["occlude"] if "occlude" in record else (info.get("parts") or {}).get("occlude")
+    cfg = {**info["config"], **record.get("changes", {})}
+    return {"occlude": occlude,
+            **{k: None if occlude and k.startswith("occlusion_") else cfg.get(k) for k in TESTED}}
+
+
 def params_digest(run: Path) -> str:
     """The SHA-256 of the run's params.msgpack (first 16 hex digits)."""
-    from aejax import rundir  # with Orbax: not in compare.py's start-up
-
-    return hashlib.sha256((run / rundir.PARAMS_FILE).read_bytes()).hexdigest()[:16]
+    return hashlib.sha256((run / PARAMS).read_bytes()).hexdigest()[:16]
 
 
 def stale(info: dict[str, Any]) -> bool:
@@ -100,44 +126,68 @@ def stale(info: dict[str, Any]) -> bool:
 def claim(out: Path, run: Path, held: contextlib.ExitStack) -> Callable[[], None]:
     """Create and lock ``out`` for an evaluation of ``run`` until ``held`` closes.
 
-    Refuses a folder that holds anything but an earlier evaluation of the same run (which is
-    then replaced). Returns ``done``, to call once everything is written: if the evaluation
-    ends before, a folder that was new or empty is left as it was.
+    Refuses a folder that holds anything but an earlier (or unfinished) evaluation of the same
+    run, whose config.json is deleted at once: until the new one is written, the folder holds
+    no evaluation. Returns ``done``, to call once everything is written; if the evaluation ends
+    before, what it wrote is deleted, and the folders it made.
     """
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file; give a folder")
-    if out.resolve() == run.resolve():
-        raise ValueError(f"--out {out} is the run itself; leave --out out to evaluate it in place")
-    from aejax import rundir
-
+    check_out(out, run)
     made = [p for p in [out, *out.parents] if not p.exists()]  # the outermost last
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ValueError(f"--out {out}: cannot create it ({err.strerror})") from None
     runlock.lock(out, held, advice="wait for it to finish, or choose another --out")
-    if any(out.iterdir()):
-        check_replaceable(out, run)
-        return lambda: None
-    finished: list[bool] = []
+    check_replaceable(out, run)
+    (out / WRITTEN[-1]).unlink(missing_ok=True)
+    finished = False
 
     def undo() -> None:  # closed before the lock: runs first
         if not finished:
             for name in WRITTEN:
-                with contextlib.suppress(OSError):
-                    (out / name).unlink()
-            rundir.remove_empty(made)
+                for item in (out / name, out / f"{name}.tmp"):
+                    with contextlib.suppress(OSError):
+                        item.unlink()
+            for folder in made:  # the innermost first, while empty
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
+
+    def done() -> None:
+        nonlocal finished
+        finished = True
 
     held.callback(undo)
-    return lambda: finished.append(True)
+    return done
+
+
+def check_out(out: Path, run: Path) -> None:
+    """ValueError for an ``--out`` that is a file, a broken link, the run, or inside it."""
+    if out.is_symlink() and not out.exists():
+        raise ValueError(f"--out {out} is a link to nothing; give a folder")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a folder")
+    there, home = out.resolve(), run.resolve()
+    if there == home:
+        raise ValueError(f"--out {out} is the run itself; leave --out out to evaluate it in place")
+    if home in there.parents or there in home.parents:
+        raise ValueError(f"--out {out} is {'inside' if home in there.parents else 'around'} the "
+                         "run; give a folder beside it")
 
 
 def check_replaceable(out: Path, run: Path) -> None:
-    """ValueError unless the folder ``out`` holds an earlier evaluation of ``run``."""
+    """ValueError unless ``out`` is empty, or holds an evaluation of ``run`` (or the files of
+    one that stopped before its config.json)."""
+    names = {p.name for p in out.iterdir()}
+    if not names:
+        return
     try:
         info = read_run_config(out / "config.json")
     except (OSError, ValueError):
         info = None
+    if info is None and names <= {*WRITTEN, *(f"{n}.tmp" for n in WRITTEN)} - {WRITTEN[-1]}:
+        return  # an evaluation stopped before it finished
     if info is None or source(info) is None:
         held = "a trained run" if info is not None else "other files"
         raise ValueError(f"--out {out} holds {held}; give a new folder (or an earlier "

@@ -16,8 +16,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from aejax import (checkpoint, data, evaluate, loop, parallel, paramsfile, resumable, rundir,
-                   runlock, train)
+from aejax import (checkpoint, crosseval, data, evaluate, loop, parallel, paramsfile, resumable,
+                   rundir, runlock, train)
 from aejax.config import Config, check_data
 from aejax.jsonio import write_json
 from aejax.parts import Parts
@@ -42,7 +42,7 @@ def resume_meta(workdir: str | os.PathLike) -> dict[str, Any]:
                 rundir.recover(Path(workdir))  # a killed --overwrite's old run, back if none saved
 
     parallel.together(settle_folder, "opening the run folder")  # the others read it once it is settled
-    rundir.check_not_evaluation(Path(workdir), resume=True)
+    crosseval.check_workdir(Path(workdir), resume=True)
     return checkpoint.latest_meta(Path(workdir) / checkpoint.DIRNAME)
 
 

@@ -17,6 +17,7 @@ from aejax.config import Config
 from aejax.parts import Parts
 
 TABLE_METRICS: tuple[str, ...] = metrics.METRICS + metrics.MASKED
+SAME = "{}'s metrics.json holds these scores already"  # an evaluation folder that changes nothing
 
 
 def load_info(workdir: str | os.PathLike) -> dict[str, Any]:
@@ -61,18 +62,24 @@ def evaluate_run(workdir: str | os.PathLike, *, data_dir: str | None = None,
         crosseval.refuse(path, info, f"evaluate it again with {crosseval.again(path, info)}")
     with contextlib.ExitStack() as held:  # no train.py may write metrics.json meanwhile
         runlock.lock(path, held, advice="wait for it to finish")
-        return evaluate_locked(path, info, data_dir, data_root, parts)
+        check_writable(path)
+        check_parts(info, parts, path)
+        saved, arrays, _ = score(path, info, data_dir, data_root, parts)
+        write(path, saved, arrays)
+        return saved, arrays
 
 
 def evaluate_into(workdir: str | os.PathLike, out: str | os.PathLike, *,
                   changes: dict[str, Any] | None = None, data_dir: str | None = None,
                   data_root: str | None = None, parts: Parts = Parts()
                   ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Evaluate a trained run on another test occlusion, writing a new folder (``crosseval``).
+    """Evaluate a trained run on another test occlusion (or test set), writing a folder of its
+    own (``crosseval``).
 
     Args:
       workdir: a folder written by ``experiment.run``; it is only read.
-      out: the evaluation folder: new, empty, or an earlier evaluation of the same run.
+      out: the evaluation folder: new, empty, or an earlier evaluation of the same run (then
+        replaced).
       changes: config fields of the test occlusion to change (``crosseval.TESTED``), e.g.
         ``{"occlusion_width": 3}``.
       data_dir, data_root: as for ``evaluate_run``.
@@ -81,32 +88,49 @@ def evaluate_into(workdir: str | os.PathLike, out: str | os.PathLike, *,
     Returns:
       The evaluation's metrics.json content and the evaluated arrays.
     """
-    path = Path(workdir)
+    path, target = Path(workdir), Path(out)
     info = load_info(path)
     crosseval.refuse(path, info, f"evaluate {crosseval.source(info)} instead")
+    check_parts(info, parts, path, occlusion=False)
+    same = parts.describe()["occlude"] == (info.get("parts") or {}).get("occlude")
+    if not (changes or data_dir or data_root) and same:
+        raise ValueError(f"{SAME.format(path)}: give the test occlusion to change (--occlusion-*, "
+                         "--eval-seed, --parts) or another test set (--data-dir)")
     with contextlib.ExitStack() as held:  # the run is read: train.py may not write it meanwhile
         runlock.lock(path, held, shared=True, advice="its parameters are not final; wait for "
                                                      "it to finish")
-        done = crosseval.claim(Path(out), path, held)
-        result = evaluate_locked(path, info, data_dir, data_root, parts, target=Path(out),
-                                 given=changes or {})
+        done = crosseval.claim(target, path, held)
+        check_writable(target)
+        own = (jsonio.read_json(path / "metrics.json") if (path / "metrics.json").is_file()
+               else {}).get("test_occlusion_sha256")
+        saved, arrays, changed = score(path, info, data_dir, data_root, parts, changes or {})
+        if own == saved["test_occlusion_sha256"]:
+            raise ValueError(f"{SAME.format(path)} (the same parameters on the same occluded "
+                             "test images)")
+        write(target, saved, arrays)
+        evaluation = crosseval.record(path, changed, info.get("parts") or {}, parts,
+                                      {"data_dir": data_dir, "data_root": data_root})
+        jsonio.write_json({**info, crosseval.KEY: evaluation}, target / "config.json")  # last
         done()
-        return result
+        return saved, arrays
 
 
-def evaluate_locked(path: Path, info: dict[str, Any], data_dir: str | None,
-                    data_root: str | None, parts: Parts, *, target: Path | None = None,
-                    given: dict[str, Any] | None = None
-                    ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``evaluate_run``'s work, with the run folder locked; with ``target``, ``evaluate_into``'s
-    (the run's test occlusion changed by ``given``, the results written to ``target``)."""
-    into = target or path
-    written = [into, *(p for p in (into / "metrics.json", into / "figure.png") if p.exists())]
-    if not all(os.access(p, os.W_OK) for p in written):  # found now, not after the evaluation
-        raise ValueError(f"{into} is not writable (permission denied): evaluating a run rewrites "
-                         "its metrics.json and figures; copy the run folder somewhere writable")
+def check_writable(folder: Path) -> None:
+    """ValueError now, not after the evaluation, if its results cannot be written to ``folder``."""
+    written = [folder, *(p for p in (folder / "metrics.json", folder / "figure.png")
+                         if p.exists())]
+    if not all(os.access(p, os.W_OK) for p in written):
+        raise ValueError(f"{folder} is not writable (permission denied): evaluating a run "
+                         "rewrites its metrics.json and figures; copy the run folder somewhere "
+                         "writable")
+
+
+def score(path: Path, info: dict[str, Any], data_dir: str | None, data_root: str | None,
+          parts: Parts, given: dict[str, Any] | None = None
+          ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Evaluate the run in ``path`` with its test occlusion changed by ``given``: its
+    metrics.json updated with the new ``test`` (not written), the arrays, and the changes."""
     cfg = config_of(info, path)
-    check_parts(info, parts, path, occlusion=target is None)
     changed = crosseval.changes(cfg, given or {}, parts)
     params_file = path / rundir.PARAMS_FILE
     if not params_file.is_file():
@@ -129,12 +153,13 @@ def evaluate_locked(path: Path, info: dict[str, Any], data_dir: str | None,
                                      occlude=parts.occlude)
     saved.update(test=test, test_occlusion_sha256=evaluate.occlusion_digest(arrays),
                  data=evaluated_data(info, saved.get("data"), ds, path))
-    plots.evaluation_figures(arrays, test, into)
-    jsonio.write_json(saved, into / "metrics.json")
-    if target is not None:  # config.json last: a folder without one holds no evaluation yet
-        evaluation = crosseval.record(path, changed, info.get("parts") or {}, parts)
-        jsonio.write_json({**info, crosseval.KEY: evaluation}, into / "config.json")
-    return saved, arrays
+    return saved, arrays, changed
+
+
+def write(folder: Path, saved: dict[str, Any], arrays: dict[str, Any]) -> None:
+    """The evaluation's figures, then its metrics.json, into ``folder``."""
+    plots.evaluation_figures(arrays, saved["test"], folder)
+    jsonio.write_json(saved, folder / "metrics.json")
 
 
 # metrics.json ``data`` about the test set evaluated, when it is not the run's own
@@ -195,14 +220,16 @@ def check_parts(info: dict[str, Any], parts: Parts, workdir: Path, *,
     (``aejax.parts``) than it was trained with, by name: only the code that defined custom ones
     can rebuild them."""
     saved, given = info.get("parts") or {}, parts.describe()
-    changed = [k for k in ("model", "occlude")[:2 if occlusion else 1] if saved.get(k) != given[k]]
+    checked = ("model", "occlude") if occlusion else ("model",)
+    changed = [k for k in checked if saved.get(k) != given[k]]
     if not changed:
         return
     if not any(given[k] for k in changed):  # evaluate.py, or Python without the parts
         names = ", ".join(f"{k}={saved[k]}" for k in changed)
         raise ValueError(f"{workdir} was trained with custom parts ({names}); evaluate it with "
                          "those parts: evaluate.py --parts MODULE:NAME, or from Python "
-                         "report.evaluate_run(workdir, parts=Parts(...))")
+                         + ("report.evaluate_run(workdir, parts=Parts(...))" if occlusion else
+                            "report.evaluate_into(workdir, out, parts=Parts(...))"))
     diffs = ", ".join(f"{k}={saved.get(k) or 'the default'} (given {given[k] or 'the default'})"
                       for k in changed)
     advice = ("; to score it on another occlusion, write the scores to a new folder "

@@ -15,7 +15,7 @@ from aejax import checkpoint, crosseval, runlock
 from aejax.config import Config
 from aejax.jsonio import read_run_config
 
-PARAMS_FILE = "params.msgpack"
+PARAMS_FILE = crosseval.PARAMS  # the trained parameters (aejax.paramsfile)
 RUN_FILES = ("config.json", "metrics.json", PARAMS_FILE, "train_loss.npy", "figure.png",
              "loss.png", "correlation.png", "per_class.png")  # what a run writes, checkpoints aside
 RUNS = "runs"  # where runs go without --workdir
@@ -43,7 +43,7 @@ def prepare(workdir: str | os.PathLike, *, overwrite: bool = False, resume: bool
     if resume and not path.is_dir():
         raise ValueError(nothing_to_resume(path))
     if not overwrite:
-        check_not_evaluation(path, resume=resume)
+        crosseval.check_workdir(path, resume=resume)
     if path.is_dir() and any(path.iterdir()) and not resume:
         if not overwrite and saved_anything(path):
             raise ValueError(f"workdir {path} already holds a run; pass --resume to continue it, "
@@ -238,16 +238,6 @@ def settle(path: Path, *, failed: bool) -> None:
     restoring = path / RESTORING
     aside.rename(restoring)  # a kill from here on: recover() finishes the put-back
     put_back(restoring, path)
-
-
-def check_not_evaluation(path: Path, *, resume: bool) -> None:
-    """ValueError if ``path`` holds an evaluation folder (``crosseval``) rather than a run."""
-    try:
-        info = read_run_config(path / "config.json")
-    except (OSError, ValueError):
-        return
-    crosseval.refuse(path, info, f"resume {crosseval.source(info)} instead" if resume else
-                     "choose another --workdir (--overwrite replaces the evaluation)")
 
 
 def nothing_to_resume(path: Path) -> str:

@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     def run() -> int:
         if not args.no_compile_cache:
             compile_cache.enable()
-        if args.export:
+        into_out = args.out and Path(args.export or "").resolve().parent == Path(args.out).resolve()
+        if args.export and not into_out:  # a new --out folder is made before the export
             cli.check_output_folder(args.export, "--export")
         where = {"data_dir": args.data_dir, "data_root": args.data_root,
                  "parts": cli.parts_from_args(args)}

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shlex
@@ -14,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aejax import compare, crosseval, experiment, report
+from aejax import compare, crosseval, experiment, report, runlock
 from aejax.config import Config
 from aejax.parts import Parts
 from tests.conftest import write_idx_dataset
@@ -87,23 +88,38 @@ def test_compare_names_rows_by_the_tested_occlusion(runs, tmp_path: Path) -> Non
                                                                 ddof=1), 2))}}
     by_run = compare.table([str(runs[0]), str(evals[1])], (key,), group=False)
     assert list(by_run) == ["seed=0 tested_occlusion_width=1", "seed=1 tested_occlusion_width=3"]
+    twin = tmp_path / "twin"  # the same evaluation again, elsewhere: one seed, not two
+    report.evaluate_into(runs[0], twin, changes={"occlusion_width": 3})
+    with pytest.raises(ValueError, match=f"{evals[0]} and {twin} hold the same scores"):
+        compare.table([str(evals[0]), str(runs[1]), str(twin)], (key,))
 
 
-def test_an_evaluation_folder_is_not_taken_for_a_run(runs, tmp_path: Path, capsys) -> None:
+def test_an_evaluation_folder_is_not_taken_for_a_run(runs, tmp_path: Path, capsys,
+                                                     monkeypatch) -> None:
     run = tmp_path / "run"
     shutil.copytree(runs[0], run)
     out = tmp_path / "wide"
-    report.evaluate_into(run, out, changes={"occlusion_width": 2, "occlusion_bars": 2})
-    # evaluating the folder again: refused, with the command that does it
+    other_set = write_idx_dataset(tmp_path / "other set", seed=7)
+    report.evaluate_into(run, out, changes={"occlusion_width": 2, "occlusion_bars": 2},
+                         data_dir=str(other_set))
+    # evaluating the folder again: refused, with the command that does it, from anywhere
     code, _, err = evaluate(["--workdir", str(out)], capsys)
-    assert code == 2
-    assert err == (f"evaluate.py: error: {out} is an evaluation of {run.resolve()} (evaluate.py "
-                   "--out), not a trained run; evaluate it again with evaluate.py --workdir "
-                   f"{run.resolve()} --out {out} --occlusion-bars 2 --occlusion-width 2\n")
-    first = (out / "metrics.json").read_text()
-    code, _, err = evaluate(shlex.split(err.split("evaluate it again with evaluate.py ")[1]), capsys)
+    command = (f"evaluate.py --workdir {run.resolve()} --out {out} --data-dir '{other_set}' "
+               "--occlusion-bars 2 --occlusion-width 2")
+    assert (code, err) == (2, f"evaluate.py: error: {out} is an evaluation of {run.resolve()} "
+                              "(evaluate.py --out), not a trained run; evaluate it again with "
+                              f"{command}\n")
+    first = json.loads((out / "metrics.json").read_text())
+    assert first["data"]["tested_sha256"]  # on the other set
+    monkeypatch.chdir(tmp_path / "other set")
+    code, _, err = evaluate(shlex.split(command)[1:], capsys)
     assert code == 0, err  # replaces the earlier evaluation of the same run, with the same result
-    assert json.loads((out / "metrics.json").read_text()) == json.loads(first)
+    assert json.loads((out / "metrics.json").read_text()) == first
+    report.evaluate_into(run, out, changes={"occlusion_width": 4})  # replaced: new scores
+    again = json.loads((out / "metrics.json").read_text())
+    assert again["test_occlusion_sha256"] != first["test_occlusion_sha256"]
+    assert json.loads((out / "config.json").read_text())[crosseval.KEY]["changes"] == {
+        "occlusion_width": 4}
     for argv, message in (([], f"{out} is an evaluation of {run.resolve()} (evaluate.py --out), "
                                 "not a trained run; choose another --workdir (--overwrite "
                                 "replaces the evaluation)"),
@@ -118,6 +134,16 @@ def test_an_evaluation_folder_is_not_taken_for_a_run(runs, tmp_path: Path, capsy
                                          r"changed \(resumed or trained again since\); evaluate it "
                                          "again: evaluate.py --workdir "):
         compare.table([str(run), str(out)])
+    with contextlib.ExitStack() as held:  # the run training: neither scored nor compared
+        runlock.lock(run, held)
+        for work in (lambda: report.evaluate_into(run, tmp_path / "new", changes={"eval_seed": 2}),
+                     lambda: compare.table([str(out)])):
+            with pytest.raises(ValueError, match=f"workdir {run} is in use"):
+                work()
+    assert not (tmp_path / "new").exists()
+    cfg = Config(data_dir=str(other_set), data_root=str(tmp_path / "data"), epochs=1)
+    experiment.run(cfg, out, progress=False, overwrite=True)  # --overwrite replaces it
+    assert crosseval.KEY not in json.loads((out / "config.json").read_text())
 
 
 def test_what_an_evaluation_cannot_change_is_refused_before_any_work(runs, tmp_path: Path,
@@ -127,17 +153,28 @@ def test_what_an_evaluation_cannot_change_is_refused_before_any_work(runs, tmp_p
     assert (code, err) == (2, "evaluate.py: error: --occlusion-width changes the test occlusion, "
                               "and the run's metrics.json keeps the scores on its own: give --out "
                               "DIR, a new folder for these\n")
+    for changes in ({}, {"occlusion_width": 1, "eval_seed": 0}):  # nothing, or nothing new
+        with pytest.raises(ValueError, match=f"{run}'s metrics.json holds these scores already"):
+            report.evaluate_into(run, tmp_path / "same", changes=changes)
     with pytest.raises(ValueError, match="an evaluation changes only the test occlusion "
                                          r"\(--occlusion-\*, --eval-seed\), not epochs, "
                                          "learning_rate: that needs training again"):
         report.evaluate_into(run, tmp_path / "a", changes={"epochs": 2, "learning_rate": 0.1})
-    report.evaluate_into(other, tmp_path / "of-other")
+    report.evaluate_into(other, tmp_path / "of-other", changes={"eval_seed": 1})
+    (tmp_path / "stray").mkdir()
+    (tmp_path / "stray" / "notes.txt").write_text("mine")
+    (tmp_path / "link").symlink_to(tmp_path / "nowhere")
     for out, message in ((run, "is the run itself; leave --out out to evaluate it in place"),
+                         (run / "inner", "is inside the run; give a folder beside it"),
+                         (run.parent, "is around the run; give a folder beside it"),
+                         (tmp_path / "link", "is a link to nothing; give a folder"),
                          (other, "holds a trained run; give a new folder"),
+                         (tmp_path / "stray", "holds other files; give a new folder"),
                          (tmp_path / "of-other", f"holds an evaluation of another run "
                                                  f"\\({other.resolve()}\\)")):
         with pytest.raises(ValueError, match=f"--out {out} {message}"):
             report.evaluate_into(run, out, changes={"occlusion_width": 3})
+    assert not (run / "inner").exists() and (tmp_path / "stray" / "notes.txt").exists()
     code, _, err = evaluate(["--workdir", str(run), "--out", str(tmp_path / "b"),
                              "--occlusion-width", "0"], capsys)
     assert (code, err) == (2, "evaluate.py: error: occlusion width must be >= 1, got 0\n")
@@ -145,6 +182,34 @@ def test_what_an_evaluation_cannot_change_is_refused_before_any_work(runs, tmp_p
     with pytest.raises(ValueError, match="start range 10..40 with width 1 must lie inside"):
         report.evaluate_into(run, deep, changes={"occlusion_high": 40})
     assert not (tmp_path / "new").exists() and not (tmp_path / "b").exists()
+
+
+def test_a_stopped_evaluation_leaves_no_scores_under_a_wrong_record(runs, tmp_path: Path,
+                                                                     monkeypatch) -> None:
+    run = runs[0]
+    out = tmp_path / "evals" / "wide"
+    real_write = report.write
+
+    def stopped(folder: Path, saved, arrays) -> None:  # a Ctrl-C once metrics.json is written
+        real_write(folder, saved, arrays)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "write", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        report.evaluate_into(run, out, changes={"occlusion_width": 3})
+    assert not (tmp_path / "evals").exists()  # a new folder: gone, with the folders made for it
+    monkeypatch.undo()
+    report.evaluate_into(run, out, changes={"occlusion_width": 3})
+    monkeypatch.setattr(report, "write", stopped)
+    with pytest.raises(KeyboardInterrupt):  # replacing it with width 5
+        report.evaluate_into(run, out, changes={"occlusion_width": 5})
+    assert list(out.iterdir()) == []  # not width-5 scores under a width-3 record
+    monkeypatch.undo()
+    (out / "metrics.json").write_text("{}")  # as a kill before config.json would leave it
+    (out / "figure.png").write_bytes(b"")
+    report.evaluate_into(run, out, changes={"occlusion_width": 3})  # an unfinished one: replaced
+    assert json.loads((out / "config.json").read_text())[crosseval.KEY]["changes"] == {
+        "occlusion_width": 3}
 
 
 def test_a_custom_occlusion_is_scored_in_a_folder_of_its_own(runs, tmp_path: Path) -> None:
@@ -166,6 +231,18 @@ def test_a_custom_occlusion_is_scored_in_a_folder_of_its_own(runs, tmp_path: Pat
     rows = compare.table([str(run), str(tmp_path / "corner")], ("test.occluded.mse",))
     assert list(rows) == ["tested_occlude=default", "tested_occlude=tests.test_crosseval.corner"]
     assert saved["test"]["occluded"]["mse"] == rows[list(rows)[1]]["test.occluded.mse"][0]
+    # the other way round: a run trained on the corner, scored on the config's bars
+    cfg = Config(**{**report.load_info(run)["config"], "hidden": (128, 50),
+                    "train_occlusion": "all"})
+    experiment.run(cfg, tmp_path / "cornered", progress=False, parts=parts)
+    report.evaluate_into(tmp_path / "cornered", tmp_path / "bars1")  # the occlusion changes
+    report.evaluate_into(tmp_path / "cornered", tmp_path / "bars3", changes={"occlusion_width": 3})
+    rows = compare.table([str(tmp_path / f) for f in ("cornered", "bars1", "bars3")],
+                         ("test.occluded.mse",))
+    assert list(rows) == [  # the run's bar settings were never used; the evaluations' were
+        "tested_occlude=tests.test_crosseval.corner tested_occlusion_width=unused",
+        "tested_occlude=default tested_occlusion_width=1",
+        "tested_occlude=default tested_occlusion_width=3"]
 
 
 def test_changes_keeps_only_what_differs_from_the_run() -> None:
