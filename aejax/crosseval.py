@@ -20,7 +20,7 @@ from typing import Any
 from aejax import runlock
 from aejax.config import Config
 from aejax.jsonio import read_run_config
-from aejax.parts import Parts
+from aejax.parts import Parts, spec_in
 
 # The config fields an evaluation may change: they act on the test set only.
 TESTED: tuple[str, ...] = ("occlusion_width", "occlusion_value", "occlusion_low",
@@ -56,7 +56,7 @@ def check_workdir(path: Path, *, resume: bool) -> None:
 
 def again(path: Path, info: dict[str, Any]) -> str:
     """The evaluate.py command that evaluates again what evaluation folder ``path`` holds
-    (``--parts MODULE:NAME`` stands for custom parts, which are recorded by name only)."""
+    (``--parts MODULE:NAME`` stands for custom parts given from Python: named, not loaded)."""
     record = info[KEY]
     given = {**record["changes"], **{k: record[k] for k in ("data_dir", "data_root")
                                      if record.get(k)}}
@@ -64,7 +64,7 @@ def again(path: Path, info: dict[str, Any]) -> str:
                                                                    str(v))]
     custom = any((info.get("parts") or {}).values()) or record.get("occlude")
     return shlex.join(["evaluate.py", "--workdir", record["of"], "--out", str(path), *flags]
-                      + (["--parts", "MODULE:NAME"] if custom else []))
+                      + (["--parts", spec_in(record)] if custom else []))
 
 
 def changes(cfg: Config, given: dict[str, Any], parts: Parts) -> dict[str, Any]:
@@ -93,6 +93,8 @@ def record(run: Path, changed: dict[str, Any], trained: dict[str, Any], parts: P
     out: dict[str, Any] = {"of": str(run.resolve()), "changes": changed,
                            "params_sha256": params_digest(run)}
     out.update({k: str(Path(v).resolve()) for k, v in where.items() if v})
+    if parts.spec:
+        out["parts_spec"] = parts.spec
     if trained.get("occlude") != (occlude := parts.describe()["occlude"]):
         out["occlude"] = occlude  # None: the config's bars
     return out

@@ -232,6 +232,7 @@ def run_info(cfg: Config, ds: data.Dataset, mesh: jax.sharding.Mesh | None = Non
     dataset = {f"dataset_{k}": v for k, v in data_info(ds).items() if k != "test_size"}
     unused = parts.unused()
     return {"config": json.loads(cfg.to_json()), "parts": parts.describe(),
+            **({"parts_spec": parts.spec} if parts.spec else {}),
             **({"unused_config": unused} if unused else {}), **dataset,
             "jax_version": jax.__version__, "devices": [str(d) for d in jax.devices()],
             **parallel.describe(mesh)}

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from aejax import checkpoint, parallel, resumable
 from aejax.losslog import LossLog, NonFiniteLoss
 from aejax.config import Config, check_batch_size
-from aejax.parts import Parts, bars, check_ranges, digests
+from aejax.parts import Parts, bars, check_ranges, digests, spec_of
 from aejax.schedule import EpochOrders, chunk_plan, plan_from, plan_steps
 from aejax.train import (StepFn, TrainState, create_state, make_model, make_optimizer,
                          make_train_chunk, make_train_step, root_keys, to_float)
@@ -184,10 +184,10 @@ def run_epochs(loop: Loop, state: TrainState, log: LossLog) -> TrainState:
 
 
 def resume_hint(workdir: Path, parts: dict[str, str | None]) -> str:
-    """How to resume the run in ``workdir``: train.py's flags, and with custom ``parts`` (known
-    here by name only) the same parts again, by ``--parts`` or from Python."""
+    """How to resume the run in ``workdir``: train.py's flags, and with custom ``parts`` the same
+    parts again, by ``--parts`` (as its config.json recorded it) or from Python."""
     if any(parts.values()):
-        return (f"--workdir {workdir} --resume --parts MODULE:NAME with the same parts (or "
+        return (f"--workdir {workdir} --resume --parts {spec_of(workdir)} with the same parts (or "
                 "resume=True and the same Parts(...) from Python)")
     return f"--workdir {workdir} --resume"
 

@@ -25,10 +25,12 @@ import functools
 import hashlib
 import importlib
 import inspect
+import json
 import os
 import re
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -66,6 +68,8 @@ class Parts:
     model: Any = None
     loss: LossFn | None = None
     occlude: OccludeFn | None = None
+    # How --parts named them (``load``), recorded so that hints can repeat it; not compared.
+    spec: str | None = dataclasses.field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         for field in ("model", "loss", "occlude"):
@@ -135,7 +139,21 @@ def load(spec: str) -> Parts:
         raise ValueError(f"--parts {spec}: {module_name} ({where}) has {what}, not an "
                          f"aejax.parts.Parts (define {attr} = Parts(model=..., loss=..., "
                          "occlude=...) there)")
-    return found
+    return dataclasses.replace(found, spec=spec)
+
+
+def spec_in(info: dict[str, Any]) -> str:
+    """The ``--parts`` a run's config.json (``info``) recorded, else a placeholder."""
+    return info.get("parts_spec") or "MODULE:NAME"
+
+
+def spec_of(workdir: str | os.PathLike) -> str:
+    """``spec_in`` the config.json in ``workdir`` (the placeholder if it cannot be read)."""
+    try:
+        info = json.loads((Path(workdir) / "config.json").read_text())
+    except (OSError, ValueError):
+        return spec_in({})
+    return spec_in(info if isinstance(info, dict) else {})
 
 
 def name(part: Any) -> str | None:

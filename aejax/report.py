@@ -14,7 +14,7 @@ import numpy as np
 from aejax import (checkpoint, crosseval, data, evaluate, experiment, jsonio, metrics,
                    paramsfile, plots, rundir, runlock, train)
 from aejax.config import Config
-from aejax.parts import Parts
+from aejax.parts import Parts, spec_in
 
 TABLE_METRICS: tuple[str, ...] = metrics.METRICS + metrics.MASKED
 SAME = "{}'s metrics.json holds these scores already"  # an evaluation folder that changes nothing
@@ -227,7 +227,7 @@ def check_parts(info: dict[str, Any], parts: Parts, workdir: Path, *,
     if not any(given[k] for k in changed):  # evaluate.py, or Python without the parts
         names = ", ".join(f"{k}={saved[k]}" for k in changed)
         raise ValueError(f"{workdir} was trained with custom parts ({names}); evaluate it with "
-                         "those parts: evaluate.py --parts MODULE:NAME, or from Python "
+                         f"those parts: evaluate.py --parts {spec_in(info)}, or from Python "
                          + ("report.evaluate_run(workdir, parts=Parts(...))" if occlusion else
                             "report.evaluate_into(workdir, out, parts=Parts(...))"))
     diffs = ", ".join(f"{k}={saved.get(k) or 'the default'} (given {given[k] or 'the default'})"

@@ -18,7 +18,7 @@ import jax
 import numpy as np
 
 from aejax.config import Config
-from aejax.parts import DIGEST_VERSION
+from aejax.parts import DIGEST_VERSION, spec_of
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,8 @@ def check_parts(saved: dict[str, Any], now: dict[str, Any], directory: str | Pat
         diffs = ", ".join(f"{k}={saved.get(k) or 'the default'} (now {now.get(k) or 'the default'})"
                           for k in changed)
         raise ValueError(f"cannot resume from {directory}: it was trained with {diffs}; resume "
-                         "it with the same parts (train.py's --parts MODULE:NAME, or from Python "
+                         "it with the same parts (train.py's --parts "
+                         f"{spec_of(Path(directory).parent)}, or from Python "
                          "Parts(...) as when it started)")
 
 

@@ -18,6 +18,7 @@ import pytest
 from aejax import compare, crosseval, experiment, report, runlock
 from aejax.config import Config
 from aejax.parts import Parts
+from aejax.parts import load as load_parts
 from tests.conftest import write_idx_dataset
 from tests.test_report import call
 
@@ -28,6 +29,9 @@ def corner(key: jax.Array, clean: jax.Array) -> tuple[jax.Array, jax.Array]:
     mask = jnp.zeros((28, 28), bool).at[:6, :6].set(True).reshape(1, -1)
     mask = jnp.broadcast_to(mask, clean.shape)
     return jnp.where(mask, 1.0, clean), mask
+
+
+CORNER = Parts(occlude=corner)  # for --parts tests.test_crosseval:CORNER
 
 
 @pytest.fixture(scope="module")
@@ -224,7 +228,12 @@ def test_a_custom_occlusion_is_scored_in_a_folder_of_its_own(runs, tmp_path: Pat
                                          "ignores --occlusion-width; change the occlusion's own "
                                          "arguments instead"):
         report.evaluate_into(run, tmp_path / "corner", parts=parts, changes={"occlusion_width": 2})
-    saved, arrays = report.evaluate_into(run, tmp_path / "corner", parts=parts)
+    loaded = load_parts("tests.test_crosseval:CORNER")  # as evaluate.py --parts loads it
+    saved, arrays = report.evaluate_into(run, tmp_path / "corner", parts=loaded)
+    info = json.loads((tmp_path / "corner" / "config.json").read_text())
+    assert crosseval.again(tmp_path / "corner", info) == (
+        f"evaluate.py --workdir {run.resolve()} --out {tmp_path / 'corner'} --parts "
+        "tests.test_crosseval:CORNER")
     assert np.asarray(arrays["mask"]).sum() == 64 * 36
     record = json.loads((tmp_path / "corner" / "config.json").read_text())[crosseval.KEY]
     assert (record["changes"], record["occlude"]) == ({}, "tests.test_crosseval.corner")

@@ -131,6 +131,10 @@ def test_a_ctrl_c_with_custom_parts_says_to_resume_with_the_same_parts(
                 r"Parts\(...\) from Python\)$")):
             loop.fit(CFG, flat_images(), progress=False, checkpoints=ckpt,
                      parts=parts.Parts(loss=l1))
+    (tmp_path / "config.json").write_text('{"parts_spec": "mine:PARTS"}')  # as train.py records it
+    assert loop.resume_hint(tmp_path, {"loss": "tests.test_loop.l1"}) == (
+        f"--workdir {tmp_path} --resume --parts mine:PARTS with the same parts (or resume=True "
+        "and the same Parts(...) from Python)")
 
 
 def l1(pred: jax.Array, target: jax.Array) -> jax.Array:

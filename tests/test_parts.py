@@ -556,10 +556,12 @@ def test_train_resume_and_evaluate_scripts_take_parts_by_module_name(
     custom = parts.load("myparts_t:PARTS")
     info = json.loads((run / "config.json").read_text())
     assert info["parts"]["loss"] == "myparts_t.l1" == parts.name(custom.loss)
+    assert info["parts_spec"] == custom.spec == "myparts_t:PARTS"  # as given: hints repeat it
+    assert custom == dataclasses.replace(custom, spec=None)  # the spec is not compared
     capsys.readouterr()
     assert train_script.main([*flags, "--resume", "--epochs", "2"]) == 2  # without the parts
     assert ("it was trained with loss=myparts_t.l1 (now the default); resume it with the same "
-            "parts (train.py's --parts MODULE:NAME") in capsys.readouterr().err
+            "parts (train.py's --parts myparts_t:PARTS,") in capsys.readouterr().err
     assert train_script.main([*flags, "--resume", "--epochs", "2",
                               "--parts", "myparts_t:PARTS"]) == 0
     assert json.loads((run / "metrics.json").read_text())["train"]["steps"] == 2 * 256 // 32
