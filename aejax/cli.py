@@ -174,11 +174,14 @@ def summary_line(workdir: str, m: dict[str, Any]) -> str:
             f"{m['train']['steps_per_second']:.0f} steps/s, {m['total_seconds']:.1f} s")
 
 
-def check_output_folder(path: str, flag: str) -> None:
+def check_output_folder(path: str, flag: str, made: str | None = None) -> None:
     """Raise ValueError now, not after the work, if ``path``'s folder does not exist or is not
-    writable, or if ``path`` is itself a folder or a file that cannot be overwritten."""
+    writable, or if ``path`` is itself a folder or a file that cannot be overwritten (a folder
+    ``made`` by the work before it writes ``path`` is not checked)."""
     if Path(path).is_dir():
         raise ValueError(f"{flag} {path} is a folder: give a file name")
+    if made is not None and Path(path).resolve().parent == Path(made).resolve():
+        return
     folder = Path(path).resolve().parent
     if not folder.is_dir():
         raise ValueError(f"{flag} {path}: its folder does not exist")

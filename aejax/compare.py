@@ -62,9 +62,9 @@ def tested_occlusion(path: Path, info: dict[str, Any]) -> dict[str, Any]:
     """What an evaluation folder was tested with (``tested_<field>``, ``tested_occlude``; the
     fields a custom occlusion ignores as ``unused``); nothing for a run. ValueError if its run
     is training, or has other parameters now."""
-    if crosseval.source(info) is None:
+    if (of := crosseval.source(info)) is None:
         return {}
-    run = Path(crosseval.source(info) or "")
+    run = Path(of)
     with contextlib.ExitStack() as held:  # its parameters are final, or absent for a while
         if run.is_dir():
             runlock.lock(run, held, shared=True, advice=f"{path} evaluated it; wait for it to "
@@ -79,9 +79,18 @@ def tested_occlusion(path: Path, info: dict[str, Any]) -> dict[str, Any]:
 
 def with_tested(configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The configs, each ``tested_<field>`` that one of them has given to the others, as the
-    value they were tested with: their own (``default`` for the default occlusion)."""
+    value they were tested with: their own (``default`` for the default occlusion). The fields
+    themselves then say only how a run was trained: ``unused`` where they did not act on it (a
+    run trained on clean images, and the evaluation seed)."""
     names = {k for c in configs for k in c if k.startswith(TESTED)}
-    return [{**{k: c.get(k.removeprefix(TESTED), "default") for k in names}, **c} for c in configs]
+    out = []
+    for c in configs:
+        c = {**{k: c.get(k.removeprefix(TESTED), "default") for k in names}, **c}
+        for k in (*crosseval.TESTED, "occlude") if names else ():
+            if k in c and (k == "eval_seed" or c.get("train_occlusion") == "none"):
+                c[k] = UNUSED
+        out.append(c)
+    return out
 
 
 def scored(workdir: str, metrics: dict[str, Any]) -> tuple[str, str] | None:
@@ -159,7 +168,8 @@ def table(workdirs: list[str], keys: tuple[str, ...] = KEYS, *, group: bool = Tr
     if twice is not None:
         raise ValueError(f"{twice} is given twice: each run counts once")
     runs = [load_run(w) for w in workdirs]
-    check_counted_once(workdirs, [m for _, m in runs])
+    if group:  # averaged as seeds
+        check_counted_once(workdirs, [m for _, m in runs])
     names = [Path(w).name for w in workdirs]
     if len(set(names)) < len(names):  # folders of the same name: tell them apart by path
         names = [str(w) for w in workdirs]

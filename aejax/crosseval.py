@@ -29,6 +29,8 @@ TESTED: tuple[str, ...] = ("occlusion_width", "occlusion_value", "occlusion_low"
 KEY = "evaluation"  # config.json's record of what an evaluation folder evaluated
 WRITTEN = ("metrics.json", "figure.png", "correlation.png", "per_class.png", "config.json")
 PARAMS = "params.msgpack"  # the run's parameters (rundir.PARAMS_FILE), digested in the record
+SAME = "{}'s metrics.json holds these scores already"  # an evaluation that changes nothing
+MARK = ".evaluating"  # the run an evaluation folder is being written for, until it is done
 
 
 def source(info: dict[str, Any]) -> str | None:
@@ -62,7 +64,7 @@ def again(path: Path, info: dict[str, Any]) -> str:
                                      if record.get(k)}}
     flags = [token for k, v in sorted(given.items()) for token in (f"--{k.replace('_', '-')}",
                                                                    str(v))]
-    custom = any((info.get("parts") or {}).values()) or record.get("occlude")
+    custom = (info.get("parts") or {}).get("model") or tested(info)["occlude"]  # to rebuild
     return shlex.join(["evaluate.py", "--workdir", record["of"], "--out", str(path), *flags]
                       + (["--parts", spec_in(record)] if custom else []))
 
@@ -85,19 +87,37 @@ def changes(cfg: Config, given: dict[str, Any], parts: Parts) -> dict[str, Any]:
     return out
 
 
-def record(run: Path, changed: dict[str, Any], trained: dict[str, Any], parts: Parts,
+def check_news(run: Path, own: dict[str, Any], changed: dict[str, Any], other_occlusion: bool,
+               other_data: bool) -> None:
+    """ValueError for an evaluation that would score what the run's metrics.json (``own``)
+    holds: no field ``changed``, neither the occlusion nor the data, and the run's scores are on
+    its own test set."""
+    if not (changed or other_occlusion or other_data or own.get("data", {}).get("tested_sha256")):
+        raise ValueError(f"{SAME.format(run)}: give the test occlusion to change (--occlusion-*, "
+                         "--eval-seed, --parts) or another test set (--data-dir)")
+
+
+def record(run: Path, changed: dict[str, Any], info: dict[str, Any], parts: Parts,
            where: dict[str, str | None]) -> dict[str, Any]:
-    """config.json's ``evaluation``: the run evaluated (absolute), the changed fields, the
-    occlusion when it is not the one the run was trained with, the data folders given (``where``,
-    absolute) and a digest of the parameters."""
+    """config.json's ``evaluation`` of the run in ``run`` (config.json ``info``): its absolute
+    path, the changed fields, the occlusion when it is not the run's (``record_occlude``), the
+    data folders given (``where``, absolute), the ``--parts`` given, and a digest of the
+    parameters."""
     out: dict[str, Any] = {"of": str(run.resolve()), "changes": changed,
                            "params_sha256": params_digest(run)}
     out.update({k: str(Path(v).resolve()) for k, v in where.items() if v})
     if parts.spec:
         out["parts_spec"] = parts.spec
-    if trained.get("occlude") != (occlude := parts.describe()["occlude"]):
-        out["occlude"] = occlude  # None: the config's bars
+    if (occlude := record_occlude(info, parts)) is not None:
+        out["occlude"] = occlude[0]
     return out
+
+
+def record_occlude(info: dict[str, Any], parts: Parts) -> tuple[str | None] | None:
+    """``(name,)`` of the occlusion ``parts`` test with when it is not the run's (None in it:
+    the config's bars); None when it is the run's."""
+    given = parts.describe()["occlude"]
+    return None if (info.get("parts") or {}).get("occlude") == given else (given,)
 
 
 def tested(info: dict[str, Any]) -> dict[str, Any]:
@@ -129,9 +149,10 @@ def claim(out: Path, run: Path, held: contextlib.ExitStack) -> Callable[[], None
     """Create and lock ``out`` for an evaluation of ``run`` until ``held`` closes.
 
     Refuses a folder that holds anything but an earlier (or unfinished) evaluation of the same
-    run, whose config.json is deleted at once: until the new one is written, the folder holds
-    no evaluation. Returns ``done``, to call once everything is written; if the evaluation ends
-    before, what it wrote is deleted, and the folders it made.
+    run, whose config.json is deleted at once (``MARK`` says whose folder it is meanwhile), so
+    that scores never sit under another evaluation's record. Returns ``done``, to call once
+    everything is written; if the evaluation ends before, what it wrote is deleted, and the
+    folders it made if nothing else is left in them.
     """
     check_out(out, run)
     made = [p for p in [out, *out.parents] if not p.exists()]  # the outermost last
@@ -142,14 +163,18 @@ def claim(out: Path, run: Path, held: contextlib.ExitStack) -> Callable[[], None
     runlock.lock(out, held, advice="wait for it to finish, or choose another --out")
     check_replaceable(out, run)
     (out / WRITTEN[-1]).unlink(missing_ok=True)
+    (out / MARK).write_text(str(run.resolve()))
     finished = False
 
     def undo() -> None:  # closed before the lock: runs first
-        if not finished:
-            for name in WRITTEN:
-                for item in (out / name, out / f"{name}.tmp"):
-                    with contextlib.suppress(OSError):
-                        item.unlink()
+        if finished:
+            return
+        for name in WRITTEN:
+            for item in (out / name, out / f"{name}.tmp"):
+                with contextlib.suppress(OSError):
+                    item.unlink()
+        if [p.name for p in out.iterdir()] == [MARK]:  # else MARK keeps the folder replaceable
+            (out / MARK).unlink()
             for folder in made:  # the innermost first, while empty
                 try:
                     folder.rmdir()
@@ -159,13 +184,17 @@ def claim(out: Path, run: Path, held: contextlib.ExitStack) -> Callable[[], None
     def done() -> None:
         nonlocal finished
         finished = True
+        (out / MARK).unlink(missing_ok=True)
 
     held.callback(undo)
     return done
 
 
 def check_out(out: Path, run: Path) -> None:
-    """ValueError for an ``--out`` that is a file, a broken link, the run, or inside it."""
+    """ValueError for an ``--out`` that is a file, a broken link, the run, inside or around it,
+    or a folder that ``claim`` would refuse (checked again there, with the lock)."""
+    if not str(out):
+        raise ValueError("--out is empty; give a folder")
     if out.is_symlink() and not out.exists():
         raise ValueError(f"--out {out} is a link to nothing; give a folder")
     if out.exists() and not out.is_dir():
@@ -176,24 +205,27 @@ def check_out(out: Path, run: Path) -> None:
     if home in there.parents or there in home.parents:
         raise ValueError(f"--out {out} is {'inside' if home in there.parents else 'around'} the "
                          "run; give a folder beside it")
+    if out.is_dir():
+        check_replaceable(out, run)
 
 
 def check_replaceable(out: Path, run: Path) -> None:
-    """ValueError unless ``out`` is empty, or holds an evaluation of ``run`` (or the files of
-    one that stopped before its config.json)."""
-    names = {p.name for p in out.iterdir()}
-    if not names:
+    """ValueError unless the folder ``out`` is empty, or holds an evaluation of ``run``, or one
+    that stopped before it finished (its ``MARK``)."""
+    if not any(out.iterdir()):
         return
     try:
-        info = read_run_config(out / "config.json")
+        info: dict[str, Any] | None = read_run_config(out / "config.json")
     except (OSError, ValueError):
         info = None
-    if info is None and names <= {*WRITTEN, *(f"{n}.tmp" for n in WRITTEN)} - {WRITTEN[-1]}:
-        return  # an evaluation stopped before it finished
-    if info is None or source(info) is None:
+    try:
+        of = source(info) if info is not None else (out / MARK).read_text()
+    except OSError:
+        of = None
+    if of is None:
         held = "a trained run" if info is not None else "other files"
         raise ValueError(f"--out {out} holds {held}; give a new folder (or an earlier "
                          "evaluation of the same run, to replace it)")
-    if Path(source(info) or "").resolve() != run.resolve():
-        raise ValueError(f"--out {out} holds an evaluation of another run ({source(info)}); "
-                         "give a new folder")
+    if Path(of).resolve() != run.resolve():
+        raise ValueError(f"--out {out} holds {'an' if info else 'an unfinished'} evaluation of "
+                         f"another run ({of}); give a new folder")

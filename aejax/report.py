@@ -11,13 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from aejax import (checkpoint, crosseval, data, evaluate, experiment, jsonio, metrics,
-                   paramsfile, plots, rundir, runlock, train)
+from aejax import (crosseval, data, evaluate, jsonio, metrics, paramsfile, plots, rundir,
+                   runlock, testset, train)
 from aejax.config import Config
 from aejax.parts import Parts, spec_in
 
 TABLE_METRICS: tuple[str, ...] = metrics.METRICS + metrics.MASKED
-SAME = "{}'s metrics.json holds these scores already"  # an evaluation folder that changes nothing
 
 
 def load_info(workdir: str | os.PathLike) -> dict[str, Any]:
@@ -62,9 +61,10 @@ def evaluate_run(workdir: str | os.PathLike, *, data_dir: str | None = None,
         crosseval.refuse(path, info, f"evaluate it again with {crosseval.again(path, info)}")
     with contextlib.ExitStack() as held:  # no train.py may write metrics.json meanwhile
         runlock.lock(path, held, advice="wait for it to finish")
-        check_writable(path)
+        check_writable(path, "evaluating a run rewrites its metrics.json and figures; copy the "
+                             "run folder somewhere writable")
         check_parts(info, parts, path)
-        saved, arrays, _ = score(path, info, data_dir, data_root, parts)
+        saved, arrays = score(path, info, data_dir, data_root, parts)
         write(path, saved, arrays)
         return saved, arrays
 
@@ -74,7 +74,7 @@ def evaluate_into(workdir: str | os.PathLike, out: str | os.PathLike, *,
                   data_root: str | None = None, parts: Parts = Parts()
                   ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Evaluate a trained run on another test occlusion (or test set), writing a folder of its
-    own (``crosseval``).
+    own (``crosseval``); everything is checked and scored before that folder is touched.
 
     Args:
       workdir: a folder written by ``experiment.run``; it is only read.
@@ -92,55 +92,55 @@ def evaluate_into(workdir: str | os.PathLike, out: str | os.PathLike, *,
     info = load_info(path)
     crosseval.refuse(path, info, f"evaluate {crosseval.source(info)} instead")
     check_parts(info, parts, path, occlusion=False)
-    same = parts.describe()["occlude"] == (info.get("parts") or {}).get("occlude")
-    if not (changes or data_dir or data_root) and same:
-        raise ValueError(f"{SAME.format(path)}: give the test occlusion to change (--occlusion-*, "
-                         "--eval-seed, --parts) or another test set (--data-dir)")
+    crosseval.check_out(target, path)
+    changed = crosseval.changes(config_of(info, path), changes or {}, parts)
+    own = read_metrics(path)
+    crosseval.check_news(path, own, changed, crosseval.record_occlude(info, parts) is not None,
+                         bool(data_dir or data_root))
     with contextlib.ExitStack() as held:  # the run is read: train.py may not write it meanwhile
         runlock.lock(path, held, shared=True, advice="its parameters are not final; wait for "
                                                      "it to finish")
+        saved, arrays = score(path, info, data_dir, data_root, parts, changed)
+        if own.get("test_occlusion_sha256") == saved["test_occlusion_sha256"]:
+            raise ValueError(f"{crosseval.SAME.format(path)} (the same parameters on the same "
+                             "occluded test images)")
         done = crosseval.claim(target, path, held)
-        check_writable(target)
-        own = (jsonio.read_json(path / "metrics.json") if (path / "metrics.json").is_file()
-               else {}).get("test_occlusion_sha256")
-        saved, arrays, changed = score(path, info, data_dir, data_root, parts, changes or {})
-        if own == saved["test_occlusion_sha256"]:
-            raise ValueError(f"{SAME.format(path)} (the same parameters on the same occluded "
-                             "test images)")
+        check_writable(target, "give another --out")
         write(target, saved, arrays)
-        evaluation = crosseval.record(path, changed, info.get("parts") or {}, parts,
+        evaluation = crosseval.record(path, changed, info, parts,
                                       {"data_dir": data_dir, "data_root": data_root})
-        jsonio.write_json({**info, crosseval.KEY: evaluation}, target / "config.json")  # last
+        jsonio.write_json({**info, crosseval.KEY: evaluation}, target / "config.json")
         done()
         return saved, arrays
 
 
-def check_writable(folder: Path) -> None:
+def read_metrics(path: Path) -> dict[str, Any]:
+    """The run's metrics.json ({} if it has none: its first evaluation failed)."""
+    return jsonio.read_json(path / "metrics.json") if (path / "metrics.json").is_file() else {}
+
+
+def check_writable(folder: Path, advice: str) -> None:
     """ValueError now, not after the evaluation, if its results cannot be written to ``folder``."""
     written = [folder, *(p for p in (folder / "metrics.json", folder / "figure.png")
                          if p.exists())]
     if not all(os.access(p, os.W_OK) for p in written):
-        raise ValueError(f"{folder} is not writable (permission denied): evaluating a run "
-                         "rewrites its metrics.json and figures; copy the run folder somewhere "
-                         "writable")
+        raise ValueError(f"{folder} is not writable (permission denied): {advice}")
 
 
 def score(path: Path, info: dict[str, Any], data_dir: str | None, data_root: str | None,
-          parts: Parts, given: dict[str, Any] | None = None
-          ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """Evaluate the run in ``path`` with its test occlusion changed by ``given``: its
-    metrics.json updated with the new ``test`` (not written), the arrays, and the changes."""
+          parts: Parts, changed: dict[str, Any] | None = None
+          ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Evaluate the run in ``path`` with its test occlusion ``changed`` (``crosseval.changes``):
+    its metrics.json updated with the new ``test`` (not written), and the arrays."""
     cfg = config_of(info, path)
-    changed = crosseval.changes(cfg, given or {}, parts)
     params_file = path / rundir.PARAMS_FILE
     if not params_file.is_file():
         raise ValueError(f"{path} holds no trained parameters ({rundir.PARAMS_FILE})")
-    metrics_file = path / "metrics.json"
-    saved = jsonio.read_json(metrics_file) if metrics_file.is_file() else {}
+    saved = read_metrics(path)
     overrides = {k: v for k, v in (("data_dir", data_dir), ("data_root", data_root)) if v}
     if not data_dir:
         rundir.check_data_dir_here(cfg.data_dir)
-    test_cfg = dataclasses.replace(cfg, **overrides, **changed)
+    test_cfg = dataclasses.replace(cfg, **overrides, **(changed or {}))
     ds = data.load(cfg.dataset, data_dir=test_cfg.data_dir, data_root=test_cfg.data_root)
     if ds.is_sample and not info.get("dataset_is_sample", False):
         raise ValueError(f"{path} was trained on {info.get('dataset_source', 'the full data')}, "
@@ -152,66 +152,14 @@ def score(path: Path, info: dict[str, Any], data_dir: str | None, data_root: str
     test, arrays = evaluate.evaluate(test_cfg, model, params, ds.test_images, ds.test_labels,
                                      occlude=parts.occlude)
     saved.update(test=test, test_occlusion_sha256=evaluate.occlusion_digest(arrays),
-                 data=evaluated_data(info, saved.get("data"), ds, path))
-    return saved, arrays, changed
+                 data=testset.evaluated_data(info, saved.get("data"), ds, path))
+    return saved, arrays
 
 
 def write(folder: Path, saved: dict[str, Any], arrays: dict[str, Any]) -> None:
     """The evaluation's figures, then its metrics.json, into ``folder``."""
     plots.evaluation_figures(arrays, saved["test"], folder)
     jsonio.write_json(saved, folder / "metrics.json")
-
-
-# metrics.json ``data`` about the test set evaluated, when it is not the run's own
-EVALUATED_ON = ("test_source", "test_folder", "test_is_sample", "tested_sha256")
-
-
-def evaluated_data(info: dict[str, Any], trained: dict[str, Any] | None, ds: data.Dataset,
-                   path: Path) -> dict[str, Any]:
-    """metrics.json's ``data`` after evaluating again: the training set the run had (from its
-    metrics.json, else its config.json and checkpoints) and the size of the test set evaluated
-    now, with ``EVALUATED_ON`` when that is another test set than the run's own (by content:
-    ``test_sha256`` is the run's own set, ``tested_sha256`` the one evaluated), so that
-    compare.py keeps such runs apart."""
-    now = experiment.data_info(ds)
-    if not trained:  # its first evaluation failed: config.json says what it trained on
-        trained = {"source": info.get("dataset_source", now["source"]),
-                   "folder": info.get("dataset_folder"),
-                   "is_sample": info.get("dataset_is_sample", now["is_sample"]),
-                   "test_sha256": info.get("dataset_test_sha256")}
-        trained["train_size"] = (info.get("dataset_train_size") or saved_train_size(path)
-                                 or (now["train_size"] if same_source(trained, now) else None))
-    out = {k: v for k, v in trained.items() if k not in EVALUATED_ON}
-    out["test_size"] = now["test_size"]
-    if out.get("test_sha256"):
-        same = out["test_sha256"] == now["test_sha256"]
-    else:  # a run from before the test set's digest was recorded
-        same = same_source(out, now)
-        out["test_sha256"] = now["test_sha256"] if same else None
-    if not same:
-        out.update(test_source=now["source"], test_folder=now["folder"],
-                   test_is_sample=now["is_sample"], tested_sha256=now["test_sha256"])
-    return out
-
-
-def same_source(recorded: dict[str, Any], now: dict[str, Any]) -> bool:
-    """Whether the data recorded at training (``source``, ``folder``) is the data read now, for
-    runs that recorded no digest of their test set: the same absolute folder, or equal sources
-    that are not relative paths (those were relative to wherever the run was trained)."""
-    if recorded.get("folder") and now.get("folder"):
-        return recorded["folder"] == now["folder"]
-    source = recorded.get("source")
-    if isinstance(source, str) and Path(source).is_absolute() and Path(source).exists():
-        return now.get("folder") == str(Path(source).resolve())
-    return source == now["source"] and not (isinstance(source, str) and Path(source).exists())
-
-
-def saved_train_size(path: Path) -> int | None:
-    """The number of training images in the run's latest checkpoint's meta, None without one."""
-    try:
-        return int(checkpoint.latest_meta(path / checkpoint.DIRNAME)["data"]["shape"][0])
-    except (ValueError, KeyError, IndexError, TypeError):
-        return None
 
 
 def check_parts(info: dict[str, Any], parts: Parts, workdir: Path, *,

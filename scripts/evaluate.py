@@ -33,7 +33,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="do not use JAX's persistent compilation cache")
     args = parser.parse_args(argv)
     changes = {k: getattr(args, k) for k in crosseval.TESTED if getattr(args, k) is not None}
-    if changes and not args.out:
+    if args.out == "":
+        parser.error("--out is empty; give a folder")
+    if changes and args.out is None:
         parser.error(f"--{next(iter(changes)).replace('_', '-')} changes the test occlusion, and "
                      "the run's metrics.json keeps the scores on its own: give --out DIR, a new "
                      "folder for these")
@@ -41,13 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     def run() -> int:
         if not args.no_compile_cache:
             compile_cache.enable()
-        into_out = args.out and Path(args.export or "").resolve().parent == Path(args.out).resolve()
-        if args.export and not into_out:  # a new --out folder is made before the export
-            cli.check_output_folder(args.export, "--export")
+        if args.export:
+            cli.check_output_folder(args.export, "--export", made=args.out)
         where = {"data_dir": args.data_dir, "data_root": args.data_root,
                  "parts": cli.parts_from_args(args)}
         metrics, arrays = (report.evaluate_into(args.workdir, args.out, changes=changes, **where)
-                           if args.out else report.evaluate_run(args.workdir, **where))
+                           if args.out is not None else report.evaluate_run(args.workdir, **where))
         data = metrics["data"]
         print(f"{args.out or args.workdir}: {data['test_size']} test images "
               f"({data.get('test_source', data['source'])})")

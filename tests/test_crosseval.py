@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import shlex
 import shutil
 from pathlib import Path
@@ -96,6 +97,17 @@ def test_compare_names_rows_by_the_tested_occlusion(runs, tmp_path: Path) -> Non
     report.evaluate_into(runs[0], twin, changes={"occlusion_width": 3})
     with pytest.raises(ValueError, match=f"{evals[0]} and {twin} hold the same scores"):
         compare.table([str(evals[0]), str(runs[1]), str(twin)], (key,))
+    assert len(compare.table([str(evals[0]), str(twin)], (key,), group=False)) == 2  # not averaged
+    # a run trained (on clean images) with wider bars, scored on the 1-pixel bar: its config's
+    # width played no part in its training, so it is the other runs' seed, not another row
+    wider = tmp_path / "wider"
+    cfg = Config(**{**json.loads((runs[0] / "config.json").read_text())["config"],
+                    "hidden": (128, 50), "occlusion_width": 3, "seed": 2})
+    experiment.run(cfg, wider, progress=False)
+    report.evaluate_into(wider, tmp_path / "wider-1", changes={"occlusion_width": 1})
+    rows = compare.table([*map(str, runs), str(tmp_path / "wider-1"), *map(str, evals)], (key,))
+    assert {k: v[key][2] for k, v in rows.items()} == {"tested_occlusion_width=1": 3,
+                                                        "tested_occlusion_width=3": 2}
 
 
 def test_an_evaluation_folder_is_not_taken_for_a_run(runs, tmp_path: Path, capsys,
@@ -193,8 +205,10 @@ def test_a_stopped_evaluation_leaves_no_scores_under_a_wrong_record(runs, tmp_pa
     run = runs[0]
     out = tmp_path / "evals" / "wide"
     real_write = report.write
+    records = []
 
     def stopped(folder: Path, saved, arrays) -> None:  # a Ctrl-C once metrics.json is written
+        records.append((folder / "config.json").exists())
         real_write(folder, saved, arrays)
         raise KeyboardInterrupt
 
@@ -207,13 +221,65 @@ def test_a_stopped_evaluation_leaves_no_scores_under_a_wrong_record(runs, tmp_pa
     monkeypatch.setattr(report, "write", stopped)
     with pytest.raises(KeyboardInterrupt):  # replacing it with width 5
         report.evaluate_into(run, out, changes={"occlusion_width": 5})
-    assert list(out.iterdir()) == []  # not width-5 scores under a width-3 record
+    assert records == [False, False]  # the width-3 record was gone before width-5 scores came
+    assert list(out.iterdir()) == []
     monkeypatch.undo()
-    (out / "metrics.json").write_text("{}")  # as a kill before config.json would leave it
-    (out / "figure.png").write_bytes(b"")
+    for name, text in (("metrics.json", "{}"), ("arrays.npz", ""),  # as a kill would leave them
+                       (crosseval.MARK, str(run.resolve()))):
+        (out / name).write_text(text)
     report.evaluate_into(run, out, changes={"occlusion_width": 3})  # an unfinished one: replaced
     assert json.loads((out / "config.json").read_text())[crosseval.KEY]["changes"] == {
         "occlusion_width": 3}
+    assert not (out / crosseval.MARK).exists() and (out / "arrays.npz").exists()  # not ours
+    monkeypatch.setattr(report, "write", stopped)
+    with pytest.raises(KeyboardInterrupt):  # with a file of the user's left: still replaceable
+        report.evaluate_into(run, out, changes={"occlusion_width": 5})
+    assert sorted(p.name for p in out.iterdir()) == [crosseval.MARK, "arrays.npz"]
+    monkeypatch.undo()
+    report.evaluate_into(run, out, changes={"occlusion_width": 5})
+
+
+def test_a_refused_evaluation_touches_no_folder(runs, tmp_path: Path, capsys) -> None:
+    run = runs[0]
+    out = tmp_path / "wide"
+    report.evaluate_into(run, out, changes={"occlusion_width": 3})
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    for changes, message in (({"occlusion_width": 0}, "occlusion width must be >= 1"),
+                             ({"occlusion_high": 40}, "must lie inside the image"),
+                             ({"eval_seed": 0}, "holds these scores already")):
+        with pytest.raises(ValueError, match=message):
+            report.evaluate_into(run, out, changes=changes)
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == before, changes
+    mine = tmp_path / "mine"  # a folder of the user's, with files named as an evaluation's
+    mine.mkdir()
+    (mine / "metrics.json").write_text("my notes")
+    with pytest.raises(ValueError, match=f"--out {mine} holds other files; give a new folder"):
+        report.evaluate_into(run, mine, changes={"occlusion_width": 3})
+    assert (mine / "metrics.json").read_text() == "my notes"
+    code, _, err = evaluate(["--workdir", str(run), "--out", "", "--data-dir", "x"], capsys)
+    assert (code, err) == (2, "evaluate.py: error: --out is empty; give a folder\n")
+    with contextlib.ExitStack() as held:  # read by compare.py meanwhile: fine, both only read
+        runlock.lock(run, held, shared=True)
+        code, _, err = evaluate(["--workdir", str(run), "--out", str(tmp_path / "new"),
+                                 "--occlusion-bars", "2", "--export",
+                                 str(tmp_path / "new" / "arrays")], capsys)
+    assert code == 0, err  # the export goes into the --out folder it makes
+    assert (tmp_path / "new" / "arrays.npz").is_file()
+
+
+def test_an_evaluation_records_where_its_data_came_from(runs, tmp_path: Path, monkeypatch
+                                                        ) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(runs[0], run)
+    other_set = write_idx_dataset(tmp_path / "other", seed=9)
+    report.evaluate_run(run, data_dir=str(other_set))  # in place: its own set now scored nowhere
+    monkeypatch.chdir(run.parent)
+    own = json.loads((run / "config.json").read_text())["config"]["data_dir"]
+    report.evaluate_into(run, tmp_path / "own", data_dir=os.path.relpath(own))  # not refused
+    record = json.loads((tmp_path / "own" / "config.json").read_text())[crosseval.KEY]
+    assert record["data_dir"] == str(Path(own).resolve())  # absolute: usable from anywhere
+    assert "tested_sha256" not in json.loads((tmp_path / "own" / "metrics.json").read_text())[
+        "data"]  # the run's own test set
 
 
 def test_a_custom_occlusion_is_scored_in_a_folder_of_its_own(runs, tmp_path: Path) -> None:
@@ -252,6 +318,8 @@ def test_a_custom_occlusion_is_scored_in_a_folder_of_its_own(runs, tmp_path: Pat
         "tested_occlude=tests.test_crosseval.corner tested_occlusion_width=unused",
         "tested_occlude=default tested_occlusion_width=1",
         "tested_occlude=default tested_occlusion_width=3"]
+    info = json.loads((tmp_path / "bars3" / "config.json").read_text())
+    assert "--parts" not in crosseval.again(tmp_path / "bars3", info)  # the bars need no parts
 
 
 def test_changes_keeps_only_what_differs_from_the_run() -> None:
