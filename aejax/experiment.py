@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import importlib
 import json
@@ -20,7 +21,7 @@ from aejax import (checkpoint, crosseval, data, evaluate, loop, parallel, params
                    rundir, runlock, train)
 from aejax.config import Config, check_data
 from aejax.jsonio import write_json
-from aejax.parts import Parts
+from aejax.parts import Parts, recorded_spec
 
 log = logging.getLogger(__name__)
 DEFAULT_EVERY, DEFAULT_KEEP = 0, 3  # checkpoints at epoch ends only; the latest three kept
@@ -130,7 +131,9 @@ def run(cfg: Config, workdir: str | os.PathLike, *, progress: bool = True,
             state, history = loop.fit(cfg, x_train, progress=progress and writer, mesh=mesh,
                                        checkpoints=ckpt, parts=parts)
         if writer and resume:  # the data paths and devices of this session
-            write_json(run_info(cfg, ds, mesh, parts), path / "config.json")
+            spec = parts.spec or recorded_spec(path)  # resumed from Python: the --parts it had
+            write_json(run_info(cfg, ds, mesh, dataclasses.replace(parts, spec=spec)),
+                       path / "config.json")
         params = parallel.fetch(state.params)  # host copies: evaluation runs on the local device
         metrics = finish(cfg, path, ds, params, history, parts, writer=writer)
         if writer:

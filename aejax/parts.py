@@ -148,12 +148,17 @@ def spec_in(info: dict[str, Any]) -> str:
 
 
 def spec_of(workdir: str | os.PathLike) -> str:
-    """``spec_in`` the config.json in ``workdir`` (the placeholder if it cannot be read)."""
+    """``spec_in`` the config.json in ``workdir`` (the placeholder if it records none)."""
+    return recorded_spec(workdir) or spec_in({})
+
+
+def recorded_spec(workdir: str | os.PathLike) -> str | None:
+    """The ``parts_spec`` of the config.json in ``workdir`` (None if it cannot be read)."""
     try:
         info = json.loads((Path(workdir) / "config.json").read_text())
     except (OSError, ValueError):
-        return spec_in({})
-    return spec_in(info if isinstance(info, dict) else {})
+        return None
+    return info.get("parts_spec") if isinstance(info, dict) else None
 
 
 def name(part: Any) -> str | None:

@@ -172,12 +172,15 @@ def check_parts(info: dict[str, Any], parts: Parts, workdir: Path, *,
     changed = [k for k in checked if saved.get(k) != given[k]]
     if not changed:
         return
+    if not occlusion and not given["model"]:  # an evaluation folder: the model, any occlusion
+        raise ValueError(f"{workdir} was trained with a custom model ({saved['model']}); give "
+                         "--parts naming a Parts with that model (and the occlusion to test), or "
+                         "from Python report.evaluate_into(workdir, out, parts=Parts(...))")
     if not any(given[k] for k in changed):  # evaluate.py, or Python without the parts
         names = ", ".join(f"{k}={saved[k]}" for k in changed)
         raise ValueError(f"{workdir} was trained with custom parts ({names}); evaluate it with "
                          f"those parts: evaluate.py --parts {spec_in(info)}, or from Python "
-                         + ("report.evaluate_run(workdir, parts=Parts(...))" if occlusion else
-                            "report.evaluate_into(workdir, out, parts=Parts(...))"))
+                         "report.evaluate_run(workdir, parts=Parts(...))")
     diffs = ", ".join(f"{k}={saved.get(k) or 'the default'} (given {given[k] or 'the default'})"
                       for k in changed)
     advice = ("; to score it on another occlusion, write the scores to a new folder "

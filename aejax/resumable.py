@@ -60,10 +60,11 @@ def check_parts(saved: dict[str, Any], now: dict[str, Any], directory: str | Pat
     if changed:
         diffs = ", ".join(f"{k}={saved.get(k) or 'the default'} (now {now.get(k) or 'the default'})"
                           for k in changed)
-        raise ValueError(f"cannot resume from {directory}: it was trained with {diffs}; resume "
-                         "it with the same parts (train.py's --parts "
-                         f"{spec_of(Path(directory).parent)}, or from Python "
-                         "Parts(...) as when it started)")
+        advice = ("leave --parts out: it was trained with the original's parts"
+                  if not any(saved.values()) else "resume it with the same parts (train.py's "
+                  f"--parts {spec_of(Path(directory).parent)}, or from Python Parts(...) as when "
+                  "it started)")
+        raise ValueError(f"cannot resume from {directory}: it was trained with {diffs}; {advice}")
 
 
 def warn_changed_parts(meta: dict[str, Any], digests: dict[str, str],

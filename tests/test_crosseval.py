@@ -322,6 +322,14 @@ def test_a_custom_occlusion_is_scored_in_a_folder_of_its_own(runs, tmp_path: Pat
     assert "--parts" not in crosseval.again(tmp_path / "bars3", info)  # the bars need no parts
 
 
+def test_an_evaluation_of_a_custom_model_needs_that_model() -> None:
+    info = {"config": {}, "parts": {"model": "myparts.Wide(features=784)"}}
+    with pytest.raises(ValueError, match=r"^r was trained with a custom model \(myparts.Wide\("
+                                         r"features=784\)\); give --parts naming a Parts with "
+                                         r"that model \(and the occlusion to test\)"):
+        report.check_parts(info, CORNER, Path("r"), occlusion=False)
+
+
 def test_changes_keeps_only_what_differs_from_the_run() -> None:
     cfg = Config()
     assert crosseval.changes(cfg, {"occlusion_width": 1, "eval_seed": 3}, Parts()) == {

@@ -565,6 +565,10 @@ def test_train_resume_and_evaluate_scripts_take_parts_by_module_name(
     assert train_script.main([*flags, "--resume", "--epochs", "2",
                               "--parts", "myparts_t:PARTS"]) == 0
     assert json.loads((run / "metrics.json").read_text())["train"]["steps"] == 2 * 256 // 32
+    cfg = Config.from_dict({**info["config"], "epochs": 3})  # from Python: no spec given
+    experiment.run(cfg, run, progress=False, resume=True,
+                   parts=dataclasses.replace(custom, spec=None))
+    assert json.loads((run / "config.json").read_text())["parts_spec"] == "myparts_t:PARTS"  # kept
     assert evaluate_script.main(["--workdir", str(run), "--no-compile-cache",
                                  "--parts", "myparts_t:PARTS"]) == 0
     assert "occluded" in capsys.readouterr().out

@@ -33,7 +33,9 @@ def test_resume_needs_the_same_parts() -> None:
                                          r"loss=\S*test_parts\.bce \(now the default\)"):
         resumable.check_resumable(8, saved, CFG, DATA, 8, "ck")
     saved["parts"] = Parts().describe()
-    with pytest.raises(ValueError, match=r"occlude=the default \(now \S*test_parts\.patch\)"):
+    with pytest.raises(ValueError, match=r"occlude=the default \(now \S*test_parts\.patch\); "
+                                         "leave --parts out: it was trained with the original's "
+                                         "parts$"):
         resumable.check_resumable(8, saved, CFG, DATA, 8, "ck", Parts(occlude=patch).describe())
 
 
