@@ -23,8 +23,10 @@ UNUSED = "unused"  # a config field a run's custom parts replaced (config.json's
 Table = dict[str, dict[str, tuple[float, float, int]]]
 
 
-def load_run(workdir: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A run folder's config dict and metrics (ValueError if either file is missing).
+def load_run(workdir: str | os.PathLike
+             ) -> tuple[dict[str, Any], dict[str, Any], tuple[str, str] | None]:
+    """A run folder's config dict, metrics and what its scores are of (``scored``; ValueError if
+    either file is missing).
 
     The config gets one more field, ``data``: how many training and test images the run had,
     whether they were the small sample, and which test set it was evaluated on when not its own
@@ -53,9 +55,10 @@ def load_run(workdir: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]
     occluded = metrics.get("test_occlusion_sha256")  # not in runs from before 2026-11-28
     unused = info.get("unused_config") or []  # replaced by custom parts: no difference
     config = {k: UNUSED if k in unused else v for k, v in info["config"].items()}
-    return {**config, **custom, **tested_occlusion(path, info),
-            "data": size + (" (sample)" if data.get("is_sample") else "") + test,
-            **({"test_occlusion": occluded[:8]} if occluded else {})}, metrics
+    row = {**config, **custom, **tested_occlusion(path, info),
+           "data": size + (" (sample)" if data.get("is_sample") else "") + test,
+           **({"test_occlusion": occluded[:8]} if occluded else {})}
+    return row, metrics, scored(path, info, metrics)
 
 
 def tested_occlusion(path: Path, info: dict[str, Any]) -> dict[str, Any]:
@@ -93,25 +96,26 @@ def with_tested(configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def scored(workdir: str, metrics: dict[str, Any]) -> tuple[str, str] | None:
+def scored(path: Path, info: dict[str, Any], metrics: dict[str, Any]
+           ) -> tuple[str, str] | None:
     """What a folder's scores are of: the digest of the parameters scored and of the occluded
     test images (None where either is unknown)."""
-    info = jsonio.read_run_config(Path(workdir) / "config.json")
     try:
         params = (info[crosseval.KEY].get("params_sha256") if crosseval.source(info)
-                  else crosseval.params_digest(Path(workdir)))
+                  else crosseval.params_digest(path))
     except OSError:
         return None
     images = metrics.get("test_occlusion_sha256")
     return (params, images) if params and images else None
 
 
-def check_counted_once(workdirs: list[str], metrics: list[dict[str, Any]]) -> None:
-    """ValueError if two folders hold the same scores (a run and an evaluation folder that
-    changed nothing, or two evaluations alike): averaged, they would count as two seeds."""
+def check_counted_once(workdirs: list[str], keys: list[tuple[str, str] | None]) -> None:
+    """ValueError if two folders hold the same scores (``scored``; a run and an evaluation
+    folder that changed nothing, or two evaluations alike): averaged, they would count as two
+    seeds."""
     seen: dict[tuple[str, str], str] = {}
-    for workdir, m in zip(workdirs, metrics):
-        if (key := scored(workdir, m)) is None:
+    for workdir, key in zip(workdirs, keys):
+        if key is None:
             continue
         if key in seen:
             raise ValueError(f"{seen[key]} and {workdir} hold the same scores (the same "
@@ -169,14 +173,14 @@ def table(workdirs: list[str], keys: tuple[str, ...] = KEYS, *, group: bool = Tr
         raise ValueError(f"{twice} is given twice: each run counts once")
     runs = [load_run(w) for w in workdirs]
     if group:  # averaged as seeds
-        check_counted_once(workdirs, [m for _, m in runs])
+        check_counted_once(workdirs, [key for _, _, key in runs])
     names = [Path(w).name for w in workdirs]
     if len(set(names)) < len(names):  # folders of the same name: tell them apart by path
         names = [str(w) for w in workdirs]
     rows: dict[str, list[dict[str, Any]]] = {}
-    for label, (_, m) in zip(labels(with_tested([c for c, _ in runs]), names, group), runs):
+    for label, (_, m, _) in zip(labels(with_tested([c for c, _, _ in runs]), names, group), runs):
         rows.setdefault(label, []).append(m)
-    absent = [k for k in keys if all(math.isnan(lookup(m, k)) for _, m in runs)]
+    absent = [k for k in keys if all(math.isnan(lookup(m, k)) for _, m, _ in runs)]
     if absent:
         raise ValueError(f"no run has the metric(s) {', '.join(absent)}: --keys are dotted paths "
                          f"into metrics.json, such as {KEYS[1]}")

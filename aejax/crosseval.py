@@ -100,7 +100,7 @@ def check_news(run: Path, own: dict[str, Any], changed: dict[str, Any], other_oc
 def record(run: Path, changed: dict[str, Any], info: dict[str, Any], parts: Parts,
            where: dict[str, str | None]) -> dict[str, Any]:
     """config.json's ``evaluation`` of the run in ``run`` (config.json ``info``): its absolute
-    path, the changed fields, the occlusion when it is not the run's (``record_occlude``), the
+    path, the changed fields, the occlusion when it is not the run's (``other_occlusion``), the
     data folders given (``where``, absolute), the ``--parts`` given, and a digest of the
     parameters."""
     out: dict[str, Any] = {"of": str(run.resolve()), "changes": changed,
@@ -108,16 +108,14 @@ def record(run: Path, changed: dict[str, Any], info: dict[str, Any], parts: Part
     out.update({k: str(Path(v).resolve()) for k, v in where.items() if v})
     if parts.spec:
         out["parts_spec"] = parts.spec
-    if (occlude := record_occlude(info, parts)) is not None:
-        out["occlude"] = occlude[0]
+    if other_occlusion(info, parts):
+        out["occlude"] = parts.describe()["occlude"]  # None: the config's bars
     return out
 
 
-def record_occlude(info: dict[str, Any], parts: Parts) -> tuple[str | None] | None:
-    """``(name,)`` of the occlusion ``parts`` test with when it is not the run's (None in it:
-    the config's bars); None when it is the run's."""
-    given = parts.describe()["occlude"]
-    return None if (info.get("parts") or {}).get("occlude") == given else (given,)
+def other_occlusion(info: dict[str, Any], parts: Parts) -> bool:
+    """Whether ``parts`` test with another occlusion than the run (config.json ``info``) had."""
+    return (info.get("parts") or {}).get("occlude") != parts.describe()["occlude"]
 
 
 def tested(info: dict[str, Any]) -> dict[str, Any]:
@@ -154,7 +152,7 @@ def claim(out: Path, run: Path, held: contextlib.ExitStack) -> Callable[[], None
     everything is written; if the evaluation ends before, what it wrote is deleted, and the
     folders it made if nothing else is left in them.
     """
-    check_out(out, run)
+    check_path(out, run)
     made = [p for p in [out, *out.parents] if not p.exists()]  # the outermost last
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -175,11 +173,9 @@ def claim(out: Path, run: Path, held: contextlib.ExitStack) -> Callable[[], None
                     item.unlink()
         if [p.name for p in out.iterdir()] == [MARK]:  # else MARK keeps the folder replaceable
             (out / MARK).unlink()
-            for folder in made:  # the innermost first, while empty
-                try:
-                    folder.rmdir()
-                except OSError:
-                    break
+            from aejax import rundir  # loaded by evaluate.py already; not in compare.py's start
+
+            rundir.remove_empty(made)
 
     def done() -> None:
         nonlocal finished
@@ -191,10 +187,16 @@ def claim(out: Path, run: Path, held: contextlib.ExitStack) -> Callable[[], None
 
 
 def check_out(out: Path, run: Path) -> None:
-    """ValueError for an ``--out`` that is a file, a broken link, the run, inside or around it,
-    or a folder that ``claim`` would refuse (checked again there, with the lock)."""
-    if not str(out):
-        raise ValueError("--out is empty; give a folder")
+    """ValueError for an ``--out`` that ``claim`` would refuse (checked again there, with the
+    lock), before any work."""
+    check_path(out, run)
+    if out.is_dir():
+        check_replaceable(out, run)
+
+
+def check_path(out: Path, run: Path) -> None:
+    """ValueError for an ``--out`` that is a file, a broken link, the run, or inside or around
+    it."""
     if out.is_symlink() and not out.exists():
         raise ValueError(f"--out {out} is a link to nothing; give a folder")
     if out.exists() and not out.is_dir():
@@ -205,8 +207,6 @@ def check_out(out: Path, run: Path) -> None:
     if home in there.parents or there in home.parents:
         raise ValueError(f"--out {out} is {'inside' if home in there.parents else 'around'} the "
                          "run; give a folder beside it")
-    if out.is_dir():
-        check_replaceable(out, run)
 
 
 def check_replaceable(out: Path, run: Path) -> None:

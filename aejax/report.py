@@ -95,7 +95,7 @@ def evaluate_into(workdir: str | os.PathLike, out: str | os.PathLike, *,
     crosseval.check_out(target, path)
     changed = crosseval.changes(config_of(info, path), changes or {}, parts)
     own = read_metrics(path)
-    crosseval.check_news(path, own, changed, crosseval.record_occlude(info, parts) is not None,
+    crosseval.check_news(path, own, changed, crosseval.other_occlusion(info, parts),
                          bool(data_dir or data_root))
     with contextlib.ExitStack() as held:  # the run is read: train.py may not write it meanwhile
         runlock.lock(path, held, shared=True, advice="its parameters are not final; wait for "
