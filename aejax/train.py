@@ -60,7 +60,11 @@ def mse(pred: jax.Array, target: jax.Array) -> jax.Array:
 
 
 def to_float(images_u8: jax.Array) -> jax.Array:
-    """uint8 pixels -> float32 in [0, 1]."""
+    """uint8 pixels -> float32 in [0, 1]; TypeError for any other dtype (checked when traced),
+    as images already in [0, 1] would be divided by 255 again and train on near-black."""
+    if jnp.dtype(images_u8.dtype) != jnp.uint8:
+        raise TypeError(f"training batches must be uint8 pixels 0..255 (data.load's images), "
+                        f"got dtype {jnp.dtype(images_u8.dtype)}")
     return images_u8.astype(jnp.float32) / 255.0
 
 
@@ -145,9 +149,16 @@ def make_train_chunk(train_step: StepFn, length: int, unroll: int = UNROLL
 
 @functools.partial(jax.jit, static_argnums=(1, 2))
 def epoch_order(key: jax.Array, num_examples: int, batch_size: int) -> jax.Array:
-    """Shuffled example indices for one epoch as (steps, batch); the remainder is dropped."""
+    """Shuffled example indices for one epoch as int32 (steps, batch); the remainder is dropped.
+
+    int32 whatever ``jax_enable_x64`` says, as the compiled chunks take it.
+    """
+    if not 1 <= batch_size <= num_examples:
+        raise ValueError(f"batch size must be between 1 and the number of examples "
+                         f"({num_examples}), got {batch_size}")
     steps = num_examples // batch_size
-    return jax.random.permutation(key, num_examples)[: steps * batch_size].reshape(steps, -1)
+    order = jax.random.permutation(key, num_examples)[: steps * batch_size]
+    return order.astype(jnp.int32).reshape(steps, batch_size)
 
 
 def root_keys(seed: int) -> dict[str, jax.Array]:

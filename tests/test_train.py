@@ -136,3 +136,25 @@ def test_uint8_pixels_become_floats_in_0_1_exactly() -> None:
     np.testing.assert_array_equal(got, (pixels / 255).astype(np.float32))
 
 
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int32])
+def test_a_train_step_refuses_batches_that_are_not_uint8(dtype: type) -> None:
+    model, tx = train.make_model(CFG), train.make_optimizer(CFG)
+    state = train.create_state(jax.random.key(0), model, tx)
+    step = jax.jit(train.make_train_step(CFG, model, tx))
+    batch = (flat_images(CFG.batch_size) / 255).astype(dtype)  # [0, 1] would be /255 again
+    with pytest.raises(TypeError, match=f"must be uint8 pixels .* got dtype {np.dtype(dtype)}"):
+        step(state, batch, jax.random.key(1))
+
+
+def test_epoch_order_is_int32_with_x64_enabled() -> None:
+    with jax.enable_x64(True):
+        order = train.epoch_order(jax.random.key(0), 100, 16)
+    assert order.dtype == jnp.int32 and order.shape == (6, 16)
+
+
+@pytest.mark.parametrize("batch_size", [0, 101])
+def test_epoch_order_refuses_a_batch_size_outside_1_to_n(batch_size: int) -> None:
+    with pytest.raises(ValueError, match=r"between 1 and the number of examples \(100\)"):
+        train.epoch_order(jax.random.key(0), 100, batch_size)
