@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from collections.abc import Iterable
 from typing import Any, Literal
+
+import numpy as np
 
 from aejax.data import IMAGE_SIDE
 from aejax.occlusion import ORIENTATIONS, Orientation, check_bars, is_integer
@@ -48,8 +51,11 @@ class Config:
 
     def __post_init__(self) -> None:
         check_integers(self)
+        check_numbers_and_text(self)
         for name in INT_FIELDS:  # NumPy integers become ints (JSON cannot hold them)
             object.__setattr__(self, name, int(getattr(self, name)))
+        for name in FLOAT_FIELDS:  # and NumPy or JAX float scalars floats
+            object.__setattr__(self, name, float(getattr(self, name)))
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
         validate(self)
 
@@ -89,6 +95,37 @@ def check_integers(cfg: Config) -> None:
     if not all(map(is_integer, hidden)):
         raise ValueError(f"hidden sizes must be integers, got {hidden!r}")
     object.__setattr__(cfg, "hidden", hidden)
+
+
+FLOAT_FIELDS: tuple[str, ...] = ("learning_rate", "occlusion_value")
+TEXT_FIELDS: tuple[str, ...] = ("dataset", "data_dir", "data_root", "init_scheme",
+                                "train_occlusion", "occlusion_orientation")
+PATH_FIELDS: tuple[str, ...] = ("data_dir", "data_root")
+
+
+def is_real(value: object) -> bool:
+    """True for a Python, NumPy or JAX scalar int or float (not a bool, a string or an array)."""
+    if value is None or isinstance(value, (bool, np.bool_, str, bytes)):
+        return False
+    try:
+        array = np.asarray(value)
+    except Exception:  # a traced value, or something NumPy cannot read
+        return False
+    return array.ndim == 0 and array.dtype.kind in "iuf"
+
+
+def check_numbers_and_text(cfg: Config) -> None:
+    """Raise ValueError for a rate or pixel value that is not a number ("1e-3", True, None) or a
+    name that is not a string; folders given as paths become strings (JSON cannot hold paths)."""
+    for name in FLOAT_FIELDS:
+        if not is_real(value := getattr(cfg, name)):
+            raise ValueError(f"{name.replace('_', ' ')} must be a number, got {value!r}")
+    for name in TEXT_FIELDS:
+        value = getattr(cfg, name)
+        if name in PATH_FIELDS and isinstance(value, os.PathLike):
+            object.__setattr__(cfg, name, value := os.fspath(value))
+        if not (isinstance(value, str) or (name == "data_dir" and value is None)):
+            raise ValueError(f"{name.replace('_', ' ')} must be a string, got {value!r}")
 
 
 def validate(cfg: Config) -> None:

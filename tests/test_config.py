@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -53,6 +55,14 @@ def test_json_round_trip() -> None:
     (dict(hidden=(64.7,)), r"hidden sizes must be integers, got \(64\.7,\)"),
     (dict(hidden=5), "hidden sizes must be a sequence of integers, got 5"),
     (dict(hidden="12"), "hidden sizes must be a sequence of integers, got '12'"),
+    (dict(learning_rate="1e-3"), "learning rate must be a number, got '1e-3'"),
+    (dict(learning_rate=True), "learning rate must be a number, got True"),
+    (dict(learning_rate=None), "learning rate must be a number, got None"),
+    (dict(learning_rate=np.array([1e-3])), "learning rate must be a number, got array"),
+    (dict(occlusion_value="1"), "occlusion value must be a number, got '1'"),
+    (dict(dataset=None), "dataset must be a string, got None"),
+    (dict(init_scheme=1), "init scheme must be a string, got 1"),
+    (dict(data_root=None), "data root must be a string, got None"),
 ])
 def test_bad_values_are_refused(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -85,3 +95,12 @@ def test_numpy_integers_are_taken_as_ints() -> None:
     assert Config.from_dict(json.loads(cfg.to_json())) == cfg
     assert Config(hidden=np.array([64, 16])).hidden == (64, 16)
     assert Config(hidden=(h for h in (32, 8))).hidden == (32, 8)
+
+
+def test_numpy_and_jax_floats_and_paths_become_json_values() -> None:
+    cfg = Config(learning_rate=np.float32(1e-3), occlusion_value=jnp.float32(0.5),
+                 data_dir=Path("mine"), data_root=Path("cache"))
+    assert type(cfg.learning_rate) is float and cfg.learning_rate == float(np.float32(1e-3))
+    assert type(cfg.occlusion_value) is float and (cfg.data_dir, cfg.data_root) == ("mine", "cache")
+    assert Config.from_dict(json.loads(cfg.to_json())) == cfg
+    assert Config(learning_rate=1).learning_rate == 1.0
