@@ -214,6 +214,10 @@ def occlude_checked(occlude: OccludeFn, key: jax.Array, clean: jax.Array
     shaped like ``clean``, with a boolean mask."""
     out = occlude(key, clean)
     shape = tuple(clean.shape)
+    if not isinstance(out, tuple) and hasattr(out, "shape"):  # occlusion.occlude's default
+        raise PartError(f"an occlusion must return a tuple (occluded, mask); {name(occlude)} "
+                        f"returned one array shaped {tuple(out.shape)} (occlusion.occlude "
+                        f"returns the mask too with return_mask=True)")
     if (not isinstance(out, tuple) or len(out) != 2
             or any(tuple(getattr(a, "shape", ())) != shape for a in out)):
         got = (tuple(getattr(a, "shape", type(a).__name__) for a in out) if isinstance(out, tuple)

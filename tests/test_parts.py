@@ -122,8 +122,12 @@ def test_fit_and_evaluate_take_a_custom_model_loss_and_occlusion() -> None:
 
 def test_wrong_parts_are_refused_with_a_clear_error() -> None:
     clean = jnp.zeros((4, 784))
-    with pytest.raises(ValueError, match=r"must return \(occluded, mask\) shaped like its images"):
+    with pytest.raises(ValueError, match=r"must return a tuple \(occluded, mask\); .* returned "
+                                         r"one array shaped \(4, 784\) .*return_mask=True"):
         train.make_pair(jax.random.key(0), clean, "all", lambda k, x: x)
+    with pytest.raises(ValueError, match=r"must return \(occluded, mask\) shaped like its images "
+                                         r"\(4, 784\); .* returned \(\(4, 784\), \(4, 1\)\)"):
+        train.make_pair(jax.random.key(0), clean, "all", lambda k, x: (x, x[:, :1] > 0))
     with pytest.raises(ValueError, match="mask must be boolean"):
         train.make_pair(jax.random.key(0), clean, "all", lambda k, x: (x, x))
     model, tx = train.make_model(CFG), train.make_optimizer(CFG)
