@@ -11,7 +11,7 @@ from typing import Any, Literal
 import numpy as np
 
 from aejax.data import IMAGE_SIDE
-from aejax.occlusion import ORIENTATIONS, Orientation, check_bars, is_integer
+from aejax.occlusion import ORIENTATIONS, Orientation, bar_sides, check_bars, is_integer
 
 TrainOcclusion = Literal["none", "all", "mixed"]
 TRAIN_OCCLUSIONS: tuple[str, ...] = ("none", "all", "mixed")
@@ -176,7 +176,7 @@ def check_batch_size(cfg: Config, num_train: int) -> None:
 
 def check_image_size(cfg: Config, height: int, width: int) -> None:
     """Raise ValueError if the config's bars do not fit in ``height`` x ``width`` images."""
-    for size in (height, width):
+    for size in bar_sides(cfg.occlusion_orientation, height, width):
         check_bars(size, width=cfg.occlusion_width, low=cfg.occlusion_low,
                    high=cfg.occlusion_high, num_bars=cfg.occlusion_bars,
                    orientation=cfg.occlusion_orientation)

@@ -12,7 +12,7 @@ import numpy as np
 
 from aejax import metrics, occlusion, parts
 from aejax.config import Config, check_image_size
-from aejax.model import Autoencoder
+from aejax.model import Autoencoder, features_of
 
 EVAL_KEY_PURPOSE = 0x6576616C  # "eval": a fold_in constant that no other key derivation uses
 COMPARISONS: tuple[str, ...] = ("clean", "occluded_input", "occluded")
@@ -104,7 +104,7 @@ def check_inputs(cfg: Config, model: Autoencoder, images: np.ndarray, labels: np
         raise ValueError(f"there are no test images (shape {shape})")
     if len(shape) == 3 and height != width:
         raise ValueError(f"test images are {height}x{width}; only square images are supported")
-    if height * width != (features := getattr(model, "features", None)):
+    if height * width != (features := features_of(model, height * width)):
         raise ValueError(f"the model takes {features} pixels per image, but the test "
                          f"images are {height}x{width} = {height * width}")
     if np.shape(labels) != shape[:1]:

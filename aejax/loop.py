@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from aejax import checkpoint, parallel, resumable
 from aejax.losslog import LossLog, NonFiniteLoss
+from aejax.model import features_of
 from aejax.config import Config, check_batch_size
 from aejax.parts import Parts, bars, check_ranges, digests, spec_of
 from aejax.schedule import EpochOrders, chunk_plan, plan_from, plan_steps
@@ -144,15 +145,17 @@ def check_train_images(images: np.ndarray) -> np.ndarray:
                          f"them, got dtype {images.dtype}")
     if images.ndim not in (2, 3):
         raise ValueError(f"training images must be (N, D) or (N, H, W), got shape {images.shape}")
+    if images.ndim == 3 and images.shape[1] != images.shape[2]:  # batches are occluded flat
+        raise ValueError(f"training images are {images.shape[1]}x{images.shape[2]}; only square "
+                         "images are supported")
+    if not len(images):
+        raise ValueError(f"there are no training images (shape {images.shape})")
     return images.reshape(len(images), -1)
 
 
 def check_features(model: Any, features: int) -> None:
     """Raise ValueError unless the model takes images of ``features`` pixels."""
-    if not hasattr(model, "features"):
-        raise ValueError(f"the model {type(model).__name__} has no 'features' attribute (the "
-                         f"pixels per image it takes): give it a field features: int = {features}")
-    if model.features != features:
+    if features_of(model, features) != features:
         raise ValueError(f"the model takes {model.features} pixels per image "
                          f"(its 'features'), but the training images have {features}")
 

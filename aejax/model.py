@@ -58,6 +58,15 @@ class Autoencoder(nn.Module):
         return nn.sigmoid(self.dense(x_BxD, self.features, len(widths)))
 
 
+def features_of(model: Any, expected: int) -> Any:
+    """The model's ``features`` (pixels per image it takes); ValueError, with the field to add,
+    for a model without one."""
+    if not hasattr(model, "features"):
+        raise ValueError(f"the model {type(model).__name__} has no 'features' attribute (the "
+                         f"pixels per image it takes): give it a field features: int = {expected}")
+    return model.features
+
+
 def init_params(key: jax.Array, model: nn.Module) -> dict:
     """Initialise the parameter pytree for one flat input of ``model.features`` pixels (any
     Linen module with an integer ``features`` attribute, see ``aejax.parts``)."""

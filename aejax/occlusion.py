@@ -76,6 +76,12 @@ def check_bars(size: int, *, width: int, low: int, high: int, num_bars: int,
         )
 
 
+def bar_sides(orientation: str, height: int, width: int) -> tuple[int, ...]:
+    """The image sides bars of ``orientation`` must fit in: rows start within the height,
+    columns within the width; alternating or random bars need both."""
+    return {"horizontal": (height,), "vertical": (width,)}.get(orientation, (height, width))
+
+
 def sample_bars(key: jax.Array, num_images: int, *, low: int = 10, high: int = 20,
                 orientation: Orientation = "alternate",
                 num_bars: int = 1) -> tuple[jax.Array, jax.Array]:
@@ -120,7 +126,7 @@ def occlusion_mask(key: jax.Array, num_images: int, *, height: int = 28, width: 
     check_static(**{"image count": num_images})
     if num_images < 0:
         raise ValueError(f"number of images must be >= 0, got {num_images}")
-    for size in (height, width):
+    for size in bar_sides(orientation, height, width):
         check_bars(size, width=bar_width, low=low, high=high, num_bars=num_bars,
                    orientation=orientation)
     starts, horizontal = sample_bars(key, num_images, low=low, high=high,

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import flax.linen as nn
 import jax
 import numpy as np
 import pytest
@@ -174,6 +175,19 @@ def test_evaluate_refuses_unusable_test_data(images: np.ndarray, labels: np.ndar
     model, params = small_model()
     with pytest.raises(ValueError, match=message):
         evaluate.evaluate(Config(), model, params, images, labels)
+
+
+def test_evaluate_names_the_field_a_model_without_features_needs() -> None:
+    _, params = small_model()
+    with pytest.raises(ValueError, match=r"^the model Identity has no 'features' attribute .* "
+                                         "features: int = 784$"):
+        evaluate.evaluate(Config(), Identity(), params, np.zeros((2, 28, 28), np.uint8), np.zeros(2))
+
+
+class Identity(nn.Module):
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return x
 
 
 def test_evaluate_checks_the_bars_against_custom_image_sizes() -> None:

@@ -28,6 +28,8 @@ def test_batch_larger_than_training_set_is_refused() -> None:
     (flat_images(64).astype(np.int64), "must be uint8 .* got dtype int64"),
     (flat_images(64).reshape(64, 1, 28, 28), r"must be \(N, D\) or \(N, H, W\), got shape "
                                              r"\(64, 1, 28, 28\)"),
+    (flat_images(64).reshape(64, 16, 49), "training images are 16x49; only square images"),
+    (flat_images(64)[:0], r"there are no training images \(shape \(0, 784\)\)"),
 ])
 def test_fit_refuses_images_that_are_not_uint8_pixels(images: np.ndarray, message: str) -> None:
     with pytest.raises(ValueError, match=message):  # [0, 1] floats would be divided by 255 again

@@ -122,6 +122,15 @@ def test_bars_outside_small_images_and_negative_counts_are_refused() -> None:
         occlusion.occlusion_mask(jax.random.key(0), -1)
 
 
+def test_bars_are_checked_only_against_the_side_they_start_in() -> None:
+    key, wide = jax.random.key(0), jnp.zeros((2, 16, 28))  # columns reach 20, rows could not
+    _, mask = occlusion.occlude(key, wide, orientation="vertical", return_mask=True)
+    assert mask.shape == (2, 16, 28) and bool(jnp.all(mask.sum(axis=(1, 2)) == 16))
+    for orientation in ("horizontal", "alternate", "random"):
+        with pytest.raises(ValueError, match="16-pixel images allow starts up to 15"):
+            occlusion.occlude(key, wide, orientation=orientation)
+
+
 @pytest.mark.parametrize("x,message", [
     (np.zeros((784,), np.float32), r"rank 1 shape \(784,\)"),
     (np.zeros((2, 1, 28, 28), np.float32), "rank 4"),
