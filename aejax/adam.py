@@ -26,8 +26,10 @@ def adam(learning_rate: float, b1: float = 0.9, b2: float = 0.999,
          eps: float = 1e-8) -> optax.GradientTransformation:
     """Adam (optax's defaults) whose ``update`` returns the parameter change ``-lr * step``.
 
-    Equal settings give the same object, so that jit caches keyed on the optimizer (as
-    ``train.create_state``'s) are hit again; a traced or array learning rate gets a new one.
+    ``learning_rate`` may be an optax schedule (a function of the step count), as in
+    ``optax.adam``, whose state layout it then keeps too. Equal float settings give the same
+    object, so that jit caches keyed on the optimizer (as ``train.create_state``'s) are hit
+    again; a schedule, or a traced or array learning rate, gets a new one.
     """
     try:
         settings = tuple(float(x) for x in (learning_rate, b1, b2, eps))
@@ -39,24 +41,32 @@ def adam(learning_rate: float, b1: float = 0.9, b2: float = 0.999,
 def build(learning_rate: Any, b1: Any, b2: Any, eps: Any) -> optax.GradientTransformation:
     """The transformation itself (``adam`` without its cache)."""
 
-    def init(params: Any) -> tuple[optax.ScaleByAdamState, optax.EmptyState]:
+    scheduled = callable(learning_rate)
+
+    def init(params: Any) -> tuple[optax.ScaleByAdamState, Any]:
         moments = optax.ScaleByAdamState(count=jnp.zeros([], jnp.int32),
                                          mu=jax.tree.map(jnp.zeros_like, params),
                                          nu=jax.tree.map(jnp.zeros_like, params))
-        return moments, optax.EmptyState()  # the layout of optax.adam's chained state
+        rate = (optax.ScaleByScheduleState(count=jnp.zeros([], jnp.int32)) if scheduled
+                else optax.EmptyState())
+        return moments, rate  # the layout of optax.adam's chained state
 
-    def update(grads: Any, state: tuple[optax.ScaleByAdamState, optax.EmptyState],
-               params: Any = None) -> tuple[Any, tuple[optax.ScaleByAdamState, optax.EmptyState]]:
+    def update(grads: Any, state: tuple[optax.ScaleByAdamState, Any],
+               params: Any = None) -> tuple[Any, tuple[optax.ScaleByAdamState, Any]]:
         del params
-        moments, empty = state
+        moments, rate = state
+        lr = learning_rate
+        if scheduled:  # optax.scale_by_schedule: the rate at the count before this update
+            lr = learning_rate(rate.count)
+            rate = optax.ScaleByScheduleState(count=optax.safe_increment(rate.count))
         count = optax.safe_increment(moments.count)
         root_c2 = jnp.sqrt(1.0 - b2 ** count)  # sqrt of the second moment's bias correction
-        step_size = learning_rate * root_c2 / (1.0 - b1 ** count)
+        step_size = lr * root_c2 / (1.0 - b1 ** count)
         eps_hat = eps * root_c2
         mu = jax.tree.map(lambda m, g: b1 * m + (1.0 - b1) * g, moments.mu, grads)
         nu = jax.tree.map(lambda v, g: b2 * v + (1.0 - b2) * jnp.square(g), moments.nu, grads)
         updates = jax.tree.map(lambda m, v: -step_size * m / (jnp.sqrt(v) + eps_hat), mu, nu)
-        return updates, (optax.ScaleByAdamState(count=count, mu=mu, nu=nu), empty)
+        return updates, (optax.ScaleByAdamState(count=count, mu=mu, nu=nu), rate)
 
     return optax.GradientTransformation(init, update)
 

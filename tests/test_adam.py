@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from aejax import adam, train
 from aejax.config import Config
@@ -24,16 +25,21 @@ def params_and_grads(seed: int, steps: int) -> tuple[dict, list[dict]]:
     return tree(keys[0], 1.0), [tree(k, 10.0 ** -(i % 7)) for i, k in enumerate(keys[1:])]
 
 
-def test_state_has_the_layout_of_optax_adam() -> None:
+SCHEDULE = optax.exponential_decay(3e-3, transition_steps=5, decay_rate=0.5)
+
+
+@pytest.mark.parametrize("rate", [1e-3, SCHEDULE], ids=["float", "schedule"])
+def test_state_has_the_layout_of_optax_adam(rate: object) -> None:
     params, _ = params_and_grads(0, 1)
-    ours, theirs = adam.adam(1e-3).init(params), optax.adam(1e-3).init(params)
+    ours, theirs = adam.adam(rate).init(params), optax.adam(rate).init(params)
     assert jax.tree.structure(ours) == jax.tree.structure(theirs)
     jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, b), ours, theirs)
 
 
-def test_updates_match_optax_adam_step_by_step() -> None:
+@pytest.mark.parametrize("rate", [3e-3, SCHEDULE], ids=["float", "schedule"])
+def test_updates_match_optax_adam_step_by_step(rate: object) -> None:
     params, grads = params_and_grads(1, 40)
-    ours_tx, theirs_tx = adam.adam(3e-3), optax.adam(3e-3)
+    ours_tx, theirs_tx = adam.adam(rate), optax.adam(rate)
     ours, theirs = ours_tx.init(params), theirs_tx.init(params)
     for g in grads:  # the same gradients to both, so only rounding can separate them
         u_ours, ours = jax.jit(ours_tx.update)(g, ours, params)
@@ -43,6 +49,7 @@ def test_updates_match_optax_adam_step_by_step() -> None:
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6),
                  ours[0].nu, theirs[0].nu)
     assert int(ours[0].count) == int(theirs[0].count) == len(grads)
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, b), ours[1], theirs[1])
 
 
 def test_first_step_moves_every_parameter_by_the_learning_rate() -> None:
