@@ -33,16 +33,31 @@ def load(path: str | os.PathLike, model: Any = None, *, custom: bool = False) ->
         raise ValueError(f"{path} is damaged ({type(err).__name__}: {err}); restore it or "
                          "train again") from None
     if model is not None:
-        want = jax.eval_shape(lambda: init_params(jax.random.key(0), model))
-        diff = mismatch(params, want) if isinstance(params, dict) else "not a parameter tree"
-        if diff and custom:
-            raise ValueError(f"{path} does not fit the custom model {type(model).__name__} "
-                             f"({diff}): its code has changed since the run was trained; "
-                             "restore that code, or train a new run under a new model name")
-        if diff:
-            what = (f"hidden={list(model.hidden)}" if hasattr(model, "hidden")
-                    else type(model).__name__)
-            raise ValueError(f"{path} does not fit the model of this run's config.json "
-                             f"({what}; {diff}): the two files do not belong together")
+        check(params, model, path, custom=custom)
     return params
+
+
+def check(params: Any, model: Any, path: str | os.PathLike, *, custom: bool = False) -> None:
+    """ValueError unless ``params`` (read from ``path``) have the shapes of ``model``'s (see
+    ``load``)."""
+    want = jax.eval_shape(lambda: init_params(jax.random.key(0), model))
+    diff = mismatch(params, want) if isinstance(params, dict) else "not a parameter tree"
+    if diff and custom:
+        raise ValueError(f"{path} does not fit the custom model {type(model).__name__} "
+                         f"({diff}): its code has changed since the run was trained; "
+                         "restore that code, or train a new run under a new model name")
+    if diff:
+        what = (f"hidden={list(model.hidden)}" if hasattr(model, "hidden")
+                else type(model).__name__)
+        raise ValueError(f"{path} does not fit the model of this run's config.json "
+                         f"({what}; {diff}): the two files do not belong together")
+
+
+def input_width(params: Any) -> int | None:
+    """The pixels per image the autoencoder's parameters take (its first layer's inputs), or
+    None for parameters of another shape."""
+    try:
+        return int(np.shape(params["dense_0"]["kernel"])[0])
+    except (KeyError, TypeError, IndexError):
+        return None
 

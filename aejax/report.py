@@ -146,9 +146,13 @@ def score(path: Path, info: dict[str, Any], data_dir: str | None, data_root: str
         raise ValueError(f"{path} was trained on {info.get('dataset_source', 'the full data')}, "
                          f"but only the small sample is available here ({ds.source}); pass "
                          "--data-dir (or --data-root) to evaluate it on the full test set")
-    model = (train.make_model(cfg, int(np.prod(ds.test_images.shape[1:])))
-             if parts.model is None else parts.model)
-    params = paramsfile.load(params_file, model, custom=parts.model is not None)
+    params = paramsfile.load(params_file)
+    if parts.model is None:  # the size it was trained on: test images of another size are
+        width = paramsfile.input_width(params)  # refused as such by evaluate, not as a mismatch
+        model = train.make_model(cfg, width or int(np.prod(ds.test_images.shape[1:])))
+    else:
+        model = parts.model
+    paramsfile.check(params, model, params_file, custom=parts.model is not None)
     test, arrays = evaluate.evaluate(test_cfg, model, params, ds.test_images, ds.test_labels,
                                      occlude=parts.occlude)
     saved.update(test=test, test_occlusion_sha256=evaluate.occlusion_digest(arrays),

@@ -39,13 +39,14 @@ def synthetic_digits(n: int, seed: int, side: int = 28) -> tuple[np.ndarray, np.
 
 
 def write_idx_dataset(folder: Path, n_train: int = 256, n_test: int = 64, *,
-                      gz: bool = True, seed: int = 0) -> Path:
-    """Write the four IDX files of a small synthetic dataset into ``folder``."""
+                      gz: bool = True, seed: int = 0, side: int = 28) -> Path:
+    """Write the four IDX files of a small synthetic dataset into ``folder`` (its images
+    cropped to ``side`` x ``side``)."""
     folder.mkdir(parents=True, exist_ok=True)
     train_x, train_y = synthetic_digits(n_train, seed)
     test_x, test_y = synthetic_digits(n_test, seed + 1)
-    arrays = {"train_images": train_x, "train_labels": train_y,
-              "test_images": test_x, "test_labels": test_y}
+    arrays = {"train_images": train_x[:, :side, :side], "train_labels": train_y,
+              "test_images": test_x[:, :side, :side], "test_labels": test_y}
     for key, name in IDX_NAMES.items():
         payload = idx_bytes(arrays[key])
         if gz:

@@ -211,6 +211,15 @@ def test_evaluating_again_refuses_what_would_give_wrong_numbers(runs, tmp_path: 
     report.evaluate_run(copy)
 
 
+def test_evaluating_on_images_of_another_size_says_so(runs, tmp_path: Path, capsys) -> None:
+    (run, _), _ = runs  # trained on 28 x 28 images; its params.msgpack fits its config.json
+    small = write_idx_dataset(tmp_path / "small20", 64, 16, side=20)
+    code, _, err = call("evaluate", ["--workdir", str(run), "--data-dir", str(small),
+                                     "--out", str(tmp_path / "out")], capsys)
+    assert code == 2 and err.strip().endswith(
+        "the model takes 784 pixels per image, but the test images are 20x20 = 400")
+
+
 def test_evaluating_again_keeps_the_training_data_the_run_had(runs, tmp_path: Path) -> None:
     (run, other), _ = runs
     copy = tmp_path / "sample"
