@@ -20,6 +20,7 @@ from aejax.parallel import parse_devices
 from aejax.parts import Parts
 from aejax.parts import load as load_parts
 
+LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 CHOICES: dict[str, Sequence[str]] = {
     "dataset": ("mnist", "fashion_mnist", "kmnist"),
     "train_occlusion": TRAIN_OCCLUSIONS,
@@ -208,11 +209,25 @@ def out_of_memory(message: str) -> bool:
     return "RESOURCE_EXHAUSTED" in message or "out of memory" in message.lower()
 
 
+def show_info_logs() -> None:
+    """Log INFO and above to stderr as ``LEVEL logger: message``.
+
+    ``logging.basicConfig(level=INFO)`` alone is not enough: importing Orbax logs through absl,
+    which has already called ``basicConfig()`` (a stderr handler, the root at WARNING).
+    """
+    logging.basicConfig(format=LOG_FORMAT)  # nothing, if the root has a handler already
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    for handler in root.handlers:
+        if type(handler) is logging.StreamHandler:  # basicConfig's, ours or absl's
+            handler.setFormatter(logging.Formatter(LOG_FORMAT))
+
+
 def run_main(main: Callable[[], int], prog: str, *,
              oom_hint: str = "lower --batch-size, --hidden or --occlusion-bars") -> int:
     """Run ``main``, turning expected failures into one line on stderr and exit code 2;
     ``oom_hint`` ends the line for an allocation that failed (what the script's user can lower)."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    show_info_logs()
     logging.getLogger("jax").setLevel(logging.WARNING)  # hide "Unable to initialize backend"
     try:
         return main()

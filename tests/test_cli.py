@@ -1,0 +1,23 @@
+"""Tests for aejax.cli: what every script's main shows on stderr."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SCRIPT = """
+import logging
+import orbax.checkpoint  # logs through absl, which sets up the root logger at WARNING
+from aejax import cli
+cli.run_main(lambda: logging.getLogger("aejax.data").info("60000 train images") or 0, "p")
+"""
+
+
+def test_info_lines_are_shown_even_after_orbax_set_up_logging() -> None:
+    done = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == ["INFO aejax.data: 60000 train images"]
