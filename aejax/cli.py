@@ -47,7 +47,7 @@ HELP: dict[str, str] = {
     "occlusion_high": "highest row or column a bar starts at (inclusive)",
     "occlusion_orientation": "alternate: rows for even images, columns for odd (the original); "
                              "horizontal; vertical; random",
-    "occlusion_bars": "bars per image",
+    "occlusion_bars": "bars per image, drawn independently (1..1000)",
 }
 
 

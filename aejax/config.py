@@ -11,11 +11,13 @@ from typing import Any, Literal
 import numpy as np
 
 from aejax.data import IMAGE_SIDE
-from aejax.occlusion import ORIENTATIONS, Orientation, bar_sides, check_bars, is_integer
+from aejax.occlusion import (MAX_BARS, ORIENTATIONS, Orientation, bar_sides, check_bars,
+                             is_integer)
 
 TrainOcclusion = Literal["none", "all", "mixed"]
 TRAIN_OCCLUSIONS: tuple[str, ...] = ("none", "all", "mixed")
 MAX_SEED = 2**32 - 1  # jax.random.key keeps only the low 32 bits of a seed
+MAX_WIDTH = 2**31 - 1  # a layer's width is an int32 array dimension
 # Learning rates that stay positive, finite and normal in float32 (XLA flushes subnormals to 0):
 FLOAT32_NORMAL_MIN = 1.1754943508222875e-38
 FLOAT32_OVERFLOW = 3.4028235677973366e38  # this and above round to inf (float32's max is below)
@@ -136,8 +138,8 @@ def validate(cfg: Config) -> None:
         (FLOAT32_NORMAL_MIN <= cfg.learning_rate < FLOAT32_OVERFLOW,  # else 0 or inf in the step
          f"learning rate must be a positive normal float32 (1.2e-38 to 3.4e38), got "
          f"{cfg.learning_rate}"),
-        (len(cfg.hidden) >= 1 and all(h >= 1 for h in cfg.hidden),
-         f"hidden sizes must be >= 1, got {list(cfg.hidden)}"),
+        (len(cfg.hidden) >= 1 and all(1 <= h <= MAX_WIDTH for h in cfg.hidden),
+         f"hidden sizes must be in 1..{MAX_WIDTH}, got {list(cfg.hidden)}"),
         (cfg.init_scheme in ("torch", "flax"), f"init scheme must be torch or flax, got {cfg.init_scheme!r}"),
         (cfg.train_occlusion in TRAIN_OCCLUSIONS,
          f"train occlusion must be one of {TRAIN_OCCLUSIONS}, got {cfg.train_occlusion!r}"),
@@ -149,7 +151,8 @@ def validate(cfg: Config) -> None:
         (cfg.occlusion_orientation in ORIENTATIONS,
          f"orientation must be one of {ORIENTATIONS}, got {cfg.occlusion_orientation!r}"),
         (cfg.occlusion_width >= 1, f"occlusion width must be >= 1, got {cfg.occlusion_width}"),
-        (cfg.occlusion_bars >= 1, f"occlusion bars must be >= 1, got {cfg.occlusion_bars}"),
+        (1 <= cfg.occlusion_bars <= MAX_BARS,
+         f"occlusion bars must be in 1..{MAX_BARS}, got {cfg.occlusion_bars}"),
         (0 <= cfg.occlusion_low <= cfg.occlusion_high,
          f"occlusion start range must satisfy 0 <= low <= high (--occlusion-low, "
          f"--occlusion-high), got {cfg.occlusion_low}..{cfg.occlusion_high}"),

@@ -16,6 +16,7 @@ import numpy as np
 
 Orientation = Literal["alternate", "horizontal", "vertical", "random"]
 ORIENTATIONS: tuple[str, ...] = ("alternate", "horizontal", "vertical", "random")
+MAX_BARS = 1000  # bars per image: far more than cover every start; each costs memory per image
 
 
 def image_hw(shape: tuple[int, ...]) -> tuple[int, int]:
@@ -60,8 +61,8 @@ def check_bars(size: int, *, width: int, low: int, high: int, num_bars: int,
     check_static(width=width, low=low, high=high, bars=num_bars)
     if width < 1:
         raise ValueError(f"occlusion width must be >= 1, got {width}")
-    if num_bars < 1:
-        raise ValueError(f"number of bars must be >= 1, got {num_bars}")
+    if not 1 <= num_bars <= MAX_BARS:
+        raise ValueError(f"number of bars must be in 1..{MAX_BARS}, got {num_bars}")
     if orientation not in ORIENTATIONS:
         raise ValueError(f"orientation must be one of {ORIENTATIONS}, got {orientation!r}")
     if width > size:
@@ -107,16 +108,19 @@ def sample_bars(key: jax.Array, num_images: int, *, low: int = 10, high: int = 2
 
 def bars_mask(starts_NxK: jax.Array, horizontal_NxK: jax.Array, *, height: int, width: int,
               bar_width: int = 1) -> jax.Array:
-    """Boolean mask (N, H, W) covering every bar: rows ``s..s+bar_width-1`` or columns."""
+    """Boolean mask (N, H, W) covering every bar: rows ``s..s+bar_width-1`` or columns.
+
+    A pixel is covered when its row is in a horizontal bar or its column in a vertical one, so
+    the K bars are reduced per side first: memory O(N K (H + W)), not O(N K H W).
+    """
     s_NxKx1 = starts_NxK[..., None]
     rows_1x1xH = jnp.arange(height)[None, None, :]
     cols_1x1xW = jnp.arange(width)[None, None, :]
     in_rows_NxKxH = (rows_1x1xH >= s_NxKx1) & (rows_1x1xH < s_NxKx1 + bar_width)
     in_cols_NxKxW = (cols_1x1xW >= s_NxKx1) & (cols_1x1xW < s_NxKx1 + bar_width)
-    mask_NxKxHxW = jnp.where(
-        horizontal_NxK[..., None, None], in_rows_NxKxH[..., :, None], in_cols_NxKxW[..., None, :]
-    )
-    return jnp.any(mask_NxKxHxW, axis=1)
+    rows_NxH = jnp.any(in_rows_NxKxH & horizontal_NxK[..., None], axis=1)
+    cols_NxW = jnp.any(in_cols_NxKxW & ~horizontal_NxK[..., None], axis=1)
+    return rows_NxH[:, :, None] | cols_NxW[:, None, :]
 
 
 def occlusion_mask(key: jax.Array, num_images: int, *, height: int = 28, width: int = 28,

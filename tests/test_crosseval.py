@@ -338,7 +338,7 @@ def test_changes_keeps_only_what_differs_from_the_run() -> None:
     assert got == {"occlusion_width": 3} and type(got["occlusion_width"]) is int
     with pytest.raises(ValueError, match="occlusion width must be an integer, got 3.5"):
         crosseval.changes(cfg, {"occlusion_width": 3.5}, Parts())
-    with pytest.raises(ValueError, match="occlusion bars must be >= 1, got 0"):
+    with pytest.raises(ValueError, match="occlusion bars must be in 1..1000, got 0"):
         crosseval.changes(cfg, {"occlusion_bars": 0}, Parts())
     assert crosseval.changes(cfg, {}, Parts(occlude=corner)) == {}
     assert crosseval.changes(cfg, {"eval_seed": 3}, Parts(occlude=corner)) == {"eval_seed": 3}
