@@ -64,11 +64,12 @@ class Checkpointer:
 
     def save(self, state: Any, *, cfg: Config, data: dict[str, Any], steps: int,
              losses: np.ndarray, seconds: float, parts: dict[str, Any] | None = None,
-             digests: dict[str, str] | None = None) -> None:
+             digests: dict[str, str] | None = None, devices: int = 1) -> None:
         """Start writing ``state`` with its meta (every process takes part; ends in background).
 
         ``parts``: ``Parts.describe()`` of the run's custom parts (None: the original's);
-        ``digests``: ``parts.digests`` of them."""
+        ``digests``: ``parts.digests`` of them; ``devices``: how many it trains on (train.py
+        resumes on as many)."""
         step = len(losses)
         meta = {"step": step, "epoch": step // steps, "offset": step % steps,
                 "steps_per_epoch": steps, "config": json.loads(cfg.to_json()), "data": data,
@@ -76,7 +77,7 @@ class Checkpointer:
                 "parts_digests_version": DIGEST_VERSION,
                 "jax_version": jax.__version__,
                 "loss": losses.tolist(), "train_seconds": seconds, "checkpoint_every": self.every,
-                "keep": self.keep}
+                "keep": self.keep, "devices": devices}
         self.manager.save(step, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
 

@@ -72,6 +72,19 @@ def checkpoint_options(meta: dict[str, Any], every: int | None,
     return every, keep if keep is not None else int(meta.get("keep", DEFAULT_KEEP))
 
 
+def resume_mesh(meta: dict[str, Any], devices: int | str | None) -> jax.sharding.Mesh | None:
+    """The mesh of ``--devices``: as given, else as many devices as the run to resume trained on
+    (its latest checkpoint's ``meta``; ``{}`` for a new run: one)."""
+    if devices is not None:
+        return parallel.make_mesh(devices)
+    own = int(meta.get("devices", 1))
+    try:
+        return parallel.make_mesh(own)
+    except ValueError as err:
+        raise ValueError(f"the run trained on {own} devices, and resumes on as many: {err}; "
+                         "or give --devices to resume on another count") from None
+
+
 def train_metrics(history: dict[str, Any], batch_size: int) -> dict[str, Any]:
     """Summary of training: final (last-epoch mean) loss, per-epoch losses and speed."""
     losses, per_epoch = history["loss"], history["steps_per_epoch"]

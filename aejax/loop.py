@@ -236,7 +236,8 @@ def save(loop: Loop, state: TrainState, log: LossLog, steps: int) -> None:
         raise NonFiniteLoss(f"the parameters are not finite after step {len(losses)}; "
                             "training stopped", len(losses))
     loop.checkpoints.save(state, cfg=loop.cfg, data=loop.data, steps=steps, losses=losses,
-                          seconds=log.seconds(), parts=loop.parts, digests=loop.digests)
+                          seconds=log.seconds(), parts=loop.parts, digests=loop.digests,
+                          devices=1 if loop.mesh is None else loop.mesh.size)
 
 
 def compile_chunk(step_fn: StepFn, length: int, state: TrainState, images: jax.Array,

@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
             every, keep = experiment.checkpoint_options(saved, args.checkpoint_every, args.keep)
             checkpoint.check_options(every, keep)
             custom = cli.parts_from_args(args)
-            return cfg, every, keep, parallel.make_mesh(args.devices), custom
+            return cfg, every, keep, experiment.resume_mesh(saved, args.devices), custom
 
         cfg, every, keep, mesh, custom = parallel.together(configure, "checking the flags")
         if not args.no_compile_cache:

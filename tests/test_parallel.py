@@ -81,6 +81,23 @@ def test_four_devices_match_one_device(dataset: Path, reference: dict, tmp_path:
     assert len(info["mesh_devices"]) == 4 and info["processes"] == 1
 
 
+def test_resume_trains_on_as_many_devices_as_the_run_did(dataset: Path, tmp_path: Path) -> None:
+    def train(*extra: str, devices: int = 4) -> subprocess.CompletedProcess:
+        return subprocess.run(script_cmd(dataset, tmp_path, "run", *extra), capture_output=True,
+                              text=True, env=device_env(devices), timeout=TIMEOUT)
+
+    assert (done := train("--devices", "2")).returncode == 0, done.stderr
+    assert (done := train("--resume", "--epochs", "3")).returncode == 0, done.stderr
+    info = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert len(info["mesh_devices"]) == 2  # not the default 1 of a new run
+    done = train("--resume", "--epochs", "4", devices=1)
+    assert done.returncode == 2 and done.stderr.strip().splitlines()[-1] == (
+        "train.py: error: the run trained on 2 devices, and resumes on as many: --devices 2 asks "
+        "for more devices than the 1 cpu device(s) JAX sees; use --devices all or fewer; or give "
+        "--devices to resume on another count")
+    assert (done := train("--resume", "--epochs", "4", "--devices", "1", devices=1)).returncode == 0
+
+
 @pytest.mark.parametrize("extra,message", [
     (["--devices", "4", "--batch-size", "30"],
      "batch size 30 is not divisible by the 4 devices: each device takes an equal share"),
