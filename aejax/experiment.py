@@ -20,7 +20,7 @@ import numpy as np
 from aejax import (checkpoint, crosseval, data, evaluate, loop, parallel, paramsfile, resumable,
                    rundir, runlock, train)
 from aejax.config import Config, check_data
-from aejax.jsonio import write_json
+from aejax.jsonio import read_run_config, write_json
 from aejax.parts import Parts, recorded_spec
 
 log = logging.getLogger(__name__)
@@ -227,8 +227,23 @@ def check_checkpoint(cfg: Config, path: Path, ds: data.Dataset, parts: Parts) ->
     x = ds.train_images.reshape(len(ds.train_images), -1)
     with contextlib.closing(checkpoint.Checkpointer(path / checkpoint.DIRNAME,
                                                     tidy=False)) as ckpt:
-        resumable.check_resumable(*ckpt.latest(), cfg, resumable.fingerprint(x),
-                                  len(x) // cfg.batch_size, ckpt.directory, parts.describe())
+        step, meta = ckpt.latest()
+        now = resumable.fingerprint(x)
+        if meta["data"] != now and not ds.is_sample and trained_on_sample(path):
+            raise ValueError(f"cannot resume from {ckpt.directory}: it was trained on the "
+                             "5,000-digit MNIST sample (no MNIST files were found then), and "
+                             f"the full data is found now ({ds.source}); the sample is only "
+                             "used where none is, so train the full data in a new --workdir")
+        resumable.check_resumable(step, meta, cfg, now, len(x) // cfg.batch_size,
+                                  ckpt.directory, parts.describe())
+
+
+def trained_on_sample(path: Path) -> bool:
+    """Whether the run in ``path`` trained on the small sample, as its config.json says."""
+    try:
+        return bool(read_run_config(path / "config.json").get("dataset_is_sample"))
+    except (OSError, ValueError):
+        return False
 
 
 def data_info(ds: data.Dataset) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import random
 import shutil
@@ -170,6 +171,24 @@ def test_resume_errors_are_one_line(argv: list[str], message: str, saved_run: Pa
     assert not any("Traceback" in line for line in err)
     assert not (tmp_path / "new").exists()  # a refused run leaves no folder behind
     assert (saved_run / "config.json").read_text() == "{}"  # nor a rewritten config.json
+
+
+def test_a_sample_trained_run_found_with_the_full_data_says_why_it_cannot_resume(
+        saved_run: Path, small_idx_dir: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture) -> None:
+    info = {"config": json.loads(Config(data_dir=str(small_idx_dir)).to_json()),
+            "dataset_is_sample": True}  # as a run trained offline without files writes it
+    (saved_run / "config.json").write_text(json.dumps(info))
+    other = write_idx_dataset(tmp_path / "other", seed=7)  # the full data, found now
+    code = load_script("train").main(["--data-dir", str(other), "--data-root",
+                                      str(tmp_path / "root"), "--no-progress",
+                                      "--no-compile-cache", "--resume", "--workdir", str(saved_run)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1] == (
+        f"train.py: error: cannot resume from {saved_run / 'checkpoints'}: it was trained on the "
+        "5,000-digit MNIST sample (no MNIST files were found then), and the full data is found "
+        f"now ({other}); the sample is only used where none is, so train the full data in a new "
+        "--workdir")
 
 
 @pytest.mark.parametrize("damage", ["no meta", "empty step folder"])
