@@ -135,7 +135,10 @@ def score(path: Path, info: dict[str, Any], data_dir: str | None, data_root: str
     cfg = config_of(info, path)
     params_file = path / rundir.PARAMS_FILE
     if not params_file.is_file():
-        raise ValueError(f"{path} holds no trained parameters ({rundir.PARAMS_FILE})")
+        finish = (f": its training stopped before the end; train.py --workdir {path} --resume "
+                  "finishes it and evaluates it" if rundir.has_checkpoint(path)
+                  else ": train it with train.py")
+        raise ValueError(f"{path} holds no trained parameters ({rundir.PARAMS_FILE}){finish}")
     saved = read_metrics(path)
     overrides = {k: v for k, v in (("data_dir", data_dir), ("data_root", data_root)) if v}
     if not data_dir:

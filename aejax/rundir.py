@@ -136,9 +136,13 @@ def is_run(path: Path) -> bool:
 
 def saved_anything(path: Path) -> bool:
     """Whether the run in ``path`` saved a checkpoint or results (more than its config.json)."""
+    return has_checkpoint(path) or any((path / name).exists() for name in RUN_FILES[1:])
+
+
+def has_checkpoint(path: Path) -> bool:
+    """Whether the run in ``path`` saved a checkpoint (a finished ``<step>/`` folder)."""
     steps = path / checkpoint.DIRNAME
-    has_checkpoint = steps.is_dir() and any(p.is_dir() and p.name.isdigit() for p in steps.iterdir())
-    return has_checkpoint or any((path / name).exists() for name in RUN_FILES[1:])
+    return steps.is_dir() and any(p.is_dir() and p.name.isdigit() for p in steps.iterdir())
 
 
 def written(path: Path) -> list[Path]:

@@ -112,6 +112,20 @@ def test_evaluate_script_errors_are_one_line(tmp_path: Path, capsys) -> None:
         f"evaluate.py: error: --export {missing}: its folder does not exist")
 
 
+def test_a_run_without_parameters_is_told_how_to_get_them(runs, tmp_path: Path, capsys) -> None:
+    (run, _), _ = runs
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    (copy / "params.msgpack").unlink()  # stopped before the end: only checkpoints
+    code, _, err = call("evaluate", ["--workdir", str(copy)], capsys)
+    assert code == 2 and err.strip() == (
+        f"evaluate.py: error: {copy} holds no trained parameters (params.msgpack): its training "
+        f"stopped before the end; train.py --workdir {copy} --resume finishes it and evaluates it")
+    shutil.rmtree(copy / "checkpoints")
+    code, _, err = call("evaluate", ["--workdir", str(copy)], capsys)
+    assert code == 2 and err.strip().endswith("(params.msgpack): train it with train.py")
+
+
 def test_evaluate_script_says_what_to_do_when_memory_runs_out(tmp_path: Path, monkeypatch,
                                                              capsys) -> None:
     def out_of_memory(*args, **kwargs):
