@@ -112,10 +112,15 @@ class Checkpointer:
             yield
         except Exception as err:  # KeyError, FileNotFoundError, TensorStore's ValueError, ...
             gc.collect()  # report (and drop) the abandoned reads already unreachable now
-            detail = " ".join(str(err).split(" See full TensorStore details")[0].split())[:200]
+            detail = " ".join(str(err).split(" See full TensorStore details")[0].split())
+            if len(detail) > 200:  # at a word, and marked as cut
+                detail = detail[:200].rsplit(" ", 1)[0] + " ..."
+            earlier = [s for s in self.manager.all_steps() if s < step]
+            advice = (f"delete that folder to resume from the checkpoint before it (step "
+                      f"{max(earlier)}), or start again" if earlier else
+                      "no checkpoint before it is left: start again (--overwrite)")
             raise ValueError(f"checkpoint {self.directory / str(step)} is damaged "
-                             f"({type(err).__name__}: {detail}); delete that folder to resume "
-                             "from the checkpoint before it, or start again") from None
+                             f"({type(err).__name__}: {detail}); {advice}") from None
 
     def restore(self, step: int, like: Any) -> Any:
         """The state saved at ``step``, placed like ``like`` (same shapes, dtypes, shardings).

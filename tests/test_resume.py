@@ -191,11 +191,14 @@ def test_a_sample_trained_run_found_with_the_full_data_says_why_it_cannot_resume
         "--workdir")
 
 
-@pytest.mark.parametrize("damage", ["no meta", "empty step folder"])
-def test_a_damaged_checkpoint_is_one_line_naming_it(damage: str, saved_run: Path,
+@pytest.mark.parametrize("damage,earlier", [("no meta", True), ("empty step folder", True),
+                                            ("no meta", False)])
+def test_a_damaged_checkpoint_is_one_line_naming_it(damage: str, earlier: bool, saved_run: Path,
                                                     small_idx_dir: Path, tmp_path: Path,
                                                     capsys: pytest.CaptureFixture) -> None:
     step = saved_run / checkpoint.DIRNAME / "16"
+    if not earlier:
+        shutil.rmtree(saved_run / checkpoint.DIRNAME / "8")
     if damage == "no meta":
         shutil.rmtree(step / "meta")
     else:
@@ -207,8 +210,10 @@ def test_a_damaged_checkpoint_is_one_line_naming_it(damage: str, saved_run: Path
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and not any("Traceback" in line for line in err)
     assert err[-1].startswith(f"train.py: error: checkpoint {step} is damaged (")
-    assert err[-1].endswith("delete that folder to resume from the checkpoint before it, or "
-                            "start again")
+    assert err[-1].endswith("delete that folder to resume from the checkpoint before it (step "
+                            "8), or start again" if earlier else
+                            "no checkpoint before it is left: start again (--overwrite)")
+    assert len(err[-1]) < 600  # Orbax's message is cut at a word, not mid-JSON
 
 
 def test_a_checkpoint_missing_its_array_data_is_one_line_and_nothing_after(
