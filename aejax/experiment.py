@@ -203,7 +203,8 @@ def start(cfg: Config, path: Path, *, writer: bool, overwrite: bool, resume: boo
         if writer:
             rundir.claim(path, held, overwrite=overwrite, resume=resume)
         ds = data.load(cfg.dataset, data_dir=cfg.data_dir, data_root=cfg.data_root)
-        check_data(cfg, *ds.train_images.shape)
+        if not resume:  # resumed: the checkpoint's check says other data is other data, and
+            check_data(cfg, *ds.train_images.shape)  # its own config fitted its own data
         if mesh is not None:
             parallel.check_batch(cfg.batch_size, mesh)
         return ds

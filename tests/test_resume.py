@@ -149,6 +149,8 @@ def saved_run(small_idx_dir: Path, tmp_path: Path) -> Path:
      "raise --epochs"),
     (["--resume", "--data-dir", "{other}", "--workdir", "{run}"],
      "it was trained on other training images (256 images"),
+    (["--resume", "--data-dir", "{small}", "--workdir", "{run}"],  # 20 x 20: not a bar error
+     "it was trained on other training images (256 images"),
     (["--resume", "--overwrite", "--workdir", "{run}"], "choose one"),
     (["--workdir", "{run}"], "already holds a run; pass --resume to continue it, --overwrite"),
     (["--checkpoint-every", "-1", "--workdir", "{tmp}/new"], "--checkpoint-every must be >= 0"),
@@ -157,7 +159,8 @@ def test_resume_errors_are_one_line(argv: list[str], message: str, saved_run: Pa
                                     small_idx_dir: Path, tmp_path: Path,
                                     capsys: pytest.CaptureFixture) -> None:
     other = write_idx_dataset(tmp_path / "other", seed=7)
-    names = {"tmp": tmp_path, "run": saved_run, "other": other}
+    small = write_idx_dataset(tmp_path / "small20", side=20)
+    names = {"tmp": tmp_path, "run": saved_run, "other": other, "small": small}
     (saved_run / "config.json").write_text("{}")  # what the refused command must leave alone
     args = ["--data-dir", str(small_idx_dir), "--data-root", str(tmp_path / "root"),
             "--no-progress", "--no-compile-cache", *[a.format(**names) for a in argv]]
