@@ -86,6 +86,16 @@ def test_corr_matches_numpy_corrcoef_and_hand_cases() -> None:
     np.testing.assert_allclose(metrics.corr(line, 1 - line), [-1.0], rtol=1e-5)
 
 
+def test_corr_of_nearly_constant_images_matches_float64() -> None:
+    rng = np.random.default_rng(0)  # 0.3 plus a few ulps: a float32 mean would round them away
+    a = (np.float32(0.3) + np.float32(3e-8) * rng.integers(0, 4, (4, 784))).astype(np.float32)
+    b = (a + np.float32(3e-8) * rng.integers(0, 2, (4, 784))).astype(np.float32)
+    want = [np.corrcoef(x, y)[0, 1] for x, y in zip(a.astype(np.float64), b.astype(np.float64))]
+    np.testing.assert_allclose(metrics.corr(jnp.asarray(a), jnp.asarray(b)), want, rtol=1e-5)
+    np.testing.assert_allclose(metrics.corr_nonzero(jnp.asarray(a), jnp.asarray(b)), want,
+                               rtol=1e-5)
+
+
 def test_corr_nonzero_keeps_only_pixels_above_the_tolerance_in_both() -> None:
     # Pixels 0 (zero in the original) and 1 (5e-5 in the reconstruction) are left out.
     original = np.array([[0.0, 0.3, 0.2, 0.5, 1.0, 0.7, 0.4, 0.9, 0.6]], np.float32)
