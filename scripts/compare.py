@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -10,21 +11,41 @@ from aejax.startup import interruptible
 with interruptible(__file__):  # a Ctrl-C while JAX is imported: one line, not a traceback
     from aejax import cli, compare, plots
 
+OUT = "compare.png"  # the figure's name, also inside a folder given as --out
+
+
+def figure_path(out: str) -> str:
+    """Where --out writes: ``OUT`` inside a folder (existing, or named with a trailing slash);
+    ``.png`` added to a name without an extension."""
+    if Path(out).is_dir() or out.endswith(("/", os.sep)):
+        return str(Path(out) / OUT)
+    return out if Path(out).suffix else f"{out}.png"  # what matplotlib writes
+
+
+def metric_names(text: str) -> tuple[str, ...]:
+    """An argparse type: the comma-separated --keys, spaces and empty names dropped."""
+    return tuple(k for k in (k.strip() for k in text.split(",")) if k)
+
 
 def main(argv: list[str] | None = None) -> int:
     """Parse flags, print the comparison as Markdown, draw compare.png."""
     parser = cli.OneLineParser(prog=Path(__file__).name, description=__doc__)
     parser.add_argument("runs", nargs="+", metavar="RUN", help="run folders written by train.py")
-    parser.add_argument("--out", default="compare.png", help="the figure (default: compare.png)")
+    parser.add_argument("--out", default=OUT, help=f"the figure, or a folder to write {OUT} in "
+                                                   f"(default: {OUT})")
     parser.add_argument("--by-run", action="store_true",
                         help="one row per run instead of grouping seeds")
-    parser.add_argument("--keys", type=lambda s: tuple(s.split(",")), default=compare.KEYS,
+    parser.add_argument("--keys", type=metric_names, default=compare.KEYS,
                         help="comma-separated metrics.json keys (default: "
                              f"{','.join(compare.KEYS)})")
     args = parser.parse_args(argv)
+    if not args.out:
+        parser.error(f"--out is empty; give a file name such as {OUT}, or a folder")
+    if not args.keys:
+        parser.error(f"--keys needs at least one metric name, e.g. {compare.KEYS[1]}")
 
     def run() -> int:
-        out = args.out if Path(args.out).suffix else f"{args.out}.png"  # what matplotlib writes
+        out = figure_path(args.out)
         cli.check_output_folder(out, "--out")
         plots.check_format(out, "--out")
         table = compare.table(args.runs, args.keys, group=not args.by_run)

@@ -12,6 +12,7 @@ import pytest
 
 from aejax import compare, runlock
 from aejax.config import Config
+from tests.test_experiment import load_script
 
 
 def fake_run(folder: Path, mse: float, clean: float | None = None, train_size: int = 60000,
@@ -146,3 +147,44 @@ def test_a_missing_unfinished_or_training_run_is_refused(tmp_path: Path) -> None
     (run / "metrics.json").unlink()
     with pytest.raises(ValueError, match="run is not a finished run: no metrics.json"):
         compare.load_run(run)
+
+
+def compare_script(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, list[str]]:
+    """Run scripts/compare.py in-process: its exit code and stderr lines."""
+    try:
+        code = load_script("compare").main(argv)
+    except SystemExit as exit_:  # argparse errors
+        code = exit_.code
+    return code, capsys.readouterr().err.strip().splitlines()
+
+
+def test_a_folder_as_out_holds_compare_png(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    runs = [fake_run(tmp_path / "a", 0.017), fake_run(tmp_path / "b", 0.016, seed=1)]
+    argv = [*runs, "--keys", "test.occluded.mse", "--out"]
+    (tmp_path / "figs.v2").mkdir()  # a folder: its name's dot is no extension
+    for out in (f"{tmp_path / 'figs.v2'}", f"{tmp_path / 'figs.v2'}/", f"{tmp_path}/"):
+        assert compare_script([*argv, out], capsys) == (0, [])
+    assert {p.name for p in tmp_path.rglob("*.png")} == {"compare.png"}
+    assert {p.parent for p in tmp_path.rglob("*.png")} == {tmp_path, tmp_path / "figs.v2"}
+    assert compare_script([*argv, f"{tmp_path / 'no'}/"], capsys) == (
+        2, [f"compare.py: error: --out {tmp_path / 'no' / 'compare.png'}: its folder does not "
+            "exist"])
+    assert compare_script([*argv, ""], capsys) == (
+        2, ["compare.py: error: --out is empty; give a file name such as compare.png, or a "
+            "folder"])
+
+
+@pytest.mark.parametrize("keys", ["", " ", ",", " , ,"])
+def test_keys_without_a_name_are_refused_up_front(keys: str, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture) -> None:
+    code, err = compare_script([str(tmp_path / "not-read"), "--keys", keys], capsys)
+    assert (code, err) == (2, ["compare.py: error: --keys needs at least one metric name, e.g. "
+                               "test.occluded.mse"])
+
+
+def test_keys_are_stripped_of_spaces_and_empty_names(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture) -> None:
+    runs = [fake_run(tmp_path / "a", 0.017, 0.008), fake_run(tmp_path / "b", 0.016, 0.009, seed=1)]
+    argv = [*runs, "--keys", " test.occluded.mse, test.clean.mse,", "--out", str(tmp_path)]
+    assert load_script("compare").main(argv) == 0
+    assert "| run | test.occluded.mse | test.clean.mse | n |" in capsys.readouterr().out
