@@ -6,6 +6,7 @@ Imports nothing heavy itself, so that ``scripts/*.py`` can use it first.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -19,13 +20,37 @@ REDELIVERY_DELAY = 0.05  # seconds: long enough to be out of the callback that s
 def interruptible(script: str) -> Iterator[None]:
     """Turn a Ctrl-C in the block (importing JAX takes ~1 s) into ``<script>: interrupted`` on
     stderr and exit code 130, as ``cli.run_main`` does once the script runs; and, from then
-    on, deliver again a Ctrl-C that Python would swallow (``redeliver_interrupts``)."""
+    on, deliver again a Ctrl-C that Python would swallow (``redeliver_interrupts``).
+
+    In the block a Ctrl-C ends the process at once instead of raising KeyboardInterrupt: raised
+    inside a C extension's initialisation (jaxlib's, through NumPy's C API) it came out as an
+    ImportError after a printed traceback, or as an abort or a segmentation fault.
+    """
+    name = Path(script).name
     redeliver_interrupts()
+    # only over Python's own handler: not where Ctrl-C is ignored (nohup) or handled otherwise
+    own = (threading.current_thread() is threading.main_thread()
+           and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+    if own:
+        signal.signal(signal.SIGINT, lambda *_: exit_interrupted(name))
     try:
         yield
     except KeyboardInterrupt:
-        print(f"{Path(script).name}: interrupted", file=sys.stderr)
+        print(f"{name}: interrupted", file=sys.stderr)
         sys.exit(130)
+    finally:
+        if own:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def exit_interrupted(name: str) -> None:
+    """Say ``<name>: interrupted`` and end the process now with code 130, raising nothing.
+
+    Nothing is there to clean up yet; and any exception, SystemExit too, raised where the
+    imports happen to be would meet the C extensions' failure paths above.
+    """
+    print(f"{name}: interrupted", file=sys.stderr, flush=True)
+    os._exit(130)
 
 
 def redeliver_interrupts() -> None:

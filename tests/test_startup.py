@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 import types
 
@@ -24,6 +25,35 @@ def test_a_ctrl_c_in_the_block_is_one_line_and_code_130(capsys: pytest.CaptureFi
     with pytest.raises(ValueError):  # and other errors pass through
         with startup.interruptible("train.py"):
             raise ValueError("not a Ctrl-C")
+
+
+def test_a_ctrl_c_inside_an_import_is_one_line_too() -> None:
+    # what jaxlib's initialisation (through NumPy's C API) made of a Ctrl-C raised inside it
+    code = textwrap.dedent("""
+        import signal, time
+        from aejax import startup
+        with startup.interruptible("train.py"):
+            try:
+                signal.raise_signal(signal.SIGINT)
+                time.sleep(30)
+            except KeyboardInterrupt as stop:
+                raise ImportError("numpy._core.multiarray failed to import") from stop
+        """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (130, "train.py: interrupted\n")
+
+
+def test_the_handler_is_put_back_and_an_ignored_ctrl_c_stays_ignored() -> None:
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with startup.interruptible("train.py"):
+            assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # as under nohup
+        with startup.interruptible("train.py"):
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_it_imports_nothing_heavy() -> None:
