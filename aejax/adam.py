@@ -60,12 +60,14 @@ def build(learning_rate: Any, b1: Any, b2: Any, eps: Any) -> optax.GradientTrans
             lr = learning_rate(rate.count)
             rate = optax.ScaleByScheduleState(count=optax.safe_increment(rate.count))
         count = optax.safe_increment(moments.count)
-        root_c2 = jnp.sqrt(1.0 - b2 ** count)  # sqrt of the second moment's bias correction
-        step_size = lr * root_c2 / (1.0 - b1 ** count)
+        t = count.astype(jnp.float32)  # float32 scalars under jax_enable_x64 too, as optax's
+        root_c2 = jnp.sqrt(1.0 - b2 ** t)  # sqrt of the second moment's bias correction
+        step_size = lr * root_c2 / (1.0 - b1 ** t)
         eps_hat = eps * root_c2
         mu = jax.tree.map(lambda m, g: b1 * m + (1.0 - b1) * g, moments.mu, grads)
         nu = jax.tree.map(lambda v, g: b2 * v + (1.0 - b2) * jnp.square(g), moments.nu, grads)
-        updates = jax.tree.map(lambda m, v: -step_size * m / (jnp.sqrt(v) + eps_hat), mu, nu)
+        updates = jax.tree.map(lambda m, v: -step_size.astype(m.dtype) * m
+                               / (jnp.sqrt(v) + eps_hat.astype(v.dtype)), mu, nu)
         return updates, (optax.ScaleByAdamState(count=count, mu=mu, nu=nu), rate)
 
     return optax.GradientTransformation(init, update)

@@ -91,7 +91,8 @@ def sample_bars(key: jax.Array, num_images: int, *, low: int = 10, high: int = 2
     Returns ``(starts_NxK, horizontal_NxK)``; ``horizontal`` True means a row is covered.
     """
     start_key, orient_key = jax.random.split(key)
-    starts_NxK = jax.random.randint(start_key, (num_images, num_bars), low, high + 1)
+    starts_NxK = jax.random.randint(start_key, (num_images, num_bars), low, high + 1,
+                                    dtype=jnp.int32)  # the same draws under jax_enable_x64
     shape = (num_images, num_bars)
     if orientation == "alternate":
         horizontal_NxK = jnp.broadcast_to((jnp.arange(num_images) % 2 == 0)[:, None], shape)
@@ -100,7 +101,7 @@ def sample_bars(key: jax.Array, num_images: int, *, low: int = 10, high: int = 2
     elif orientation == "vertical":
         horizontal_NxK = jnp.zeros(shape, bool)
     elif orientation == "random":
-        horizontal_NxK = jax.random.bernoulli(orient_key, 0.5, shape)
+        horizontal_NxK = jax.random.bernoulli(orient_key, jnp.float32(0.5), shape)
     else:
         raise ValueError(f"orientation must be one of {ORIENTATIONS}, got {orientation!r}")
     return starts_NxK, horizontal_NxK

@@ -37,10 +37,12 @@ def tile(rows: list[np.ndarray], n: int, gap: int = 2) -> np.ndarray:
 
 def reconstruction_grid(rows: dict[str, np.ndarray], path: str | os.PathLike,
                         n: int = 10) -> None:
-    """The original's figure: one titled row per entry (e.g. original, occluded, reconstructed).
+    """The original's figure: one titled row per entry (e.g. original, occluded, reconstructed),
+    of the first ``n`` images (all of them, if fewer).
 
     Drawn as one image on one axes (30 axes took most of a second to lay out).
     """
+    n = min(n, *(len(images) for images in rows.values()))
     grid = tile(list(rows.values()), n)
     fig, ax = plt.subplots(figsize=(n * 1.1, len(rows) * 1.15))
     cmap = plt.get_cmap("gray").with_extremes(bad="white")
@@ -66,17 +68,21 @@ def smooth(values: np.ndarray, window: int) -> np.ndarray:
 
 def loss_curve(losses: np.ndarray, steps_per_epoch: int, path: str | os.PathLike,
                label: str = "MSE loss") -> None:
-    """Training loss per step (raw and smoothed) with the per-epoch mean; ``label`` names the
-    loss (a custom one's name); the scale is logarithmic unless a loss is 0 or negative."""
+    """Training loss per step (raw and smoothed) with the mean of each whole epoch; ``label``
+    names the loss (a custom one's name); the scale is logarithmic unless a loss is 0 or
+    negative."""
     losses = np.asarray(losses)
+    if not len(losses) or steps_per_epoch < 1:
+        raise ValueError(f"a loss curve needs losses and steps_per_epoch >= 1, got "
+                         f"{len(losses)} losses and {steps_per_epoch}")
     epochs = len(losses) // steps_per_epoch
     fig, ax = plt.subplots(figsize=(7, 4))
     steps = np.arange(1, len(losses) + 1)
     ax.plot(steps, losses, color="0.8", lw=0.5, label="per step")
     ax.plot(steps, smooth(losses, max(1, steps_per_epoch // 20)), lw=1.2, label="smoothed")
-    means = losses[: epochs * steps_per_epoch].reshape(epochs, -1).mean(axis=1)
-    # An epoch's mean belongs in the middle of the steps it averages, not at their end.
-    ax.plot((np.arange(epochs) + 0.5) * steps_per_epoch, means, "o-", label="epoch mean")
+    if epochs:  # an epoch's mean belongs in the middle of the steps it averages, not at their end
+        means = losses[: epochs * steps_per_epoch].reshape(epochs, -1).mean(axis=1)
+        ax.plot((np.arange(epochs) + 0.5) * steps_per_epoch, means, "o-", label="epoch mean")
     ax.set(xlabel="step", ylabel=label, yscale="log" if losses.min() > 0 else "linear",
            title="Training loss")
     top = ax.secondary_xaxis("top", functions=(lambda s: s / steps_per_epoch,
@@ -109,8 +115,10 @@ def finite_min(values: np.ndarray, default: float = 0.0) -> float:
 
 
 def correlation_figure(arrays: dict, path: str | os.PathLike, index: int = 0, n: int = 10) -> None:
-    """The original's correlation plots: one image's pixel scatter; per-image r, bars or none."""
+    """The original's correlation plots: one image's pixel scatter; per-image r of the first
+    ``n`` images (all of them, if fewer) as bars, of every image as a histogram."""
     corr = {c: arrays["per_image"][c] for c in ("clean", "occluded")}
+    n = min(n, len(arrays["labels"]))
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.3))
     clean = np.asarray(arrays["clean"][index]).ravel()
     recon = np.asarray(arrays["recon_occluded"][index]).ravel()

@@ -83,7 +83,8 @@ def make_pair(key: jax.Array, clean: jax.Array, mode: str, occlude: parts.Occlud
     if mode == "all":
         return occluded, clean
     if mode == "mixed":  # one draw per image, whatever the image's own rank
-        pick = jax.random.bernoulli(pick_key, 0.5, (clean.shape[0],) + (1,) * (clean.ndim - 1))
+        pick = jax.random.bernoulli(pick_key, jnp.float32(0.5),  # float32 draws under x64 too
+                                    (clean.shape[0],) + (1,) * (clean.ndim - 1))
         return jnp.where(pick, occluded, clean), clean
     raise ValueError(f"train occlusion must be one of none, all, mixed; got {mode!r}")
 

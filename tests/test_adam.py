@@ -91,3 +91,22 @@ def test_any_spelling_of_a_setting_is_one_object_and_array_rates_still_work() ->
     want = first_update(1e-3)
     np.testing.assert_allclose(first_update(jnp.asarray(1e-3)), want)  # an array: hashed by value
     np.testing.assert_allclose(jax.jit(first_update)(1e-3), want, rtol=1e-6)  # traced: not cached
+
+
+def test_updates_stay_float32_and_equal_with_x64_enabled() -> None:
+    params, grads = params_and_grads(3, 3)
+    tx = adam.adam(1e-3)
+
+    def run() -> list:
+        state, out = tx.init(params), []
+        for g in grads:
+            updates, state = jax.jit(tx.update)(g, state, params)
+            out.append(updates)
+        return out
+
+    ref = run()
+    with jax.enable_x64(True):  # optax's dtypes: float32 updates, not float64 arithmetic
+        x64 = run()
+    for a, b in zip(jax.tree.leaves(ref), jax.tree.leaves(x64), strict=True):
+        assert b.dtype == jnp.float32
+        np.testing.assert_array_equal(a, b)

@@ -171,3 +171,15 @@ def test_traced_bar_geometry_is_refused_with_what_to_do() -> None:
         jax.jit(occlusion.occlusion_mask)(key, 4)
     static = jax.jit(occlusion.occlusion_mask, static_argnums=1)(key, 4)  # what the message says
     np.testing.assert_array_equal(static, occlusion.occlusion_mask(key, 4))
+
+
+@pytest.mark.parametrize("orientation", ["alternate", "random"])
+def test_the_same_key_draws_the_same_bars_with_x64_enabled(orientation: str) -> None:
+    key = jax.random.key(0)
+    starts, horizontal = occlusion.sample_bars(key, 16, orientation=orientation, num_bars=2)
+    with jax.enable_x64(True):
+        starts64, horizontal64 = occlusion.sample_bars(key, 16, orientation=orientation,
+                                                       num_bars=2)
+    assert starts64.dtype == jnp.int32
+    np.testing.assert_array_equal(starts, starts64)
+    np.testing.assert_array_equal(horizontal, horizontal64)

@@ -55,3 +55,24 @@ def test_the_loss_curve_names_its_loss_and_keeps_negative_losses_visible(
     ax = closed[0].axes[0]
     assert (ax.get_ylabel(), ax.get_yscale()) == (label, scale)
     assert (tmp_path / "loss.png").stat().st_size > 0
+
+
+def test_fewer_test_images_than_the_figures_show_still_give_every_figure(tmp_path: Path) -> None:
+    model = Autoencoder(features=784, hidden=(4,))
+    params = init_params(jax.random.key(0), model)
+    images = np.random.default_rng(1).integers(0, 256, (5, 28, 28), dtype=np.uint8)  # < 10
+    test, arrays = evaluate.evaluate(Config(), model, params, images, np.arange(5))
+    plots.evaluation_figures(arrays, test, tmp_path)
+    for name in ("figure.png", "correlation.png", "per_class.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+
+
+def test_a_loss_curve_shorter_than_an_epoch_has_no_epoch_means(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    closed = []
+    monkeypatch.setattr(plots.plt, "close", closed.append)
+    plots.loss_curve(np.full(5, 0.1), 10, tmp_path / "loss.png")
+    labels = [line.get_label() for line in closed[0].axes[0].get_lines()]
+    assert labels == ["per step", "smoothed"]
+    with pytest.raises(ValueError, match="needs losses and steps_per_epoch >= 1, got 0 losses"):
+        plots.loss_curve(np.zeros(0), 10, tmp_path / "none.png")
