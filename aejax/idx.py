@@ -24,6 +24,7 @@ FILES = (
     "t10k-images-idx3-ubyte",
     "t10k-labels-idx1-ubyte",
 )
+TEST_FILES = FILES[2:]  # all that evaluation reads
 _GZIP_MAGIC = b"\x1f\x8b"
 
 Split = tuple[np.ndarray, np.ndarray]
@@ -45,35 +46,39 @@ def find_files(folder: str | os.PathLike) -> dict[str, Path]:
     return found
 
 
-def locate(folder: str | os.PathLike) -> dict[str, Path]:
-    """All four IDX files in `folder`; DataError naming whatever is missing."""
-    folder = Path(folder)
+def locate(folder: str | os.PathLike, *, test_only: bool = False) -> dict[str, Path]:
+    """All four IDX files in `folder` (with `test_only`, the two test ones are enough; the
+    training ones are returned too when present); DataError naming whatever is missing."""
+    folder, wanted = Path(folder), TEST_FILES if test_only else FILES
+    what = "the two test" if test_only else "the four"
     if folder.exists() and not folder.is_dir():
         raise DataError(f"data folder {folder} is a file, not a folder: name the folder that "
-                        "holds the four MNIST-format IDX files")
+                        f"holds {what} MNIST-format IDX files")
     if not folder.is_dir():
-        raise DataError(f"data folder {folder} does not exist: create it and put the "
-                        f"four MNIST-format IDX files ({', '.join(FILES)}, .gz or not) in it")
+        raise DataError(f"data folder {folder} does not exist: create it and put {what} "
+                        f"MNIST-format IDX files ({', '.join(wanted)}, .gz or not) in it")
     found = find_files(folder)
-    missing = [f"{base}[.gz]" for base in FILES if base not in found]
+    missing = [f"{base}[.gz]" for base in wanted if base not in found]
     if missing:
-        below, hint = [] if found else subfolders_with_files(folder), ""
+        below, hint = [] if found else subfolders_with_files(folder, wanted), ""
+        held = "both test files" if test_only else "all four"
         if len(below) == 1:
-            hint = f"; {below[0]} holds all four: pass --data-dir {below[0]}"
+            hint = f"; {below[0]} holds {held}: pass --data-dir {below[0]}"
         elif below:
-            hint = f"; {', '.join(map(str, below))} hold all four each: pass one as --data-dir"
-        raise DataError(f"{folder} is missing {', '.join(missing)}: put all four "
+            hint = f"; {', '.join(map(str, below))} hold {held} each: pass one as --data-dir"
+        put = "the two test (or all four)" if test_only else "all four"
+        raise DataError(f"{folder} is missing {', '.join(missing)}: put {put} "
                         f"MNIST-format IDX files (gzipped or not) in that folder{hint}")
     return found
 
 
-def subfolders_with_files(folder: Path) -> list[Path]:
-    """The folders just below ``folder`` that hold all four IDX files (a likely mix-up)."""
+def subfolders_with_files(folder: Path, wanted: tuple[str, ...] = FILES) -> list[Path]:
+    """The folders just below ``folder`` that hold the ``wanted`` IDX files (a likely mix-up)."""
     try:
         below = sorted(p for p in folder.iterdir() if p.is_dir())
     except OSError:
         return []
-    return [p for p in below if len(find_files(p)) == len(FILES)]
+    return [p for p in below if set(wanted) <= set(find_files(p))]
 
 
 def read_bytes(path: str | os.PathLike) -> bytes:

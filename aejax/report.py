@@ -144,7 +144,8 @@ def score(path: Path, info: dict[str, Any], data_dir: str | None, data_root: str
     if not data_dir:
         rundir.check_data_dir_here(cfg.data_dir)
     test_cfg = dataclasses.replace(cfg, **overrides, **(changed or {}))
-    ds = data.load(cfg.dataset, data_dir=test_cfg.data_dir, data_root=test_cfg.data_root)
+    ds = data.load(cfg.dataset, data_dir=test_cfg.data_dir, data_root=test_cfg.data_root,
+                   test_only=True)  # a --data-dir with only the test files will do
     if ds.is_sample and not info.get("dataset_is_sample", False):
         raise ValueError(f"{path} was trained on {info.get('dataset_source', 'the full data')}, "
                          f"but only the small sample is available here ({ds.source}); pass "

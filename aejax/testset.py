@@ -25,8 +25,9 @@ def evaluated_data(info: dict[str, Any], trained: dict[str, Any] | None, ds: dat
                    "folder": info.get("dataset_folder"),
                    "is_sample": info.get("dataset_is_sample", now["is_sample"]),
                    "test_sha256": info.get("dataset_test_sha256")}
+        here = now["train_size"] or None  # 0: a folder with only the test files (test_only)
         trained["train_size"] = (info.get("dataset_train_size") or saved_train_size(path)
-                                 or (now["train_size"] if same_source(trained, now) else None))
+                                 or (here if same_source(trained, now) else None))
     out = {k: v for k, v in trained.items() if k not in EVALUATED_ON}
     out["test_size"] = now["test_size"]
     if out.get("test_sha256"):

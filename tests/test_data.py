@@ -229,6 +229,40 @@ def test_explicit_dir_problems_are_errors(small_idx_dir, tmp_path, monkeypatch, 
         data.load("mnist", data_dir=folder, data_root=tmp_path / "root")
 
 
+def test_test_only_reads_a_folder_with_only_the_test_files(mnist_dir, tmp_path, caplog):
+    folder = tmp_path / "t10k"
+    folder.mkdir()
+    for base in idx.TEST_FILES:
+        shutil.copyfile(mnist_dir / f"{base}.gz", folder / f"{base}.gz")
+    ds = data.load("mnist", data_dir=folder, data_root=tmp_path / "root", test_only=True)
+    full = data.load("mnist", data_dir=mnist_dir, data_root=tmp_path / "root")
+    assert (ds.name, ds.source, ds.is_sample) == ("mnist", str(folder), False)
+    assert ds.train_images.shape == (0, 28, 28) and ds.train_labels.shape == (0,)
+    np.testing.assert_array_equal(ds.test_images, full.test_images)
+    np.testing.assert_array_equal(ds.test_labels, full.test_labels)
+    assert len(list((tmp_path / "root" / "cache").glob("mnist-*.npz"))) == 2  # one each
+    caplog.set_level(logging.INFO, logger="aejax.data")
+    again = data.load("mnist", data_dir=folder, data_root=tmp_path / "root", test_only=True)
+    assert "from cache" in caplog.text and again.train_images.shape == (0, 28, 28)
+    with pytest.raises(DataError, match="is missing train-images-idx3-ubyte"):
+        data.load("mnist", data_dir=folder, data_root=tmp_path / "root")  # as train.py reads it
+    labels = folder / "t10k-labels-idx1-ubyte.gz"
+    raw = bytearray(gzip.decompress(labels.read_bytes()))
+    raw[8] = (raw[8] + 1) % 10  # still a valid IDX file, but not the registered one
+    labels.write_bytes(gzip.compress(bytes(raw)))
+    with pytest.raises(DataError, match=rf"{labels} is not the registered mnist file"):
+        data.load("mnist", data_dir=folder, data_root=tmp_path / "root", test_only=True)
+
+
+def test_test_only_checks_the_test_images_size(tmp_path):
+    write_folder(tmp_path / "t10k", hw=(5, 4))
+    for base in idx.FILES[:2]:
+        (tmp_path / "t10k" / f"{base}.gz").unlink()
+    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte\.gz holds 5x4 images: only "
+                                        "square images are supported"):
+        data.load("mnist", data_dir=tmp_path / "t10k", data_root=tmp_path, test_only=True)
+
+
 def test_unwritable_cache_only_logs(small_idx_dir, tmp_path, caplog):
     (tmp_path / "root").write_text("a file, so <root>/cache cannot be created")
     ds = data.load("mnist", data_dir=small_idx_dir, data_root=tmp_path / "root")

@@ -166,6 +166,27 @@ def test_a_parent_folder_points_to_the_one_below_with_the_files(tmp_path):
         idx.locate(tmp_path)
 
 
+def test_test_only_needs_the_two_test_files(tmp_path):
+    write_folder(tmp_path / "test")
+    for base in idx.FILES[:2]:
+        (tmp_path / "test" / f"{base}.gz").unlink()
+    assert list(idx.locate(tmp_path / "test", test_only=True)) == list(idx.TEST_FILES)
+    with pytest.raises(DataError, match=r"is missing train-images-idx3-ubyte\[\.gz\], "
+                                        r"train-labels-idx1-ubyte\[\.gz\]: put all four"):
+        idx.locate(tmp_path / "test")  # as train.py reads it
+    (tmp_path / "test" / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(DataError, match=(
+            rf"^{tmp_path / 'test'} is missing t10k-labels-idx1-ubyte\[\.gz\]: put the two test "
+            r"\(or all four\) MNIST-format IDX files \(gzipped or not\) in that folder$")):
+        idx.locate(tmp_path / "test", test_only=True)
+    write_folder(tmp_path / "train")
+    for base in idx.TEST_FILES:
+        (tmp_path / "train" / f"{base}.gz").unlink()
+    with pytest.raises(DataError, match=r"is missing t10k-images-idx3-ubyte\[\.gz\], "
+                                        r"t10k-labels-idx1-ubyte\[\.gz\]: put the two test"):
+        idx.locate(tmp_path / "train", test_only=True)
+
+
 def test_unreadable_file(tmp_path):
     (tmp_path / "x.gz").mkdir()  # a folder where a file should be: reading it fails with OSError
     with pytest.raises(DataError, match=r"cannot read .*x\.gz \(Is a directory\): check that it"):

@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 
-from aejax import cli, compare, data, experiment, metrics, report, runlock
+from aejax import checkpoint, cli, compare, data, experiment, idx, metrics, report, runlock
 from aejax.config import Config
 from tests.conftest import write_idx_dataset
 from tests.test_experiment import load_script
@@ -296,6 +296,45 @@ def test_the_test_set_is_told_apart_by_its_content(runs, tmp_path: Path, monkeyp
         again, _ = report.evaluate_run(copy, data_dir=own["folder"])
         assert ("test_source" not in again["data"]) == known, source  # a relative one: unknown
         assert (again["data"]["test_sha256"] == own["test_sha256"]) == known
+
+
+def test_evaluating_on_a_folder_with_only_the_test_files(runs, tmp_path: Path, capsys) -> None:
+    (run, _), _ = runs
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    own = json.loads((copy / "metrics.json").read_text())["data"]
+    t10k, train_only = tmp_path / "t10k", tmp_path / "train"
+    for folder, bases in ((t10k, idx.TEST_FILES), (train_only, idx.FILES[:2])):
+        folder.mkdir()
+        for base in bases:
+            shutil.copyfile(Path(own["folder"]) / f"{base}.gz", folder / f"{base}.gz")
+    flags = ["--data-dir", str(t10k), "--no-compile-cache"]
+    code, out, err = call("evaluate", ["--workdir", str(copy), *flags], capsys)
+    assert code == 0, err
+    assert json.loads((copy / "metrics.json").read_text())["data"] == own  # the run's test set
+    code, _, err = call("evaluate", ["--workdir", str(copy), *flags, "--out", str(tmp_path / "w3"),
+                                     "--occlusion-width", "3"], capsys)
+    assert code == 0, err
+    assert json.loads((tmp_path / "w3" / "metrics.json").read_text())["data"] == own
+    code, _, err = call("evaluate", ["--workdir", str(copy), "--data-dir", str(train_only)], capsys)
+    assert code == 2 and err.strip().endswith(
+        f"{train_only} is missing t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]: put "
+        "the two test (or all four) MNIST-format IDX files (gzipped or not) in that folder")
+    code, _, err = call("train", ["--workdir", str(tmp_path / "new"), *flags, "--data-root",
+                                  str(tmp_path / "root"), "--epochs", "1", "--no-progress"], capsys)
+    assert code == 2 and "is missing train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte" in err
+    # its own folder kept only the test files, and its first evaluation failed: the training
+    # set's size is unknown then, not the 0 images read now
+    info = json.loads((copy / "config.json").read_text())
+    info["config"]["data_dir"] = str(t10k)
+    info.update(dataset_source=str(t10k), dataset_folder=str(t10k.resolve()))
+    del info["dataset_train_size"]
+    (copy / "config.json").write_text(json.dumps(info))
+    (copy / "metrics.json").unlink()
+    shutil.rmtree(copy / checkpoint.DIRNAME, ignore_errors=True)
+    saved, _ = report.evaluate_run(copy)
+    assert (saved["data"]["train_size"], saved["data"]["test_size"]) == (None, 64)
+    assert "test_source" not in saved["data"]
 
 
 def test_evaluating_a_run_that_is_training_is_refused(runs, tmp_path: Path) -> None:
