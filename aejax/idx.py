@@ -8,6 +8,7 @@ Fashion-MNIST and KMNIST ship four of them, each optionally gzipped.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import zlib
 from pathlib import Path
@@ -114,7 +115,7 @@ def parse(buf: bytes, *, magic: int, name: str = "<buffer>") -> np.ndarray:
     shape = tuple(int(d) for d in np.frombuffer(buf, ">u4", ndim, offset=4))
     if any(d == 0 for d in shape):
         raise DataError(f"{name}: empty dimension in shape {shape}; replace the file")
-    expected = header + int(np.prod(shape))
+    expected = header + math.prod(shape)  # Python ints: np.prod would wrap around in int64
     if len(buf) != expected:
         raise DataError(f"{name}: {len(buf)} bytes but its header {shape} implies {expected}; "
                         "the file is truncated or corrupt, replace it")

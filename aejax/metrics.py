@@ -19,6 +19,7 @@ import numpy as np
 from aejax.occlusion import check_images
 
 NONZERO_TOL = 1e-4  # the original's tolerance: a pixel counts if it exceeds this in both images
+SSIM_WINDOW = 11  # dm-pix's default Gaussian window, pixels a side
 SSIM_BATCH = 500  # images per SSIM chunk: keeps the filtered intermediates small on 10k images
 CHUNK = 200  # images per step of ``per_image_all``: its intermediates stay in the CPU's cache
 PSNR_MAX = 100.0  # dB: identical images (MSE 0) would be infinite and make the means inf or NaN
@@ -58,10 +59,18 @@ def psnr(target: jax.Array, pred: jax.Array) -> jax.Array:
 def ssim(target: jax.Array, pred: jax.Array, batch_size: int = SSIM_BATCH) -> jax.Array:
     """Structural similarity per image (dm-pix defaults: 11x11 Gaussian, sigma 1.5).
 
-    Computed ``batch_size`` images at a time, so memory does not grow with the test set.
+    Images under 11 pixels a side get the largest odd window that fits (dm-pix's 'valid'
+    filtering would otherwise swap image and filter and return a meaningless value). Computed
+    ``batch_size`` images at a time, so memory does not grow with the test set.
     """
-    return in_chunks(lambda ab: pix.ssim(*ab, max_val=1.0), (as_nhwc(target), as_nhwc(pred)),
-                     batch_size)
+    return in_chunks(lambda ab: ssim_nhwc(*ab), (as_nhwc(target), as_nhwc(pred)), batch_size)
+
+
+def ssim_nhwc(target: jax.Array, pred: jax.Array) -> jax.Array:
+    """dm-pix's SSIM of (N, H, W, 1) images, its window cut to fit small images (``ssim``)."""
+    side = min(target.shape[1:3])
+    window = min(SSIM_WINDOW, side - 1 + side % 2)  # odd, so the window is centred
+    return pix.ssim(target, pred, max_val=1.0, filter_size=window)
 
 
 def _flat(images: jax.Array) -> jax.Array:
@@ -134,7 +143,7 @@ def all_metrics(target: jax.Array, pred: jax.Array,
                 mask: jax.Array | None = None) -> dict[str, jax.Array]:
     """Every metric of one batch, unchecked and in one piece: the body ``per_image_all`` maps."""
     values = {"mse": mse(target, pred), "psnr": psnr(target, pred),
-              "ssim": pix.ssim(as_nhwc(target), as_nhwc(pred), max_val=1.0),
+              "ssim": ssim_nhwc(as_nhwc(target), as_nhwc(pred)),
               "corr": corr(target, pred), "corr_nonzero": corr_nonzero(target, pred)}
     if mask is not None:
         values["on_bar_mse"] = masked_mse(target, pred, mask)
@@ -148,6 +157,8 @@ def in_chunks(fn: Callable[[Any], Any], xs: Any, size: int) -> Any:
     ``fn`` sees (size, ...) slices, not single rows under ``vmap`` (XLA fuses those far worse
     on CPU); rows left over after the last whole chunk go through one more call.
     """
+    if size < 1:
+        raise ValueError(f"chunk size must be >= 1, got {size}")
     n = jax.tree.leaves(xs)[0].shape[0]
     whole = n // size * size
     if whole == 0:

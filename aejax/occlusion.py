@@ -164,6 +164,8 @@ def check_value(value: float | jax.Array) -> None:
     [0, 1] (NaN included); a traced scalar (under ``jit`` or ``vmap``) passes unchecked."""
     if np.ndim(value) != 0:
         raise ValueError(f"occlusion value must be a scalar, got shape {np.shape(value)}")
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"occlusion value must be a pixel value in [0, 1], not a bool ({value})")
     if isinstance(value, jax.core.Tracer):
         return
     if not 0.0 <= float(value) <= 1.0:

@@ -102,6 +102,9 @@ def make_train_step(cfg: Config, model: Any, tx: optax.GradientTransformation, *
 
     def train_step(state: TrainState, batch_u8: jax.Array, key: jax.Array
                    ) -> tuple[TrainState, Metrics]:
+        if batch_u8.ndim != 2:  # the model takes flat images, as fit passes them
+            raise ValueError(f"training batches must be flat uint8 images (B, D), got shape "
+                             f"{tuple(batch_u8.shape)}: reshape them to (B, -1)")
         inputs, targets = make_pair(key, to_float(batch_u8), cfg.train_occlusion, occlude)
 
         def loss_fn(params: Any) -> jax.Array:

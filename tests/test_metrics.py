@@ -70,6 +70,22 @@ def test_ssim_of_constant_images_is_the_luminance_term() -> None:
                                rtol=1e-4)
 
 
+@pytest.mark.parametrize("side,window", [(8, 7), (7, 7), (3, 3)])
+def test_ssim_of_images_under_11_pixels_uses_a_window_that_fits(side: int, window: int) -> None:
+    a, b = (np.random.default_rng(s).random((3, side, side), np.float32) for s in (0, 1))
+    expected = [numpy_ssim(x, y, size=window) for x, y in zip(a, b)]
+    np.testing.assert_allclose(metrics.ssim(a, b), expected, atol=1e-4)  # dm-pix's default
+    np.testing.assert_allclose(metrics.per_image(a, b)["ssim"], expected, atol=1e-4)  # swapped
+    np.testing.assert_allclose(metrics.ssim(a, a), np.ones(3), atol=1e-5)
+
+
+@pytest.mark.parametrize("call", [lambda a: metrics.ssim(a, a, batch_size=0),
+                                  lambda a: metrics.per_image_all(a, {"x": a}, chunk=0)])
+def test_chunk_sizes_below_one_are_refused(call) -> None:
+    with pytest.raises(ValueError, match="size must be >= 1, got 0"):
+        call(np.zeros((2, 28, 28), np.float32))
+
+
 def test_ssim_in_chunks_equals_one_pass() -> None:
     a, b = random_pairs(n=7)
     chunked = metrics.ssim(a, b, batch_size=3)  # 7 = 3 + 3 + a remainder of 1

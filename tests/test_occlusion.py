@@ -107,6 +107,7 @@ def test_different_keys_give_different_masks() -> None:
     (dict(value=float("nan")), r"occlusion value must be a pixel value in \[0, 1\], got nan"),
     (dict(value=2.0), r"occlusion value must be a pixel value in \[0, 1\], got 2.0"),
     (dict(value=np.array([5.0])), r"occlusion value must be a scalar, got shape \(1,\)"),
+    (dict(value=True), r"occlusion value must be a pixel value in \[0, 1\], not a bool \(True\)"),
     (dict(width=2.5), "occlusion width must be an integer, got 2.5"),
     (dict(low=10.5), "occlusion low must be an integer, got 10.5"),
     (dict(num_bars=True), "occlusion bars must be an integer, got True"),

@@ -138,6 +138,15 @@ def test_uint8_pixels_become_floats_in_0_1_exactly() -> None:
 
 
 
+def test_a_train_step_refuses_unflattened_batches() -> None:
+    model, tx = train.make_model(CFG), train.make_optimizer(CFG)
+    state = train.create_state(jax.random.key(0), model, tx)
+    step = jax.jit(train.make_train_step(CFG, model, tx))
+    with pytest.raises(ValueError, match=r"must be flat uint8 images \(B, D\), got shape "
+                                         r"\(8, 28, 28\): reshape them to \(B, -1\)"):
+        step(state, flat_images(8).reshape(8, 28, 28), jax.random.key(1))
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.int32])
 def test_a_train_step_refuses_batches_that_are_not_uint8(dtype: type) -> None:
     model, tx = train.make_model(CFG), train.make_optimizer(CFG)
