@@ -73,13 +73,13 @@ def check_predictions(arrays: dict[str, jax.Array], values: dict[str, dict[str, 
     model without a sigmoid, or a custom occlusion, see ``aejax.parts``).
     """
     for name, pred in compared(arrays).items():
-        low, high = float(jnp.min(pred)), float(jnp.max(pred))
-        if np.all(np.isfinite(values[name]["mse"])) and 0.0 <= low <= high <= 1.0:
+        problem = parts.outside_pixels(pred) or ""
+        if not problem and np.all(np.isfinite(values[name]["mse"])):
             continue
-        if np.isfinite(low) and np.isfinite(high):
+        if name == "occluded_input" or problem.startswith("values"):
             who = "the occlusion" if name == "occluded_input" else "the model's reconstructions"
-            raise ValueError(f"{who} ({name}) lie in [{low:.4g}, {high:.4g}]; images and "
-                             "reconstructions must lie in [0, 1] (see aejax.parts)")
+            raise ValueError(f"{who} ({name}) returned {problem}; images and reconstructions "
+                             "must lie in [0, 1] (see aejax.parts)")
         metrics.check_inputs(arrays["clean"], pred, arrays["mask"])
 
 

@@ -251,11 +251,20 @@ def check_ranges(model: Any, params: Any, clean: jax.Array, occlude: OccludeFn,
     check_reconstruction(model, clean, recon)
     checks = ((f"the occlusion {name(occlude)}", occluded), (f"the model {name(model)}", recon))
     for who, values in checks:
-        low, high = float(jax.numpy.min(values)), float(jax.numpy.max(values))
-        if not 0.0 <= low <= high <= 1.0:  # False for NaN too
-            raise PartError(f"{who} returned values in [{low:.4g}, {high:.4g}] on training "
-                            "images; images and reconstructions must lie in [0, 1] (end a "
-                            "model with a sigmoid, write pixel values in an occlusion)")
+        if problem := outside_pixels(values):
+            raise PartError(f"{who} returned {problem} on training images; images and "
+                            "reconstructions must lie in [0, 1] (end a model with a sigmoid, "
+                            "write pixel values in an occlusion)")
+
+
+def outside_pixels(values: jax.Array) -> str | None:
+    """What keeps ``values`` from being pixels in [0, 1] (NaNs counted: XLA:CPU's min and max
+    of a large array skip them), or None."""
+    values = np.asarray(values, np.float32)
+    if bad := int(values.size - np.count_nonzero(np.isfinite(values))):
+        return f"{bad} NaN or infinite values"
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    return None if 0.0 <= low <= high <= 1.0 else f"values in [{low:.4g}, {high:.4g}]"
 
 
 def occlude_compiled(occlude: OccludeFn, key: jax.Array, clean: jax.Array

@@ -251,9 +251,26 @@ def test_a_model_or_occlusion_leaving_0_1_is_refused_before_training() -> None:
         loop.fit(CFG, x, progress=False, parts=Parts(occlude=seven))
     model = train.make_model(CFG)
     params = train.create_state(jax.random.key(0), model, train.make_optimizer(CFG)).params
-    with pytest.raises(ValueError, match=r"the occlusion \(occluded_input\) lie in \[7, 7\]; "
-                                         r"images and reconstructions must lie in \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"the occlusion \(occluded_input\) returned values in "
+                                         r"\[7, 7\]; images and reconstructions must lie in \[0, 1\]"):
         evaluate.evaluate(CFG, model, params, x[:10], np.arange(10), occlude=seven)
+
+
+def nan_bars(key: jax.Array, images: jax.Array) -> tuple[jax.Array, jax.Array]:
+    occluded, mask = occlusion.occlude(key, images, return_mask=True)
+    return jnp.where(mask, jnp.nan, occluded), mask
+
+
+def test_an_occlusion_writing_nan_is_refused_as_such() -> None:
+    x = images_u8(32)  # (8, 784) with 75+ NaNs: XLA:CPU's min and max skip them
+    with pytest.raises(ValueError, match=r"the occlusion \S*nan_bars returned \d+ NaN or infinite "
+                                         "values on training images"):
+        loop.fit(CFG, x, progress=False, parts=Parts(occlude=nan_bars))
+    model = train.make_model(CFG)
+    params = train.create_state(jax.random.key(0), model, train.make_optimizer(CFG)).params
+    with pytest.raises(ValueError, match=r"the occlusion \(occluded_input\) returned \d+ NaN or "
+                                         r"infinite values; images and reconstructions"):
+        evaluate.evaluate(CFG, model, params, x[:10], np.arange(10), occlude=nan_bars)
 
 
 def numpy_bars(key: jax.Array, images: jax.Array) -> tuple[jax.Array, jax.Array]:
