@@ -74,7 +74,12 @@ def init_params(key: jax.Array, model: nn.Module) -> dict:
     if not is_integer(features) or features < 1:
         raise ValueError(f"a model needs a positive integer 'features' attribute (pixels per "
                          f"image); {type(model).__name__} has {features!r}")
-    return model.init(key, jnp.zeros((1, int(features))))["params"]
+    variables = model.init(key, jnp.zeros((1, int(features))))
+    if extra := sorted(set(variables) - {"params"}):
+        raise ValueError(f"the model {type(model).__name__} keeps {', '.join(extra)} besides its "
+                         "params: models here are deterministic functions of their params (no "
+                         "batch statistics)")
+    return variables["params"]
 
 
 def count_params(params: dict) -> int:

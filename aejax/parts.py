@@ -33,6 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import flax.errors
 import jax
 import numpy as np
 
@@ -72,6 +73,18 @@ class Parts:
     spec: str | None = dataclasses.field(default=None, compare=False)
 
     def __post_init__(self) -> None:
+        model = self.model
+        if isinstance(model, type):
+            raise PartError(f"the model {name(model)} is a class: give an instance, "
+                            f"{model.__name__}()")
+        if model is not None and not (callable(getattr(model, "init", None))
+                                      and callable(getattr(model, "apply", None))):
+            raise PartError(f"the model {name(model)} is not a Flax Linen module (no init and "
+                            "apply): see aejax.parts")
+        for field in ("loss", "occlude"):
+            if (part := getattr(self, field)) is not None and not callable(part):
+                raise PartError(f"the {field} {part!r} is not a function: give the function "
+                                "itself (e.g. a def at module level), not its name")
         for field in ("model", "loss", "occlude"):
             try:
                 hash(getattr(self, field))
@@ -227,6 +240,9 @@ def occlude_checked(occlude: OccludeFn, key: jax.Array, clean: jax.Array
     if out[1].dtype != bool:
         raise PartError(f"an occlusion's mask must be boolean; {name(occlude)} returned "
                         f"{out[1].dtype}")
+    if not jax.numpy.issubdtype(out[0].dtype, jax.numpy.floating):
+        raise PartError(f"an occlusion must return float images in [0, 1]; {name(occlude)} "
+                        f"returned {out[0].dtype}")
     return out
 
 
@@ -247,7 +263,12 @@ def check_ranges(model: Any, params: Any, clean: jax.Array, occlude: OccludeFn,
     training never calls it, and one that cannot be traced would fail only in the evaluation.
     """
     occluded, _ = occlude_compiled(occlude, key, clean)
-    recon = model.apply({"params": params}, clean)
+    try:
+        recon = model.apply({"params": params}, clean)
+    except flax.errors.FlaxError as err:  # wants a dropout key, mutable batch statistics, ...
+        raise PartError(f"the model {name(model)} cannot run on its params alone "
+                        f"({str(err).splitlines()[0][:160]}): models here are deterministic "
+                        "functions of their params (no dropout, no batch statistics)") from None
     check_reconstruction(model, clean, recon)
     checks = ((f"the occlusion {name(occlude)}", occluded), (f"the model {name(model)}", recon))
     for who, values in checks:

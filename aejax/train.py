@@ -111,9 +111,16 @@ def make_train_step(cfg: Config, model: Any, tx: optax.GradientTransformation, *
             recon = model.apply({"params": params}, inputs)
             parts.check_reconstruction(model, inputs, recon)
             value = loss(recon, targets)
+            if not isinstance(value, jax.Array):
+                raise parts.PartError(f"a loss must return a scalar array; {parts.name(loss)} "
+                                      f"returned a {type(value).__name__}")
             if jnp.ndim(value) != 0:
                 raise ValueError(f"a loss must return a scalar; {parts.name(loss)} returned "
                                  f"shape {jnp.shape(value)}")
+            if not jnp.issubdtype(value.dtype, jnp.floating):
+                raise parts.PartError(f"a loss must return a float scalar (it is "
+                                      f"differentiated); {parts.name(loss)} returned "
+                                      f"{value.dtype}")
             return value
 
         value, grads = jax.value_and_grad(loss_fn)(state.params)

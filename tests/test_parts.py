@@ -612,3 +612,52 @@ def test_a_run_refused_before_it_saved_anything_leaves_no_folder(
             experiment.run(cfg, parts_folder / workdir, progress=False, parts=bad)
         assert (parts_folder / workdir).exists() == left  # as it was
     assert not any((parts_folder / "empty").iterdir())
+
+
+class Dropping(nn.Module):
+    features: int = 784
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return nn.sigmoid(nn.Dropout(0.5, deterministic=False)(nn.Dense(self.features)(x)))
+
+
+class Normed(nn.Module):
+    features: int = 784
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return nn.sigmoid(nn.BatchNorm(use_running_average=False)(nn.Dense(self.features)(x)))
+
+
+def int_bars(key: jax.Array, images: jax.Array) -> tuple[jax.Array, jax.Array]:
+    occluded, mask = occlusion.occlude(key, images, return_mask=True)
+    return (occluded * 255).astype(jnp.int32), mask
+
+
+@pytest.mark.parametrize("custom,message", [
+    (dict(loss="mse"), "the loss 'mse' is not a function: give the function itself"),
+    (dict(occlude=3), "the occlude 3 is not a function"),
+    (dict(model=Tiny), r"the model \S*Tiny is a class: give an instance, Tiny\(\)"),
+    (dict(model=bce), r"the model \S*bce is not a Flax Linen module"),
+])
+def test_parts_of_the_wrong_kind_are_refused_when_made(custom: dict, message: str) -> None:
+    with pytest.raises(parts.PartError, match=message):
+        Parts(**custom)
+
+
+@pytest.mark.parametrize("custom,message", [
+    (Parts(occlude=int_bars), r"an occlusion must return float images in \[0, 1\]; \S*int_bars "
+                              "returned int32"),
+    (Parts(loss=lambda p, t: jnp.sum(p > t)), r"a loss must return a float scalar .* returned "
+                                              "int32"),
+    (Parts(loss=lambda p, t: (jnp.mean(p - t), 0.0)), "a loss must return a scalar array; .* "
+                                                      "returned a tuple"),
+    (Parts(model=Dropping()), r"the model \S*Dropping\(features=784\) cannot run on its params "
+                              r"alone \(.*\): models here are deterministic"),
+    (Parts(model=Normed()), "the model Normed keeps batch_stats besides its params"),
+])
+def test_broken_contracts_are_one_error_before_training(custom: Parts, message: str) -> None:
+    cfg = dataclasses.replace(CFG, epochs=1, train_occlusion="all")
+    with pytest.raises(ValueError, match=message):
+        loop.fit(cfg, images_u8(64), progress=False, parts=custom)
