@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 import hashlib
 import shlex
 from collections.abc import Callable
@@ -74,6 +75,12 @@ def changes(cfg: Config, given: dict[str, Any], parts: Parts) -> dict[str, Any]:
     field that is not a test-occlusion field, an impossible value, or a field that a custom
     occlusion ignores)."""
     other = sorted(set(given) - set(TESTED))
+    fields = {f.name for f in dataclasses.fields(Config)}
+    if unknown := [k for k in other if k not in fields]:
+        near = difflib.get_close_matches(unknown[0], TESTED, n=1)
+        raise ValueError(f"unknown config field(s) {', '.join(unknown)}"
+                         + (f"; did you mean {near[0]}?" if near else
+                            f"; the test occlusion's are {', '.join(TESTED)}"))
     if other:
         raise ValueError(f"an evaluation changes only the test occlusion (--occlusion-*, "
                          f"--eval-seed), not {', '.join(other)}: that needs training again")

@@ -136,6 +136,7 @@ def evaluate(cfg: Config, model: Autoencoder, params: Any, test_images_u8: np.nd
       occlude: the occlusion of the test images, drawn from ``eval_key(cfg)``; None: the
         config's bars (``parts.bars``).
     """
+    parts.require_occlusion(occlude)
     check_inputs(cfg, model, test_images_u8, test_labels, bars=occlude is None)
     images = np.asarray(test_images_u8).reshape(len(test_images_u8), -1)
     clean = jnp.asarray(images, jnp.float32) / 255.0

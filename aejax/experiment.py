@@ -21,7 +21,7 @@ from aejax import (checkpoint, crosseval, data, evaluate, loop, parallel, params
                    rundir, runlock, train)
 from aejax.config import Config, check_data
 from aejax.jsonio import read_run_config, write_json
-from aejax.parts import Parts, recorded_spec
+from aejax.parts import Parts, recorded_spec, require
 
 log = logging.getLogger(__name__)
 DEFAULT_EVERY, DEFAULT_KEEP = 0, 3  # checkpoints at epoch ends only; the latest three kept
@@ -120,6 +120,7 @@ def run(cfg: Config, workdir: str | os.PathLike, *, progress: bool = True,
         evaluation and named in config.json; the default is the original's.
     """
     started = time.perf_counter()
+    require(parts)  # before the folder is touched
     if checkpoint_every is None or keep is None:
         meta = resume_meta(workdir) if resume else {}
         checkpoint_every, keep = checkpoint_options(meta, checkpoint_every, keep)

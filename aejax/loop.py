@@ -25,7 +25,7 @@ from aejax import checkpoint, parallel, resumable
 from aejax.losslog import LossLog, NonFiniteLoss
 from aejax.model import features_of
 from aejax.config import Config, check_batch_size
-from aejax.parts import Parts, bars, check_ranges, digests, spec_of
+from aejax.parts import Parts, bars, check_ranges, digests, require, spec_of
 from aejax.schedule import EpochOrders, chunk_plan, plan_from, plan_steps
 from aejax.train import (StepFn, TrainState, create_state, make_model, make_optimizer,
                          make_train_chunk, make_train_step, root_keys, to_float)
@@ -91,6 +91,7 @@ def prepare(cfg: Config, train_images_u8: np.ndarray, mesh: jax.sharding.Mesh | 
             checkpoints: checkpoint.Checkpointer | None, parts: Parts
             ) -> tuple[Loop, TrainState, LossLog]:
     """Check the parts, create (or restore) and place the state, compile every chunk length."""
+    require(parts)
     train_images_u8 = check_train_images(train_images_u8)
     num, features = train_images_u8.shape
     check_batch_size(cfg, num)

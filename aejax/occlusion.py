@@ -193,6 +193,11 @@ def occlude(key: jax.Array, images: jax.Array, *, width: int = 1, value: float =
     The geometry (``width``, ``low``, ``high``, ``orientation``, ``num_bars``) must be static
     under ``jit``; ``value`` may be traced.
     """
+    if not hasattr(images, "shape"):  # a list of images
+        images = jnp.asarray(images, jnp.float32)
+    if jax.dtypes.issubdtype(images.dtype, jax.dtypes.prng_key):
+        raise ValueError("occlude takes the key first: occlude(key, images), got a key as the "
+                         "images")
     check_images(images)
     check_value(value)
     height, img_width = image_hw(tuple(images.shape))

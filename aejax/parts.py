@@ -114,6 +114,23 @@ class Parts:
                 if v and ("<lambda>" in v or "<locals>" in v or re.search(r"(^|\W)__main__\.", v))]
 
 
+def require(parts: Any) -> Parts:
+    """``parts`` if it is a ``Parts``; PartError saying how to make one otherwise (a bare
+    function or module, a dict)."""
+    if not isinstance(parts, Parts):
+        raise PartError(f"parts must be an aejax.parts.Parts, got {name(parts)}: wrap them, e.g. "
+                        "Parts(occlude=fn), Parts(model=Model(), loss=fn)")
+    return parts
+
+
+def require_occlusion(occlude: Any) -> None:
+    """PartError unless ``occlude`` is an occlusion function (or None, the config's bars)."""
+    if occlude is not None and not callable(occlude):
+        hint = ": pass its .occlude" if isinstance(occlude, Parts) else ""
+        raise PartError(f"occlude must be a function (key, images) -> (occluded, mask), got "
+                        f"{name(occlude)}{hint}")
+
+
 def load(spec: str) -> Parts:
     """The ``Parts`` that ``MODULE:NAME`` names (``--parts`` of train.py and evaluate.py): the
     object NAME in MODULE, imported with the current folder on the module path.

@@ -14,7 +14,7 @@ import numpy as np
 from aejax import (crosseval, data, evaluate, jsonio, metrics, paramsfile, plots, rundir,
                    runlock, testset, train)
 from aejax.config import Config
-from aejax.parts import Parts, spec_in
+from aejax.parts import Parts, require, spec_in
 
 TABLE_METRICS: tuple[str, ...] = metrics.METRICS + metrics.MASKED
 
@@ -175,7 +175,7 @@ def check_parts(info: dict[str, Any], parts: Parts, workdir: Path, *,
     """Refuse to evaluate a run with another model, or (with ``occlusion``) another occlusion
     (``aejax.parts``) than it was trained with, by name: only the code that defined custom ones
     can rebuild them."""
-    saved, given = info.get("parts") or {}, parts.describe()
+    saved, given = info.get("parts") or {}, require(parts).describe()
     checked = ("model", "occlude") if occlusion else ("model",)
     changed = [k for k in checked if saved.get(k) != given[k]]
     if not changed:

@@ -342,3 +342,9 @@ def test_changes_keeps_only_what_differs_from_the_run() -> None:
         crosseval.changes(cfg, {"occlusion_bars": 0}, Parts())
     assert crosseval.changes(cfg, {}, Parts(occlude=corner)) == {}
     assert crosseval.changes(cfg, {"eval_seed": 3}, Parts(occlude=corner)) == {"eval_seed": 3}
+
+
+def test_a_misspelled_field_is_unknown_not_one_that_needs_training() -> None:
+    with pytest.raises(ValueError, match="unknown config field.s. occlusion_widht; did you mean "
+                                         "occlusion_width"):
+        crosseval.changes(Config(), {"occlusion_widht": 2}, Parts())

@@ -184,3 +184,11 @@ def test_the_same_key_draws_the_same_bars_with_x64_enabled(orientation: str) -> 
     assert starts64.dtype == jnp.int32
     np.testing.assert_array_equal(starts, starts64)
     np.testing.assert_array_equal(horizontal, horizontal64)
+
+
+def test_swapped_arguments_are_told_the_key_comes_first_and_lists_are_taken() -> None:
+    key, x = jax.random.key(0), images(4)
+    with pytest.raises(ValueError, match=r"occlude takes the key first: occlude\(key, images\)"):
+        occlusion.occlude(x, key)
+    np.testing.assert_array_equal(occlusion.occlude(key, x.tolist()),
+                                  occlusion.occlude(key, jnp.asarray(x)))

@@ -661,3 +661,17 @@ def test_broken_contracts_are_one_error_before_training(custom: Parts, message: 
     cfg = dataclasses.replace(CFG, epochs=1, train_occlusion="all")
     with pytest.raises(ValueError, match=message):
         loop.fit(cfg, images_u8(64), progress=False, parts=custom)
+
+
+def test_entry_points_name_what_to_pass_for_parts() -> None:
+    x = images_u8(16)
+    with pytest.raises(parts.PartError, match=r"parts must be an aejax.parts.Parts, got \S*patch: "
+                                              r"wrap them, e.g. Parts\(occlude=fn\)"):
+        loop.fit(CFG, x, progress=False, parts=patch)
+    with pytest.raises(parts.PartError, match="parts must be an aejax.parts.Parts, got"):
+        report.check_parts({}, {"occlude": patch}, Path("run"))
+    model = train.make_model(CFG)
+    params = train.create_state(jax.random.key(0), model, train.make_optimizer(CFG)).params
+    with pytest.raises(parts.PartError, match=r"occlude must be a function .* got \S*Parts\(.*\): "
+                                              r"pass its .occlude"):
+        evaluate.evaluate(CFG, model, params, x[:4], np.arange(4), occlude=Parts(occlude=patch))
