@@ -284,6 +284,15 @@ def add_checkpoint_flags(parser: argparse.ArgumentParser) -> None:
                              "run's own)")
 
 
+def warn_unused(given: dict[str, Any], parts: Parts) -> None:
+    """Warn about flags ``given`` explicitly that the custom ``parts`` replace (a custom model's
+    ``--hidden``): config.json records them as ``unused_config``, but they change nothing."""
+    if unused := [k for k in parts.unused() if k in given]:
+        flags = ", ".join(f"--{k.replace('_', '-')}" for k in unused)
+        logging.getLogger(__name__).warning(
+            "%s changes nothing here: the custom parts replace what it sets", flags)
+
+
 def given_config(parser: argparse.ArgumentParser, argv: list[str] | None) -> dict[str, Any]:
     """The config fields that ``argv`` sets explicitly (those left at their defaults are absent)."""
     names = [f.name for f in dataclasses.fields(Config)]

@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
             every, keep = experiment.checkpoint_options(saved, args.checkpoint_every, args.keep)
             checkpoint.check_options(every, keep)
             custom = cli.parts_from_args(args)
+            cli.warn_unused(cli.given_config(parser, argv), custom)
             return cfg, every, keep, experiment.resume_mesh(saved, args.devices), custom
 
         cfg, every, keep, mesh, custom = parallel.together(configure, "checking the flags")

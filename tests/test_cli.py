@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -21,3 +22,19 @@ def test_info_lines_are_shown_even_after_orbax_set_up_logging() -> None:
                           cwd=ROOT, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stderr.splitlines() == ["INFO aejax.data: 60000 train images"]
+
+
+def test_flags_that_custom_parts_replace_are_warned_about(caplog) -> None:
+    import flax.linen as nn
+
+    from aejax import cli
+    from aejax.parts import Parts
+
+    class Model(nn.Module):
+        features: int = 784
+
+    with caplog.at_level(logging.WARNING, logger="aejax.cli"):
+        cli.warn_unused({"hidden": (64, 16), "epochs": 2}, Parts(model=Model()))
+        cli.warn_unused({"hidden": (64, 16)}, Parts())  # the original model: it is used
+    assert caplog.messages == ["--hidden changes nothing here: the custom parts replace what it "
+                               "sets"]
