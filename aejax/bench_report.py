@@ -65,6 +65,9 @@ def use_platform(device: str | None = None) -> None:
                           os.environ["JAX_DEFAULT_MATMUL_PRECISION"])
 
 
+MIN_ROOFLINE_SIZE = 256  # smaller matmuls time the launch, not the arithmetic: 3 gave 665075%
+
+
 def default_roofline_size() -> int:
     """The roofline matmul's side: 1024 on a CPU; 8192 on a GPU, where 1024 takes microseconds."""
     return 8192 if jax.default_backend() == "gpu" else 1024

@@ -130,12 +130,33 @@ def lookup(tree: dict[str, Any], dotted: str) -> float:
             return math.nan
         tree = tree[part]
     if isinstance(tree, dict):
+        held = sorted(k for k, v in tree.items() if number_under(v) is not None)
+        if not held:
+            raise ValueError(f"{dotted} is not a number in metrics.json and holds none; name a "
+                             f"number, such as {KEYS[1]}")
         raise ValueError(f"{dotted} is not a number in metrics.json but holds "
-                         f"{', '.join(sorted(tree))}; name one of them, e.g. {dotted}.{min(tree)}")
-    if isinstance(tree, bool) or not isinstance(tree, (int, float)):
+                         f"{', '.join(held)}; name one of them, e.g. {dotted}.{number_under(tree)}")
+    if not is_number(tree):
         raise ValueError(f"{dotted} is not a number in metrics.json but a "
                          f"{type(tree).__name__}; name a number, such as {KEYS[1]}")
     return float(tree)
+
+
+def is_number(value: Any) -> bool:
+    """Whether a metrics.json value is a number (booleans are not)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def number_under(tree: Any) -> str | None:
+    """The dotted path of the first number in ``tree`` ("" for a number itself), keys sorted;
+    None where it holds no number."""
+    if is_number(tree):
+        return ""
+    for key in sorted(tree) if isinstance(tree, dict) else ():
+        rest = number_under(tree[key])
+        if rest is not None:
+            return f"{key}.{rest}" if rest else str(key)
+    return None
 
 
 def labels(configs: list[dict[str, Any]], names: list[str], group: bool) -> list[str]:

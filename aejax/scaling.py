@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import subprocess
 import sys
@@ -38,14 +39,30 @@ def throughput(devices: int, batch_size: int, steps: int, *, epochs: int = 2,
             "backend": jax.default_backend(), "device_kind": jax.devices()[0].device_kind}
 
 
-def check_counts(devices: Sequence[int]) -> None:
-    """Refuse device counts this backend cannot give: only the CPU platform makes extra ones."""
+def check_batches(devices: Sequence[int], batch_sizes: Sequence[int]) -> None:
+    """Refuse batch sizes that some device count does not divide: their rows would be missing."""
+    bad = [b for b in batch_sizes if any(b % n for n in devices)]
+    if bad:
+        step, text = math.lcm(*devices), lambda xs: ",".join(map(str, xs))
+        counts = [n for n in devices if any(b % n for b in bad)]
+        fits = sorted({step * max(1, round(b / step)) for b in batch_sizes})
+        sizes = f"batch size {bad[0]} is" if len(bad) == 1 else f"batch sizes {text(bad)} are"
+        raise ValueError(f"--scaling {text(devices)}: {sizes} not divisible by "
+                         f"{' or '.join(map(str, counts))} "
+                         "devices (each device takes an equal share of every global batch); use "
+                         f"--batch-sizes that are multiples of {step}, such as {text(fits)}")
+
+
+def check_counts(devices: Sequence[int], batch_sizes: Sequence[int] = ()) -> None:
+    """Refuse device counts this backend cannot give (only the CPU platform makes extra ones),
+    or that do not divide every batch size."""
     backend, have = jax.default_backend(), jax.device_count()
     if backend != "cpu" and max(devices, default=1) > have:
         counts = ",".join(map(str, devices))
         raise ValueError(f"--scaling {counts}: the {backend} backend has {have} device(s), and "
                          "only the CPU can be split into more (--device cpu); use counts up to "
                          f"{have}")
+    check_batches(devices, batch_sizes)
 
 
 def measure(devices: int, batch_size: int, steps: int, *, timeout: float = 600) -> dict[str, Any]:
@@ -63,8 +80,10 @@ def measure(devices: int, batch_size: int, steps: int, *, timeout: float = 600) 
 
 
 def sweep(devices: Sequence[int], batch_sizes: Sequence[int], steps: int) -> list[dict[str, Any]]:
-    """``measure`` for every (batch size, device count) pair whose batch splits evenly."""
-    return [measure(n, b, steps) for b in batch_sizes for n in devices if b % n == 0]
+    """``measure`` for every (batch size, device count) pair (ValueError first if one of the
+    batches does not split evenly over one of the counts)."""
+    check_batches(devices, batch_sizes)
+    return [measure(n, b, steps) for b in batch_sizes for n in devices]
 
 
 def table(rows: list[dict[str, Any]]) -> str:

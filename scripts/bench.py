@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -11,6 +12,15 @@ from aejax.startup import interruptible
 
 with interruptible(__file__):  # a Ctrl-C while JAX is imported: one line, not a traceback
     from aejax import bench_report, cli, compile_cache, scaling
+
+
+def roofline_size(text: str) -> int:
+    """An argparse type: a matmul side large enough to time arithmetic, not the launch."""
+    value, least = cli.positive_int(text), bench_report.MIN_ROOFLINE_SIZE
+    if value < least:
+        raise argparse.ArgumentTypeError(f"expected at least {least} (a smaller matmul times "
+                                         f"its launch, not the arithmetic), got {text!r}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,9 +34,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="timed steps of loop and torch per turn (default: 300)")
     parser.add_argument("--repeats", type=count, default=10,
                         help="turns of every variant; the best and the median count (default: 10)")
-    parser.add_argument("--roofline-size", type=count,
-                        help="side of the roofline's square matmul (default: 1024 on a CPU, "
-                             "8192 on a GPU, where a small one measures launch overhead)")
+    parser.add_argument("--roofline-size", type=roofline_size,
+                        help="side of the roofline's square matmul, at least "
+                             f"{bench_report.MIN_ROOFLINE_SIZE} (default: 1024 on a CPU, 8192 on "
+                             "a GPU, where a small one measures launch overhead)")
     parser.add_argument("--data-dir", default=os.environ.get("AEJAX_MNIST_DIR"),
                         help="MNIST IDX folder (default: $AEJAX_MNIST_DIR, else random images)")
     parser.add_argument("--num-images", type=count, default=60000,
@@ -40,6 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="write every measurement to this JSON file")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = parser.parse_args(argv)
+    if args.out is not None and not args.out:
+        parser.error("--out is empty; give a file name such as bench.json")
+    # a size or count named twice is measured once (and shown once)
+    args.batch_sizes, args.scaling = (tuple(dict.fromkeys(v)) for v in (args.batch_sizes,
+                                                                         args.scaling))
 
     def run() -> int:
         bench_report.use_platform(args.device)
@@ -53,13 +69,13 @@ def main(argv: list[str] | None = None) -> int:
             compile=not args.no_compile, scaling_devices=args.scaling,
             train_script_args=train_args if args.train_script else None,
             progress=not args.no_progress)
-        if args.out:
+        if args.out is not None:
             cli.check_output_folder(args.out, "--out")
-        scaling.check_counts(args.scaling)
+        scaling.check_counts(args.scaling, args.batch_sizes)
         images, source = bench_report.images(args.data_dir, args.num_images)
         result = {"data": source, **bench_report.run(images, opts)}
         print(f"data: {source}\n{bench_report.table(result)}")
-        if args.out:
+        if args.out is not None:
             Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
         failed = bench_report.failed_sections(result)
         if failed:  # the other measurements are printed (and written) all the same

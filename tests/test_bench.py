@@ -214,7 +214,7 @@ def test_train_py_gets_the_data_folder_as_an_absolute_path(small_idx_dir: Path,
 
 def test_bench_script_prints_the_table_and_writes_json(tmp_path, capsys) -> None:
     out = tmp_path / "bench.json"
-    argv = ["--batch-sizes", "8", "--steps", "2", "--repeats", "2", "--roofline-size", "64",
+    argv = ["--batch-sizes", "8", "--steps", "2", "--repeats", "2", "--roofline-size", "256",
             "--num-images", "64", "--no-compile", "--data-dir", ""]
     code = load_script("bench").main([*argv, "--out", str(out)])
     assert code == 0
@@ -235,7 +235,7 @@ def test_a_failing_child_section_is_recorded_and_the_rest_kept(tmp_path, monkeyp
     monkeypatch.setattr(bench_report.scaling, "sweep", fail)
     out = tmp_path / "bench.json"
     code = load_script("bench").main(["--batch-sizes", "8", "--steps", "2", "--repeats", "1",
-                                      "--roofline-size", "64", "--num-images", "64",
+                                      "--roofline-size", "256", "--num-images", "64",
                                       "--no-compile", "--no-torch", "--data-dir", "",
                                       "--no-progress", "--scaling", "1,2", "--out", str(out)])
     printed = capsys.readouterr()
@@ -262,6 +262,42 @@ def test_scaling_counts_beyond_a_gpus_devices_are_refused_before_any_work(monkey
                                          r"cpu\); use counts up to 1$"):
         scaling.check_counts((1, 2))
     scaling.check_counts((1,))
+
+
+def test_scaling_counts_must_divide_every_batch_size_before_any_work(monkeypatch) -> None:
+    from aejax import scaling
+
+    scaling.check_counts((1, 2, 4), (32, 256))
+    with pytest.raises(ValueError, match=r"^--scaling 1,3: batch size 32 is not divisible by 3 "
+                                         r"devices \(each device takes an equal share of every "
+                                         r"global batch\); use --batch-sizes that are multiples "
+                                         r"of 3, such as 33,48$"):
+        scaling.check_counts((1, 3), (32, 48))
+    measured = []
+    monkeypatch.setattr(scaling, "measure", lambda *args: measured.append(args))
+    with pytest.raises(ValueError, match=r"^--scaling 2,3,5: batch sizes 32,50 are not divisible "
+                                         r"by 3 or 5 devices .*multiples of 30, such as 30,60$"):
+        scaling.sweep((2, 3, 5), (32, 50), 4)  # no pair left out in silence
+    assert measured == []
+
+
+def test_sizes_and_counts_named_twice_are_measured_once(tmp_path, monkeypatch) -> None:
+    swept = []
+
+    def sweep(devices, batch_sizes, steps):
+        swept.append((devices, batch_sizes))
+        return [{"devices": 1, "batch_size": 8, "images_per_second": 1.0}]
+
+    monkeypatch.setattr(bench_report.scaling, "sweep", sweep)
+    out = tmp_path / "bench.json"
+    code = load_script("bench").main(["--batch-sizes", "8,16,8", "--scaling", "1,1", "--steps",
+                                      "2", "--repeats", "1", "--roofline-size", "256",
+                                      "--num-images", "64", "--no-compile", "--no-torch",
+                                      "--data-dir", "", "--no-progress", "--out", str(out)])
+    assert code == 0 and swept == [((1,), (8, 16))]
+    rows = json.loads(out.read_text())["training"]
+    assert [(r["batch_size"], r["variant"]) for r in rows] == [
+        (8, "scan"), (8, "loop"), (16, "scan"), (16, "loop")]
 
 
 def test_the_progress_bar_names_each_part_and_ends_full(monkeypatch) -> None:
@@ -323,6 +359,13 @@ def test_on_a_gpu_jax_matmuls_are_full_float32_like_pytorchs(monkeypatch) -> Non
     (["--roofline-size", "big"],
      "argument --roofline-size: expected a positive integer, got 'big'"),
     (["--scaling", "0"], "argument --scaling: expected comma-separated positive integers, got '0'"),
+    (["--roofline-size", "3"], "argument --roofline-size: expected at least 256 (a smaller "
+                               "matmul times its launch, not the arithmetic), got '3'"),
+    (["--out", ""], "--out is empty; give a file name such as bench.json"),
+    (["--batch-sizes", "32", "--scaling", "3", "--steps", "1", "--repeats", "1", "--no-torch",
+      "--no-compile", "--roofline-size", "256", "--no-progress"],
+     "--scaling 3: batch size 32 is not divisible by 3 devices (each device takes an equal share "
+     "of every global batch); use --batch-sizes that are multiples of 3, such as 33"),
     (["--batch-sizes", "32,0"],
      "argument --batch-sizes: expected comma-separated positive integers, got '32,0'"),
     (["--batch-sizes", "128"],

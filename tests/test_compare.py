@@ -96,6 +96,16 @@ def test_a_metric_no_run_has_or_a_group_of_metrics_is_refused(tmp_path: Path) ->
     with pytest.raises(ValueError, match="test.occluded is not a number in metrics.json but "
                                          "holds mse; name one of them, e.g. test.occluded.mse"):
         compare.table(folders, ("test.occluded",))
+    with pytest.raises(ValueError, match="^data is not a number in metrics.json but holds "
+                                         "test_size, train_size; name one of them, e.g. "
+                                         "data.test_size$"):  # not is_sample, a bool
+        compare.table(folders, ("data",))
+    with pytest.raises(ValueError, match="^test is not a number in metrics.json but holds "
+                                         "occluded; name one of them, e.g. test.occluded.mse$"):
+        compare.table(folders, ("test",))  # a number further down
+    with pytest.raises(ValueError, match="^a is not a number in metrics.json and holds none; "
+                                         "name a number, such as test.occluded.mse$"):
+        compare.lookup({"a": {"folder": None, "sample": True, "b": {"loss": [0.1]}}}, "a")
     with pytest.raises(ValueError, match="train.epoch_loss is not a number in metrics.json but a "
                                          "list"):
         compare.table(folders, ("train.epoch_loss",))
