@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 
 def prepare(workdir: str | os.PathLike, *, overwrite: bool = False, resume: bool = False
             ) -> Path:
-    """Create the run folder; refuse a file, or an existing run without ``resume``/``overwrite``.
+    """Create the run folder; refuse a file, a folder of other files (``check_holds_run``), or
+    an existing run without ``resume``/``overwrite``.
 
     ``resume`` needs the folder of an earlier run. A run that stopped before it saved anything
     (no checkpoint, no results: it failed or was interrupted early) may be started again in
@@ -43,15 +44,12 @@ def prepare(workdir: str | os.PathLike, *, overwrite: bool = False, resume: bool
     if resume and not path.is_dir():
         raise ValueError(nothing_to_resume(path))
     if not overwrite:
-        crosseval.check_workdir(path, resume=resume)
-    if path.is_dir() and any(path.iterdir()) and not resume:
+        crosseval.check_workdir(path, resume=resume)  # to resume: check_holds_run too
+    if not resume:
+        check_holds_run(path, overwrite=overwrite)
         if not overwrite and saved_anything(path):
             raise ValueError(f"workdir {path} already holds a run; pass --resume to continue it, "
                              "--overwrite to replace it, or choose another --workdir")
-        if not is_run(path):
-            flag = "--overwrite replaces a run, but " if overwrite else ""
-            raise ValueError(f"{flag}workdir {path} holds other files (no config.json written by "
-                             "train.py); choose another --workdir")
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".write-test"
@@ -132,6 +130,20 @@ def is_run(path: Path) -> bool:
     except (OSError, ValueError):
         return False
     return True
+
+
+def check_holds_run(path: Path, *, overwrite: bool = False, resume: bool = False) -> None:
+    """ValueError if folder ``path`` holds files but no run: a run is a config.json as train.py
+    writes it or, but for ``overwrite`` (which moves only what a run wrote), a checkpoint, which
+    ``resume`` reads without it. File names alone (a figure.png, a metrics.json) are no run."""
+    if not path.is_dir() or not any(path.iterdir()) or is_run(path):
+        return
+    if has_checkpoint(path) and not overwrite:
+        return
+    flag = ("--overwrite replaces a run, but " if overwrite else
+            "--resume continues a run, but " if resume else "")
+    raise ValueError(f"{flag}workdir {path} holds other files (no config.json written by "
+                     "train.py); choose another --workdir")
 
 
 def saved_anything(path: Path) -> bool:

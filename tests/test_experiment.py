@@ -51,9 +51,10 @@ def test_run_writes_config_metrics_figures_and_params(small_idx_dir: Path, tmp_p
 
 
 def test_existing_run_is_not_overwritten(small_idx_dir: Path, tmp_path: Path) -> None:
-    (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "metrics.json").write_text("{}")
     cfg = Config(data_dir=str(small_idx_dir), data_root=str(tmp_path / "root"), epochs=1)
+    (tmp_path / "run").mkdir()  # a run: its config.json (a metrics.json alone is other files)
+    (tmp_path / "run" / "config.json").write_text(json.dumps({"config": json.loads(cfg.to_json())}))
+    (tmp_path / "run" / "metrics.json").write_text("{}")
     with pytest.raises(ValueError, match="already holds a run; pass --resume to continue it, --overwrite"):
         experiment.run(cfg, tmp_path / "run", progress=False)
     (tmp_path / "mine").mkdir()

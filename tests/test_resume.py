@@ -139,7 +139,9 @@ def saved_run(small_idx_dir: Path, tmp_path: Path) -> Path:
 @pytest.mark.parametrize("argv,message", [
     (["--resume"], "--resume needs --workdir RUN"),
     (["--resume", "--workdir", "{tmp}/nowhere"], "--resume: workdir {tmp}/nowhere does not exist"),
-    (["--resume", "--workdir", "{tmp}"], "--resume: no checkpoint in {tmp}/checkpoints"),
+    (["--resume", "--workdir", "{tmp}"],  # no run's, nor a checkpoint: not "start it again"
+     "--resume continues a run, but workdir {tmp} holds other files (no config.json written by "
+     "train.py); choose another --workdir"),
     (["--resume", "--workdir", "{other}/train-images-idx3-ubyte.gz"],
      "--resume: workdir {other}/train-images-idx3-ubyte.gz is a file, not a run folder"),
     (["--resume", "--hidden", "64", "--workdir", "{run}"],

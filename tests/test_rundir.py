@@ -45,6 +45,12 @@ def test_a_run_is_a_config_json_and_saved_anything_needs_results_or_a_checkpoint
      "--overwrite replaces a run, but workdir .* holds other files"),
     (lambda p: (p / checkpoint.DIRNAME / "4").mkdir(parents=True), {"overwrite": True},
      "--overwrite replaces a run, but workdir .* holds other files"),  # no run's config.json
+    (lambda p: (p.mkdir(), (p / "figure.png").write_text("x")), {},  # a run's file name only
+     r"^workdir .*run holds other files \(no config.json written by train.py\); choose another "
+     "--workdir$"),
+    (lambda p: (p.mkdir(), (p / "metrics.json").write_text("{}")), {}, "holds other files"),
+    (lambda p: (p.mkdir(), (p / "figure.png").write_text("x")), {"overwrite": True},
+     "--overwrite replaces a run, but workdir .* holds other files"),
 ])
 def test_prepare_refuses_what_it_must_not_touch(tmp_path: Path, setup, kwargs: dict,
                                                 message: str) -> None:
@@ -279,3 +285,46 @@ def test_a_clear_cut_short_leaves_a_run_that_saved_nothing(tmp_path: Path,
     assert (run / "config.json").exists()  # deleted last: still a run, not stray files
     monkeypatch.undo()
     assert rundir.prepare(run) == run  # which the next run starts over in place
+
+
+@pytest.mark.parametrize("flags,message", [
+    ([], ""), (["--resume"], "--resume continues a run, but "),
+    (["--overwrite"], "--overwrite replaces a run, but ")])
+def test_a_folder_with_a_run_file_name_but_no_config_json_is_other_files_for_every_flag(
+        flags: list[str], message: str, small_idx_dir: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture) -> None:
+    from tests.test_experiment import load_script
+
+    other = tmp_path / "other"  # not "holds a run" (then, with --resume, "start it again
+    other.mkdir()               # without --resume", which said "holds a run" again)
+    (other / "figure.png").write_text("x")
+    (other / "notes.txt").write_text("mine")
+    code = load_script("train").main(["--data-dir", str(small_idx_dir), "--data-root",
+                                      str(tmp_path / "root"), "--no-progress",
+                                      "--no-compile-cache", "--epochs", "1", "--workdir",
+                                      str(other), *flags])
+    assert code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"train.py: error: {message}workdir {other} holds other files (no config.json written by "
+        "train.py); choose another --workdir")
+    assert tree_of(other) == ["figure.png", "notes.txt"]  # nothing deleted, nothing written
+    assert (other / "figure.png").read_text() == "x"
+
+
+def test_a_resume_without_a_config_json_is_refused_only_without_a_checkpoint(
+        tmp_path: Path) -> None:
+    from aejax import experiment
+
+    empty = tmp_path / "empty"  # nothing in it: no checkpoint, and a plain run may start there
+    empty.mkdir()
+    with pytest.raises(ValueError, match="no checkpoint in .* start it again without --resume"):
+        experiment.resume_meta(empty)
+    (empty / "figure.png").write_text("x")
+    with pytest.raises(ValueError, match="--resume continues a run, but workdir .* holds other"):
+        experiment.resume_meta(empty)
+    saved = make_run(tmp_path / "saved", steps=("4",))
+    (saved / "config.json").write_text("{}")  # damaged; --resume reads the checkpoint's own
+    rundir.check_holds_run(saved, resume=True)
+    rundir.check_holds_run(saved)  # and a plain run says "already holds a run" (test_resume)
+    with pytest.raises(ValueError, match="--overwrite replaces a run, but"):
+        rundir.check_holds_run(saved, overwrite=True)  # which moves only what a run wrote
