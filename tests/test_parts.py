@@ -249,11 +249,16 @@ def test_a_model_or_occlusion_leaving_0_1_is_refused_before_training() -> None:
     with pytest.raises(ValueError, match=r"the occlusion functools.partial\(.*, v=7.0\) returned "
                                          r"values in \[7, 7\]"):
         loop.fit(CFG, x, progress=False, parts=Parts(occlude=seven))
-    model = train.make_model(CFG)
-    params = train.create_state(jax.random.key(0), model, train.make_optimizer(CFG)).params
+    model, params = untrained()
     with pytest.raises(ValueError, match=r"the occlusion \(occluded_input\) returned values in "
                                          r"\[7, 7\]; images and reconstructions must lie in \[0, 1\]"):
         evaluate.evaluate(CFG, model, params, x[:10], np.arange(10), occlude=seven)
+
+
+def untrained() -> tuple[nn.Module, dict]:
+    """The config's model and its initial parameters."""
+    model = train.make_model(CFG)
+    return model, train.create_state(jax.random.key(0), model, train.make_optimizer(CFG)).params
 
 
 def nan_bars(key: jax.Array, images: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -266,8 +271,7 @@ def test_an_occlusion_writing_nan_is_refused_as_such() -> None:
     with pytest.raises(ValueError, match=r"the occlusion \S*nan_bars returned \d+ NaN or infinite "
                                          "values on training images"):
         loop.fit(CFG, x, progress=False, parts=Parts(occlude=nan_bars))
-    model = train.make_model(CFG)
-    params = train.create_state(jax.random.key(0), model, train.make_optimizer(CFG)).params
+    model, params = untrained()
     with pytest.raises(ValueError, match=r"the occlusion \(occluded_input\) returned \d+ NaN or "
                                          r"infinite values; images and reconstructions"):
         evaluate.evaluate(CFG, model, params, x[:10], np.arange(10), occlude=nan_bars)
@@ -670,8 +674,7 @@ def test_entry_points_name_what_to_pass_for_parts() -> None:
         loop.fit(CFG, x, progress=False, parts=patch)
     with pytest.raises(parts.PartError, match="parts must be an aejax.parts.Parts, got"):
         report.check_parts({}, {"occlude": patch}, Path("run"))
-    model = train.make_model(CFG)
-    params = train.create_state(jax.random.key(0), model, train.make_optimizer(CFG)).params
+    model, params = untrained()
     with pytest.raises(parts.PartError, match=r"occlude must be a function .* got \S*Parts\(.*\): "
                                               r"pass its .occlude"):
         evaluate.evaluate(CFG, model, params, x[:4], np.arange(4), occlude=Parts(occlude=patch))
