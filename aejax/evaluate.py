@@ -73,14 +73,14 @@ def check_predictions(arrays: dict[str, jax.Array], values: dict[str, dict[str, 
     model without a sigmoid, or a custom occlusion, see ``aejax.parts``).
     """
     for name, pred in compared(arrays).items():
-        problem = parts.outside_pixels(pred) or ""
-        if not problem and np.all(np.isfinite(values[name]["mse"])):
+        problem = parts.outside_pixels(pred)
+        if problem is None:
             continue
-        if name == "occluded_input" or problem.startswith("values"):
-            who = "the occlusion" if name == "occluded_input" else "the model's reconstructions"
-            raise ValueError(f"{who} ({name}) returned {problem}; images and reconstructions "
-                             "must lie in [0, 1] (see aejax.parts)")
-        metrics.check_inputs(arrays["clean"], pred, arrays["mask"])
+        if name != "occluded_input" and not np.all(np.isfinite(values[name]["mse"])):
+            metrics.check_inputs(arrays["clean"], pred, arrays["mask"])  # its NaN message
+        who = "the occlusion" if name == "occluded_input" else "the model's reconstructions"
+        raise ValueError(f"{who} ({name}) returned {problem}; images and reconstructions must "
+                         "lie in [0, 1] (see aejax.parts)")
 
 
 def summary(values: dict[str, dict[str, np.ndarray]], labels: np.ndarray

@@ -82,28 +82,25 @@ def weighted_corr(a: jax.Array, b: jax.Array, weight: jax.Array) -> jax.Array:
     """Pearson correlation per image over the pixels with non-zero weight (NaN if undefined)."""
     a, b, w = _flat(a), _flat(b), _flat(weight).astype(a.dtype)
     n = jnp.sum(w, axis=1, keepdims=True)
+    (a_low, a_constant), (b_low, b_constant) = lowest(a, w), lowest(b, w)
     # shifted by each image's smallest counted pixel first: for a nearly constant image that
     # difference is exact, so its deviations are not lost in the rounding of a large mean
-    a, b = a - lowest(a, w), b - lowest(b, w)
+    a, b = a - a_low, b - b_low
     da = a - jnp.sum(w * a, axis=1, keepdims=True) / n
     db = b - jnp.sum(w * b, axis=1, keepdims=True) / n
     cov = jnp.sum(w * da * db, axis=1)
     r = cov / jnp.sqrt(jnp.sum(w * da * da, axis=1) * jnp.sum(w * db * db, axis=1))
     # a constant image's deviations are rounding noise when its mean is inexact (0.1, 77/255)
-    return jnp.where(constant(a, w) | constant(b, w), jnp.nan, r)
+    return jnp.where(a_constant | b_constant, jnp.nan, r)
 
 
-def lowest(x: jax.Array, weight: jax.Array) -> jax.Array:
-    """Per image (N, 1): the smallest pixel with non-zero weight (0 if none has)."""
-    low = jnp.min(jnp.where(weight > 0, x, jnp.inf), axis=1, keepdims=True)
-    return jnp.where(jnp.isfinite(low), low, 0.0)
-
-
-def constant(x: jax.Array, weight: jax.Array) -> jax.Array:
-    """Per image: whether every pixel with non-zero weight holds the same value (or none has)."""
+def lowest(x: jax.Array, weight: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Per image: the smallest pixel with non-zero weight, (N, 1) (0 if none has), and whether
+    every such pixel holds it, (N,) (True if none has)."""
     inside = weight > 0
-    return (jnp.max(jnp.where(inside, x, -jnp.inf), axis=1)
-            <= jnp.min(jnp.where(inside, x, jnp.inf), axis=1))
+    low = jnp.min(jnp.where(inside, x, jnp.inf), axis=1, keepdims=True)
+    high = jnp.max(jnp.where(inside, x, -jnp.inf), axis=1, keepdims=True)
+    return jnp.where(jnp.isfinite(low), low, 0.0), (high <= low)[:, 0]
 
 
 @jax.jit

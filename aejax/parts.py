@@ -298,10 +298,12 @@ def check_ranges(model: Any, params: Any, clean: jax.Array, occlude: OccludeFn,
 def outside_pixels(values: jax.Array) -> str | None:
     """What keeps ``values`` from being pixels in [0, 1] (NaNs counted: XLA:CPU's min and max
     of a large array skip them), or None."""
-    values = np.asarray(values, np.float32)
-    if bad := int(values.size - np.count_nonzero(np.isfinite(values))):
+    values = jax.numpy.asarray(values)  # reduced where it lies: only three numbers come back
+    if bad := int(values.size - jax.numpy.count_nonzero(jax.numpy.isfinite(values))):
         return f"{bad} NaN or infinite values"
-    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if not values.size:
+        return None
+    low, high = float(jax.numpy.min(values)), float(jax.numpy.max(values))
     return None if 0.0 <= low <= high <= 1.0 else f"values in [{low:.4g}, {high:.4g}]"
 
 
