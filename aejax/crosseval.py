@@ -48,15 +48,10 @@ def refuse(path: Path, info: dict[str, Any], advice: str) -> None:
 
 
 def check_workdir(path: Path, *, resume: bool) -> None:
-    """ValueError if ``path``, given to train.py as ``--workdir``, holds an evaluation folder
-    or, to ``resume``, files that are no run (``rundir.check_holds_run``)."""
+    """ValueError if ``path``, given to train.py as ``--workdir``, holds an evaluation folder."""
     try:
         info = read_run_config(path / "config.json")
     except (OSError, ValueError):
-        if resume:  # not "no checkpoint: start it again without --resume", which is refused too
-            from aejax import rundir  # here: rundir imports this module
-
-            rundir.check_holds_run(path, resume=True)
         return
     refuse(path, info, f"resume {source(info)} instead" if resume else
            "choose another --workdir (--overwrite replaces the evaluation)")

@@ -44,6 +44,8 @@ def resume_meta(workdir: str | os.PathLike) -> dict[str, Any]:
 
     parallel.together(settle_folder, "opening the run folder")  # the others read it once it is settled
     crosseval.check_workdir(Path(workdir), resume=True)
+    # files but no run: not "no checkpoint: start it again without --resume", refused as well
+    rundir.check_holds_run(Path(workdir), resume=True)
     return checkpoint.latest_meta(Path(workdir) / checkpoint.DIRNAME)
 
 

@@ -44,12 +44,11 @@ def prepare(workdir: str | os.PathLike, *, overwrite: bool = False, resume: bool
     if resume and not path.is_dir():
         raise ValueError(nothing_to_resume(path))
     if not overwrite:
-        crosseval.check_workdir(path, resume=resume)  # to resume: check_holds_run too
-    if not resume:
-        check_holds_run(path, overwrite=overwrite)
-        if not overwrite and saved_anything(path):
-            raise ValueError(f"workdir {path} already holds a run; pass --resume to continue it, "
-                             "--overwrite to replace it, or choose another --workdir")
+        crosseval.check_workdir(path, resume=resume)
+    check_holds_run(path, overwrite=overwrite, resume=resume)
+    if not (resume or overwrite) and saved_anything(path):
+        raise ValueError(f"workdir {path} already holds a run; pass --resume to continue it, "
+                         "--overwrite to replace it, or choose another --workdir")
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".write-test"

@@ -40,12 +40,13 @@ def main(argv: list[str] | None = None) -> int:
         saved = experiment.resume_meta(workdir) if args.resume else {}  # read once
 
         def configure() -> tuple:  # flags and folders may differ between processes
-            cfg = (experiment.resume_config(saved, cli.given_config(parser, argv), workdir)
+            given = cli.given_config(parser, argv)
+            cfg = (experiment.resume_config(saved, given, workdir)
                    if args.resume else cli.config_from_args(args))
             every, keep = experiment.checkpoint_options(saved, args.checkpoint_every, args.keep)
             checkpoint.check_options(every, keep)
             custom = cli.parts_from_args(args)
-            cli.warn_unused(cli.given_config(parser, argv), custom)
+            cli.warn_unused(given, custom)
             return cfg, every, keep, experiment.resume_mesh(saved, args.devices), custom
 
         cfg, every, keep, mesh, custom = parallel.together(configure, "checking the flags")
