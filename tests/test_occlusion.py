@@ -106,6 +106,7 @@ def test_different_keys_give_different_masks() -> None:
     (dict(orientation="diagonal"), "orientation must be one of .*got 'diagonal'"),
     (dict(value=float("nan")), r"occlusion value must be a pixel value in \[0, 1\], got nan"),
     (dict(value=2.0), r"occlusion value must be a pixel value in \[0, 1\], got 2.0"),
+    (dict(value=-0.5), r"occlusion value must be a pixel value in \[0, 1\], got -0.5"),
     (dict(value=np.array([5.0])), r"occlusion value must be a scalar, got shape \(1,\)"),
     (dict(value=True), r"occlusion value must be a pixel value in \[0, 1\], not a bool \(True\)"),
     (dict(width=2.5), "occlusion width must be an integer, got 2.5"),
@@ -147,6 +148,7 @@ def test_bars_are_checked_only_against_the_side_they_start_in() -> None:
      "contain 784 NaN or infinite values"),
     (np.full((2, 784), 255.0, np.float32),
      r"scaled to \[0, 1\], got values in \[255, 255\]: divide 0\.\.255 pixels by 255"),
+    (np.full((2, 784), -0.5, np.float32), r"scaled to \[0, 1\], got values in \[-0\.5, -0\.5\]"),
 ])
 def test_bad_images_raise_clear_errors(x: np.ndarray, message: str) -> None:
     with pytest.raises(ValueError, match=message):
