@@ -19,8 +19,17 @@ def test_defaults_are_the_original_experiment() -> None:
     assert (cfg.dataset, cfg.hidden, cfg.epochs, cfg.batch_size, cfg.learning_rate) == (
         "mnist", (128, 50), 5, 32, 1e-3)
     assert cfg.train_occlusion == "none"
+    assert (cfg.init_scheme, cfg.seed, cfg.eval_seed) == ("torch", 0, 0)
+    assert (cfg.data_dir, cfg.data_root) == (None, "data")
     assert cfg.occlusion_kwargs() == {"width": 1, "value": 1.0, "low": 10, "high": 20,
                                       "orientation": "alternate", "num_bars": 1}
+
+
+def test_occlusion_kwargs_pass_each_field_to_its_own_argument() -> None:
+    cfg = Config(occlusion_width=3, occlusion_value=0.0, occlusion_low=2, occlusion_high=7,
+                 occlusion_orientation="vertical", occlusion_bars=4)
+    assert cfg.occlusion_kwargs() == {"width": 3, "value": 0.0, "low": 2, "high": 7,
+                                      "orientation": "vertical", "num_bars": 4}
 
 
 def test_json_round_trip() -> None:
@@ -46,12 +55,15 @@ def test_json_round_trip() -> None:
     (dict(eval_seed=2**70), "eval seed must be in 0..4294967295"),
     (dict(occlusion_value=float("nan")), r"occlusion value must be a pixel value in \[0, 1\]"),
     (dict(occlusion_value=1.5), r"occlusion value .* got 1.5"),
+    (dict(occlusion_value=-0.5), r"occlusion value .* got -0.5"),
     (dict(occlusion_low=21, occlusion_high=20), "occlusion start range"),
     (dict(occlusion_high=30), "range 10..30 with width 1 must lie inside the image"),
     (dict(occlusion_width=30), r"occlusion width 30 is wider than the image \(28 pixels\)"),
     (dict(init_scheme="xavier"), "init scheme"),
     (dict(occlusion_width=2.5), "occlusion width must be an integer, got 2.5"),
     (dict(occlusion_low=10.5), "occlusion low must be an integer, got 10.5"),
+    (dict(eval_seed=1.5), "eval seed must be an integer, got 1.5"),
+    (dict(occlusion_bars=2.0), "occlusion bars must be an integer, got 2.0"),
     (dict(epochs=True), "epochs must be an integer, got True"),
     (dict(batch_size="32"), "batch size must be an integer, got '32'"),
     (dict(hidden=(64.7,)), r"hidden sizes must be integers, got \(64\.7,\)"),
