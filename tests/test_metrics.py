@@ -51,6 +51,13 @@ def test_psnr_of_identical_images_is_capped_so_the_means_stay_finite() -> None:
     assert values[1] == metrics.PSNR_MAX
     assert np.all(values[[0, 2, 3]] < 30)  # the others are untouched
     assert np.all(np.isfinite(metrics.mean_std(values)))
+    target = a[:1].copy()
+    target[0, 3, 4] = 0.5
+    near = target.copy()
+    near[0, 3, 4] = 0.501  # one pixel off by 1e-3: ~84 dB, a real value below the cap
+    want = 10 * np.log10(1.0 / np.mean((target.astype(np.float64) - near) ** 2))
+    assert want > 80
+    np.testing.assert_allclose(metrics.psnr(target, near), [want], rtol=1e-4)
 
 
 def test_ssim_is_one_for_identical_images_and_matches_numpy() -> None:
