@@ -88,6 +88,19 @@ def test_truncated_file(tmp_path):
         idx.read_labels(path)
 
 
+def test_trailing_bytes_are_refused(tmp_path):
+    path = write_idx(tmp_path / "x", np.zeros((2, 3, 3)))
+    path.write_bytes(path.read_bytes() + b"extra")  # a concatenated or mislabelled file
+    with pytest.raises(DataError, match=r"x: 39 bytes but its header \(2, 3, 3\) implies 34"):
+        idx.read_images(path)
+
+
+def test_a_gzipped_file_without_the_gz_suffix_is_still_gunzipped(tmp_path):
+    images = np.arange(18).reshape(2, 3, 3)
+    plain = write_idx(tmp_path / "x.gz", images).rename(tmp_path / "t10k-images-idx3-ubyte")
+    np.testing.assert_array_equal(idx.read_images(plain), images)
+
+
 @pytest.mark.parametrize("damage", ["truncate", "flip"])
 def test_corrupt_gzip(tmp_path, damage):
     path = write_idx(tmp_path / "train-labels-idx1-ubyte.gz", np.arange(1000) % 10)
