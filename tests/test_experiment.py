@@ -316,3 +316,25 @@ def test_a_reserved_run_folder_is_removed_when_the_run_leaves_it_empty(
     with pytest.raises(ValueError, match="a run of several processes needs --workdir"):
         with cli.run_folder(parser.parse_args([])):
             pass
+
+
+def test_train_metrics_summarise_the_last_epoch_and_count_images() -> None:
+    losses = np.array([4.0, 2.0, 3.0, 1.0, 0.5, 0.5], np.float32)  # 3 epochs of 2 steps
+    history = {"loss": losses, "steps_per_epoch": 2, "train_seconds": 3.0,
+               "compile_seconds": 0.25}
+    got = experiment.train_metrics(history, batch_size=16)
+    assert got == {"final_loss": 0.5, "epoch_loss": [3.0, 2.0, 0.5], "steps": 6,
+                   "seconds": 3.0, "compile_seconds": 0.25, "steps_per_second": 2.0,
+                   "images_per_second": 32.0}
+
+
+def test_the_test_set_digest_covers_images_and_labels() -> None:
+    images, labels = np.zeros((4, 28, 28), np.uint8), np.arange(4, dtype=np.uint8)
+
+    def digest(test_images: np.ndarray, test_labels: np.ndarray) -> str:
+        ds = data.Dataset("custom", images, labels, test_images, test_labels, "here", False)
+        return experiment.data_info(ds)["test_sha256"]
+
+    same = digest(images, labels)
+    assert same == digest(images.copy(), labels.copy())
+    assert len({same, digest(images + 1, labels), digest(images, labels[::-1].copy())}) == 3
