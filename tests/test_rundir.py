@@ -280,7 +280,7 @@ def test_a_clear_cut_short_leaves_a_run_that_saved_nothing(tmp_path: Path,
         raise OSError("cannot remove")
 
     monkeypatch.setattr(rundir.shutil, "rmtree", fail)
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="^cannot remove$"):
         rundir.clear(run)
     assert (run / "config.json").exists()  # deleted last: still a run, not stray files
     monkeypatch.undo()

@@ -22,7 +22,7 @@ def test_a_ctrl_c_in_the_block_is_one_line_and_code_130(capsys: pytest.CaptureFi
     assert capsys.readouterr().err == "train.py: interrupted\n"
     with startup.interruptible("train.py"):  # nothing happens otherwise
         pass
-    with pytest.raises(ValueError):  # and other errors pass through
+    with pytest.raises(ValueError, match="^not a Ctrl-C$"):  # and other errors pass through
         with startup.interruptible("train.py"):
             raise ValueError("not a Ctrl-C")
 
