@@ -46,6 +46,9 @@ def test_only_the_data_paths_and_the_epochs_may_change() -> None:
                                          r"batch_size=8 \(now 16\), seed=0 \(now 3\); leave those"):
         resumable.check_config(json.loads(CFG.to_json()),
                                dataclasses.replace(CFG, batch_size=16, seed=3), "ck")
+    extra = {**json.loads(CFG.to_json()), "dropout": 0.5}  # saved by a version with that field
+    with pytest.raises(ValueError, match=r"trained with dropout=0\.5 \(now None\); leave those"):
+        resumable.check_config(extra, CFG, "ck")
 
 
 def test_other_images_and_steps_past_the_epochs_are_refused() -> None:
