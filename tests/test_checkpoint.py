@@ -11,6 +11,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from aejax import checkpoint, resumable, train
@@ -117,6 +118,16 @@ def test_resume_is_refused_with_another_model_or_other_data(tmp_path: Path) -> N
             ckpt.load_latest(fresh_state(), CFG, data, steps=2)
     moved = dataclasses.replace(CFG, data_dir="/elsewhere", data_root="/x", epochs=9)
     resumable.check_config(checkpoint.latest_meta(tmp_path / "ck")["config"], moved, "ck")
+
+
+def test_a_checkpoint_whose_meta_is_not_trains_is_called_damaged(tmp_path: Path) -> None:
+    with contextlib.closing(checkpoint.Checkpointer(tmp_path / "ck")) as ckpt:
+        ckpt.manager.save(4, args=ocp.args.Composite(state=ocp.args.StandardSave(fresh_state()),
+                                                     meta=ocp.args.JsonSave({"step": 4})))
+    with pytest.raises(ValueError, match=r"checkpoint .*ck/4 is damaged \(ValueError: its meta "
+                                         r"item is not the one train\.py writes\); no checkpoint "
+                                         r"before it is left"):
+        checkpoint.latest_meta(tmp_path / "ck")
 
 
 def test_no_checkpoint_is_an_error_that_says_so(tmp_path: Path) -> None:
