@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 from typing import Any
 
 import jax
@@ -14,6 +15,7 @@ from aejax import metrics, occlusion, parts
 from aejax.config import Config, check_image_size
 from aejax.model import Autoencoder, features_of
 
+log = logging.getLogger(__name__)
 EVAL_KEY_PURPOSE = 0x6576616C  # "eval": a fold_in constant that no other key derivation uses
 COMPARISONS: tuple[str, ...] = ("clean", "occluded_input", "occluded")
 ARRAYS: tuple[str, ...] = ("clean", "occluded_input", "mask", "recon_clean", "recon_occluded")
@@ -83,6 +85,22 @@ def check_predictions(arrays: dict[str, jax.Array], values: dict[str, dict[str, 
                          "lie in [0, 1] (see aejax.parts)")
 
 
+def warn_undefined_masks(mask: jax.Array) -> None:
+    """Log how many test images the occlusion left untouched (an all-False mask: ``on_bar_mse``
+    undefined) or covered entirely (``off_bar_mse`` undefined): NaN per image, left out of the
+    means, and NaN in metrics.json when every image has it."""
+    covered = np.asarray(jnp.sum(mask, axis=1))  # N counts come back, not the mask
+    total, pixels = mask.shape
+    for count, metric, what in ((int(np.sum(covered == 0)), "on_bar_mse", "no occluded pixel"),
+                                (int(np.sum(covered == pixels)), "off_bar_mse",
+                                 "every pixel occluded")):
+        if count:
+            means = ("so its test means are NaN" if count == total
+                     else "left out of its means")
+            log.warning("%d of %d test images have %s (the occlusion's mask): their %s is "
+                        "undefined, NaN, %s", count, total, what, metric, means)
+
+
 def summary(values: dict[str, dict[str, np.ndarray]], labels: np.ndarray
                  ) -> dict[str, Any]:
     """The ``test`` section of metrics.json: test-set means plus ``per_class``."""
@@ -144,6 +162,7 @@ def evaluate(cfg: Config, model: Autoencoder, params: Any, test_images_u8: np.nd
                                   parts.bars(cfg) if occlude is None else occlude)
     arrays: dict[str, Any] = {name: out[name] for name in ARRAYS}
     check_predictions(arrays, values)
+    warn_undefined_masks(arrays["mask"])
     arrays["labels"] = np.asarray(test_labels)
     arrays["per_image"] = {name: metrics.to_numpy(values[name]) for name in COMPARISONS}
     return summary(arrays["per_image"], arrays["labels"]), arrays

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -116,3 +118,51 @@ def test_each_comparison_scores_its_own_reconstruction_against_the_clean_image(s
         mse = np.mean(np.square(np.asarray(pred, np.float64) - clean), axis=1)
         np.testing.assert_allclose(arrays["per_image"][name]["mse"], mse, rtol=1e-5,
                                    err_msg=name)
+
+
+def every_other(key: jax.Array, clean: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The default bars on even images only: odd images come back untouched (mask all False)."""
+    occluded, mask = parts.bars(Config())(key, clean)
+    even = (jnp.arange(clean.shape[0]) % 2 == 0)[:, None]
+    return jnp.where(even, occluded, clean), mask & even
+
+
+def untouched(key: jax.Array, clean: jax.Array) -> tuple[jax.Array, jax.Array]:
+    return clean, jnp.zeros(clean.shape, bool)
+
+
+def whitened(key: jax.Array, clean: jax.Array) -> tuple[jax.Array, jax.Array]:
+    return jnp.ones_like(clean), jnp.ones(clean.shape, bool)
+
+
+@pytest.mark.parametrize("occlude,metric,count,means", [
+    (every_other, "on_bar_mse", 5, "left out of its means"),
+    (untouched, "on_bar_mse", 10, "so its test means are NaN"),
+    (whitened, "off_bar_mse", 10, "so its test means are NaN"),
+])
+def test_images_with_an_empty_or_full_mask_are_nan_and_warned_about(
+        setup, caplog, occlude, metric: str, count: int, means: str) -> None:
+    cfg, model, params, images, labels = setup
+    with caplog.at_level(logging.WARNING, logger="aejax.evaluate"):
+        test, arrays = evaluate.evaluate(cfg, model, params, images[:10], labels[:10],
+                                         occlude=occlude)
+    what = "no occluded pixel" if metric == "on_bar_mse" else "every pixel occluded"
+    assert caplog.messages == [f"{count} of 10 test images have {what} (the occlusion's mask): "
+                               f"their {metric} is undefined, NaN, {means}"]
+    undefined = ~np.asarray(arrays["mask"]).any(axis=1) if metric == "on_bar_mse" else \
+        np.asarray(arrays["mask"]).all(axis=1)
+    assert undefined.sum() == count
+    for comparison in evaluate.COMPARISONS:
+        values = arrays["per_image"][comparison][metric]
+        np.testing.assert_array_equal(np.isnan(values), undefined)
+        if count < 10:
+            assert test[comparison][metric] == pytest.approx(values[~undefined].mean())
+        else:
+            assert np.isnan(test[comparison][metric])
+
+
+def test_the_config_bars_are_not_warned_about(setup, caplog) -> None:
+    cfg, model, params, images, labels = setup
+    with caplog.at_level(logging.WARNING, logger="aejax.evaluate"):
+        evaluate.evaluate(cfg, model, params, images[:10], labels[:10])
+    assert caplog.messages == []
