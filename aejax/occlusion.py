@@ -124,10 +124,24 @@ def bars_mask(starts_NxK: jax.Array, horizontal_NxK: jax.Array, *, height: int, 
     return rows_NxH[:, :, None] | cols_NxW[:, None, :]
 
 
+def check_key(key: object) -> None:
+    """Raise ValueError unless ``key`` is a ``jax.random`` key: typed (``jax.random.key``) or
+    legacy uint32 data (``jax.random.PRNGKey``), not a seed."""
+    dtype = getattr(key, "dtype", None)
+    if dtype is not None and (jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+                              or np.dtype(dtype) == np.uint32):
+        return
+    got = (f"{type(key).__name__} {key!r}"[:60] if dtype is None
+           else f"an array of dtype {dtype} shaped {tuple(np.shape(key))}")
+    raise ValueError(f"the occlusion's first argument must be a jax.random key, e.g. "
+                     f"jax.random.key(seed), got {got}")
+
+
 def occlusion_mask(key: jax.Array, num_images: int, *, height: int = 28, width: int = 28,
                    bar_width: int = 1, low: int = 10, high: int = 20,
                    orientation: Orientation = "alternate", num_bars: int = 1) -> jax.Array:
     """Sample a boolean occlusion mask (N, H, W); the defaults are the original experiment."""
+    check_key(key)
     check_static(**{"image count": num_images})
     if num_images < 0:
         raise ValueError(f"number of images must be >= 0, got {num_images}")

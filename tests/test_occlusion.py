@@ -194,3 +194,23 @@ def test_swapped_arguments_are_told_the_key_comes_first_and_lists_are_taken() ->
         occlusion.occlude(x, key)
     np.testing.assert_array_equal(occlusion.occlude(key, x.tolist()),
                                   occlusion.occlude(key, jnp.asarray(x)))
+
+
+@pytest.mark.parametrize("key,got", [
+    (0, "int 0"), ([0, 0], r"list \[0, 0\]"),
+    (np.zeros(2, np.int32), r"an array of dtype int32 shaped \(2,\)"),
+    (np.zeros((2, 784), np.float32), r"an array of dtype float32 shaped \(2, 784\)"),
+])
+def test_a_seed_or_other_non_key_first_is_told_to_make_a_key(key: object, got: str) -> None:
+    with pytest.raises(ValueError, match=r"the occlusion's first argument must be a jax\.random "
+                                         rf"key, e\.g\. jax\.random\.key\(seed\), got {got}$"):
+        occlusion.occlude(key, jnp.asarray(images(2)))
+
+
+def test_legacy_uint32_keys_draw_what_their_typed_keys_draw() -> None:
+    x, legacy = jnp.asarray(images(6)), jax.random.PRNGKey(4)
+    typed = jax.random.wrap_key_data(legacy)
+    want = np.asarray(occlusion.occlude(typed, x))
+    np.testing.assert_array_equal(occlusion.occlude(legacy, x), want)
+    np.testing.assert_array_equal(jax.jit(occlusion.occlude)(legacy, x), want)
+    np.testing.assert_array_equal(jax.vmap(occlusion.occlude)(legacy[None], x[None])[0], want)
