@@ -79,8 +79,13 @@ def _flat(images: jax.Array) -> jax.Array:
 
 @jax.jit
 def weighted_corr(a: jax.Array, b: jax.Array, weight: jax.Array) -> jax.Array:
-    """Pearson correlation per image over the pixels with non-zero weight (NaN if undefined)."""
-    a, b, w = _flat(a), _flat(b), _flat(weight).astype(a.dtype)
+    """Pearson correlation per image over the pixels with non-zero weight (NaN if undefined).
+
+    Half-precision images are correlated in float32: in float16 the product of the two sums of
+    squares overflows from about 64x64 pixels, and r came out 0.
+    """
+    dtype = jnp.result_type(a.dtype, b.dtype, jnp.float32)
+    a, b, w = _flat(a).astype(dtype), _flat(b).astype(dtype), _flat(weight).astype(dtype)
     n = jnp.sum(w, axis=1, keepdims=True)
     (a_low, a_constant), (b_low, b_constant) = lowest(a, w), lowest(b, w)
     # shifted by each image's smallest counted pixel first: for a nearly constant image that

@@ -119,6 +119,20 @@ def test_corr_of_nearly_constant_images_matches_float64() -> None:
                                rtol=1e-5)
 
 
+@pytest.mark.parametrize("dtype,rtol", [(jnp.float16, 2e-3), (jnp.bfloat16, 2e-2)])
+def test_half_precision_images_score_like_float32_ones(dtype, rtol: float) -> None:
+    a, b = random_pairs(n=3, side=64)  # float16's sums of squares overflow from about 64x64
+    a, b = (a > 0.5).astype(np.float32), np.clip(b, 0.05, 1).astype(np.float32)
+    mask = np.zeros(a.shape, bool)
+    mask[:, 20:23] = True
+    want = metrics.per_image(a, b, mask)
+    corr = [np.corrcoef(x.ravel(), y.ravel())[0, 1] for x, y in zip(a, b.astype(np.float64))]
+    np.testing.assert_allclose(want["corr"], corr, rtol=1e-5)
+    got = metrics.per_image(jnp.asarray(a, dtype), jnp.asarray(b, dtype), mask)
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=rtol, err_msg=name)
+
+
 def test_corr_nonzero_keeps_only_pixels_above_the_tolerance_in_both() -> None:
     # Pixels 0 (zero in the original) and 1 (5e-5 in the reconstruction) are left out.
     original = np.array([[0.0, 0.3, 0.2, 0.5, 1.0, 0.7, 0.4, 0.9, 0.6]], np.float32)
