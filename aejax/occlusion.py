@@ -31,8 +31,10 @@ def image_hw(shape: tuple[int, ...]) -> tuple[int, int]:
             raise ValueError(f"flat images must have a square number of pixels, got "
                              f"{shape[1]}{hint}")
         return side, side
+    one = len(shape) == 1 and shape[0] > 0 and math.isqrt(shape[0]) ** 2 == shape[0]
+    hint = " (one flat image? pass it as a batch, images[None])" if one else ""
     raise ValueError(
-        f"images must be shaped (N, H*W) or (N, H, W), got rank {len(shape)} shape {shape}"
+        f"images must be shaped (N, H*W) or (N, H, W), got rank {len(shape)} shape {shape}{hint}"
     )
 
 

@@ -135,7 +135,9 @@ def test_bars_are_checked_only_against_the_side_they_start_in() -> None:
 
 
 @pytest.mark.parametrize("x,message", [
-    (np.zeros((784,), np.float32), r"rank 1 shape \(784,\)"),
+    (np.zeros((784,), np.float32),
+     r"rank 1 shape \(784,\) \(one flat image\? pass it as a batch, images\[None\]\)$"),
+    (np.zeros((780,), np.float32), r"rank 1 shape \(780,\)$"),
     (np.zeros((2, 1, 28, 28), np.float32), "rank 4"),
     (np.zeros((2, 780), np.float32), "square number of pixels, got 780$"),
     (np.zeros((28, 28), np.float32),
@@ -214,3 +216,13 @@ def test_legacy_uint32_keys_draw_what_their_typed_keys_draw() -> None:
     np.testing.assert_array_equal(occlusion.occlude(legacy, x), want)
     np.testing.assert_array_equal(jax.jit(occlusion.occlude)(legacy, x), want)
     np.testing.assert_array_equal(jax.vmap(occlusion.occlude)(legacy[None], x[None])[0], want)
+
+
+def test_a_vmap_over_single_flat_images_is_told_to_keep_a_batch_axis() -> None:
+    keys, x = jax.random.split(jax.random.key(0), 3), jnp.asarray(images(3).reshape(3, 784))
+    with pytest.raises(ValueError, match=r"got rank 1 shape \(784,\) \(one flat image\? pass it "
+                                         r"as a batch, images\[None\]\)"):
+        jax.vmap(occlusion.occlude)(keys, x)
+    rows = jax.vmap(lambda k, im: occlusion.occlude(k, im[None], return_mask=True)[1][0])(keys, x)
+    np.testing.assert_array_equal(np.asarray(rows).reshape(3, 28, 28).all(axis=2).sum(axis=1),
+                                  np.ones(3))  # what the hint says: one row each (rows only)
