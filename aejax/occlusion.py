@@ -206,9 +206,12 @@ def occlude(key: jax.Array, images: jax.Array, *, width: int = 1, value: float =
       num_bars: bars per image, drawn independently (they may coincide).
       return_mask: also return the boolean mask, shaped like ``images``.
 
-    The geometry (``width``, ``low``, ``high``, ``orientation``, ``num_bars``) must be static
-    under ``jit``; ``value`` may be traced.
+    The geometry (``width``, ``low``, ``high``, ``orientation``, ``num_bars``) and
+    ``return_mask`` must be static under ``jit``; ``value`` may be traced.
     """
+    if isinstance(return_mask, jax.core.Tracer):
+        raise ValueError("occlude's return_mask must be a Python bool, not a traced value: mark "
+                         "it static under jit (static_argnames)")
     if not hasattr(images, "shape"):  # a list of images
         images = jnp.asarray(images, jnp.float32)
     if jax.dtypes.issubdtype(images.dtype, jax.dtypes.prng_key):

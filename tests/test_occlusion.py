@@ -172,6 +172,11 @@ def test_traced_bar_geometry_is_refused_with_what_to_do() -> None:
         jax.vmap(lambda lo: occlusion.occlude(key, x, low=lo))(jnp.array([10, 11]))
     with pytest.raises(ValueError, match="occlusion width must be a Python int, not a traced"):
         jax.jit(lambda w: occlusion.occlude(key, x, width=w))(2)
+    with pytest.raises(ValueError, match="return_mask must be a Python bool, not a traced value: "
+                                         "mark it static under jit"):
+        jax.jit(occlusion.occlude)(key, x, return_mask=True)
+    _, mask = jax.jit(occlusion.occlude, static_argnames="return_mask")(key, x, return_mask=True)
+    np.testing.assert_array_equal(mask, occlusion.occlude(key, x, return_mask=True)[1])
     with pytest.raises(ValueError, match="occlusion image count must be a Python int"):
         jax.jit(occlusion.occlusion_mask)(key, 4)
     static = jax.jit(occlusion.occlusion_mask, static_argnums=1)(key, 4)  # what the message says
