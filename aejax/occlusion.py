@@ -224,5 +224,6 @@ def occlude(key: jax.Array, images: jax.Array, *, width: int = 1, value: float =
                                 bar_width=width, low=low, high=high,
                                 orientation=orientation, num_bars=num_bars)
     mask = mask_NxHxW.reshape(images.shape)
+    images = jnp.asarray(images)  # float64 NumPy images (x / 255) are float32 here without x64
     occluded = jnp.where(mask, jnp.asarray(value, images.dtype), images)
     return (occluded, mask) if return_mask else occluded

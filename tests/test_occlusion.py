@@ -231,3 +231,12 @@ def test_a_vmap_over_single_flat_images_is_told_to_keep_a_batch_axis() -> None:
     rows = jax.vmap(lambda k, im: occlusion.occlude(k, im[None], return_mask=True)[1][0])(keys, x)
     np.testing.assert_array_equal(np.asarray(rows).reshape(3, 28, 28).all(axis=2).sum(axis=1),
                                   np.ones(3))  # what the hint says: one row each (rows only)
+
+
+def test_float64_numpy_images_are_occluded_without_a_dtype_warning(recwarn) -> None:
+    x = images(4).astype(np.float64)  # what x / 255 gives in NumPy
+    got = occlusion.occlude(jax.random.key(0), x, value=0.5)
+    assert [str(w.message) for w in recwarn] == []
+    assert got.dtype == jnp.result_type(jnp.asarray(x))  # float32, or float64 with x64 on
+    np.testing.assert_array_equal(got, occlusion.occlude(jax.random.key(0), jnp.asarray(x),
+                                                         value=0.5))
