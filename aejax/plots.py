@@ -140,10 +140,13 @@ def correlation_figure(arrays: dict, path: str | os.PathLike, index: int = 0, n:
         values = corr[c]["corr"]
         axes[2].hist(values[np.isfinite(values)], bins=60, range=(low, 1), alpha=0.6,
                      color=color, label=f"{label}: mean {mean_std(values)[0]:.3f}")
+    shown = np.concatenate([corr[c]["corr_nonzero"][:n] for c in corr])
+    bottom = min(0.5, finite_min(shown) - 0.05)  # the lowest bar still shows
     axes[1].set(xticks=x, xlabel="test image", ylabel="r (pixels > 1e-4 in both)",
-                ylim=(min(0.5, finite_min(corr["occluded"]["corr_nonzero"][:n])), 1),
+                ylim=(bottom, 1 + 0.25 * (1 - bottom)),
+                yticks=np.arange(np.ceil(10 * bottom) / 10, 1.01, 0.1),
                 title=f"first {n} test images: correlation with the original")
-    axes[1].legend(loc="lower left")
+    axes[1].legend(loc="upper center", ncol=2, fontsize="small")  # above r = 1: no bar there
     axes[2].set(xlabel="r (all pixels)", ylabel="test images",
                 title=f"all {len(arrays['labels'])} test images")
     axes[2].legend(loc="upper left")

@@ -76,3 +76,27 @@ def test_a_loss_curve_shorter_than_an_epoch_has_no_epoch_means(
     assert labels == ["per step", "smoothed"]
     with pytest.raises(ValueError, match="needs losses and steps_per_epoch >= 1, got 0 losses"):
         plots.loss_curve(np.zeros(0), 10, tmp_path / "none.png")
+
+
+@pytest.mark.parametrize("lowest", [0.52, 0.3])  # above the usual bottom (0.5), and below it
+def test_every_correlation_bar_shows_and_the_legend_covers_none(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lowest: float) -> None:
+    n = 10
+    low = np.full(n, 0.95)
+    low[:3] = 0.52  # the first images' bars end just above the axis' usual bottom
+    low[1] = lowest
+    per_image = {c: {"corr": np.full(n, 0.9), "corr_nonzero": low} for c in ("clean", "occluded")}
+    arrays = {"per_image": per_image, "labels": np.arange(n), "clean": np.zeros((n, 784)),
+              "recon_occluded": np.zeros((n, 784)), "mask": np.zeros((n, 784), bool)}
+    closed = []
+    monkeypatch.setattr(plots.plt, "close", closed.append)
+    plots.correlation_figure(arrays, tmp_path / "correlation.png")
+    ax = closed[0].axes[1]
+    renderer = closed[0].canvas.get_renderer()
+    legend = ax.get_legend().get_window_extent(renderer)
+    frame = ax.get_window_extent(renderer)
+    for bar in ax.patches:
+        shown = bar.get_window_extent(renderer)
+        shown = type(shown).intersection(shown, frame)  # the part inside the axes
+        assert shown is not None and shown.height >= 1, bar.get_x()  # at least a pixel
+        assert not legend.overlaps(shown), bar.get_x()
