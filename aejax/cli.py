@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 import jax
 
 from aejax.config import ORIENTATIONS, TRAIN_OCCLUSIONS, Config
-from aejax.parallel import parse_devices
+from aejax.parallel import parse_devices, together
 from aejax.parts import Parts
 from aejax.parts import load as load_parts
 
@@ -148,13 +148,17 @@ def config_from_args(args: argparse.Namespace) -> Config:
 def run_folder(args: argparse.Namespace) -> Iterator[str]:
     """``--workdir``, or a new folder reserved for this run (``default_workdir``), removed again
     if the run leaves it empty. A run of several processes must be given one: each would pick
-    its own."""
+    its own; checked in every process together, as one may lack it alone."""
+
+    def need_workdir() -> None:
+        if not args.workdir and jax.process_count() > 1:
+            raise ValueError("a run of several processes needs --workdir: the same folder for "
+                             "all, on a file system they all see")
+
+    together(need_workdir, "checking the flags")
     if args.workdir:
         yield args.workdir
         return
-    if jax.process_count() > 1:
-        raise ValueError("a run of several processes needs --workdir: the same folder for all, "
-                         "on a file system they all see")
     from aejax import rundir  # with Orbax: only train.py needs it, not compare.py's start-up
 
     made_root = not os.path.isdir(rundir.RUNS)

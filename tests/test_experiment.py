@@ -313,6 +313,7 @@ def test_a_reserved_run_folder_is_removed_when_the_run_leaves_it_empty(
     with cli.run_folder(parser.parse_args(["--workdir", "mine"])) as given:
         assert given == "mine" and not Path("mine").exists()  # train.py creates it
     monkeypatch.setattr(cli.jax, "process_count", lambda: 2)
+    monkeypatch.setattr(cli, "together", lambda fn, what: fn())  # one real process: no collective
     with pytest.raises(ValueError, match="a run of several processes needs --workdir"):
         with cli.run_folder(parser.parse_args([])):
             pass

@@ -332,3 +332,20 @@ def test_a_cluster_launchers_variables_are_read_and_checked(monkeypatch, caplog)
         assert parallel.initialize() is True
     assert joined == [{"initialization_timeout": parallel.JOIN_TIMEOUT}]
     assert "joining the processes a cluster launcher started" in caplog.text
+
+
+def test_a_process_without_the_others_workdir_stops_all_at_once(dataset: Path,
+                                                                 tmp_path: Path) -> None:
+    address = f"127.0.0.1:{free_port()}"  # process 1's command lacks --workdir
+    cmds = [script_cmd(dataset, tmp_path, "run", "--devices", "all", "--coordinator", address,
+                       "--num-processes", "2", "--process-id", str(i)) for i in range(2)]
+    at = cmds[1].index("--workdir")
+    del cmds[1][at:at + 2]
+    codes = run_processes(cmds, device_env(2), tmp_path / "logs")
+    assert codes == [2, 2], read_logs(tmp_path / "logs")
+    errors = [[line for line in (tmp_path / "logs" / f"{i}.out").read_text().splitlines()
+               if line.startswith("train.py:")] for i in (0, 1)]  # Gloo logs lines of its own
+    assert errors == [["train.py: error: checking the flags failed in process 1 (see its error)"],
+                      ["train.py: error: a run of several processes needs --workdir: the same "
+                       "folder for all, on a file system they all see"]]
+    assert not (tmp_path / "run").exists()
