@@ -133,11 +133,10 @@ def is_run(path: Path) -> bool:
 
 def check_holds_run(path: Path, *, overwrite: bool = False, resume: bool = False) -> None:
     """ValueError if folder ``path`` holds files but no run: a run is a config.json as train.py
-    writes it or, but for ``overwrite`` (which moves only what a run wrote), a checkpoint, which
-    ``resume`` reads without it. File names alone (a figure.png, a metrics.json) are no run."""
-    if not path.is_dir() or not any(path.iterdir()) or is_run(path):
-        return
-    if has_checkpoint(path) and not overwrite:
+    writes it or a checkpoint, which ``resume`` reads without it and ``overwrite`` sets aside with
+    the rest of what a run wrote (a plain run's "already holds a run" offers both). File names
+    alone (a figure.png, a metrics.json) are no run."""
+    if not path.is_dir() or not any(path.iterdir()) or is_run(path) or has_checkpoint(path):
         return
     flag = ("--overwrite replaces a run, but " if overwrite else
             "--resume continues a run, but " if resume else "")

@@ -43,8 +43,6 @@ def test_a_run_is_a_config_json_and_saved_anything_needs_results_or_a_checkpoint
     (lambda p: (p.mkdir(), (p / "notes.txt").write_text("")), {}, "holds other files"),
     (lambda p: (p.mkdir(), (p / "notes.txt").write_text("")), {"overwrite": True},
      "--overwrite replaces a run, but workdir .* holds other files"),
-    (lambda p: (p / checkpoint.DIRNAME / "4").mkdir(parents=True), {"overwrite": True},
-     "--overwrite replaces a run, but workdir .* holds other files"),  # no run's config.json
     (lambda p: (p.mkdir(), (p / "figure.png").write_text("x")), {},  # a run's file name only
      r"^workdir .*run holds other files \(no config.json written by train.py\); choose another "
      "--workdir$"),
@@ -326,5 +324,26 @@ def test_a_resume_without_a_config_json_is_refused_only_without_a_checkpoint(
     (saved / "config.json").write_text("{}")  # damaged; --resume reads the checkpoint's own
     rundir.check_holds_run(saved, resume=True)
     rundir.check_holds_run(saved)  # and a plain run says "already holds a run" (test_resume)
-    with pytest.raises(ValueError, match="--overwrite replaces a run, but"):
-        rundir.check_holds_run(saved, overwrite=True)  # which moves only what a run wrote
+    rundir.check_holds_run(saved, overwrite=True)  # which --overwrite then replaces
+
+
+def test_overwrite_replaces_a_run_whose_config_json_is_gone_as_the_refusal_says(
+        small_idx_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from tests.test_experiment import load_script
+
+    train = load_script("train").main
+    run = tmp_path / "run"
+    flags = ["--data-dir", str(small_idx_dir), "--data-root", str(tmp_path / "root"),
+             "--no-progress", "--no-compile-cache", "--epochs", "1", "--batch-size", "64",
+             "--workdir", str(run)]
+    assert train(flags) == 0
+    (run / "config.json").unlink()  # a finished checkpoint is left: still a run
+    (run / "notes.txt").write_text("mine")
+    capsys.readouterr()
+    assert train(flags) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"train.py: error: workdir {run} already holds a run; pass --resume to continue it, "
+        "--overwrite to replace it, or choose another --workdir")
+    assert train([*flags, "--overwrite", "--seed", "1"]) == 0  # what the message offers works
+    assert json.loads((run / "config.json").read_text())["config"]["seed"] == 1
+    assert not (run / rundir.REPLACED).exists() and (run / "notes.txt").read_text() == "mine"
