@@ -210,7 +210,8 @@ def check_path(out: Path, run: Path) -> None:
         raise ValueError(f"--out {out} is a file; give a folder")
     there, home = out.resolve(), run.resolve()
     if there == home:
-        raise ValueError(f"--out {out} is the run itself; leave --out out to evaluate it in place")
+        raise ValueError(f"--out {out} is the run itself; give a new folder beside it (without "
+                         "--out, evaluate.py scores the run in place, on its own test occlusion)")
     if home in there.parents or there in home.parents:
         raise ValueError(f"--out {out} is {'inside' if home in there.parents else 'around'} the "
                          "run; give a folder beside it")

@@ -180,7 +180,9 @@ def test_what_an_evaluation_cannot_change_is_refused_before_any_work(runs, tmp_p
     (tmp_path / "stray").mkdir()
     (tmp_path / "stray" / "notes.txt").write_text("mine")
     (tmp_path / "link").symlink_to(tmp_path / "nowhere")
-    for out, message in ((run, "is the run itself; leave --out out to evaluate it in place"),
+    for out, message in ((run, r"is the run itself; give a new folder beside it \(without "
+                               "--out, evaluate.py scores the run in place, on its own test "
+                               r"occlusion\)$"),  # not 'leave --out out': changes need it
                          (run / "inner", "is inside the run; give a folder beside it"),
                          (run.parent, "is around the run; give a folder beside it"),
                          (tmp_path / "link", "is a link to nothing; give a folder"),
