@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
+import signal
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from aejax import checkpoint, loop, losslog, parts, schedule, train
@@ -125,6 +128,38 @@ def test_a_ctrl_c_during_the_last_chunk_still_stops_with_the_saved_step(
             loop.fit(CFG, flat_images(), progress=False, checkpoints=ckpt)
         ckpt.manager.wait_until_finished()
         assert ckpt.manager.latest_step() == 40
+
+
+def test_a_ctrl_c_while_the_last_save_finishes_still_stops_with_the_saved_step(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    total, seen = (320 // CFG.batch_size) * CFG.epochs, {"last save": False, "sent": False}
+    save, wait = checkpoint.Checkpointer.save, ocp.CheckpointManager.wait_until_finished
+
+    def saving(self, state, **kwargs) -> None:
+        save(self, state, **kwargs)
+        seen["last save"] = len(kwargs["losses"]) == total
+
+    def waiting(self) -> None:  # a real SIGINT while Orbax finishes the last save
+        if seen["last save"] and not seen["sent"]:
+            seen["sent"] = True
+            os.kill(os.getpid(), signal.SIGINT)
+        wait(self)
+
+    def too_late(signum: int, frame: object) -> None:  # not KeyboardInterrupt: it ends pytest
+        raise RuntimeError("the Ctrl-C came after the SIGINT guard")
+
+    monkeypatch.setattr(checkpoint.Checkpointer, "save", saving)
+    monkeypatch.setattr(ocp.CheckpointManager, "wait_until_finished", waiting)
+    previous = signal.signal(signal.SIGINT, too_late)
+    try:
+        with contextlib.closing(checkpoint.Checkpointer(tmp_path / "ck")) as ckpt:
+            with pytest.raises(checkpoint.Interrupted, match=r"interrupted after the last step: "
+                               rf"saved step {total} in .*ck; --workdir .* --resume evaluates"):
+                loop.fit(CFG, flat_images(), progress=False, checkpoints=ckpt)
+                ckpt.manager.wait_until_finished()  # where experiment.run's close() waits
+            assert ckpt.manager.latest_step() == total
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_a_ctrl_c_with_custom_parts_says_to_resume_with_the_same_parts(
