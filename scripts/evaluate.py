@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     changes = {k: getattr(args, k) for k in crosseval.TESTED if getattr(args, k) is not None}
     if args.out == "":
         parser.error("--out is empty; give a folder")
+    if args.export == "":  # else no arrays, silently
+        parser.error("--export is empty; give a file name such as arrays.npz")
     if changes and args.out is None:
         parser.error(f"--{next(iter(changes)).replace('_', '-')} changes the test occlusion, and "
                      "the run's metrics.json keeps the scores on its own: give --out DIR, a new "

@@ -110,6 +110,9 @@ def test_evaluate_script_errors_are_one_line(tmp_path: Path, capsys) -> None:
     code, _, err = call("evaluate", ["--workdir", str(tmp_path), "--export", str(missing)], capsys)
     assert code == 2 and err.strip() == (
         f"evaluate.py: error: --export {missing}: its folder does not exist")
+    code, out, err = call("evaluate", ["--workdir", str(tmp_path), "--export", ""], capsys)
+    assert (code, out, err) == (2, "", "evaluate.py: error: --export is empty; give a file name "
+                                       "such as arrays.npz\n")  # not: evaluated, nothing saved
 
 
 def test_a_run_without_parameters_is_told_how_to_get_them(runs, tmp_path: Path, capsys) -> None:
