@@ -180,7 +180,9 @@ def run_epochs(loop: Loop, state: TrainState, log: LossLog) -> TrainState:
             state = run_epoch(loop, state, log, epoch, max(0, start - epoch * steps), stop)
             loop.orders.done(epoch)
         if ckpt is not None:  # the last save ends in the background: a Ctrl-C meanwhile, once
-            ckpt.manager.wait_until_finished()  # the guard is gone, raised inside Orbax's wait
+            waited = time.perf_counter()  # the guard is gone, raised inside Orbax's wait
+            ckpt.manager.wait_until_finished()
+            log.started += time.perf_counter() - waited  # train.seconds: training, not saving
         if stop is not None and stop.requested():  # Ctrl-C in the last chunk or its save
             hint = resume_hint(ckpt.directory.parent, loop.parts)
             raise checkpoint.Interrupted(
