@@ -66,6 +66,14 @@ def int_list(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
 
 
+def nonempty(text: str) -> str:
+    """An argparse type: any text but an empty one (``--data-dir ''`` would silently mean none)."""
+    if not text:
+        raise argparse.ArgumentTypeError("expected a value, got an empty string; leave the flag "
+                                         "out for its default")
+    return text
+
+
 def positive_int(text: str) -> int:
     """An argparse type: an integer >= 1."""
     try:
@@ -103,8 +111,8 @@ def add_config_flags(parser: argparse.ArgumentParser, only: Sequence[str] | None
         if isinstance(value, tuple):
             kwargs["type"] = int_list
             kwargs["default"] = ",".join(map(str, value))
-        elif value is None:
-            kwargs["type"] = str
+        elif value is None or isinstance(value, str):
+            kwargs["type"] = nonempty
         else:
             kwargs["type"] = type(value)
         if default is not None:
@@ -263,7 +271,7 @@ def run_main(main: Callable[[], int], prog: str, *,
 
 def add_parts_flag(parser: argparse.ArgumentParser, doing: str) -> None:
     """``--parts MODULE:NAME``: custom parts (``aejax.parts.load``) for ``doing``."""
-    parser.add_argument("--parts", metavar="MODULE:NAME",
+    parser.add_argument("--parts", metavar="MODULE:NAME", type=nonempty,
                         help=f"{doing} with custom parts: NAME = Parts(model=..., loss=..., "
                              "occlude=...) in MODULE, imported with the current folder on the "
                              "path (e.g. myparts:PARTS for ./myparts.py)")

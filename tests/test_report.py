@@ -113,6 +113,11 @@ def test_evaluate_script_errors_are_one_line(tmp_path: Path, capsys) -> None:
     code, out, err = call("evaluate", ["--workdir", str(tmp_path), "--export", ""], capsys)
     assert (code, out, err) == (2, "", "evaluate.py: error: --export is empty; give a file name "
                                        "such as arrays.npz\n")  # not: evaluated, nothing saved
+    for flag in ("--data-dir", "--data-root", "--parts"):  # not: the run's own, silently
+        code, out, err = call("evaluate", ["--workdir", str(tmp_path), flag, ""], capsys)
+        assert (code, out, err) == (2, "", f"evaluate.py: error: argument {flag}: expected a "
+                                           "value, got an empty string; leave the flag out for "
+                                           "its default\n")
 
 
 def test_a_run_without_parameters_is_told_how_to_get_them(runs, tmp_path: Path, capsys) -> None:
