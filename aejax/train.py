@@ -147,6 +147,10 @@ def make_train_chunk(train_step: StepFn, length: int, unroll: int = UNROLL
 
     def chunk(state: TrainState, images_u8: jax.Array, order_TxB: jax.Array,
               offset: jax.Array, noise_key: jax.Array) -> tuple[TrainState, Metrics]:
+        if length > len(order_TxB):  # checked while tracing: free at run time
+            raise ValueError(f"a chunk of {length} steps is longer than the epoch's "
+                             f"{len(order_TxB)} (the batch order's rows); give a length up to "
+                             f"{len(order_TxB)}")
         idx_SxB = jax.lax.dynamic_slice_in_dim(order_TxB, offset, length)
 
         def body(state: TrainState, idx_B: jax.Array) -> tuple[TrainState, Metrics]:

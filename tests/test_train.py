@@ -167,3 +167,17 @@ def test_epoch_order_is_int32_with_x64_enabled() -> None:
 def test_epoch_order_refuses_a_batch_size_outside_1_to_n(batch_size: int) -> None:
     with pytest.raises(ValueError, match=r"between 1 and the number of examples \(100\)"):
         train.epoch_order(jax.random.key(0), 100, batch_size)
+
+
+def test_a_chunk_longer_than_the_epoch_is_refused_while_tracing() -> None:
+    model, tx = train.make_model(CFG), train.make_optimizer(CFG)
+    step = train.make_train_step(CFG, model, tx)
+    images = jnp.asarray(flat_images(64))
+    order = train.epoch_order(jax.random.key(1), 64, 16)  # 4 steps
+    state = train.create_state(jax.random.key(2), model, tx)
+    with pytest.raises(ValueError, match=r"^a chunk of 5 steps is longer than the epoch's 4 "
+                                         r"\(the batch order's rows\); give a length up to 4"):
+        train.make_train_chunk(step, 5)(state, images, order, np.int32(0), jax.random.key(3))
+    state, metrics = train.make_train_chunk(step, 4)(state, images, order, np.int32(0),
+                                                     jax.random.key(3))  # the whole epoch runs
+    assert metrics["loss"].shape == (4,) and int(state.step) == 4
