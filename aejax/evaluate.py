@@ -85,15 +85,14 @@ def check_predictions(arrays: dict[str, jax.Array], values: dict[str, dict[str, 
                          "lie in [0, 1] (see aejax.parts)")
 
 
-def warn_undefined_masks(mask: jax.Array) -> None:
+def warn_undefined_masks(per_image: dict[str, np.ndarray]) -> None:
     """Log how many test images the occlusion left untouched (an all-False mask: ``on_bar_mse``
     undefined) or covered entirely (``off_bar_mse`` undefined): NaN per image, left out of the
-    means, and NaN in metrics.json when every image has it."""
-    covered = np.asarray(jnp.sum(mask, axis=1))  # N counts come back, not the mask
-    total, pixels = mask.shape
-    for count, metric, what in ((int(np.sum(covered == 0)), "on_bar_mse", "no occluded pixel"),
-                                (int(np.sum(covered == pixels)), "off_bar_mse",
-                                 "every pixel occluded")):
+    means, and NaN in metrics.json when every image has it. ``per_image`` is one comparison's
+    values: its predictions are finite (``check_predictions``), so only the mask makes a NaN."""
+    for metric, what in (("on_bar_mse", "no occluded pixel"),
+                         ("off_bar_mse", "every pixel occluded")):
+        count, total = int(np.sum(np.isnan(per_image[metric]))), len(per_image[metric])
         if count:
             means = ("so its test means are NaN" if count == total
                      else "left out of its means")
@@ -162,7 +161,7 @@ def evaluate(cfg: Config, model: Autoencoder, params: Any, test_images_u8: np.nd
                                   parts.bars(cfg) if occlude is None else occlude)
     arrays: dict[str, Any] = {name: out[name] for name in ARRAYS}
     check_predictions(arrays, values)
-    warn_undefined_masks(arrays["mask"])
     arrays["labels"] = np.asarray(test_labels)
     arrays["per_image"] = {name: metrics.to_numpy(values[name]) for name in COMPARISONS}
+    warn_undefined_masks(arrays["per_image"]["occluded_input"])
     return summary(arrays["per_image"], arrays["labels"]), arrays
