@@ -143,9 +143,13 @@ class Checkpointer:
                 state=ocp.args.StandardRestore(abstract)))
         return got.state
 
+    def wait(self) -> None:
+        """Block until the last save, which Orbax finishes in the background, is on disk."""
+        self.manager.wait_until_finished()
+
     def kept(self) -> str:
         """Which checkpoint survives a failed run, for its error message."""
-        self.manager.wait_until_finished()
+        self.wait()
         step = self.manager.latest_step()
         if step is None:
             return "no checkpoint was saved before it"
@@ -153,7 +157,7 @@ class Checkpointer:
 
     def close(self) -> None:
         """Wait for the last write to finish."""
-        self.manager.wait_until_finished()
+        self.wait()
         self.manager.close()
 
 

@@ -179,9 +179,9 @@ def run_epochs(loop: Loop, state: TrainState, log: LossLog) -> TrainState:
         for epoch in range(start // steps, loop.cfg.epochs):
             state = run_epoch(loop, state, log, epoch, max(0, start - epoch * steps), stop)
             loop.orders.done(epoch)
-        if ckpt is not None:  # the last save ends in the background: a Ctrl-C meanwhile, once
-            waited = time.perf_counter()  # the guard is gone, raised inside Orbax's wait
-            ckpt.manager.wait_until_finished()
+        if ckpt is not None:  # inside the guard: a Ctrl-C during the last save's background
+            waited = time.perf_counter()  # work, waited for outside it, raised in Orbax's wait
+            ckpt.wait()
             log.started += time.perf_counter() - waited  # train.seconds: training, not saving
         if stop is not None and stop.requested():  # Ctrl-C in the last chunk or its save
             hint = resume_hint(ckpt.directory.parent, loop.parts)
