@@ -29,7 +29,8 @@ from jax.experimental import multihost_utils
 
 from aejax import orbax_quiet, resumable
 from aejax.config import Config
-from aejax.parts import DIGEST_VERSION, Parts
+from aejax.partdigest import DIGEST_VERSION
+from aejax.parts import Parts
 from aejax.shapes import mismatch
 
 DIRNAME = "checkpoints"
@@ -68,7 +69,7 @@ class Checkpointer:
         """Start writing ``state`` with its meta (every process takes part; ends in background).
 
         ``parts``: ``Parts.describe()`` of the run's custom parts (None: the original's);
-        ``digests``: ``parts.digests`` of them; ``devices``: how many it trains on (train.py
+        ``digests``: ``partdigest.digests`` of them; ``devices``: how many it trains on (train.py
         resumes on as many)."""
         step = len(losses)
         meta = {"step": step, "epoch": step // steps, "offset": step % steps,

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aejax import metrics, occlusion, parts
+from aejax import metrics, occlusion, partcheck, parts
 from aejax.config import Config, check_image_size
 from aejax.model import Autoencoder, features_of
 
@@ -40,9 +40,9 @@ def reconstruct(model: Autoencoder, params: Any, images: jax.Array) -> jax.Array
 def reconstruct_all(model: Autoencoder, params: Any, clean: jax.Array, key: jax.Array,
                     occlude: parts.OccludeFn) -> dict[str, jax.Array]:
     """Occlude ``clean`` (N, D) with ``occlude(key, clean)`` and reconstruct both versions."""
-    occluded, mask = parts.occlude_checked(occlude, key, clean)
+    occluded, mask = partcheck.occlude_checked(occlude, key, clean)
     recon_clean = reconstruct(model, params, clean)
-    parts.check_reconstruction(model, clean, recon_clean)
+    partcheck.check_reconstruction(model, clean, recon_clean)
     return {"clean": clean, "occluded_input": occluded, "mask": mask,
             "recon_clean": recon_clean, "recon_occluded": reconstruct(model, params, occluded)}
 
@@ -75,7 +75,7 @@ def check_predictions(arrays: dict[str, jax.Array], values: dict[str, dict[str, 
     model without a sigmoid, or a custom occlusion, see ``aejax.parts``).
     """
     for name, pred in compared(arrays).items():
-        problem = parts.outside_pixels(pred)
+        problem = partcheck.outside_pixels(pred)
         if problem is None:
             continue
         if name != "occluded_input" and not np.all(np.isfinite(values[name]["mse"])):

@@ -25,7 +25,9 @@ from aejax import checkpoint, parallel, resumable
 from aejax.losslog import LossLog, NonFiniteLoss
 from aejax.model import features_of
 from aejax.config import Config, check_batch_size
-from aejax.parts import Parts, bars, check_ranges, digests, require, spec_of
+from aejax.partcheck import check_ranges
+from aejax.partdigest import digests
+from aejax.parts import Parts, bars, require, spec_of
 from aejax.schedule import EpochOrders, chunk_plan, plan_from, plan_steps
 from aejax.train import (StepFn, TrainState, create_state, make_model, make_optimizer,
                          make_train_chunk, make_train_step, root_keys, to_float)
@@ -47,7 +49,7 @@ class Loop:
     checkpoints: checkpoint.Checkpointer | None
     data: dict[str, Any]  # the training images' fingerprint, for checkpoints
     parts: dict[str, str | None]  # the custom parts' names, for checkpoints
-    digests: dict[str, str]  # what each custom part computes (``parts.digests``), for checkpoints
+    digests: dict[str, str]  # what each custom part computes (``partdigest.digests``): checkpoints
     compile_seconds: float  # how long compiling the chunks took
 
 

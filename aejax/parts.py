@@ -15,14 +15,14 @@ A research extension is a pure function or a Flax module handed to ``loop.fit``,
 Functions are traced into the compiled step, so they must be jit-compatible. They are compared
 by identity, so pass the same object to reuse compiled programs; ``Parts.describe`` names them
 (``name``) in config.json and in checkpoints, and a run is resumed only with the same names.
-``loop.fit`` checks the ranges (``check_ranges``) before it trains.
+``loop.fit`` checks the ranges (``partcheck.check_ranges``) before it trains, and checkpoints
+record what each part computes (``partdigest.digests``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import importlib
 import inspect
 import json
@@ -33,7 +33,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import flax.errors
 import jax
 import numpy as np
 
@@ -236,163 +235,3 @@ def value_name(value: Any) -> str:
 
 class PartError(ValueError):
     """A custom part broke its contract (shape, dtype, range); the message names the part."""
-
-
-def occlude_checked(occlude: OccludeFn, key: jax.Array, clean: jax.Array
-                    ) -> tuple[jax.Array, jax.Array]:
-    """``occlude(key, clean)``; ValueError (at trace time) unless it returned (occluded, mask)
-    shaped like ``clean``, with a boolean mask."""
-    out = occlude(key, clean)
-    shape = tuple(clean.shape)
-    if not isinstance(out, tuple) and hasattr(out, "shape"):  # occlusion.occlude's default
-        raise PartError(f"an occlusion must return a tuple (occluded, mask); {name(occlude)} "
-                        f"returned one array shaped {tuple(out.shape)} (occlusion.occlude "
-                        f"returns the mask too with return_mask=True)")
-    if (not isinstance(out, tuple) or len(out) != 2
-            or any(tuple(getattr(a, "shape", ())) != shape for a in out)):
-        got = (tuple(getattr(a, "shape", type(a).__name__) for a in out) if isinstance(out, tuple)
-               else getattr(out, "shape", type(out).__name__))
-        raise PartError(f"an occlusion must return (occluded, mask) shaped like its images "
-                        f"{shape}; {name(occlude)} returned {got!r}")
-    if out[1].dtype != bool:
-        raise PartError(f"an occlusion's mask must be boolean; {name(occlude)} returned "
-                        f"{out[1].dtype}")
-    if not jax.numpy.issubdtype(out[0].dtype, jax.numpy.floating):
-        raise PartError(f"an occlusion must return float images in [0, 1]; {name(occlude)} "
-                        f"returned {out[0].dtype}")
-    return out
-
-
-def check_reconstruction(model: Any, images: jax.Array, recon: Any) -> None:
-    """ValueError (at trace time) unless the model returned an array shaped like its input."""
-    if tuple(getattr(recon, "shape", ())) != tuple(images.shape):
-        raise PartError(f"the model {name(model)} returned shape "
-                        f"{getattr(recon, 'shape', type(recon).__name__)} for images shaped "
-                        f"{tuple(images.shape)}: a reconstruction must be shaped like its input")
-
-
-def check_ranges(model: Any, params: Any, clean: jax.Array, occlude: OccludeFn,
-                 key: jax.Array) -> None:
-    """ValueError, before training, unless the occlusion and the model (with ``params``) keep
-    a few training images ``clean`` (N, D) in [0, 1], as the metrics and figures assume.
-
-    The occlusion runs compiled, as in training and evaluation: with ``--train-occlusion none``
-    training never calls it, and one that cannot be traced would fail only in the evaluation.
-    """
-    occluded, _ = occlude_compiled(occlude, key, clean)
-    try:
-        recon = model.apply({"params": params}, clean)
-    except flax.errors.FlaxError as err:  # wants a dropout key, mutable batch statistics, ...
-        raise PartError(f"the model {name(model)} cannot run on its params alone "
-                        f"({str(err).splitlines()[0][:160]}): models here are deterministic "
-                        "functions of their params (no dropout, no batch statistics)") from None
-    check_reconstruction(model, clean, recon)
-    checks = ((f"the occlusion {name(occlude)}", occluded), (f"the model {name(model)}", recon))
-    for who, values in checks:
-        if problem := outside_pixels(values):
-            raise PartError(f"{who} returned {problem} on training images; images and "
-                            "reconstructions must lie in [0, 1] (end a model with a sigmoid, "
-                            "write pixel values in an occlusion)")
-
-
-def outside_pixels(values: jax.Array) -> str | None:
-    """What keeps ``values`` from being pixels in [0, 1] (NaNs counted: XLA:CPU's min and max
-    of a large array skip them), or None."""
-    values = jax.numpy.asarray(values)  # reduced where it lies: only three numbers come back
-    if bad := int(values.size - jax.numpy.count_nonzero(jax.numpy.isfinite(values))):
-        return f"{bad} NaN or infinite values"
-    if not values.size:
-        return None
-    low, high = float(jax.numpy.min(values)), float(jax.numpy.max(values))
-    return None if 0.0 <= low <= high <= 1.0 else f"values in [{low:.4g}, {high:.4g}]"
-
-
-def occlude_compiled(occlude: OccludeFn, key: jax.Array, clean: jax.Array
-                     ) -> tuple[jax.Array, jax.Array]:
-    """``occlude_checked`` under ``jax.jit``; ValueError naming the occlusion and how it is
-    called if it fails there (not key-first, not jit-compatible, ...)."""
-    try:
-        return jax.jit(functools.partial(occlude_checked, occlude))(key, clean)
-    except PartError:
-        raise
-    except Exception as err:  # the user's code: say which part and how it was called
-        first = (str(err).strip().splitlines() or [""])[0]
-        raise PartError(f"the occlusion {name(occlude)} failed when called compiled, as "
-                        f"occlude(key, images) with a jax.random key and training images shaped "
-                        f"{tuple(clean.shape)} (occlusions must be key-first and jit-compatible):"
-                        f" {type(err).__name__}: {first}") from err
-
-
-DIGEST_VERSION = 3  # how ``digests`` are computed; digests of another version are not compared
-# (3: the constants of nested jaxprs on JAX 0.11+, whose Jaxpr holds them; 2 missed them there)
-
-
-def digests(parts: Parts, model: Any, params: Any, batch: jax.ShapeDtypeStruct,
-            key: jax.Array) -> dict[str, str]:
-    """A digest of what each custom part computes: the SHA-256 of its jaxpr and constants for a
-    training batch shaped like ``batch`` (with ``params``, ``key``; the loss gets the model's
-    output type), so that a resume notices a part changed under the same name.
-
-    The jaxpr (of the model's and the loss's gradients too, so custom_vjp/custom_jvp rules
-    count) holds the operations and constants (those of nested jaxprs too), not the source:
-    comments and formatting do not count, a changed formula or constant does (and so may another
-    JAX version); the Python inside a ``pure_callback`` does not. A part that cannot be traced or
-    hashed gets no digest (training reports why a part cannot be traced when it compiles the
-    step).
-    """
-    def apply(p: Any, x: jax.Array) -> jax.Array:
-        return model.apply({"params": p}, x)
-
-    def model_and_grad(p: Any, x: jax.Array) -> Any:  # the backward too: custom_vjp rules
-        return jax.value_and_grad(lambda q: jax.numpy.sum(apply(q, x)))(p)
-
-    def traced(part: str) -> Any:  # with the gradient where it can be taken, else forward only
-        if part == "occlude":
-            return jax.make_jaxpr(parts.occlude)(key, batch)
-        if part == "model":
-            with_grad, forward, args = model_and_grad, apply, (params, batch)
-        else:
-            with_grad, forward = jax.value_and_grad(parts.loss), parts.loss
-            args = (jax.eval_shape(apply, params, batch), batch)
-        try:
-            return jax.make_jaxpr(with_grad)(*args)
-        except TypeError:  # integer outputs: no gradient to trace (training's is zero there)
-            return jax.make_jaxpr(forward)(*args)
-
-    out = {}
-    for part in ("model", "loss", "occlude"):
-        if getattr(parts, part) is None:
-            continue
-        try:
-            closed = traced(part)
-            digest = hashlib.sha256(str(closed).encode())
-            for const in constants(closed):  # arrays print as shapes only: hash their values
-                digest.update(np.asarray(const).tobytes())
-        except Exception:  # noqa: BLE001 (untraceable, or constants not all on this process)
-            continue
-        out[part] = digest.hexdigest()[:16]
-    return out
-
-
-def constants(closed: Any) -> list[Any]:
-    """The constants of a closed jaxpr and of every jaxpr nested in its equations (a jitted
-    helper's closure, a scan's body, ...), keys as their raw data."""
-    found, todo, seen = [], [closed], set()
-    while todo:
-        item = todo.pop()
-        if id(item) in seen:  # a helper called many times is one shared jaxpr: walk it once
-            continue
-        seen.add(id(item))
-        if not (hasattr(item, "jaxpr") or hasattr(item, "eqns")):  # an equation's other params
-            continue
-        inner = getattr(item, "jaxpr", item)
-        found.extend(getattr(item, "consts", ()))  # a ClosedJaxpr's; JAX 0.11's Jaxpr has them
-        if inner is not item:  # a ClosedJaxpr (JAX < 0.11): its Jaxpr holds the equations
-            todo.append(inner)
-        elif hasattr(item, "eqns"):  # a Jaxpr
-            for eqn in item.eqns:
-                for value in eqn.params.values():
-                    todo.extend(value if isinstance(value, (tuple, list)) else [value])
-    return [jax.random.key_data(c) if jax.dtypes.issubdtype(jax.numpy.result_type(c),
-                                                           jax.dtypes.prng_key) else c
-            for c in found]

@@ -3,7 +3,7 @@ fields), the same training images, the same custom parts, and no more epochs tha
 
 Each takes the checkpoint's ``meta`` item (``checkpoint.Checkpointer.save``) and refuses with a
 one-line ValueError naming the checkpoint's folder and what differs; a custom part changed under
-its old name is only warned about (``parts.digests``), since its name still matches.
+its old name is only warned about (``partdigest.digests``), since its name still matches.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import jax
 import numpy as np
 
 from aejax.config import Config
-from aejax.parts import DIGEST_VERSION, spec_of
+from aejax.partdigest import DIGEST_VERSION
+from aejax.parts import spec_of
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ def check_parts(saved: dict[str, Any], now: dict[str, Any], directory: str | Pat
 def warn_changed_parts(meta: dict[str, Any], digests: dict[str, str],
                        directory: str | Path) -> None:
     """Warn for each custom part that has its checkpoint's name but computes something else
-    (``parts.digests``): an edited function resumed under the same name would mix the two."""
+    (``partdigest.digests``): an edited function resumed under the same name would mix the two."""
     if meta.get("parts_digests_version") != DIGEST_VERSION:  # computed otherwise, or not at all
         return
     saved = meta.get("parts_digests") or {}

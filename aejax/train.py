@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from aejax import adam, parts
+from aejax import adam, partcheck, parts
 from aejax.config import Config
 from aejax.model import Autoencoder, init_params
 
@@ -79,7 +79,7 @@ def make_pair(key: jax.Array, clean: jax.Array, mode: str, occlude: parts.Occlud
     if mode == "none":
         return clean, clean
     occ_key, pick_key = jax.random.split(key)
-    occluded, _ = parts.occlude_checked(occlude, occ_key, clean)
+    occluded, _ = partcheck.occlude_checked(occlude, occ_key, clean)
     if mode == "all":
         return occluded, clean
     if mode == "mixed":  # one draw per image, whatever the image's own rank
@@ -109,7 +109,7 @@ def make_train_step(cfg: Config, model: Any, tx: optax.GradientTransformation, *
 
         def loss_fn(params: Any) -> jax.Array:
             recon = model.apply({"params": params}, inputs)
-            parts.check_reconstruction(model, inputs, recon)
+            partcheck.check_reconstruction(model, inputs, recon)
             value = loss(recon, targets)
             if not isinstance(value, jax.Array):
                 raise parts.PartError(f"a loss must return a scalar array; {parts.name(loss)} "

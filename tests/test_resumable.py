@@ -13,7 +13,8 @@ import pytest
 
 from aejax import resumable
 from aejax.config import Config
-from aejax.parts import DIGEST_VERSION, Parts
+from aejax.partdigest import DIGEST_VERSION
+from aejax.parts import Parts
 from tests.test_parts import bce, patch
 
 CFG = Config(batch_size=8, epochs=1)
