@@ -250,6 +250,12 @@ def run_main(main: Callable[[], int], prog: str, *,
     except BrokenPipeError:  # the output piped into a reader that has stopped (`| head`)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
         return 141  # as a shell reports a process killed by SIGPIPE
+    except MemoryError as err:  # a host (NumPy) allocation, e.g. bench.py --num-images 10**12
+        if os.environ.get("AEJAX_DEBUG"):
+            traceback.print_exc()
+        reason = str(err)[:160] or "a host allocation failed"
+        print(f"{prog}: error: out of memory ({reason}); {oom_hint}", file=sys.stderr)
+        return 2
     except (ValueError, OSError) as err:
         if os.environ.get("AEJAX_DEBUG"):  # developers: the full traceback too
             traceback.print_exc()

@@ -84,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         return 0
 
-    return cli.run_main(run, parser.prog, oom_hint="lower --batch-sizes or --roofline-size")
+    return cli.run_main(run, parser.prog,
+                        oom_hint="lower --batch-sizes, --roofline-size or --num-images")
 
 
 if __name__ == "__main__":

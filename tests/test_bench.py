@@ -391,7 +391,18 @@ def test_bench_script_names_its_own_flags_when_memory_runs_out(tmp_path, monkeyp
                                       "--no-compile", "--no-progress"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("bench.py: error: out of memory (")
-    assert err[0].endswith("; lower --batch-sizes or --roofline-size")
+    assert err[0].endswith("; lower --batch-sizes, --roofline-size or --num-images")
+
+
+def test_bench_script_too_many_random_images_is_one_line(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)  # 10^12 images of 784 bytes: more than any address space holds
+    code = load_script("bench").main(["--num-images", str(10**12), "--data-dir", "",
+                                      "--batch-sizes", "32", "--no-torch", "--no-compile",
+                                      "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err == ["bench.py: error: out of memory (Unable to allocate 713. TiB for "
+                                 "an array with shape (1000000000000, 784) and data type uint8); "
+                                 "lower --batch-sizes, --roofline-size or --num-images"]
 
 
 @pytest.mark.skipif(any(importlib.util.find_spec(m) for m in ("jax_cuda12_plugin",
