@@ -12,20 +12,23 @@ log = logging.getLogger(__name__)
 DEFAULT_DIR = Path("~/.cache/aejax/jax").expanduser()
 
 
-def enable(directory: str | os.PathLike | None = None) -> Path | None:
+def enable(directory: str | os.PathLike | None = None, *,
+           off_flag: str | None = "--no-compile-cache") -> Path | None:
     """Cache every compiled program on disk so a second run skips XLA compilation.
 
     JAX caches nothing that compiled in under 1 s by default; this model's steps compile faster
     than that, so the threshold is lowered to 0. ``AEJAX_JAX_CACHE`` overrides the folder. The
     cache only saves time: a folder that cannot be created (a read-only home) gives a warning
-    and None, and everything compiles as without the cache.
+    (naming the script's ``off_flag``, where it has one) and None, and everything compiles as
+    without the cache.
     """
     path = Path(directory or os.environ.get("AEJAX_JAX_CACHE") or DEFAULT_DIR).expanduser()
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         log.warning("no compilation cache: cannot create %s (%s); set AEJAX_JAX_CACHE to a "
-                    "writable folder, or pass --no-compile-cache", path, err.strerror or err)
+                    "writable folder%s", path, err.strerror or err,
+                    f", or pass {off_flag}" if off_flag else "")
         return None
     jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)

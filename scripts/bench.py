@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def run() -> int:
         bench_report.use_platform(args.device)
-        compile_cache.enable()
+        compile_cache.enable(off_flag=None)  # bench.py has no --no-compile-cache
         # train.py runs from the repository root: a relative folder would mean another one there
         train_args = ["--data-dir", os.path.abspath(args.data_dir)] if args.data_dir else []
         opts = bench_report.Options(

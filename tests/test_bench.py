@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -224,6 +225,23 @@ def test_bench_script_prints_the_table_and_writes_json(tmp_path, capsys) -> None
     assert "roofline" in printed.err  # the progress bar
     assert load_script("bench").main([*argv, "--no-progress"]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_an_unusable_cache_folder_names_no_flag_bench_lacks(tmp_path, monkeypatch,
+                                                            caplog) -> None:
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("AEJAX_JAX_CACHE", str(tmp_path / "file" / "cache"))
+
+    def stop(*args):
+        raise KeyboardInterrupt  # stop before any measurement
+
+    monkeypatch.setattr(bench_report, "run", stop)
+    before = jax.config.jax_compilation_cache_dir
+    with caplog.at_level(logging.WARNING, logger="aejax.compile_cache"):
+        code = load_script("bench").main(["--num-images", "64", "--data-dir", "", "--no-progress"])
+    assert code == 130 and "no compilation cache: cannot create" in caplog.text
+    assert "--no-compile-cache" not in caplog.text  # train.py's and evaluate.py's flag only
+    assert jax.config.jax_compilation_cache_dir == before
 
 
 def test_a_failing_child_section_is_recorded_and_the_rest_kept(tmp_path, monkeypatch,

@@ -41,3 +41,10 @@ def test_a_folder_that_cannot_be_made_is_a_warning_not_an_error(tmp_path: Path, 
     assert jax.config.jax_compilation_cache_dir == before
     assert "no compilation cache: cannot create" in caplog.text
     assert "--no-compile-cache" in caplog.text
+
+
+def test_the_warning_names_no_flag_the_script_lacks(tmp_path: Path, jax_options, caplog) -> None:
+    (tmp_path / "file").write_text("")
+    with caplog.at_level(logging.WARNING, logger="aejax.compile_cache"):
+        assert compile_cache.enable(tmp_path / "file" / "cache", off_flag=None) is None
+    assert caplog.text.rstrip().endswith("set AEJAX_JAX_CACHE to a writable folder")
