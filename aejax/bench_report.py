@@ -171,7 +171,7 @@ def run(images_u8: np.ndarray, opts: Options) -> dict[str, Any]:
         for r in rows:
             r["percent_of_roofline"] *= before / gflops
         result["training"] = rows
-        result.update(child_sections(opts, bar))
+        result.update(child_sections(opts, bar, len(images_u8)))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes; bytes on macOS
     result["bench_peak_rss_mb"] = peak / (2**20 if sys.platform == "darwin" else 1024)
     if gpu:
@@ -191,13 +191,15 @@ def device_peaks(torch: bool) -> dict[str, float | None]:
     return {k: v / 2**20 if v is not None else None for k, v in peaks.items()}
 
 
-def child_sections(opts: Options, bar: Any) -> dict[str, Any]:
-    """The sections measured in fresh processes: compile times, train.py, scaling.
+def child_sections(opts: Options, bar: Any, num_images: int) -> dict[str, Any]:
+    """The sections measured in fresh processes: compile times (of the chunk the ``scan`` rows
+    run on ``num_images`` images), train.py, scaling.
 
     A section whose process fails is recorded as ``<section>_error`` (one line), so that it
     does not cost the measurements already made."""
     todo = {"compile": (opts.compile, "compile times (fresh processes)",
-                        lambda: bench_external.compile_times(opts.batch_sizes[0])),
+                        lambda: bench_external.compile_times(opts.batch_sizes[0],
+                                                             num_examples=num_images)),
             "train_script": (opts.train_script_args is not None, "scripts/train.py, twice",
                              lambda: bench_external.train_script(opts.train_script_args)),
             "scaling": (bool(opts.scaling_devices), "scaling over devices",

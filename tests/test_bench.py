@@ -162,6 +162,20 @@ def test_compile_times_cold_and_warm_in_fresh_processes() -> None:
     assert warm_before == warm_after == cold_after  # warm: everything read from it, nothing new
 
 
+def test_compile_times_are_of_the_chunk_the_scan_runs(monkeypatch) -> None:
+    asked = []
+    monkeypatch.setattr(bench_external, "compile_times",
+                        lambda batch, **kwargs: asked.append((batch, kwargs)) or {"cold": 1.0,
+                                                                                "warm": 1.0})
+    opts = bench_report.Options(batch_sizes=(16, 8), loop_steps=1, repeats=1, roofline_size=32,
+                                torch=False, progress=False)
+    result = bench_report.run(IMAGES, opts)
+    # 64 images, not MNIST's 60,000: a chunk of 4 steps, as the scan's (a batch over 60,000,
+    # from more random images, compiled a chunk of no steps)
+    assert asked == [(16, {"num_examples": 64})]
+    assert "compile (one batch-16 chunk): cold 1.00 s" in bench_report.table(result)
+
+
 def test_train_script_is_timed_with_its_peak_memory(small_idx_dir) -> None:
     (run,) = bench_external.train_script(["--data-dir", str(small_idx_dir), "--epochs", "1",
                                           "--batch-size", "64"], runs=1)
