@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-script", action="store_true",
                         help="also time scripts/train.py end to end twice (wall, peak RSS)")
     parser.add_argument("--scaling", type=ints, default=(), metavar="1,2,4",
-                        help="also measure images/s against these device counts")
+                        help="also measure images/s on these device counts (speed-up "
+                        "against the fewest)")
     parser.add_argument("--out", help="write every measurement to this JSON file")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = parser.parse_args(argv)
