@@ -171,6 +171,9 @@ def fetch_urllib(name: str, infos: dict[str, FileInfo], root: Path) -> dict[str,
 
 
 def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file."""
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+    """Hex SHA-256 of a file; DataError when it cannot be read (say, no read permission)."""
+    try:
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    except OSError as e:
+        raise idx.unreadable(path, e) from None

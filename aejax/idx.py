@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import math
 import os
+import stat
 import zlib
 from pathlib import Path
 
@@ -41,10 +42,22 @@ def find_files(folder: str | os.PathLike) -> dict[str, Path]:
     found = {}
     for base in FILES:
         for candidate in (folder / f"{base}.gz", folder / base):
-            if candidate.is_file():
+            if is_file(candidate):
                 found[base] = candidate
                 break
     return found
+
+
+def is_file(path: Path) -> bool:
+    """Whether `path` is a file (links followed); DataError when its folder denies access, which
+    would otherwise read as a missing file (or, depending on Python, a PermissionError)."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except PermissionError as e:
+        raise DataError(f"cannot read the folder {path.parent} ({e.strerror}): check its "
+                        "permissions") from None
+    except (OSError, ValueError):  # missing, a broken link, a name the OS refuses
+        return False
 
 
 def locate(folder: str | os.PathLike, *, test_only: bool = False) -> dict[str, Path]:
@@ -79,7 +92,20 @@ def subfolders_with_files(folder: Path, wanted: tuple[str, ...] = FILES) -> list
         below = sorted(p for p in folder.iterdir() if p.is_dir())
     except OSError:
         return []
-    return [p for p in below if set(wanted) <= set(find_files(p))]
+    return [p for p in below if holds(p, wanted)]
+
+
+def holds(folder: Path, wanted: tuple[str, ...]) -> bool:
+    """Whether ``folder`` holds the ``wanted`` IDX files; False when it denies access."""
+    try:
+        return set(wanted) <= set(find_files(folder))
+    except DataError:
+        return False
+
+
+def unreadable(path: str | os.PathLike, err: OSError) -> DataError:
+    """The error for a file that exists but cannot be read."""
+    return DataError(f"cannot read {path} ({err.strerror}): check that it is a readable file")
 
 
 def read_bytes(path: str | os.PathLike) -> bytes:
@@ -88,8 +114,7 @@ def read_bytes(path: str | os.PathLike) -> bytes:
     try:
         raw = path.read_bytes()
     except OSError as e:
-        raise DataError(f"cannot read {path} ({e.strerror}): check that it is a readable "
-                        "file") from None
+        raise unreadable(path, e) from None
     if not (raw[:2] == _GZIP_MAGIC or path.suffix == ".gz"):
         return raw
     try:

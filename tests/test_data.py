@@ -282,6 +282,20 @@ def test_unwritable_cache_only_logs(small_idx_dir, tmp_path, caplog):
     assert "could not write the cache" in caplog.text
 
 
+def test_an_unreadable_file_is_a_one_line_data_error(small_idx_dir, tmp_path, monkeypatch):
+    target = small_idx_dir / "t10k-labels-idx1-ubyte.gz"
+
+    def no_permission(path, *args, **kwargs):  # chmod 000 cannot show it to root
+        if Path(path) == target:
+            raise PermissionError(13, "Permission denied", str(path))
+        return open(path, *args, **kwargs)
+
+    monkeypatch.setattr(download, "open", no_permission, raising=False)
+    with pytest.raises(DataError, match=f"cannot read {target} \\(Permission denied\\): check "
+                                        "that it is a readable file"):
+        data.load("mnist", data_dir=small_idx_dir, data_root=tmp_path)
+
+
 def test_corrupt_cache_is_rebuilt(small_idx_dir, tmp_path, caplog):
     first = data.load("mnist", data_dir=small_idx_dir, data_root=tmp_path)
     (cache,) = (tmp_path / "cache").glob("custom-*.npz")

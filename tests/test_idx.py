@@ -1,6 +1,7 @@
 """Tests for aejax.idx: round trips and every failure mode, on small files written here."""
 
 import gzip
+import os
 from pathlib import Path
 
 import numpy as np
@@ -162,6 +163,30 @@ def test_missing_one_file(tmp_path):
         idx.locate(tmp_path)
     assert "train-labels-idx1-ubyte[.gz]," not in str(info.value)
     assert len(idx.find_files(tmp_path)) == 3
+
+
+def deny(monkeypatch, folder: Path) -> None:
+    """Makes ``os.stat`` of anything inside ``folder`` fail as in a folder without access (chmod
+    000 cannot show it when the tests run as root)."""
+    real = os.stat
+
+    def stat(path, *args, **kwargs):
+        if Path(path).parent == folder:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", stat)
+
+
+def test_a_folder_that_denies_access_is_named_not_called_empty(tmp_path, monkeypatch):
+    write_folder(tmp_path / "mnist")
+    deny(monkeypatch, tmp_path / "mnist")
+    with pytest.raises(DataError, match=r"cannot read the folder .*mnist \(Permission denied\): "
+                                        "check its permissions"):
+        idx.locate(tmp_path / "mnist")
+    with pytest.raises(DataError, match="is missing") as info:  # a hint skips that folder
+        idx.locate(tmp_path)
+    assert "holds all four" not in str(info.value)
 
 
 def test_a_parent_folder_points_to_the_one_below_with_the_files(tmp_path):
