@@ -172,8 +172,11 @@ def fetch_urllib(name: str, infos: dict[str, FileInfo], root: Path) -> dict[str,
 
 def sha256_file(path: Path) -> str:
     """Hex SHA-256 of a file; DataError when it cannot be read (say, no read permission)."""
+    digest = hashlib.sha256()  # not hashlib.file_digest: Python 3.10 lacks it
     try:
         with open(path, "rb") as f:
-            return hashlib.file_digest(f, "sha256").hexdigest()
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
     except OSError as e:
         raise idx.unreadable(path, e) from None
+    return digest.hexdigest()

@@ -296,6 +296,14 @@ def test_an_unreadable_file_is_a_one_line_data_error(small_idx_dir, tmp_path, mo
         data.load("mnist", data_dir=small_idx_dir, data_root=tmp_path)
 
 
+def test_sha256_file_needs_no_file_digest(tmp_path, monkeypatch):
+    # hashlib.file_digest is new in Python 3.11; pyproject.toml allows 3.10
+    path = tmp_path / "x.bin"
+    path.write_bytes(bytes(range(256)) * 9000)  # several read chunks
+    monkeypatch.delattr(hashlib, "file_digest", raising=False)
+    assert download.sha256_file(path) == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def test_corrupt_cache_is_rebuilt(small_idx_dir, tmp_path, caplog):
     first = data.load("mnist", data_dir=small_idx_dir, data_root=tmp_path)
     (cache,) = (tmp_path / "cache").glob("custom-*.npz")
