@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="side of the roofline's square matmul, at least "
                              f"{bench_report.MIN_ROOFLINE_SIZE} (default: 1024 on a CPU, 8192 on "
                              "a GPU, where a small one measures launch overhead)")
-    parser.add_argument("--data-dir", default=os.environ.get("AEJAX_MNIST_DIR"),
+    parser.add_argument("--data-dir",
                         help="MNIST IDX folder (default: $AEJAX_MNIST_DIR, else random images)")
     parser.add_argument("--num-images", type=count, default=60000,
                         help="random images' count, without --data-dir (default: 60000)")
@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="write every measurement to this JSON file")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = parser.parse_args(argv)
+    from_env = args.data_dir is None and bool(os.environ.get("AEJAX_MNIST_DIR"))
+    if from_env:
+        args.data_dir = os.environ["AEJAX_MNIST_DIR"]
     if args.out is not None and not args.out:
         parser.error("--out is empty; give a file name such as bench.json")
     # a size or count named twice is measured once (and shown once)
@@ -73,7 +76,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.out is not None:
             cli.check_output_folder(args.out, "--out")
         scaling.check_counts(args.scaling, args.batch_sizes)
-        images, source = bench_report.images(args.data_dir, args.num_images)
+        try:
+            images, source = bench_report.images(args.data_dir, args.num_images)
+        except ValueError as err:  # a data error: say the folder was not given but inherited
+            if not from_env:
+                raise
+            raise ValueError(f"{err}; the folder is AEJAX_MNIST_DIR's: fix it, or unset it to "
+                             "time random images") from None
         result = {"data": source, **bench_report.run(images, opts)}
         print(f"data: {source}\n{bench_report.table(result)}")
         if args.out is not None:

@@ -415,6 +415,20 @@ def test_bench_script_refuses_bad_flags_in_one_line(argv, message, tmp_path, mon
     assert code == 2 and err == [f"bench.py: error: {message}"]
 
 
+def test_a_broken_aejax_mnist_dir_is_named_as_the_source_of_the_folder(tmp_path, monkeypatch,
+                                                                        capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AEJAX_MNIST_DIR", str(tmp_path / "gone"))
+    argv = ["--num-images", "64", "--no-torch", "--no-compile", "--no-progress"]
+    assert load_script("bench").main(argv) == 2  # the folder came from the environment
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"bench.py: error: data folder {tmp_path / 'gone'} "
+                                               "does not exist: ")
+    assert err[0].endswith("; the folder is AEJAX_MNIST_DIR's: fix it, or unset it to time "
+                           "random images")
+    assert load_script("bench").main([*argv, "--data-dir", str(tmp_path / "gone")]) == 2
+    assert "AEJAX_MNIST_DIR" not in capsys.readouterr().err  # given: the flag is the source
+
 def test_bench_script_names_its_own_flags_when_memory_runs_out(tmp_path, monkeypatch,
                                                               capsys) -> None:
     monkeypatch.chdir(tmp_path)  # a roofline matmul of 10^6 x 10^6 float32s: 4 TB each
