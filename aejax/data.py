@@ -104,11 +104,17 @@ def _holds_idx_files(root: Path, name: str) -> bool:
 
 
 def _local_folder(root: Path, name: str) -> Path | None:
-    """The first folder under `root` holding all four IDX files."""
+    """The first folder under `root` holding all four IDX files; in TFDS's manual folder, which
+    every dataset shares, not when they are another registered dataset's."""
     manual = root / "downloads" / "manual"
     for folder in (root / name, manual / name, manual):
         found = idx.find_files(folder)
         if len(found) == len(idx.FILES):
+            if folder == manual and (other := _registered_as(
+                    {base: sha256_file(path) for base, path in found.items()})) not in (None, name):
+                log.warning("%s holds the %s files, not %s's; passing over it", folder, other,
+                            name)
+                continue
             return folder
         if found:
             log.warning("%s holds only %d of the 4 IDX files; ignoring it", folder, len(found))
@@ -150,8 +156,7 @@ def _read_files(files: dict[str, Path]) -> dict[str, np.ndarray]:
 def _check_identity(name: str, folder: Path, files: dict[str, Path], digests: dict[str, str],
                     *, explicit: bool) -> str:
     """`name`, or "custom" for unregistered files in an explicit folder; DataError on conflict."""
-    matches = {n: sum(registered(n)[b].sha256 == d for b, d in digests.items()) for n in DATASETS}
-    found = max(matches, key=matches.get) if max(matches.values()) else None
+    found = _registered_as(digests)
     if found is None and explicit:
         why = (" (uncompressed files cannot be, as the registered sums are of the .gz files)"
                if any(p.suffix != ".gz" for p in files.values()) else "")
@@ -175,6 +180,12 @@ def _check_identity(name: str, folder: Path, files: dict[str, Path], digests: di
             raise DataError(f"{path} is not the registered {name} file (expected SHA-256 "
                             f"{info.sha256}, actual {digests[base]}): {fix}")
     return name
+
+
+def _registered_as(digests: dict[str, str]) -> str | None:
+    """The registered dataset that most of the files (by SHA-256) are files of; None if none."""
+    matches = {n: sum(registered(n)[b].sha256 == d for b, d in digests.items()) for n in DATASETS}
+    return max(matches, key=matches.get) if max(matches.values()) else None
 
 
 def _check_size(name: str, files: dict[str, Path], arrays: dict[str, np.ndarray]) -> None:

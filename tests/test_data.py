@@ -167,6 +167,22 @@ def test_data_root_folders_are_searched_in_the_documented_order(mnist_dir, tmp_p
         (tmp_path / where / f"{idx.FILES[0]}.gz").unlink()
 
 
+def test_the_shared_manual_folder_holding_another_dataset_is_passed_over(mnist_dir, tmp_path,
+                                                                         caplog):
+    manual = tmp_path / "downloads" / "manual"  # TFDS's, shared by every dataset
+    manual.mkdir(parents=True)
+    for base in idx.FILES:
+        (manual / f"{base}.gz").symlink_to(mnist_dir.resolve() / f"{base}.gz")
+    with pytest.raises(DataError, match="^no fashion_mnist files under "):  # not "are mnist"
+        data.load("fashion_mnist", data_root=tmp_path, download=False)
+    assert f"{manual} holds the mnist files, not fashion_mnist's; passing over it" in caplog.text
+    assert data.load("mnist", data_root=tmp_path, download=False).source == str(manual)
+    (manual / "fashion_mnist").mkdir()  # its own subfolder is not shared: a mix-up there is one
+    for base in idx.FILES:
+        (manual / "fashion_mnist" / f"{base}.gz").symlink_to(mnist_dir.resolve() / f"{base}.gz")
+    with pytest.raises(DataError, match="are mnist, not fashion_mnist"):
+        data.load("fashion_mnist", data_root=tmp_path, download=False)
+
 def test_second_load_comes_from_cache(mnist_dir, tmp_path, monkeypatch, caplog):
     manual = tmp_path / "downloads" / "manual"
     manual.mkdir(parents=True)
