@@ -13,6 +13,7 @@ import hashlib
 import importlib.util
 import logging
 import os
+import stat
 import tempfile
 import zipfile
 from pathlib import Path
@@ -75,7 +76,8 @@ def load(name: str = "mnist", *, data_dir: str | os.PathLike | None = None,
     if data_dir is not None:  # the root only holds the cache then: without it, no cache
         return _load_folder(name, Path(data_dir), root, explicit=True, source=str(data_dir),
                             test_only=test_only)
-    if root.exists() and not root.is_dir():  # else: no download, no cache, quietly the sample
+    mode = idx.file_mode(root)  # a file: else no download, no cache, quietly the sample
+    if mode is not None and not stat.S_ISDIR(mode):
         raise DataError(f"data root {root} is a file, not a folder: pass a folder as --data-root "
                         "(or --data-dir with the IDX files)")
     folder, source = _local_folder(root, name), None

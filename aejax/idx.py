@@ -49,15 +49,22 @@ def find_files(folder: str | os.PathLike) -> dict[str, Path]:
 
 
 def is_file(path: Path) -> bool:
-    """Whether `path` is a file (links followed); DataError when its folder denies access, which
-    would otherwise read as a missing file (or, depending on Python, a PermissionError)."""
+    """Whether `path` is a file (links followed); DataError when its folder denies access."""
+    mode = file_mode(path)
+    return mode is not None and stat.S_ISREG(mode)
+
+
+def file_mode(path: Path) -> int | None:
+    """`path`'s st_mode (links followed), None when there is nothing there; DataError when a
+    folder on the way denies access, which would otherwise read as a missing file (or, depending
+    on Python, a bare PermissionError)."""
     try:
-        return stat.S_ISREG(os.stat(path).st_mode)
+        return os.stat(path).st_mode
     except PermissionError as e:
         raise DataError(f"cannot read the folder {path.parent} ({e.strerror}): check its "
                         "permissions") from None
     except (OSError, ValueError):  # missing, a broken link, a name the OS refuses
-        return False
+        return None
 
 
 def locate(folder: str | os.PathLike, *, test_only: bool = False) -> dict[str, Path]:
@@ -65,10 +72,11 @@ def locate(folder: str | os.PathLike, *, test_only: bool = False) -> dict[str, P
     training ones are returned too when present); DataError naming whatever is missing."""
     folder, wanted = Path(folder), TEST_FILES if test_only else FILES
     what = "the two test" if test_only else "the four"
-    if folder.exists() and not folder.is_dir():
+    mode = file_mode(folder)
+    if mode is not None and not stat.S_ISDIR(mode):
         raise DataError(f"data folder {folder} is a file, not a folder: name the folder that "
                         f"holds {what} MNIST-format IDX files")
-    if not folder.is_dir():
+    if mode is None:
         raise DataError(f"data folder {folder} does not exist: create it and put {what} "
                         f"MNIST-format IDX files ({', '.join(wanted)}, .gz or not) in it")
     found = find_files(folder)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aejax import idx
+from aejax import data, idx
 from aejax.idx import DataError
 
 
@@ -187,6 +187,15 @@ def test_a_folder_that_denies_access_is_named_not_called_empty(tmp_path, monkeyp
     with pytest.raises(DataError, match="is missing") as info:  # a hint skips that folder
         idx.locate(tmp_path)
     assert "holds all four" not in str(info.value)
+
+
+def test_a_data_folder_behind_one_that_denies_access_is_a_data_error(tmp_path, monkeypatch):
+    deny(monkeypatch, tmp_path / "private")
+    message = rf"cannot read the folder {tmp_path / 'private'} \(Permission denied\): check its"
+    with pytest.raises(DataError, match=message):  # not a bare PermissionError
+        idx.locate(tmp_path / "private" / "mnist")
+    with pytest.raises(DataError, match=message):
+        data.load("mnist", data_root=tmp_path / "private" / "data", download=False)
 
 
 def test_a_parent_folder_points_to_the_one_below_with_the_files(tmp_path):
