@@ -31,7 +31,8 @@ def test_a_ctrl_c_inside_an_import_is_one_line_too() -> None:
     # what jaxlib's initialisation (through NumPy's C API) made of a Ctrl-C raised inside it
     code = textwrap.dedent("""
         import signal, time
-        from aejax import startup
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a shell's background job
+        from aejax import startup                                   # starts with SIGINT ignored
         with startup.interruptible("train.py"):
             try:
                 signal.raise_signal(signal.SIGINT)
