@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import socket
+import threading
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -112,17 +113,27 @@ def download_files(name: str, root: Path) -> Path | None:
 
 
 def reachable(url: str, timeout: float = CONNECT_TIMEOUT_S) -> bool:
-    """Whether a TCP connection to the URL's host (or its proxy) opens within `timeout`."""
+    """Whether a TCP connection to the URL's host (or its proxy) opens within `timeout` seconds,
+    the name lookup included: it runs in a thread, since a lookup has no timeout of its own (an
+    unreachable name server holds it for resolv.conf's 5 s times 2 attempts)."""
     parts = urllib.parse.urlsplit(url)
     proxy = urllib.request.getproxies().get(parts.scheme)
     if proxy and not urllib.request.proxy_bypass(parts.hostname):
         parts = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        with socket.create_connection((parts.hostname, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
+    opened: list[bool] = []
+
+    def connect() -> None:
+        try:
+            with socket.create_connection((parts.hostname, port), timeout=timeout):
+                opened.append(True)
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=connect, daemon=True, name="aejax-reachable")
+    thread.start()
+    thread.join(timeout)  # back as soon as it connects or fails, or when the time is up
+    return bool(opened)
 
 
 def fetch_tfds(name: str, infos: dict[str, FileInfo], root: Path) -> dict[str, Path]:

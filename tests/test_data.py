@@ -427,6 +427,35 @@ def test_unreachable_network_falls_back_or_fails_fast(tmp_path, monkeypatch, cap
     assert "cannot reach https://storage.googleapis.com" in caplog.text
 
 
+def test_a_name_lookup_that_hangs_counts_in_the_reachability_timeout(monkeypatch):
+    release = threading.Event()  # a name server that never answers, until the test ends
+    looked_up = []
+
+    def hanging_lookup(host, *args, **kwargs):
+        looked_up.append(host)
+        release.wait(30)
+        raise socket.gaierror("Temporary failure in name resolution")
+
+    monkeypatch.setattr(socket, "getaddrinfo", hanging_lookup)
+    start = time.perf_counter()
+    try:
+        assert _real_reachable("https://storage.googleapis.com/x", timeout=0.2) is False
+        assert time.perf_counter() - start < 5.0  # not the lookup's 30 s
+    finally:
+        release.set()
+    assert looked_up == ["storage.googleapis.com"]
+
+
+def test_reachable_says_yes_and_no_at_once_for_a_local_port(monkeypatch):
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        start = time.perf_counter()
+        assert _real_reachable(f"http://127.0.0.1:{port}/", timeout=10)
+    assert not _real_reachable(f"http://127.0.0.1:{port}/", timeout=10)  # closed: refused
+    assert time.perf_counter() - start < 5.0  # neither waits for the timeout
+
+
 @pytest.mark.skipif(not HAS_TFDS, reason="tensorflow_datasets is not installed")
 def test_download_from_mirror(mnist_dir, tmp_path, monkeypatch, serve):
     url, requested = serve(mnist_dir)
