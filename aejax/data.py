@@ -80,15 +80,15 @@ def load(name: str = "mnist", *, data_dir: str | os.PathLike | None = None,
     if mode is not None and not stat.S_ISDIR(mode):
         raise DataError(f"data root {root} is a file, not a folder: pass a folder as --data-root "
                         "(or --data-dir with the IDX files)")
-    folder, source = _local_folder(root, name), None
+    folder = _local_folder(root, name)
     if folder is None and _holds_idx_files(root, name):  # --data-root given the IDX folder
         raise DataError(f"data root {root} holds IDX files itself, but --data-root is the folder "
                         f"above them (it reads {root / name}/ and caches in {root / 'cache'}/): "
                         f"pass --data-dir {root} to read these files")
-    if folder is None and download:
-        folder, source = download_files(name, root), "download"
+    if folder is None and download:  # recorded as the folder it lands in, as later runs are
+        folder = download_files(name, root)
     if folder is not None:
-        return _load_folder(name, folder, root, explicit=False, source=source or str(folder))
+        return _load_folder(name, folder, root, explicit=False, source=str(folder))
     if fallback and name == "mnist" and (sample := _load_sample(root)) is not None:
         return sample
     raise DataError(_missing_message(name, root, download, fallback))

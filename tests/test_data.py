@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aejax import data, download, idx
+from aejax import data, download, experiment, idx
 from aejax.data import DataError
 from tests.conftest import write_idx_dataset
 from tests.test_idx import write_folder, write_idx
@@ -461,7 +461,8 @@ def test_download_from_mirror(mnist_dir, tmp_path, monkeypatch, serve):
     url, requested = serve(mnist_dir)
     monkeypatch.setenv("AEJAX_MIRROR_MNIST", url)
     ds = data.load("mnist", data_root=tmp_path, fallback=False)
-    assert (ds.name, ds.source, ds.is_sample) == ("mnist", "download", False)
+    assert (ds.name, ds.source, ds.is_sample) == ("mnist", str(tmp_path / "mnist"), False)
+    assert experiment.data_info(ds)["folder"] == str((tmp_path / "mnist").resolve())
     assert ds.train_images.shape == (60000, 28, 28)
     assert sorted(requested) == sorted(f"/{b}.gz" for b in idx.FILES)
     for base, info in data.registered("mnist").items():
