@@ -137,6 +137,25 @@ def test_damaged_run_files_are_refused_with_their_name(tmp_path: Path) -> None:
         compare.load_run(run)
 
 
+@pytest.mark.parametrize("name, field, value, says", [
+    ("metrics.json", "data", [1], "data holds a JSON list, not the object"),
+    ("metrics.json", "test_occlusion_sha256", 5, "test_occlusion_sha256 holds a JSON number, not "
+                                                 "the string"),
+    ("config.json", "parts", "myparts:PARTS", "parts holds a JSON string, not the object"),
+    ("config.json", "unused_config", 5, "unused_config holds a JSON number, not the list"),
+    ("config.json", "evaluation", {"of": 5}, "evaluation.of holds a JSON number, not the string"),
+    ("config.json", "evaluation", {"of": "/x", "changes": []}, "evaluation.changes holds a JSON "
+                                                               "list, not the object")])
+def test_run_files_of_another_layout_are_refused_as_damaged(tmp_path: Path, name: str,
+                                                            field: str, value, says: str) -> None:
+    run = Path(fake_run(tmp_path / "run", 0.017, occluded="aa" * 8))
+    tree = json.loads((run / name).read_text())
+    (run / name).write_text(json.dumps({**tree, field: value}))  # valid JSON, edited by hand
+    with pytest.raises(ValueError, match=f"^{run / name}: {says} a run writes; it is damaged: "
+                                         "restore or delete it$"):
+        compare.table([str(run)], ("test.occluded.mse",))
+
+
 def test_a_missing_unfinished_or_training_run_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=f"{tmp_path / 'gone'} does not exist: give the run "):
         compare.load_run(tmp_path / "gone")
