@@ -146,6 +146,21 @@ def check_counted_once(workdirs: list[str], keys: list[tuple[str, str] | None]) 
         seen[key] = workdir
 
 
+def check_seeds_once(workdirs: list[str], row_names: list[str], seeds: list[Any]) -> None:
+    """ValueError if two runs of one row have the same seed (trained again, on other devices,
+    with other data paths): averaged, they would count as two seeds."""
+    seen: dict[tuple[str, str], str] = {}
+    for workdir, row, seed in zip(workdirs, row_names, seeds):
+        if seed is None:
+            continue
+        key = (row, json.dumps(seed))
+        if key in seen:
+            raise ValueError(f"{seen[key]} and {workdir} are both seed {seed} of one "
+                             "configuration: a row is the mean ± std over seeds, each counted "
+                             "once; give one of them (--by-run lists both)")
+        seen[key] = workdir
+
+
 def lookup(tree: dict[str, Any], dotted: str) -> float:
     """``tree["a"]["b"]`` for ``"a.b"``; NaN where a run lacks the metric."""
     for part in dotted.split("."):
@@ -222,7 +237,10 @@ def table(workdirs: list[str], keys: tuple[str, ...] = KEYS, *, group: bool = Tr
     if len(set(names)) < len(names):  # folders of the same name: tell them apart by path
         names = [str(w) for w in workdirs]
     rows: dict[str, list[dict[str, Any]]] = {}
-    for label, (_, m, _) in zip(labels(with_tested([c for c, _, _ in runs]), names, group), runs):
+    row_names = labels(with_tested([c for c, _, _ in runs]), names, group)
+    if group:
+        check_seeds_once(workdirs, row_names, [c.get("seed") for c, _, _ in runs])
+    for label, (_, m, _) in zip(row_names, runs):
         rows.setdefault(label, []).append(m)
     absent = [k for k in keys if all(math.isnan(lookup(m, k)) for _, m, _ in runs)]
     if absent:

@@ -47,6 +47,20 @@ def test_runs_differing_only_in_seed_form_one_row(tmp_path: Path) -> None:
     assert "| train_occlusion=mixed | 0.00885 ± 0.00021 | nan ± nan | 2 |" in text
 
 
+def test_two_runs_of_one_seed_never_count_as_two_seeds(tmp_path: Path) -> None:
+    seeds = [fake_run(tmp_path / f"s{s}", 0.017 + s / 1000, seed=s) for s in range(2)]
+    again = fake_run(tmp_path / "again", 0.0171, data_dir="/elsewhere")  # seed 0, other params
+    with pytest.raises(ValueError, match=f"^{seeds[0]} and {again} are both seed 0 of one "
+                                         "configuration: a row is the mean ± std over seeds, "
+                                         "each counted once; give one of them .--by-run lists"):
+        compare.table([*seeds, again], ("test.occluded.mse",))
+    assert len(compare.table([*seeds, again], ("test.occluded.mse",), group=False)) == 3
+    wider = fake_run(tmp_path / "wider", 0.03, occlusion_width=3)  # seed 0 of another row
+    assert {k: v["test.occluded.mse"][2] for k, v in compare.table(
+        [*seeds, wider], ("test.occluded.mse",)).items()} == {"occlusion_width=1": 2,
+                                                               "occlusion_width=3": 1}
+
+
 def test_runs_scored_on_other_corruptions_never_form_one_row(tmp_path: Path) -> None:
     same = [fake_run(tmp_path / f"s{s}", 0.017 + s / 1000, occluded="aa" * 8, seed=s)
             for s in range(2)]
