@@ -21,14 +21,6 @@ TESTED = "tested_"  # the test occlusion of an evaluation folder (crosseval): te
 MISSING = {"test_occlusion": "unknown"}  # a field older runs lack: not the default's value
 UNUSED = "unused"  # a config field a run's custom parts replaced (config.json's unused_config)
 Table = dict[str, dict[str, tuple[float, float, int]]]
-# the fields compare.py reads beyond the metrics, and the JSON type a run writes there
-LAYOUT: dict[str, dict[str, type]] = {
-    "config.json": {"parts": dict, "unused_config": list, "evaluation": dict,
-                    "evaluation.of": str, "evaluation.changes": dict,
-                    "evaluation.params_sha256": str},
-    "metrics.json": {"data": dict, "data.tested_sha256": str, "test_occlusion_sha256": str}}
-JSON_TYPES = {dict: "object", list: "list", str: "string", bool: "boolean", int: "number",
-              float: "number"}
 
 
 def load_run(workdir: str | os.PathLike
@@ -55,7 +47,7 @@ def load_run(workdir: str | os.PathLike
                      advice="its metrics.json is not final; wait for it to finish")
         info, metrics = jsonio.read_run_config(files[0]), jsonio.read_json(files[1])
     for file, tree in zip(files, (info, metrics)):
-        check_layout(file, tree)
+        jsonio.check_layout(file, tree)
     data = metrics.get("data", {})
     size = f"{data.get('train_size')}+{data.get('test_size')} images"
     custom = {k: v for k, v in (info.get("parts") or {}).items() if v}  # aejax.parts
@@ -69,19 +61,6 @@ def load_run(workdir: str | os.PathLike
            "data": size + (" (sample)" if data.get("is_sample") else "") + test,
            **({"test_occlusion": occluded[:8]} if occluded else {})}
     return row, metrics, scored(path, info, metrics)
-
-
-def check_layout(file: Path, tree: dict[str, Any]) -> None:
-    """ValueError naming ``file`` where a field of ``LAYOUT`` (absent or null: fine) holds
-    another JSON type than a run writes there: a hand-edited or damaged file."""
-    for dotted, kind in LAYOUT[file.name].items():
-        value: Any = tree
-        for part in dotted.split("."):
-            value = value.get(part) if isinstance(value, dict) else None
-        if value is not None and not isinstance(value, kind):
-            raise ValueError(f"{file}: {dotted} holds a JSON {JSON_TYPES[type(value)]}, not "
-                             f"the {JSON_TYPES[kind]} a run writes; it is damaged: restore or "
-                             "delete it")
 
 
 def tested_occlusion(path: Path, info: dict[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,16 @@ import os
 from pathlib import Path
 from typing import Any
 
+# the fields that compare.py and evaluate.py read beyond the config and the metrics, and the JSON
+# type a run writes there
+LAYOUT: dict[str, dict[str, type]] = {
+    "config.json": {"parts": dict, "unused_config": list, "evaluation": dict,
+                    "evaluation.of": str, "evaluation.changes": dict,
+                    "evaluation.params_sha256": str},
+    "metrics.json": {"data": dict, "data.tested_sha256": str, "test_occlusion_sha256": str}}
+JSON_TYPES = {dict: "object", list: "list", str: "string", bool: "boolean", int: "number",
+              float: "number"}
+
 
 def read_json(path: str | os.PathLike) -> dict[str, Any]:
     """A JSON object from a file a run wrote (ValueError naming the file if it is not one)."""
@@ -34,3 +44,16 @@ def read_run_config(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(info.get("config"), dict):
         raise ValueError(f"{path} is not a config.json written by train.py: it has no 'config'")
     return info
+
+
+def check_layout(path: str | os.PathLike, tree: dict[str, Any]) -> None:
+    """ValueError naming the file where a field of ``LAYOUT`` (absent or null: fine) holds
+    another JSON type than a run writes there: a hand-edited or damaged file."""
+    for dotted, kind in LAYOUT[Path(path).name].items():
+        value: Any = tree
+        for part in dotted.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if value is not None and not isinstance(value, kind):
+            raise ValueError(f"{path}: {dotted} holds a JSON {JSON_TYPES[type(value)]}, not "
+                             f"the {JSON_TYPES[kind]} a run writes; it is damaged: restore or "
+                             "delete it")

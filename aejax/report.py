@@ -25,7 +25,9 @@ def load_info(workdir: str | os.PathLike) -> dict[str, Any]:
     if not path.is_file():
         raise ValueError(f"{workdir} is not a run folder: no config.json "
                          "(train one with scripts/train.py --workdir)")
-    return jsonio.read_run_config(path)
+    info = jsonio.read_run_config(path)
+    jsonio.check_layout(path, info)
+    return info
 
 
 def config_of(info: dict[str, Any], workdir: str | os.PathLike) -> Config:
@@ -116,7 +118,11 @@ def evaluate_into(workdir: str | os.PathLike, out: str | os.PathLike, *,
 
 def read_metrics(path: Path) -> dict[str, Any]:
     """The run's metrics.json ({} if it has none: its first evaluation failed)."""
-    return jsonio.read_json(path / "metrics.json") if (path / "metrics.json").is_file() else {}
+    if not (path / "metrics.json").is_file():
+        return {}
+    saved = jsonio.read_json(path / "metrics.json")
+    jsonio.check_layout(path / "metrics.json", saved)
+    return saved
 
 
 def check_writable(folder: Path, advice: str) -> None:

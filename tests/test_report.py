@@ -134,6 +134,22 @@ def test_a_run_without_parameters_is_told_how_to_get_them(runs, tmp_path: Path, 
     assert code == 2 and err.strip().endswith("(params.msgpack): train it with train.py")
 
 
+def test_run_files_of_another_layout_are_refused_as_damaged(runs, tmp_path: Path,
+                                                            capsys) -> None:
+    (run, _), _ = runs
+    for name, field, value, says in (("metrics.json", "data", [1], "a JSON list, not the object"),
+                                      ("config.json", "parts", "x", "a JSON string, not the "
+                                                                    "object")):
+        copy = tmp_path / name
+        shutil.copytree(run, copy)
+        tree = json.loads((copy / name).read_text())
+        (copy / name).write_text(json.dumps({**tree, field: value}))  # valid JSON, edited by hand
+        for more in ([], ["--out", str(tmp_path / f"{name}-w3"), "--occlusion-width", "3"]):
+            code, _, err = call("evaluate", ["--workdir", str(copy), *more], capsys)
+            assert (code, err) == (2, f"evaluate.py: error: {copy / name}: {field} holds {says} "
+                                      "a run writes; it is damaged: restore or delete it\n")
+
+
 def test_evaluate_script_says_what_to_do_when_memory_runs_out(tmp_path: Path, monkeypatch,
                                                              capsys) -> None:
     def out_of_memory(*args, **kwargs):
