@@ -159,6 +159,15 @@ def lookup(tree: dict[str, Any], dotted: str) -> float:
     return float(tree)
 
 
+def holds(tree: dict[str, Any], dotted: str) -> bool:
+    """Whether ``tree`` has ``"a.b"`` at all (whatever its value: NaN for an undefined metric)."""
+    for part in dotted.split("."):
+        if not isinstance(tree, dict) or part not in tree:
+            return False
+        tree = tree[part]
+    return True
+
+
 def is_number(value: Any) -> bool:
     """Whether a metrics.json value is a number (booleans are not)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -221,7 +230,7 @@ def table(workdirs: list[str], keys: tuple[str, ...] = KEYS, *, group: bool = Tr
         check_seeds_once(workdirs, row_names, [c.get("seed") for c, _, _ in runs])
     for label, (_, m, _) in zip(row_names, runs):
         rows.setdefault(label, []).append(m)
-    absent = [k for k in keys if all(math.isnan(lookup(m, k)) for _, m, _ in runs)]
+    absent = [k for k in keys if not any(holds(m, k) for _, m, _ in runs)]  # NaN is held
     if absent:
         raise ValueError(f"no run has the metric(s) {', '.join(absent)}: --keys are dotted paths "
                          f"into metrics.json, such as {KEYS[1]}")

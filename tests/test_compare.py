@@ -125,6 +125,17 @@ def test_a_metric_no_run_has_or_a_group_of_metrics_is_refused(tmp_path: Path) ->
         compare.table(folders, ("train.epoch_loss",))
 
 
+def test_a_metric_that_every_run_holds_as_nan_is_shown_not_refused(tmp_path: Path) -> None:
+    folders = [fake_run(tmp_path / f"s{s}", 0.017, seed=s) for s in range(2)]
+    for folder in folders:  # an occlusion that covers every pixel: off_bar_mse is undefined
+        saved = json.loads((Path(folder) / "metrics.json").read_text())
+        saved["test"]["occluded"]["off_bar_mse"] = math.nan
+        (Path(folder) / "metrics.json").write_text(json.dumps(saved))  # as NaN, valid for Python
+    tab = compare.table(folders, ("test.occluded.mse", "test.occluded.off_bar_mse"))
+    assert math.isnan(tab["all runs"]["test.occluded.off_bar_mse"][0])
+    assert "| all runs | 0.01700 ± 0.00000 | nan ± nan | 2 |" in compare.format_markdown(tab)
+
+
 def test_runs_on_other_data_never_form_one_row_and_no_run_counts_twice(tmp_path: Path) -> None:
     full = fake_run(tmp_path / "full", 0.017)
     sample = fake_run(tmp_path / "sample", 0.020, train_size=4000, seed=1)
