@@ -40,11 +40,14 @@ def load_run(workdir: str | os.PathLike
                          "give the run folders that train.py wrote")
     files = [path / "config.json", path / "metrics.json"]
     missing = [f.name for f in files if not f.is_file()]
-    if missing:
-        raise ValueError(f"{workdir} is not a finished run: no {' or '.join(missing)}")
     with contextlib.ExitStack() as held:  # a run training again (--resume) has stale metrics
         runlock.lock(path, held, shared=True,
                      advice="its metrics.json is not final; wait for it to finish")
+        if missing:
+            from aejax.rundir import finish_hint  # only here: it brings in the checkpoint code
+
+            raise ValueError(f"{workdir} is not a finished run: no {' or '.join(missing)}"
+                             f"{finish_hint(path) if missing == ['metrics.json'] else ''}")
         info, metrics = jsonio.read_run_config(files[0]), jsonio.read_json(files[1])
     for file, tree in zip(files, (info, metrics)):
         jsonio.check_layout(file, tree)

@@ -155,6 +155,22 @@ def has_checkpoint(path: Path) -> bool:
     return steps.is_dir() and any(p.is_dir() and p.name.isdigit() for p in steps.iterdir())
 
 
+def finish_hint(path: Path) -> str:
+    """What finishes the run in ``path``, which has a config.json but no metrics.json (and is not
+    training now), for the messages that find it unfinished."""
+    if not (path / PARAMS_FILE).is_file() and not has_checkpoint(path):
+        return f"; it stopped before it saved anything: train it again, train.py --workdir {path}"
+    try:
+        info = read_run_config(path / "config.json")
+    except ValueError:
+        info = {}
+    custom = isinstance(info.get("parts"), dict) and any(info["parts"].values())
+    parts = f" --parts {info.get('parts_spec') or 'MODULE:NAME'}" if custom else ""
+    done = ("its evaluation did not finish" if (path / PARAMS_FILE).is_file()
+            else "its training stopped before the end")
+    return f"; {done}: train.py --workdir {path} --resume{parts} finishes it"
+
+
 def written(path: Path) -> list[Path]:
     """What a run wrote into ``path``: its files and checkpoint folders, nothing else."""
     checkpoints = path / checkpoint.DIRNAME

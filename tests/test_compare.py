@@ -199,8 +199,29 @@ def test_a_missing_unfinished_or_training_run_is_refused(tmp_path: Path) -> None
         runlock.lock(run, held, shared=True)
         assert compare.load_run(run)[1]["test"]["occluded"]["mse"] == 0.017
     (run / "metrics.json").unlink()
-    with pytest.raises(ValueError, match="run is not a finished run: no metrics.json"):
+    with pytest.raises(ValueError, match="run is not a finished run: no metrics.json; it stopped "
+                                         f"before it saved anything: train it again, train.py "
+                                         f"--workdir {run}$"):
         compare.load_run(run)
+    (run / "checkpoints" / "40").mkdir(parents=True)  # a Ctrl-C during training
+    with pytest.raises(ValueError, match="no metrics.json; its training stopped before the end: "
+                                         f"train.py --workdir {run} --resume finishes it$"):
+        compare.load_run(run)
+    (run / "params.msgpack").write_bytes(b"")  # a Ctrl-C during the evaluation
+    with pytest.raises(ValueError, match="no metrics.json; its evaluation did not finish: "
+                                         f"train.py --workdir {run} --resume finishes it$"):
+        compare.load_run(run)
+    info = json.loads((run / "config.json").read_text())
+    info.update(parts={"model": None, "loss": "myparts.bce", "occlude": None},
+                parts_spec="myparts:PARTS")
+    (run / "config.json").write_text(json.dumps(info))
+    with pytest.raises(ValueError, match=f"--workdir {run} --resume --parts myparts:PARTS "
+                                         "finishes it$"):
+        compare.load_run(run)
+    with contextlib.ExitStack() as held:  # still training: that, not a hint
+        runlock.lock(run, held)
+        with pytest.raises(ValueError, match="is in use"):
+            compare.load_run(run)
 
 
 def compare_script(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, list[str]]:
