@@ -143,12 +143,15 @@ def check_seeds_once(workdirs: list[str], row_names: list[str], seeds: list[Any]
         seen[key] = workdir
 
 
-def lookup(tree: dict[str, Any], dotted: str) -> float:
-    """``tree["a"]["b"]`` for ``"a.b"``; NaN where a run lacks the metric."""
+def lookup(tree: dict[str, Any], dotted: str, where: str = "metrics.json") -> float:
+    """``tree["a"]["b"]`` for ``"a.b"``; NaN where a run lacks the metric, or holds null for it
+    (a NaN written by a strict JSON tool); ValueError naming ``where`` for any other value."""
     for part in dotted.split("."):
         if not isinstance(tree, dict) or part not in tree:
             return math.nan
         tree = tree[part]
+    if tree is None:
+        return math.nan
     if isinstance(tree, dict):
         held = sorted(k for k, v in tree.items() if number_under(v) is not None)
         if not held:
@@ -157,6 +160,9 @@ def lookup(tree: dict[str, Any], dotted: str) -> float:
         raise ValueError(f"{dotted} is not a number in metrics.json but holds "
                          f"{', '.join(held)}; name one of them, e.g. {dotted}.{number_under(tree)}")
     if not is_number(tree):
+        if isinstance(tree, (str, bool)):  # where every run writes a number: a damaged file
+            raise ValueError(f"{where}: {dotted} holds {tree!r}, not a number; it is damaged: "
+                             "restore or delete it")
         raise ValueError(f"{dotted} is not a number in metrics.json but a "
                          f"{type(tree).__name__}; name a number, such as {KEYS[1]}")
     return float(tree)
@@ -227,12 +233,12 @@ def table(workdirs: list[str], keys: tuple[str, ...] = KEYS, *, group: bool = Tr
     names = [Path(w).name for w in workdirs]
     if len(set(names)) < len(names):  # folders of the same name: tell them apart by path
         names = [str(w) for w in workdirs]
-    rows: dict[str, list[dict[str, Any]]] = {}
+    rows: dict[str, list[tuple[str, dict[str, Any]]]] = {}
     row_names = labels(with_tested([c for c, _, _ in runs]), names, group)
     if group:
         check_seeds_once(workdirs, row_names, [c.get("seed") for c, _, _ in runs])
-    for label, (_, m, _) in zip(row_names, runs):
-        rows.setdefault(label, []).append(m)
+    for label, workdir, (_, m, _) in zip(row_names, workdirs, runs):
+        rows.setdefault(label, []).append((f"{workdir}/metrics.json", m))
     absent = [k for k in keys if not any(holds(m, k) for _, m, _ in runs)]  # NaN is held
     if absent:
         raise ValueError(f"no run has the metric(s) {', '.join(absent)}: --keys are dotted paths "
@@ -241,7 +247,7 @@ def table(workdirs: list[str], keys: tuple[str, ...] = KEYS, *, group: bool = Tr
     for label, group_metrics in rows.items():
         out[label] = {}
         for key in keys:
-            values = np.array([lookup(m, key) for m in group_metrics])
+            values = np.array([lookup(m, key, where) for where, m in group_metrics])
             std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
             out[label][key] = (float(np.mean(values)), std, len(values))
     return out

@@ -123,6 +123,17 @@ def test_a_metric_no_run_has_or_a_group_of_metrics_is_refused(tmp_path: Path) ->
     with pytest.raises(ValueError, match="train.epoch_loss is not a number in metrics.json but a "
                                          "list"):
         compare.table(folders, ("train.epoch_loss",))
+    metrics = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    metrics["test"]["occluded"]["mse"] = "0.016"  # hand-edited
+    (tmp_path / "b" / "metrics.json").write_text(json.dumps(metrics))
+    with pytest.raises(ValueError, match=f"^{tmp_path / 'b'}/metrics.json: test.occluded.mse "
+                                         "holds '0.016', not a number; it is damaged"):
+        compare.table(folders, ("test.occluded.mse",))
+    metrics["test"]["occluded"]["mse"] = None  # a NaN, as a strict JSON tool writes it
+    (tmp_path / "b" / "metrics.json").write_text(json.dumps(metrics))
+    by_run = compare.table(folders, ("test.occluded.mse",), group=False)
+    assert by_run["seed=0"]["test.occluded.mse"][0] == 0.017
+    assert math.isnan(by_run["seed=1"]["test.occluded.mse"][0])
 
 
 def test_a_metric_that_every_run_holds_as_nan_is_shown_not_refused(tmp_path: Path) -> None:
