@@ -209,7 +209,7 @@ def start(cfg: Config, path: Path, *, writer: bool, overwrite: bool, resume: boo
         if not resume:  # resumed: the checkpoint's check says other data is other data, and
             check_data(cfg, *ds.train_images.shape)  # its own config fitted its own data
         if mesh is not None:
-            parallel.check_batch(cfg.batch_size, mesh)
+            parallel.check_batch(cfg.batch_size, mesh, resume=resume)
         return ds
 
     ds = parallel.together(checks, "preparing the run")  # a refusal: claim undoes the folder

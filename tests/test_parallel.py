@@ -95,6 +95,11 @@ def test_resume_trains_on_as_many_devices_as_the_run_did(dataset: Path, tmp_path
         "train.py: error: the run trained on 2 devices, and resumes on as many: --devices 2 asks "
         "for more devices than the 1 cpu device(s) JAX sees; use --devices all or fewer; or give "
         "--devices to resume on another count")
+    done = train("--resume", "--epochs", "4", "--devices", "3")  # the batch is the run's own
+    assert done.returncode == 2 and done.stderr.strip().splitlines()[-1] == (
+        "train.py: error: batch size 32 is not divisible by the 3 devices: each device takes an "
+        "equal share of every global batch; the run's batch size cannot change on --resume: "
+        "resume on a count that divides it, such as --devices 2")
     assert (done := train("--resume", "--epochs", "4", "--devices", "1", devices=1)).returncode == 0
 
 
@@ -222,6 +227,9 @@ def test_mesh_placement_and_fetch_on_one_device() -> None:
     parallel.check_batch(32, types.SimpleNamespace(size=4))
     with pytest.raises(ValueError, match="use a multiple of 4 such as 32"):
         parallel.check_batch(30, types.SimpleNamespace(size=4))
+    with pytest.raises(ValueError, match="cannot change on --resume: resume on a count that "
+                                         "divides it, such as --devices 3$"):
+        parallel.check_batch(33, types.SimpleNamespace(size=5), resume=True)
 
 
 DEFAULT_DEVICE_CODE = """
