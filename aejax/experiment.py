@@ -33,19 +33,21 @@ def resume_meta(workdir: str | os.PathLike) -> dict[str, Any]:
 
     Raises ValueError when the folder is missing, in use by a live run, or has no checkpoint.
     """
-    if not Path(workdir).is_dir():
-        raise ValueError(rundir.nothing_to_resume(Path(workdir)))
-
     def settle_folder() -> None:  # a live run's folder: "in use", not what its files say
+        if not Path(workdir).is_dir():  # in every process: one may not see the others' folder
+            raise ValueError(rundir.nothing_to_resume(Path(workdir)))
         if parallel.is_main_process():
             with contextlib.ExitStack() as held:
                 runlock.lock(Path(workdir), held)
                 rundir.recover(Path(workdir))  # a killed --overwrite's old run, back if none saved
 
+    def check_folder() -> None:
+        crosseval.check_workdir(Path(workdir), resume=True)
+        # files but no run: not "no checkpoint: start it again without --resume", refused as well
+        rundir.check_holds_run(Path(workdir), resume=True)
+
     parallel.together(settle_folder, "opening the run folder")  # the others read it once it is settled
-    crosseval.check_workdir(Path(workdir), resume=True)
-    # files but no run: not "no checkpoint: start it again without --resume", refused as well
-    rundir.check_holds_run(Path(workdir), resume=True)
+    parallel.together(check_folder, "opening the run folder")
     return checkpoint.latest_meta(Path(workdir) / checkpoint.DIRNAME)
 
 

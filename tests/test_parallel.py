@@ -357,3 +357,20 @@ def test_a_process_without_the_others_workdir_stops_all_at_once(dataset: Path,
                       ["train.py: error: a run of several processes needs --workdir: the same "
                        "folder for all, on a file system they all see"]]
     assert not (tmp_path / "run").exists()
+
+
+def test_a_resume_whose_folder_one_process_lacks_stops_all_at_once(dataset: Path,
+                                                                   tmp_path: Path) -> None:
+    (tmp_path / "run").mkdir()  # process 0's folder; process 1's (not shared, say) is missing
+    address = f"127.0.0.1:{free_port()}"
+    cmds = [script_cmd(dataset, tmp_path, "run" if i == 0 else "elsewhere", "--devices", "all",
+                       "--coordinator", address, "--num-processes", "2", "--process-id", str(i),
+                       "--resume") for i in range(2)]
+    codes = run_processes(cmds, device_env(2), tmp_path / "logs")
+    assert codes == [2, 2], read_logs(tmp_path / "logs")  # not process 0 left waiting for 1
+    errors = [[line for line in (tmp_path / "logs" / f"{i}.out").read_text().splitlines()
+               if line.startswith("train.py:")] for i in (0, 1)]  # Gloo logs lines of its own
+    assert errors[0] == ["train.py: error: opening the run folder failed in process 1 (see its "
+                         "error)"]
+    assert errors[1] == [f"train.py: error: --resume: workdir {tmp_path / 'elsewhere'} does not "
+                         "exist, so there is nothing to resume; start the run without --resume"]
