@@ -215,19 +215,29 @@ class StopFlag:
 
 @contextlib.contextmanager
 def stop_on_sigint() -> Iterator[StopFlag]:
-    """Turn Ctrl-C into a flag for the block's duration (main thread only; else plain Ctrl-C)."""
+    """Turn Ctrl-C into a flag for the block's duration (main thread only; else plain Ctrl-C);
+    inside another such block, the same flag (a Ctrl-C ``defer_sigint`` caught counts)."""
     flag = StopFlag()
     if threading.current_thread() is not threading.main_thread():
         yield flag
         return
+    flag = getattr(signal.getsignal(signal.SIGINT), "stop_flag", flag)
 
     def handler(signum: int, frame: Any) -> None:
         if flag.raised:  # a second Ctrl-C stops at once, without saving
             raise KeyboardInterrupt
         flag.raised = True
 
+    handler.stop_flag = flag  # type: ignore[attr-defined]
     previous = signal.signal(signal.SIGINT, handler)
     try:
         yield flag
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def defer_sigint() -> contextlib.AbstractContextManager:
+    """In a run of several processes, a Ctrl-C before training (loading, restoring, compiling)
+    becomes the flag read at the first chunk's end, where every process saves and stops
+    together: one process stopping alone would leave the others waiting at a collective."""
+    return stop_on_sigint() if jax.process_count() > 1 else contextlib.nullcontext()

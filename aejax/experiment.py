@@ -137,17 +137,18 @@ def run(cfg: Config, workdir: str | os.PathLike, *, progress: bool = True,
     writer = parallel.is_main_process()
     path = Path(workdir)
     with contextlib.ExitStack() as held:  # the workdir lock, from start() on
-        ds = start(cfg, path, writer=writer, overwrite=overwrite, resume=resume, mesh=mesh,
-                   held=held, parts=parts)
-        x_train = ds.train_images.reshape(len(ds.train_images), -1)
-        ckpt = checkpoint.Checkpointer(path / checkpoint.DIRNAME, every=checkpoint_every,
-                                       keep=keep, resume=resume)
-        if writer:  # matplotlib takes ~0.4 s to import: let it load while the device trains
-            threading.Thread(target=importlib.import_module, args=("aejax.plots",),
-                             daemon=True).start()
-        with contextlib.closing(ckpt):
-            state, history = loop.fit(cfg, x_train, progress=progress and writer, mesh=mesh,
-                                       checkpoints=ckpt, parts=parts)
+        with checkpoint.defer_sigint():  # several processes: all stop together, at a chunk end
+            ds = start(cfg, path, writer=writer, overwrite=overwrite, resume=resume, mesh=mesh,
+                       held=held, parts=parts)
+            x_train = ds.train_images.reshape(len(ds.train_images), -1)
+            ckpt = checkpoint.Checkpointer(path / checkpoint.DIRNAME, every=checkpoint_every,
+                                           keep=keep, resume=resume)
+            if writer:  # matplotlib takes ~0.4 s to import: let it load while the device trains
+                threading.Thread(target=importlib.import_module, args=("aejax.plots",),
+                                 daemon=True).start()
+            with contextlib.closing(ckpt):
+                state, history = loop.fit(cfg, x_train, progress=progress and writer,
+                                           mesh=mesh, checkpoints=ckpt, parts=parts)
         if writer and resume:  # the data paths and devices of this session
             spec = parts.spec or recorded_spec(path)  # resumed from Python: the --parts it had
             write_json(run_info(cfg, ds, mesh, dataclasses.replace(parts, spec=spec)),

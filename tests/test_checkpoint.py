@@ -172,6 +172,19 @@ def test_sigint_sets_a_flag_and_a_second_one_interrupts() -> None:
     assert signal.getsignal(signal.SIGINT) is before
 
 
+def test_a_sigint_deferred_before_training_is_the_flag_training_reads(monkeypatch) -> None:
+    before = signal.getsignal(signal.SIGINT)
+    with checkpoint.defer_sigint():  # one process: a plain Ctrl-C
+        assert signal.getsignal(signal.SIGINT) is before
+    monkeypatch.setattr(checkpoint.jax, "process_count", lambda: 2)
+    with checkpoint.defer_sigint() as early:
+        os.kill(os.getpid(), signal.SIGINT)  # while loading or compiling: no KeyboardInterrupt
+        with checkpoint.stop_on_sigint() as stop:  # the loop's guard sees it at its first chunk
+            assert stop is early and stop.raised
+        assert signal.getsignal(signal.SIGINT) is not before  # still deferred until fit ends
+    assert signal.getsignal(signal.SIGINT) is before
+
+
 def test_all_finite() -> None:
     assert checkpoint.all_finite({"a": np.ones(3), "b": [np.zeros((2, 2))]})
     assert not checkpoint.all_finite({"a": np.ones(3), "b": [np.array([0.0, np.nan])]})

@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -374,3 +375,29 @@ def test_a_resume_whose_folder_one_process_lacks_stops_all_at_once(dataset: Path
                          "error)"]
     assert errors[1] == [f"train.py: error: --resume: workdir {tmp_path / 'elsewhere'} does not "
                          "exist, so there is nothing to resume; start the run without --resume"]
+
+
+def test_a_ctrl_c_in_one_process_before_training_stops_all_at_the_first_chunk(
+        dataset: Path, tmp_path: Path) -> None:
+    address = f"127.0.0.1:{free_port()}"
+    cmds = [script_cmd(dataset, tmp_path, "run", "--devices", "all", "--coordinator", address,
+                       "--num-processes", "2", "--process-id", str(i), "--epochs", "300")
+            for i in range(2)]
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    procs = [subprocess.Popen(c, env=device_env(2), stdout=open(logs / f"{i}.out", "w"),
+                              stderr=subprocess.STDOUT) for i, c in enumerate(cmds)]
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while "256 train / 64 test" not in (logs / "1.out").read_text():  # data loaded: not yet
+            assert time.monotonic() < deadline and procs[1].poll() is None, read_logs(logs)
+            time.sleep(0.05)  # training, where process 1 alone used to stop, leaving 0 waiting
+        procs[1].send_signal(signal.SIGINT)
+        codes = [p.wait(timeout=TIMEOUT) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    assert codes == [130, 130], read_logs(logs)
+    last = [(logs / f"{i}.out").read_text().strip().splitlines()[-1] for i in range(2)]
+    assert last[0] == last[1] and last[0].startswith("train.py: interrupted: saved step "), last
