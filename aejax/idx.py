@@ -37,13 +37,15 @@ class DataError(ValueError):
 
 
 def find_files(folder: str | os.PathLike) -> dict[str, Path]:
-    """The IDX files present in `folder`, keyed by base name (`.gz` preferred)."""
+    """The IDX files present in `folder`, keyed by base name (`.gz` preferred; then the spelling
+    with a dot, `train-images.idx3-ubyte`, as Kaggle's MNIST zip unpacks them)."""
     folder = Path(folder)
     found = {}
     for base in FILES:
-        for candidate in (folder / f"{base}.gz", folder / base):
-            if is_file(candidate):
-                found[base] = candidate
+        dotted = base.replace("-idx", ".idx")
+        for name in (f"{base}.gz", base, f"{dotted}.gz", dotted):
+            if is_file(folder / name):
+                found[base] = folder / name
                 break
     return found
 

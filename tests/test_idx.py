@@ -58,6 +58,23 @@ def test_gz_preferred_and_mixed_compression(tmp_path):
         np.testing.assert_array_equal(got, written[name])  # the .gz and the plain files alike
 
 
+def test_files_spelled_with_a_dot_as_kaggle_unpacks_them(tmp_path):
+    written = write_folder(tmp_path, gz=False)
+    for base in idx.FILES:  # Kaggle's zip: train-images.idx3-ubyte, and a folder of the name
+        (tmp_path / base).rename(tmp_path / base.replace("-idx", ".idx"))
+        (tmp_path / base).mkdir()
+        write_idx(tmp_path / base / base, written[base])
+    files = idx.locate(tmp_path)
+    assert [p.name for p in files.values()] == [
+        "train-images.idx3-ubyte", "train-labels.idx1-ubyte", "t10k-images.idx3-ubyte",
+        "t10k-labels.idx1-ubyte"]
+    (train_x, train_y), (test_x, test_y) = idx.read_folder(files)
+    for got, base in zip((train_x, train_y, test_x, test_y), idx.FILES):
+        np.testing.assert_array_equal(got, written[base])
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", written["t10k-labels-idx1-ubyte"])
+    assert idx.find_files(tmp_path)["t10k-labels-idx1-ubyte"].name == "t10k-labels-idx1-ubyte.gz"
+
+
 def test_wrong_magic(tmp_path):
     path = write_idx(tmp_path / "x.gz", np.zeros((2, 3, 3)), magic=2049)
     with pytest.raises(DataError, match=r"x\.gz: magic number 2049, expected 2051: this is not "
