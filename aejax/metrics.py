@@ -122,9 +122,15 @@ def corr_nonzero(target: jax.Array, pred: jax.Array) -> jax.Array:
 
 @jax.jit
 def masked_mse(target: jax.Array, pred: jax.Array, mask: jax.Array) -> jax.Array:
-    """Mean squared error per image over the pixels where ``mask`` is True (NaN if none)."""
-    w = _flat(mask).astype(target.dtype)
-    return jnp.sum(w * jnp.square(_flat(target) - _flat(pred)), axis=1) / jnp.sum(w, axis=1)
+    """Mean squared error per image over the pixels where ``mask`` is True (NaN if none).
+
+    Half-precision images are summed in float32: in float16 a count of more than 65,504 pixels
+    is inf, and the error came out 0.
+    """
+    dtype = jnp.result_type(target.dtype, pred.dtype, jnp.float32)
+    w = _flat(mask).astype(dtype)
+    err = jnp.square(_flat(target).astype(dtype) - _flat(pred).astype(dtype))
+    return jnp.sum(w * err, axis=1) / jnp.sum(w, axis=1)
 
 
 def check_inputs(target: jax.Array, pred: jax.Array, mask: jax.Array | None = None) -> None:

@@ -133,6 +133,16 @@ def test_half_precision_images_score_like_float32_ones(dtype, rtol: float) -> No
         np.testing.assert_allclose(got[name], want[name], rtol=rtol, err_msg=name)
 
 
+def test_masked_mse_of_float16_images_over_65504_pixels_is_not_zero() -> None:
+    a, b = random_pairs(n=1, side=260)  # 67,600 pixels: more than float16's largest, 65,504
+    mask = np.zeros(a.shape, bool)
+    mask[:, 20:23] = True
+    for m in (mask, ~mask):
+        want = [np.mean((a[0][m[0]].astype(np.float64) - b[0][m[0]]) ** 2)]
+        got = metrics.masked_mse(jnp.asarray(a, jnp.float16), jnp.asarray(b, jnp.float16), m)
+        np.testing.assert_allclose(got, want, rtol=2e-3)
+
+
 def test_corr_nonzero_keeps_only_pixels_above_the_tolerance_in_both() -> None:
     # Pixels 0 (zero in the original) and 1 (5e-5 in the reconstruction) are left out.
     original = np.array([[0.0, 0.3, 0.2, 0.5, 1.0, 0.7, 0.4, 0.9, 0.6]], np.float32)
