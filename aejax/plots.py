@@ -133,6 +133,7 @@ def correlation_figure(arrays: dict, path: str | os.PathLike, index: int = 0, n:
     x = np.arange(n)
     finite = corr["occluded"]["corr"][np.isfinite(corr["occluded"]["corr"])]
     low = float(np.floor(10 * np.percentile(finite, 0.5)) / 10) if finite.size else 0.0
+    hidden = []  # images whose r lies below the histogram's range, which are not drawn
     for k, c in enumerate(corr):
         label, color = COMPARISON_STYLE[c]
         axes[1].bar(x + (k - 0.5) * 0.4, corr[c]["corr_nonzero"][:n], 0.4, label=label,
@@ -140,6 +141,8 @@ def correlation_figure(arrays: dict, path: str | os.PathLike, index: int = 0, n:
         values = corr[c]["corr"]
         axes[2].hist(values[np.isfinite(values)], bins=60, range=(low, 1), alpha=0.6,
                      color=color, label=f"{label}: mean {mean_std(values)[0]:.3f}")
+        if below := int(np.sum(values < low)):
+            hidden.append(f"{below} {label}")
     shown = np.concatenate([corr[c]["corr_nonzero"][:n] for c in corr])
     bottom = min(0.5, finite_min(shown) - 0.05)  # the lowest bar still shows
     axes[1].set(xticks=x, xlabel="test image", ylabel="r (pixels > 1e-4 in both)",
@@ -150,6 +153,9 @@ def correlation_figure(arrays: dict, path: str | os.PathLike, index: int = 0, n:
     axes[2].set(xlabel="r (all pixels)", ylabel="test images",
                 title=f"all {len(arrays['labels'])} test images")
     axes[2].legend(loc="upper left")
+    if hidden:  # mid-height on the left: the low tail's bars are short, the legend is above
+        axes[2].text(0.02, 0.55, "\n".join([f"r < {low:.1f}, not shown:", *hidden]),
+                     transform=axes[2].transAxes, fontsize="small", va="top")
     _save(fig, path)
 
 

@@ -100,3 +100,25 @@ def test_every_correlation_bar_shows_and_the_legend_covers_none(
         shown = type(shown).intersection(shown, frame)  # the part inside the axes
         assert shown is not None and shown.height >= 1, bar.get_x()  # at least a pixel
         assert not legend.overlaps(shown), bar.get_x()
+
+
+def test_the_correlation_histogram_says_how_many_images_lie_below_its_range(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    n = 400
+    occluded = np.linspace(0.6, 0.99, n)
+    occluded[:3] = [0.1, 0.2, np.nan]  # two far below the others, one undefined
+    clean = np.full(n, 0.95)
+    per_image = {"clean": {"corr": clean, "corr_nonzero": clean},
+                 "occluded": {"corr": occluded, "corr_nonzero": occluded}}
+    arrays = {"per_image": per_image, "labels": np.arange(n) % 10, "clean": np.zeros((n, 784)),
+              "recon_occluded": np.zeros((n, 784)), "mask": np.zeros((n, 784), bool)}
+    closed = []
+    monkeypatch.setattr(plots.plt, "close", closed.append)
+    plots.correlation_figure(arrays, tmp_path / "correlation.png")
+    ax = closed[0].axes[2]
+    low = ax.patches[0].get_x()
+    counts = [sum(p.get_height() for p in ax.patches[k * 60:(k + 1) * 60]) for k in range(2)]
+    hidden = [int(np.sum(v < low)) for v in (clean, occluded)]
+    assert hidden == [0, 2] and counts == [n, n - 3]
+    assert [t.get_text() for t in ax.texts] == [
+        f"r < {low:.1f}, not shown:\n2 reconstructed occluded"]
