@@ -56,6 +56,16 @@ def write_idx_dataset(folder: Path, n_train: int = 256, n_test: int = 64, *,
     return folder
 
 
+def x64():
+    """A context in which JAX computes in 64 bits: ``jax.enable_x64(True)``, which JAX 0.6 (the
+    oldest pyproject.toml allows, and the newest on Python 3.10) has only as
+    ``jax.experimental.enable_x64()``, and newer JAX only as ``jax.enable_x64``."""
+    if hasattr(jax, "enable_x64"):
+        return jax.enable_x64(True)
+    from jax.experimental import enable_x64
+    return enable_x64()
+
+
 def cpu() -> jax.Device:
     """The CPU, which JAX always has beside a GPU: for tests whose expectation is XLA:CPU's
     arithmetic (two programs that agree bit for bit or to 1e-4 there; an overflow that ends in

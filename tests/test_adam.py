@@ -10,6 +10,7 @@ import pytest
 
 from aejax import adam, train
 from aejax.config import Config
+from tests.conftest import x64
 
 
 def params_and_grads(seed: int, steps: int) -> tuple[dict, list[dict]]:
@@ -105,8 +106,8 @@ def test_updates_stay_float32_and_equal_with_x64_enabled() -> None:
         return out
 
     ref = run()
-    with jax.enable_x64(True):  # optax's dtypes: float32 updates, not float64 arithmetic
-        x64 = run()
-    for a, b in zip(jax.tree.leaves(ref), jax.tree.leaves(x64), strict=True):
+    with x64():  # optax's dtypes: float32 updates, not float64 arithmetic
+        wide = run()
+    for a, b in zip(jax.tree.leaves(ref), jax.tree.leaves(wide), strict=True):
         assert b.dtype == jnp.float32
         np.testing.assert_array_equal(a, b)

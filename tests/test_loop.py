@@ -16,7 +16,7 @@ import pytest
 
 from aejax import checkpoint, loop, losslog, parts, schedule, train
 from aejax.config import Config
-from tests.conftest import cpu
+from tests.conftest import cpu, x64
 from tests.test_train import CFG, flat_images
 
 
@@ -50,9 +50,9 @@ def test_fit_takes_square_images_as_their_flattened_rows() -> None:
 def test_fit_trains_with_x64_enabled() -> None:
     cfg = dataclasses.replace(CFG, epochs=2, train_occlusion="mixed")
     _, ref = loop.fit(cfg, flat_images(64), progress=False)
-    with jax.enable_x64(True):  # int32 orders and bars, float32 draws and Adam scalars: the same
-        _, x64 = loop.fit(cfg, flat_images(64), progress=False)
-    np.testing.assert_array_equal(x64["loss"], ref["loss"])
+    with x64():  # int32 orders and bars, float32 draws and Adam scalars: the same
+        _, wide = loop.fit(cfg, flat_images(64), progress=False)
+    np.testing.assert_array_equal(wide["loss"], ref["loss"])
 
 
 def test_the_custom_parts_range_check_draws_its_own_key(monkeypatch) -> None:

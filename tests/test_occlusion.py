@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from aejax import occlusion
+from tests.conftest import x64
 
 
 def loop_occlude(images_NxHxW: np.ndarray, starts_NxK: np.ndarray, horizontal_NxK: np.ndarray,
@@ -187,7 +188,7 @@ def test_traced_bar_geometry_is_refused_with_what_to_do() -> None:
 def test_the_same_key_draws_the_same_bars_with_x64_enabled(orientation: str) -> None:
     key = jax.random.key(0)
     starts, horizontal = occlusion.sample_bars(key, 16, orientation=orientation, num_bars=2)
-    with jax.enable_x64(True):
+    with x64():
         starts64, horizontal64 = occlusion.sample_bars(key, 16, orientation=orientation,
                                                        num_bars=2)
     assert starts64.dtype == jnp.int32

@@ -11,7 +11,7 @@ import pytest
 
 from aejax import loop, occlusion, parts, train
 from aejax.config import Config
-from tests.conftest import cpu, synthetic_digits
+from tests.conftest import cpu, synthetic_digits, x64
 
 CFG = Config(epochs=2, batch_size=16)
 
@@ -158,7 +158,7 @@ def test_a_train_step_refuses_batches_that_are_not_uint8(dtype: type) -> None:
 
 
 def test_epoch_order_is_int32_with_x64_enabled() -> None:
-    with jax.enable_x64(True):
+    with x64():
         order = train.epoch_order(jax.random.key(0), 100, 16)
     assert order.dtype == jnp.int32 and order.shape == (6, 16)
 
