@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import re
 import signal
 from pathlib import Path
 
@@ -199,7 +200,7 @@ def test_a_non_finite_loss_at_step_0_does_not_blame_the_learning_rate() -> None:
         loop.fit(CFG, flat_images(), progress=False, parts=parts.Parts(loss=log_gap))
 
 
-def first_non_finite_step(cfg: Config, x: np.ndarray) -> int:
+def first_non_finite_step(cfg: Config, x: np.ndarray) -> int | None:
     """The first step whose loss is NaN or inf, found with a plain Python loop of jitted steps."""
     keys = train.root_keys(cfg.seed)
     model, tx = train.make_model(cfg), train.make_optimizer(cfg)
@@ -210,16 +211,22 @@ def first_non_finite_step(cfg: Config, x: np.ndarray) -> int:
         state, m = step(state, jnp.asarray(x[idx]), jax.random.fold_in(keys["noise"], state.step))
         if not np.isfinite(float(m["loss"])):
             return i
-    raise AssertionError("the loss stayed finite")
+    return None
 
 
 def test_a_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(
         tmp_path: Path) -> None:
     x = flat_images(320)
-    cfg = dataclasses.replace(CFG, learning_rate=1e8)  # Adam diverges within a few steps
     with jax.default_device(cpu()):  # on an H100 all 20 steps stayed finite
-        bad = first_non_finite_step(cfg, x)
-        assert bad >= 2
+        # Adam diverges within a few steps, from a learning rate that depends on XLA's version:
+        # newer JAX's reaches NaN at step 5 with 1e8 (at step 1 from 4e8), JAX 0.6's (Python
+        # 3.10's newest) stays finite up to 2e10 and reaches it at step 4 with 1e11
+        for lr in (1e8, 1e11):
+            cfg = dataclasses.replace(CFG, learning_rate=lr)
+            bad = first_non_finite_step(cfg, x)
+            if bad is not None:
+                break
+        assert bad is not None and bad >= 2
         fit_until_nan(cfg, x, bad, tmp_path)
 
 
@@ -229,7 +236,7 @@ def fit_until_nan(cfg: Config, x: np.ndarray, bad: int, tmp_path: Path) -> None:
         with pytest.raises(ValueError, match=(
                 rf"the loss is nan at step {bad} \(epoch 1\); training stopped; the last good "
                 rf"checkpoint \(step {bad // 2 * 2}\) is kept in .*; try a lower "
-                r"--learning-rate than 100000000.0")):
+                rf"--learning-rate than {re.escape(str(cfg.learning_rate))}")):
             loop.fit(cfg, x, progress=False, checkpoints=ckpt)
         assert ckpt.manager.all_steps() == list(range(2, bad + 1, 2))
         state = ckpt.restore(bad // 2 * 2, train.create_state(
