@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 import types
+from collections.abc import Iterator
 from pathlib import Path
 
 import jax
@@ -30,9 +31,18 @@ from tests.conftest import write_idx_dataset
 from tests.test_experiment import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
-FLAGS = ["--epochs", "2", "--batch-size", "32", "--train-occlusion", "mixed", "--no-progress",
-         "--no-compile-cache"]
+FLAGS = ["--epochs", "2", "--batch-size", "32", "--train-occlusion", "mixed", "--no-progress"]
 TIMEOUT = 240
+
+
+@pytest.fixture(scope="module", autouse=True)
+def compile_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A compilation cache private to this module's subprocesses (``AEJAX_JAX_CACHE``; FLAGS keep
+    train.py's default, the cache on): a later run of the same programs on the same devices
+    loads them rather than compiling them again. The first run of each still compiles."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AEJAX_JAX_CACHE", str(tmp_path_factory.mktemp("jax-cache")))
+        yield Path(os.environ["AEJAX_JAX_CACHE"])
 
 
 @pytest.fixture(scope="module")
@@ -121,8 +131,9 @@ def test_impossible_device_requests_fail_in_one_line(extra: list[str], message: 
 
 def test_overwrite_with_a_batch_the_devices_do_not_divide_keeps_the_old_run(
         dataset: Path, tmp_path: Path) -> None:
-    done = subprocess.run(script_cmd(dataset, tmp_path, "run"), capture_output=True, text=True,
-                          env=device_env(4), timeout=TIMEOUT)
+    cmd = script_cmd(dataset, tmp_path, "run", "--devices", "4")  # the programs of the 4-device
+    done = subprocess.run(cmd, capture_output=True, text=True, env=device_env(4),  # test above
+                          timeout=TIMEOUT)
     assert done.returncode == 0, done.stderr
     before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "run").iterdir()}
     cmd = script_cmd(dataset, tmp_path, "run", "--overwrite", "--devices", "4", "--batch-size", "30")
