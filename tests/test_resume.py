@@ -125,15 +125,23 @@ def test_a_data_parallel_run_resumes_onto_its_mesh(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
 
 
-@pytest.fixture
-def saved_run(small_idx_dir: Path, tmp_path: Path) -> Path:
-    """A workdir holding one epoch's checkpoint of a run on the small dataset."""
-    run = tmp_path / "run"
-    cfg = Config(data_dir=str(small_idx_dir), data_root=str(tmp_path / "root"), epochs=2)
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workdir holding the checkpoints (steps 8 and 16) of a two-epoch run on a dataset like
+    ``small_idx_dir``'s, trained once for the module: tests change copies of it."""
+    tmp = tmp_path_factory.mktemp("trained")
+    run, folder = tmp / "run", write_idx_dataset(tmp / "small")
+    cfg = Config(data_dir=str(folder), data_root=str(tmp / "root"), epochs=2)
     x = data.load(cfg.dataset, data_dir=cfg.data_dir, data_root=cfg.data_root).train_images
     with contextlib.closing(checkpoint.Checkpointer(run / checkpoint.DIRNAME)) as ckpt:
         loop.fit(cfg, x.reshape(len(x), -1), progress=False, checkpoints=ckpt)
     return run
+
+
+@pytest.fixture
+def saved_run(trained_run: Path, tmp_path: Path) -> Path:
+    """This test's own copy of ``trained_run``, in ``tmp_path``."""
+    return Path(shutil.copytree(trained_run, tmp_path / "run"))
 
 
 @pytest.mark.parametrize("argv,message", [
