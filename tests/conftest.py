@@ -74,6 +74,20 @@ def cpu() -> jax.Device:
     return jax.devices("cpu")[0]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def session_compile_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Scripts run in-process (bench.py, train.py) turn JAX's persistent compilation cache on, in
+    ``AEJAX_JAX_CACHE`` or else the user's ~/.cache/aejax/jax: unless set, point it at a folder
+    of this session (script subprocesses inherit it), so the tests leave the home untouched."""
+    if os.environ.get("AEJAX_JAX_CACHE"):
+        yield
+        return
+    patch = pytest.MonkeyPatch()
+    patch.setenv("AEJAX_JAX_CACHE", str(tmp_path_factory.mktemp("jax-cache")))
+    yield
+    patch.undo()
+
+
 @pytest.fixture
 def small_idx_dir(tmp_path: Path) -> Path:
     """A folder holding a 256/64-image synthetic dataset in MNIST's IDX format."""
