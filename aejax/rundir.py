@@ -158,7 +158,11 @@ def has_checkpoint(path: Path) -> bool:
 def finish_hint(path: Path) -> str:
     """What finishes the run in ``path``, which has a config.json but no metrics.json (and is not
     training now), for the messages that find it unfinished."""
-    if not (path / PARAMS_FILE).is_file() and not has_checkpoint(path):
+    params, checkpointed = (path / PARAMS_FILE).is_file(), has_checkpoint(path)
+    if not (params or checkpointed):
+        if saved_anything(path):  # its figures or losses, the parameters deleted since
+            return (f"; its parameters and checkpoints are gone: train it again, train.py "
+                    f"--workdir {path} --overwrite")
         return f"; it stopped before it saved anything: train it again, train.py --workdir {path}"
     try:
         info = read_run_config(path / "config.json")
@@ -166,8 +170,9 @@ def finish_hint(path: Path) -> str:
         info = {}
     custom = isinstance(info.get("parts"), dict) and any(info["parts"].values())
     parts = f" --parts {info.get('parts_spec') or 'MODULE:NAME'}" if custom else ""
-    done = ("its evaluation did not finish" if (path / PARAMS_FILE).is_file()
-            else "its training stopped before the end")
+    if not checkpointed:  # checkpoints deleted: --resume has nothing to resume from
+        return f"; its evaluation did not finish: evaluate.py --workdir {path}{parts} finishes it"
+    done = ("its evaluation did not finish" if params else "its training stopped before the end")
     return f"; {done}: train.py --workdir {path} --resume{parts} finishes it"
 
 

@@ -347,3 +347,24 @@ def test_overwrite_replaces_a_run_whose_config_json_is_gone_as_the_refusal_says(
     assert train([*flags, "--overwrite", "--seed", "1"]) == 0  # what the message offers works
     assert json.loads((run / "config.json").read_text())["config"]["seed"] == 1
     assert not (run / rundir.REPLACED).exists() and (run / "notes.txt").read_text() == "mine"
+
+
+def test_the_finish_hint_names_a_command_that_accepts_the_folder(tmp_path: Path) -> None:
+    bare = make_run(tmp_path / "bare")  # stopped before it saved anything: starts over in place
+    assert rundir.finish_hint(bare).endswith(f"train it again, train.py --workdir {bare}")
+    rundir.prepare(bare)
+    gone = make_run(tmp_path / "gone")  # its figures kept, parameters and checkpoints deleted
+    (gone / "figure.png").write_bytes(b"")
+    assert rundir.finish_hint(gone) == (f"; its parameters and checkpoints are gone: train it "
+                                        f"again, train.py --workdir {gone} --overwrite")
+    with pytest.raises(ValueError, match="already holds a run"):  # not in place: --overwrite
+        rundir.prepare(gone)
+    rundir.prepare(gone, overwrite=True)
+    pruned = make_run(tmp_path / "pruned")  # parameters, checkpoints deleted: nothing to resume
+    (pruned / rundir.PARAMS_FILE).write_bytes(b"")
+    assert rundir.finish_hint(pruned) == (f"; its evaluation did not finish: evaluate.py "
+                                          f"--workdir {pruned} finishes it")
+    with pytest.raises(ValueError, match="no checkpoint"):
+        checkpoint.latest_meta(pruned / checkpoint.DIRNAME)
+    (pruned / checkpoint.DIRNAME / "40").mkdir(parents=True)  # resumed, the losses are kept too
+    assert rundir.finish_hint(pruned).endswith(f"train.py --workdir {pruned} --resume finishes it")
