@@ -45,6 +45,7 @@ def resume_meta(workdir: str | os.PathLike) -> dict[str, Any]:
         crosseval.check_workdir(Path(workdir), resume=True)
         # files but no run: not "no checkpoint: start it again without --resume", refused as well
         rundir.check_holds_run(Path(workdir), resume=True)
+        rundir.check_resumable(Path(workdir))  # results kept, checkpoints deleted
 
     parallel.together(settle_folder, "opening the run folder")  # the others read it once it is settled
     parallel.together(check_folder, "opening the run folder")

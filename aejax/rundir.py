@@ -144,6 +144,19 @@ def check_holds_run(path: Path, *, overwrite: bool = False, resume: bool = False
                      "train.py); choose another --workdir")
 
 
+def check_resumable(path: Path) -> None:
+    """ValueError if the run in ``path`` saved results but has no checkpoint left (deleted since):
+    ``--resume`` has nothing to start from, and its usual advice, to start again without it, would
+    find a run there."""
+    if has_checkpoint(path) or not saved_anything(path):
+        return
+    again = (f"evaluate.py --workdir {path} evaluates its parameters again; "
+             if (path / PARAMS_FILE).is_file() else "")
+    raise ValueError(f"--resume: the run in {path} has no checkpoint left (deleted after it "
+                     f"saved its results), so nothing to resume from: {again}train.py --workdir "
+                     f"{path} --overwrite trains it again")
+
+
 def saved_anything(path: Path) -> bool:
     """Whether the run in ``path`` saved a checkpoint or results (more than its config.json)."""
     return has_checkpoint(path) or any((path / name).exists() for name in RUN_FILES[1:])

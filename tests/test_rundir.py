@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from aejax import checkpoint, rundir
+from aejax import checkpoint, experiment, rundir
 from aejax.config import Config
 
 
@@ -368,3 +368,23 @@ def test_the_finish_hint_names_a_command_that_accepts_the_folder(tmp_path: Path)
         checkpoint.latest_meta(pruned / checkpoint.DIRNAME)
     (pruned / checkpoint.DIRNAME / "40").mkdir(parents=True)  # resumed, the losses are kept too
     assert rundir.finish_hint(pruned).endswith(f"train.py --workdir {pruned} --resume finishes it")
+
+
+def test_resuming_a_run_whose_checkpoints_were_deleted_names_what_works(tmp_path: Path) -> None:
+    pruned = make_run(tmp_path / "pruned")  # finished, then its checkpoints deleted for space
+    for name in (rundir.PARAMS_FILE, "metrics.json", "figure.png"):
+        (pruned / name).write_bytes(b"")
+    with pytest.raises(ValueError, match=rf"^--resume: the run in {pruned} has no checkpoint left "
+                                         r"\(deleted after it saved its results\), so nothing to "
+                                         rf"resume from: evaluate.py --workdir {pruned} evaluates "
+                                         rf"its parameters again; train.py --workdir {pruned} "
+                                         "--overwrite trains it again$"):
+        experiment.resume_meta(pruned)
+    (pruned / rundir.PARAMS_FILE).unlink()
+    with pytest.raises(ValueError, match=r"nothing to resume from: train.py --workdir \S+ "
+                                         "--overwrite trains it again$"):
+        experiment.resume_meta(pruned)
+    bare = make_run(tmp_path / "bare")  # stopped before it saved anything: the usual message
+    with pytest.raises(ValueError, match="no checkpoint .*start it again without --resume"):
+        experiment.resume_meta(bare)
+
