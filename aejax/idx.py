@@ -62,8 +62,10 @@ def file_mode(path: Path) -> int | None:
     on Python, a bare PermissionError)."""
     try:
         return os.stat(path).st_mode
-    except PermissionError as e:
-        raise DataError(f"cannot read the folder {path.parent} ({e.strerror}): check its "
+    except PermissionError as e:  # the first folder on the way that cannot be entered
+        blocked = next((p for p in reversed(path.parents) if not os.access(p, os.X_OK)),
+                       path.parent)
+        raise DataError(f"cannot read the folder {blocked} ({e.strerror}): check its "
                         "permissions") from None
     except (OSError, ValueError):  # missing, a broken link, a name the OS refuses
         return None

@@ -195,6 +195,23 @@ def deny(monkeypatch, folder: Path) -> None:
     monkeypatch.setattr(os, "stat", stat)
 
 
+def test_the_folder_named_is_the_one_that_cannot_be_entered(tmp_path, monkeypatch):
+    write_folder(tmp_path / "private" / "data" / "mnist")
+    locked, real_stat, real_access = tmp_path / "private", os.stat, os.access
+
+    def stat(path, *args, **kwargs):  # as the kernel does below a folder without x permission
+        if locked in Path(path).parents:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", stat)
+    monkeypatch.setattr(os, "access", lambda p, mode, *a, **k: (
+        not (Path(p) == locked or locked in Path(p).parents)) and real_access(p, mode, *a, **k))
+    with pytest.raises(DataError, match=rf"^cannot read the folder {locked} \(Permission "
+                                        r"denied\): check its permissions$"):
+        idx.locate(tmp_path / "private" / "data" / "mnist")
+
+
 def test_a_folder_that_denies_access_is_named_not_called_empty(tmp_path, monkeypatch):
     write_folder(tmp_path / "mnist")
     deny(monkeypatch, tmp_path / "mnist")
