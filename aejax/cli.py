@@ -134,9 +134,9 @@ def devices_flag(text: str) -> int | str:
 def add_parallel_flags(parser: argparse.ArgumentParser) -> None:
     """``--devices`` and the multi-process flags (``aejax.parallel``)."""
     parser.add_argument("--devices", type=devices_flag, metavar="N|all",
-                        help="shard each global batch over N local devices, or over every "
-                             "device of every process (default: 1; with --resume, as many as "
-                             "the run trained on)")
+                        help="shard each global batch over N devices in all (with P processes, "
+                             "the first N/P of each), or over every device of every process "
+                             "(default: 1; with --resume, as many as the run trained on)")
     parser.add_argument("--coordinator", metavar="HOST:PORT",
                         help="multi-process run: process 0's address (with --num-processes and "
                              "--process-id; SLURM/Open MPI launches are detected without them)")

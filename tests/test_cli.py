@@ -38,3 +38,16 @@ def test_flags_that_custom_parts_replace_are_warned_about(caplog) -> None:
         cli.warn_unused({"hidden": (64, 16)}, Parts())  # the original model: it is used
     assert caplog.messages == ["--hidden changes nothing here: the custom parts replace what it "
                                "sets"]
+
+
+def test_devices_help_says_n_counts_every_process_devices() -> None:
+    import argparse
+
+    from aejax import cli
+
+    parser = argparse.ArgumentParser()
+    cli.add_parallel_flags(parser)
+    (action,) = [a for a in parser._actions if "--devices" in a.option_strings]
+    # parallel.select_devices takes N in all, N/P from each of P processes, not N per process
+    assert "local" not in action.help
+    assert "N devices in all" in action.help and "N/P of each" in action.help
