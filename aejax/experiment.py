@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import hashlib
 import importlib
+import io
 import json
 import logging
 import os
@@ -20,7 +21,7 @@ import numpy as np
 from aejax import (checkpoint, crosseval, data, evaluate, loop, parallel, paramsfile, resumable,
                    rundir, runlock, train)
 from aejax.config import Config, check_data
-from aejax.jsonio import read_run_config, write_json
+from aejax.jsonio import read_run_config, write_atomic, write_json
 from aejax.parts import Parts, recorded_spec, require
 
 log = logging.getLogger(__name__)
@@ -168,7 +169,9 @@ def finish(cfg: Config, path: Path, ds: data.Dataset, params: Any, history: dict
     metrics (only the ``writer`` process writes files)."""
     if writer:  # kept even if the evaluation fails
         paramsfile.save(params, path / rundir.PARAMS_FILE)
-        np.save(path / "train_loss.npy", history["loss"])
+        losses = io.BytesIO()
+        np.save(losses, history["loss"])
+        write_atomic(losses.getvalue(), path / "train_loss.npy")
     try:
         return report(cfg, path, ds, params, history, parts, writer=writer)
     except KeyboardInterrupt:  # training is saved (its last checkpoint): say how to finish

@@ -33,9 +33,20 @@ def read_json(path: str | os.PathLike) -> dict[str, Any]:
 
 def write_json(obj: Any, path: str | os.PathLike) -> None:
     """Pretty JSON, written atomically."""
+    write_atomic((json.dumps(obj, indent=2, sort_keys=True) + "\n").encode(), path)
+
+
+def write_atomic(payload: bytes, path: str | os.PathLike) -> None:
+    """Write ``payload`` to ``path`` through ``<path>.tmp``, renamed when complete: a failed
+    write (a full disk) leaves ``path`` as it was and no ``.tmp`` (which would make a new run's
+    folder one of "other files", refused from then on)."""
     tmp = Path(f"{path}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(payload)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def read_run_config(path: str | os.PathLike) -> dict[str, Any]:

@@ -11,13 +11,15 @@ import flax.serialization
 import jax
 import numpy as np
 
+from aejax.jsonio import write_atomic
 from aejax.model import init_params
 from aejax.shapes import mismatch
 
 
 def save(params: Any, path: str | os.PathLike) -> None:
-    """Write a parameter pytree as msgpack."""
-    Path(path).write_bytes(flax.serialization.msgpack_serialize(jax.tree.map(np.asarray, params)))
+    """Write a parameter pytree as msgpack, atomically (a failed write leaves no half a file,
+    which ``load`` would call damaged)."""
+    write_atomic(flax.serialization.msgpack_serialize(jax.tree.map(np.asarray, params)), path)
 
 
 def load(path: str | os.PathLike, model: Any = None, *, custom: bool = False) -> Any:

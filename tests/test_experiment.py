@@ -18,6 +18,7 @@ import pytest
 
 from aejax import checkpoint, cli, data, experiment, loop, paramsfile, rundir, runlock
 from aejax.config import Config
+from tests.test_jsonio import full_disk
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -181,6 +182,30 @@ def test_the_trained_parameters_are_kept_when_evaluation_fails(
     params = paramsfile.load(tmp_path / "run" / rundir.PARAMS_FILE)
     assert params["dense_0"]["kernel"].shape == (784, 128)
     assert len(np.load(tmp_path / "run" / "train_loss.npy")) == 256 // 32
+
+
+def test_a_full_disk_leaves_nothing_half_written_that_blocks_the_folder_or_resume(
+        small_idx_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = Config(data_dir=str(small_idx_dir), data_root=str(tmp_path / "root"), epochs=1)
+    run = tmp_path / "run"
+    with monkeypatch.context() as patch:  # config.json, at the start: the new folder goes again
+        full_disk(patch, "config.json")
+        with pytest.raises(OSError, match="No space left on device"):
+            experiment.run(cfg, run, progress=False)
+    assert not run.exists()
+    run.mkdir()  # an empty folder given: left empty, not with a config.json.tmp refused later
+    with monkeypatch.context() as patch:
+        full_disk(patch, "config.json")
+        with pytest.raises(OSError, match="No space left on device"):
+            experiment.run(cfg, run, progress=False)
+    assert list(run.iterdir()) == []
+    full_disk(monkeypatch, "params.msgpack")  # after training: the checkpoint is saved
+    with pytest.raises(OSError, match="No space left on device"):
+        experiment.run(cfg, run, progress=False)
+    monkeypatch.undo()
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.json"]
+    metrics = experiment.run(cfg, run, progress=False, resume=True)
+    assert metrics["train"]["steps"] == 256 // 32 and (run / "metrics.json").is_file()
 
 
 def test_a_ctrl_c_during_the_evaluation_says_that_resume_evaluates(

@@ -11,6 +11,7 @@ import pytest
 
 from aejax import paramsfile
 from aejax.model import Autoencoder, init_params
+from tests.test_jsonio import full_disk
 
 
 def test_parameters_come_back_bit_for_bit_and_fit_their_model(tmp_path: Path) -> None:
@@ -39,3 +40,13 @@ def test_a_damaged_file_is_named(tmp_path: Path) -> None:
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(ValueError, match=rf"^{path} is damaged \(.*\); restore it or train again"):
         paramsfile.load(path)
+
+
+def test_a_failed_save_leaves_no_half_written_file(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "params.msgpack"
+    params = init_params(jax.random.key(0), Autoencoder(hidden=(8, 4)))
+    full_disk(monkeypatch)
+    with pytest.raises(OSError, match="No space left on device"):
+        paramsfile.save(params, path)
+    assert list(tmp_path.iterdir()) == []  # not a damaged params.msgpack that evaluate.py reads

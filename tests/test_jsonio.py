@@ -1,0 +1,41 @@
+"""Tests for aejax.jsonio: atomic writes that leave nothing half-written behind."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from aejax import jsonio
+
+
+def full_disk(monkeypatch: pytest.MonkeyPatch, name: str = "") -> None:
+    """Every Path.write_bytes or write_text of a file whose name starts with ``name`` writes its
+    first 3 bytes or characters, then fails as a full disk does."""
+    def failing(real):
+        def write(self: Path, data, *args, **kwargs) -> int:
+            if not self.name.startswith(name):
+                return real(self, data, *args, **kwargs)
+            real(self, data[:3], *args, **kwargs)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
+        return write
+
+    monkeypatch.setattr(Path, "write_bytes", failing(Path.write_bytes))
+    monkeypatch.setattr(Path, "write_text", failing(Path.write_text))
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "metrics.json"
+    jsonio.write_json({"old": 1}, path)
+    full_disk(monkeypatch)
+    with pytest.raises(OSError, match="No space left on device"):
+        jsonio.write_json({"new": 2}, path)
+    with pytest.raises(OSError, match="No space left on device"):
+        jsonio.write_json({"new": 2}, tmp_path / "config.json")
+    monkeypatch.undo()
+    assert json.loads(path.read_text()) == {"old": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
