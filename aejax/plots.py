@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.backend_bases import FigureCanvasBase  # noqa: E402
 
+from aejax.jsonio import write_atomic  # noqa: E402
 from aejax.metrics import mean_std  # noqa: E402
 
 
@@ -54,8 +56,7 @@ def reconstruction_grid(rows: dict[str, np.ndarray], path: str | os.PathLike,
     for spine in ax.spines.values():
         spine.set_visible(False)
     fig.subplots_adjust(left=0.11, right=0.99, top=0.98, bottom=0.02)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    write_figure(fig, path)
 
 
 def smooth(values: np.ndarray, window: int) -> np.ndarray:
@@ -90,8 +91,7 @@ def loss_curve(losses: np.ndarray, steps_per_epoch: int, path: str | os.PathLike
     top.set_xlabel("epoch")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    write_figure(fig, path)
 
 
 COMPARISON_STYLE = {"clean": ("reconstructed clean", "tab:blue"),
@@ -104,8 +104,22 @@ METRIC_TITLES = {"psnr": "PSNR (dB) per digit", "corr": "pixel correlation per d
 
 def _save(fig: plt.Figure, path: str | os.PathLike) -> None:
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    write_figure(fig, path)
+
+
+def write_figure(fig: plt.Figure, path: str | os.PathLike) -> None:
+    """Save and close ``fig``, atomically: a failed write (a full disk) leaves an earlier figure
+    at ``path`` as it was, not half of a new one."""
+    kind = Path(path).suffix.lstrip(".").lower()
+    try:
+        if kind not in FigureCanvasBase.get_supported_filetypes():  # matplotlib names the file
+            fig.savefig(path, dpi=100)
+            return
+        drawn = io.BytesIO()
+        fig.savefig(drawn, dpi=100, format=kind)
+    finally:
+        plt.close(fig)
+    write_atomic(drawn.getvalue(), path)
 
 
 def finite_min(values: np.ndarray, default: float = 0.0) -> float:
@@ -177,8 +191,7 @@ def per_class_figure(test: dict, path: str | os.PathLike,
     handles, names = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, names, loc="lower center", ncol=len(names), frameon=False)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    write_figure(fig, path)
 
 
 def compare_figure(table: dict[str, dict[str, tuple[float, float, int]]],

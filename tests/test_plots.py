@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 import jax
@@ -11,6 +13,7 @@ import pytest
 from aejax import evaluate, plots
 from aejax.config import Config
 from aejax.model import Autoencoder, init_params
+from tests.test_jsonio import full_disk
 
 
 def test_constant_reconstructions_still_give_every_figure(tmp_path: Path) -> None:
@@ -122,3 +125,25 @@ def test_the_correlation_histogram_says_how_many_images_lie_below_its_range(
     assert hidden == [0, 2] and counts == [n, n - 3]
     assert [t.get_text() for t in ax.texts] == [
         f"r < {low:.1f}, not shown:\n2 reconstructed occluded"]
+
+
+@pytest.mark.parametrize("name", ["loss.png", "compare.svg", "compare.pdf"])
+def test_a_figure_that_cannot_be_written_leaves_the_earlier_one_whole(
+        name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / name
+    plots.loss_curve(np.linspace(1, 0.1, 8), 4, path)
+    before = path.read_bytes()
+    real = plots.plt.Figure.savefig
+
+    def savefig(fig, fname, *args, **kwargs):  # into a file: its first bytes, then a full disk
+        if isinstance(fname, (str, os.PathLike)):
+            Path(fname).write_bytes(b"%PD")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(fname))
+        return real(fig, fname, *args, **kwargs)
+
+    monkeypatch.setattr(plots.plt.Figure, "savefig", savefig)
+    full_disk(monkeypatch)
+    with pytest.raises(OSError, match="No space left on device"):
+        plots.loss_curve(np.linspace(1, 0.5, 8), 4, path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == [name]
