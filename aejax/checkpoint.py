@@ -30,7 +30,7 @@ from jax.experimental import multihost_utils
 from aejax import orbax_quiet, resumable
 from aejax.config import Config
 from aejax.partdigest import DIGEST_VERSION
-from aejax.parts import Parts
+from aejax.parts import Parts, spec_of
 from aejax.shapes import mismatch
 
 DIRNAME = "checkpoints"
@@ -50,7 +50,10 @@ class Checkpointer:
         should (a reader could otherwise delete the save in progress of a live run)."""
         check_options(every, keep)
         orbax_quiet.say_once("absl", "Failed to json parse Metadata file")  # each reader logs it
+        orbax_quiet.quiet_failed_saves()  # a failed save: our one line says it, not Orbax's logs
+        orbax_quiet.quiet_abandoned_reads()  # ... nor the writes it abandons
         self.directory, self.every, self.keep, self.resume = Path(directory), every, keep, resume
+        self.parts: dict[str, Any] = {}  # the custom parts of the last save, for its error
         if tidy:
             remove_partial(self.directory)
         # Orbax's own clean-up runs in a background thread, and two managers opened one after the
@@ -79,8 +82,36 @@ class Checkpointer:
                 "jax_version": jax.__version__,
                 "loss": losses.tolist(), "train_seconds": seconds, "checkpoint_every": self.every,
                 "keep": self.keep, "devices": devices}
-        self.manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
+        self.parts = meta["parts"]
+        with self.failed_save():  # the previous save's error (it waits for it), or this one's
+            self.manager.save(step, args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
+
+    @contextlib.contextmanager
+    def failed_save(self) -> Iterator[None]:
+        """Turn a save that failed (a full disk, a read-only or locked folder: an OSError, or
+        TensorStore's ValueError ``RESOURCE_EXHAUSTED: ...``, raised in Orbax's background and met
+        at the next save or wait) into one ValueError saying which checkpoint is kept and how to
+        go on, once the failed save's other threads have ended (left running, they report the
+        interpreter's shutdown after that error)."""
+        try:
+            yield
+        except (OSError, ValueError) as err:
+            if not orbax_quiet.failed_write(err):
+                raise
+            orbax_quiet.join_orbax_threads()
+            what = (f"{err.strerror or err}" + (f": {err.filename}" if err.filename else "")
+                    if isinstance(err, OSError) else orbax_quiet.os_error(str(err)))
+            steps = finished_steps(self.directory)
+            hint = (f"--workdir {self.directory.parent} --resume"
+                    + (f" --parts {spec_of(self.directory.parent)}"
+                       if any(self.parts.values()) else ""))
+            kept = (f"the last good checkpoint (step {steps[-1]}) is kept: free some space (or "
+                    f"fix the folder's permissions), then {hint} continues from it" if steps else
+                    "no checkpoint was saved before it: free some space (or fix the folder's "
+                    "permissions), then start the run again")
+            raise ValueError(f"could not save a checkpoint in {self.directory} ({what}); "
+                             f"{kept}") from None
 
     def load_latest(self, like: Any, cfg: Config, data: dict[str, Any], steps: int,
                     parts: dict[str, Any] | None = None, digests: dict[str, str] | None = None
@@ -146,7 +177,8 @@ class Checkpointer:
 
     def wait(self) -> None:
         """Block until the last save, which Orbax finishes in the background, is on disk."""
-        self.manager.wait_until_finished()
+        with self.failed_save():
+            self.manager.wait_until_finished()
 
     def kept(self) -> str:
         """Which checkpoint survives a failed run, for its error message."""
@@ -160,6 +192,13 @@ class Checkpointer:
         """Wait for the last write to finish."""
         self.wait()
         self.manager.close()
+
+
+def finished_steps(directory: Path) -> list[int]:
+    """The steps of the finished checkpoints (``<step>/`` folders) in ``directory``, in order."""
+    if not directory.is_dir():
+        return []
+    return sorted(int(p.name) for p in directory.iterdir() if p.is_dir() and p.name.isdigit())
 
 
 def remove_partial(directory: Path) -> None:

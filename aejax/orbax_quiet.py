@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import re
 import sys
+import threading
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -45,6 +48,52 @@ def quiet_abandoned_reads() -> None:
     hook.quiets_orbax = True  # type: ignore[attr-defined]
     sys.unraisablehook = hook
     logging.getLogger("asyncio").addFilter(lambda record: not abandoned_read(record))
+
+
+def quiet_failed_saves() -> None:
+    """Drop Orbax's ERROR reports, with tracebacks, of a save that failed on an OSError (a full
+    disk: each of its threads logs it, some 200 lines): the error reaches the main thread at
+    the next save or wait, which says it in one line (``Checkpointer.failed_save``). Installed
+    once per process; any other record still gets through."""
+    target = logging.getLogger("absl")
+    if not any(f is failed_save_report for f in target.filters):
+        target.addFilter(failed_save_report)
+
+
+def failed_save_report(record: logging.LogRecord) -> bool:
+    """False for a record from Orbax that reports a failed write (``failed_write``)."""
+    err = record.exc_info[1] if record.exc_info else None
+    return not (err is not None and failed_write(err) and from_orbax(record.pathname))
+
+
+def failed_write(err: BaseException) -> bool:
+    """Whether ``err`` is how a write fails under Orbax: an OSError, or TensorStore's ValueError
+    carrying a status code (``RESOURCE_EXHAUSTED: Error writing ...`` on a full disk)."""
+    return isinstance(err, OSError) or (
+        isinstance(err, ValueError) and re.match(rf"({'|'.join(STATUS_CODES)}): ", str(err))
+        is not None)
+
+
+def os_error(detail: str, limit: int = 200) -> str:
+    """What a TensorStore error says: the OS's own words when it carries an OS error code
+    (``... [os_error_code='28']``: ``No space left on device``), else its message on one line,
+    cut at a word (marked) after about ``limit`` characters."""
+    if code := re.search(r"os_error_code='(\d+)'", detail):
+        return os.strerror(int(code.group(1)))
+    detail = " ".join(detail.split(" See full TensorStore details")[0].split())
+    if len(detail) > limit:
+        detail = detail[:limit].rsplit(" ", 1)[0] + " ..."
+    return detail
+
+
+def join_orbax_threads(timeout: float = 30.0) -> None:
+    """Wait (up to ``timeout`` seconds in all) for the threads Orbax started, such as the rest of
+    a failed save, to end before the process does."""
+    deadline = time.monotonic() + timeout
+    for thread in threading.enumerate():
+        if (type(thread).__module__.split(".")[0] == "orbax"
+                and thread is not threading.current_thread()):
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def abandoned_read(record: logging.LogRecord) -> bool:

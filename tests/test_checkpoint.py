@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
+import logging
 import os
 import signal
 from pathlib import Path
@@ -13,6 +15,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+from etils import epath
 
 from aejax import checkpoint, resumable, train
 from aejax.config import Config
@@ -189,3 +192,31 @@ def test_all_finite() -> None:
     assert checkpoint.all_finite({"a": np.ones(3), "b": [np.zeros((2, 2))]})
     assert not checkpoint.all_finite({"a": np.ones(3), "b": [np.array([0.0, np.nan])]})
     assert not checkpoint.all_finite([np.array([np.inf])])
+
+
+def test_a_save_that_fails_in_the_background_is_one_error_naming_the_checkpoint_kept(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    data = resumable.fingerprint(synthetic_digits(40, 0)[0])
+    real = type(epath.Path(tmp_path)).write_text
+
+    def write_text(self, *args, **kwargs):  # step 7's meta item: a full disk, in Orbax's thread
+        if self.parent.name.startswith("meta") and self.parent.parent.name.startswith("7."):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(epath.Path(tmp_path)), "write_text", write_text)
+    caplog.set_level(logging.INFO)
+    ckpt = checkpoint.Checkpointer(tmp_path / "run" / "checkpoints")
+    save(ckpt, trained_state(3), data)
+    save(ckpt, trained_state(7), data)  # returns at once: the error comes at the next wait
+    with pytest.raises(ValueError, match=(
+            rf"^could not save a checkpoint in {tmp_path / 'run' / 'checkpoints'} \(No space left "
+            rf"on device: .*/7\.orbax-checkpoint-tmp/meta.*\); the last good checkpoint \(step 3\) "
+            rf"is kept: free some space \(or fix the folder's permissions\), then --workdir "
+            rf"{tmp_path / 'run'} --resume continues from it$")):
+        ckpt.wait()
+    ckpt.close()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]  # no Orbax tracebacks
+    monkeypatch.undo()
+    step, meta = checkpoint.Checkpointer(tmp_path / "run" / "checkpoints").latest()
+    assert step == 3 and len(meta["loss"]) == 3  # what was saved before stays usable

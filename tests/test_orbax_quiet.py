@@ -112,3 +112,13 @@ def test_a_damaged_checkpoint_metadata_file_is_reported_once_by_all_of_a_resumes
                 assert step == STEPS and meta["config"]["epochs"] == CFG.epochs
     said = [r for r in caplog.records if "_CHECKPOINT_METADATA" in r.getMessage()]
     assert len(said) == 1 and str(tmp_path / str(STEPS)) in said[0].getMessage()
+
+
+def test_a_tensorstore_write_error_is_told_in_the_oss_words() -> None:
+    full = ('RESOURCE_EXHAUSTED: Error writing local file "/r/checkpoints/4.orbax-checkpoint-tmp/'
+            'state/_sharding": Failed to write 83 bytes to file 11: No space left on device '
+            "[os_error_code='28']")
+    assert orbax_quiet.failed_write(ValueError(full)) and orbax_quiet.failed_write(OSError(28))
+    assert not orbax_quiet.failed_write(ValueError("the loss is nan"))
+    assert orbax_quiet.os_error(full) == "No space left on device"
+    assert orbax_quiet.os_error("UNKNOWN: " + "word " * 60).endswith("word ...")
