@@ -12,6 +12,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -151,16 +152,31 @@ def run(cfg: Config, workdir: str | os.PathLike, *, progress: bool = True,
             with contextlib.closing(ckpt):
                 state, history = loop.fit(cfg, x_train, progress=progress and writer,
                                            mesh=mesh, checkpoints=ckpt, parts=parts)
-        if writer and resume:  # the data paths and devices of this session
-            spec = parts.spec or recorded_spec(path)  # resumed from Python: the --parts it had
-            write_json(run_info(cfg, ds, mesh, dataclasses.replace(parts, spec=spec)),
-                       path / "config.json")
-        params = parallel.fetch(state.params)  # host copies: evaluation runs on the local device
-        metrics = finish(cfg, path, ds, params, history, parts, writer=writer)
-        if writer:
-            metrics["total_seconds"] = time.perf_counter() - started
-            write_json(metrics, path / "metrics.json")
+        with results_written(path, parts):
+            if writer and resume:  # the data paths and devices of this session
+                spec = parts.spec or recorded_spec(path)  # resumed from Python: its --parts
+                write_json(run_info(cfg, ds, mesh, dataclasses.replace(parts, spec=spec)),
+                           path / "config.json")
+            params = parallel.fetch(state.params)  # host copies: evaluated on the local device
+            metrics = finish(cfg, path, ds, params, history, parts, writer=writer)
+            if writer:
+                metrics["total_seconds"] = time.perf_counter() - started
+                write_json(metrics, path / "metrics.json")
         return metrics
+
+
+@contextlib.contextmanager
+def results_written(path: Path, parts: Parts) -> Iterator[None]:
+    """Turn a result file that cannot be written after training (a full disk, a read-only
+    folder: an OSError) into a ValueError that says the training is saved and how to finish."""
+    try:
+        yield
+    except OSError as err:
+        name = str(err.filename or path).removesuffix(".tmp")  # atomic writes name their .tmp
+        raise ValueError(f"could not write {name} ({err.strerror or err}); training is saved in "
+                         f"{path / checkpoint.DIRNAME}: free some space (or fix the folder's "
+                         f"permissions), then {loop.resume_hint(path, parts.describe())} "
+                         "finishes it") from None
 
 
 def finish(cfg: Config, path: Path, ds: data.Dataset, params: Any, history: dict[str, Any],

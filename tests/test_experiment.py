@@ -200,7 +200,10 @@ def test_a_full_disk_leaves_nothing_half_written_that_blocks_the_folder_or_resum
             experiment.run(cfg, run, progress=False)
     assert list(run.iterdir()) == []
     full_disk(monkeypatch, "params.msgpack")  # after training: the checkpoint is saved
-    with pytest.raises(OSError, match="No space left on device"):
+    with pytest.raises(ValueError, match=(
+            rf"^could not write {run / 'params.msgpack'} \(No space left on device\); training is "
+            rf"saved in {run / 'checkpoints'}: free some space \(or fix the folder's permissions\),"
+            rf" then --workdir {run} --resume finishes it$")):
         experiment.run(cfg, run, progress=False)
     monkeypatch.undo()
     assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.json"]
