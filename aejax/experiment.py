@@ -152,7 +152,9 @@ def run(cfg: Config, workdir: str | os.PathLike, *, progress: bool = True,
             with contextlib.closing(ckpt):
                 state, history = loop.fit(cfg, x_train, progress=progress and writer,
                                            mesh=mesh, checkpoints=ckpt, parts=parts)
-        with results_written(path, parts):
+        finished = (f"{loop.resume_hint(path, parts.describe())} finishes it: training is "
+                    f"saved in {path / checkpoint.DIRNAME}")
+        with writing(path, finished):
             if writer and resume:  # the data paths and devices of this session
                 spec = parts.spec or recorded_spec(path)  # resumed from Python: its --parts
                 write_json(run_info(cfg, ds, mesh, dataclasses.replace(parts, spec=spec)),
@@ -166,17 +168,16 @@ def run(cfg: Config, workdir: str | os.PathLike, *, progress: bool = True,
 
 
 @contextlib.contextmanager
-def results_written(path: Path, parts: Parts) -> Iterator[None]:
-    """Turn a result file that cannot be written after training (a full disk, a read-only
-    folder: an OSError) into a ValueError that says the training is saved and how to finish."""
+def writing(path: Path, advice: str) -> Iterator[None]:
+    """Turn a run file in ``path`` that cannot be written (a full disk, a read-only folder: an
+    OSError) into a ValueError naming it, ending in ``advice`` (after "free some space (or fix
+    the folder's permissions), then")."""
     try:
         yield
     except OSError as err:
         name = str(err.filename or path).removesuffix(".tmp")  # atomic writes name their .tmp
-        raise ValueError(f"could not write {name} ({err.strerror or err}); training is saved in "
-                         f"{path / checkpoint.DIRNAME}: free some space (or fix the folder's "
-                         f"permissions), then {loop.resume_hint(path, parts.describe())} "
-                         "finishes it") from None
+        raise ValueError(f"could not write {name} ({err.strerror or err}): free some space (or "
+                         f"fix the folder's permissions), then {advice}") from None
 
 
 def finish(cfg: Config, path: Path, ds: data.Dataset, params: Any, history: dict[str, Any],
@@ -244,7 +245,8 @@ def start(cfg: Config, path: Path, *, writer: bool, overwrite: bool, resume: boo
             rundir.replace(path, held)
         elif rundir.is_run(path):  # a run that saved nothing starts over
             rundir.clear(path)
-        write_json(run_info(cfg, ds, mesh, parts), path / "config.json")
+        with writing(path, "start the run again"):
+            write_json(run_info(cfg, ds, mesh, parts), path / "config.json")
     return ds
 
 

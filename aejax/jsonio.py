@@ -44,8 +44,10 @@ def write_atomic(payload: bytes, path: str | os.PathLike) -> None:
     try:
         tmp.write_bytes(payload)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.filename is None:  # a full disk, met at close
+            raise OSError(err.errno, err.strerror, str(path)) from None
         raise
 
 

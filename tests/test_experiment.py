@@ -190,20 +190,22 @@ def test_a_full_disk_leaves_nothing_half_written_that_blocks_the_folder_or_resum
     run = tmp_path / "run"
     with monkeypatch.context() as patch:  # config.json, at the start: the new folder goes again
         full_disk(patch, "config.json")
-        with pytest.raises(OSError, match="No space left on device"):
+        with pytest.raises(ValueError, match=(
+                rf"^could not write {run / 'config.json'} \(No space left on device\): free some "
+                r"space \(or fix the folder's permissions\), then start the run again$")):
             experiment.run(cfg, run, progress=False)
     assert not run.exists()
     run.mkdir()  # an empty folder given: left empty, not with a config.json.tmp refused later
     with monkeypatch.context() as patch:
         full_disk(patch, "config.json")
-        with pytest.raises(OSError, match="No space left on device"):
+        with pytest.raises(ValueError, match="No space left on device"):
             experiment.run(cfg, run, progress=False)
     assert list(run.iterdir()) == []
     full_disk(monkeypatch, "params.msgpack")  # after training: the checkpoint is saved
     with pytest.raises(ValueError, match=(
-            rf"^could not write {run / 'params.msgpack'} \(No space left on device\); training is "
-            rf"saved in {run / 'checkpoints'}: free some space \(or fix the folder's permissions\),"
-            rf" then --workdir {run} --resume finishes it$")):
+            rf"^could not write {run / 'params.msgpack'} \(No space left on device\): free some "
+            rf"space \(or fix the folder's permissions\), then --workdir {run} --resume finishes "
+            rf"it: training is saved in {run / 'checkpoints'}$")):
         experiment.run(cfg, run, progress=False)
     monkeypatch.undo()
     assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.json"]

@@ -39,3 +39,14 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary_one(
     monkeypatch.undo()
     assert json.loads(path.read_text()) == {"old": 1}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+
+
+def test_a_write_that_fails_at_close_names_the_file_not_its_temporary_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def write_bytes(self: Path, data: bytes) -> int:  # a full disk met when the file is closed
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Path, "write_bytes", write_bytes)
+    with pytest.raises(OSError) as err:
+        jsonio.write_json({}, tmp_path / "config.json")
+    assert err.value.errno == errno.ENOSPC and err.value.filename == str(tmp_path / "config.json")
