@@ -12,7 +12,6 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -154,7 +153,7 @@ def run(cfg: Config, workdir: str | os.PathLike, *, progress: bool = True,
                                            mesh=mesh, checkpoints=ckpt, parts=parts)
         finished = (f"{loop.resume_hint(path, parts.describe())} finishes it: training is "
                     f"saved in {path / checkpoint.DIRNAME}")
-        with writing(path, finished):
+        with rundir.writing(path, finished):
             if writer and resume:  # the data paths and devices of this session
                 spec = parts.spec or recorded_spec(path)  # resumed from Python: its --parts
                 write_json(run_info(cfg, ds, mesh, dataclasses.replace(parts, spec=spec)),
@@ -165,19 +164,6 @@ def run(cfg: Config, workdir: str | os.PathLike, *, progress: bool = True,
                 metrics["total_seconds"] = time.perf_counter() - started
                 write_json(metrics, path / "metrics.json")
         return metrics
-
-
-@contextlib.contextmanager
-def writing(path: Path, advice: str) -> Iterator[None]:
-    """Turn a run file in ``path`` that cannot be written (a full disk, a read-only folder: an
-    OSError) into a ValueError naming it, ending in ``advice`` (after "free some space (or fix
-    the folder's permissions), then")."""
-    try:
-        yield
-    except OSError as err:
-        name = str(err.filename or path).removesuffix(".tmp")  # atomic writes name their .tmp
-        raise ValueError(f"could not write {name} ({err.strerror or err}): free some space (or "
-                         f"fix the folder's permissions), then {advice}") from None
 
 
 def finish(cfg: Config, path: Path, ds: data.Dataset, params: Any, history: dict[str, Any],
@@ -245,7 +231,7 @@ def start(cfg: Config, path: Path, *, writer: bool, overwrite: bool, resume: boo
             rundir.replace(path, held)
         elif rundir.is_run(path):  # a run that saved nothing starts over
             rundir.clear(path)
-        with writing(path, "start the run again"):
+        with rundir.writing(path, "start the run again"):
             write_json(run_info(cfg, ds, mesh, parts), path / "config.json")
     return ds
 

@@ -171,9 +171,11 @@ def score(path: Path, info: dict[str, Any], data_dir: str | None, data_root: str
 
 
 def write(folder: Path, saved: dict[str, Any], arrays: dict[str, Any]) -> None:
-    """The evaluation's figures, then its metrics.json, into ``folder``."""
-    plots.evaluation_figures(arrays, saved["test"], folder)
-    jsonio.write_json(saved, folder / "metrics.json")
+    """The evaluation's figures, then its metrics.json, into ``folder`` (a file that cannot be
+    written, on a full disk: a ValueError naming it)."""
+    with rundir.writing(folder, "evaluate the run again"):
+        plots.evaluation_figures(arrays, saved["test"], folder)
+        jsonio.write_json(saved, folder / "metrics.json")
 
 
 def check_parts(info: dict[str, Any], parts: Parts, workdir: Path, *,

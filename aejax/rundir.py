@@ -8,6 +8,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +143,19 @@ def check_holds_run(path: Path, *, overwrite: bool = False, resume: bool = False
             "--resume continues a run, but " if resume else "")
     raise ValueError(f"{flag}workdir {path} holds other files (no config.json written by "
                      "train.py); choose another --workdir")
+
+
+@contextlib.contextmanager
+def writing(path: Path, advice: str) -> Iterator[None]:
+    """Turn a run file in ``path`` that cannot be written (a full disk, a read-only folder: an
+    OSError) into a ValueError naming it, ending in ``advice`` (after "free some space (or fix
+    the folder's permissions), then")."""
+    try:
+        yield
+    except OSError as err:
+        name = str(err.filename or path).removesuffix(".tmp")  # atomic writes name their .tmp
+        raise ValueError(f"could not write {name} ({err.strerror or err}): free some space (or "
+                         f"fix the folder's permissions), then {advice}") from None
 
 
 def check_resumable(path: Path) -> None:

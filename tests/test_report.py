@@ -16,6 +16,7 @@ from aejax import checkpoint, cli, compare, data, experiment, idx, metrics, repo
 from aejax.config import Config
 from tests.conftest import write_idx_dataset
 from tests.test_experiment import load_script
+from tests.test_jsonio import full_disk
 
 FIGURES = ("figure.png", "loss.png", "correlation.png", "per_class.png")
 
@@ -372,3 +373,23 @@ def test_evaluating_a_run_that_is_training_is_refused(runs, tmp_path: Path) -> N
                                              r"evaluate.py, or compare.py\) is running there"):
             report.evaluate_run(copy)
     assert (copy / "metrics.json").read_text() == before
+
+
+def test_an_evaluation_that_cannot_write_names_the_file_and_what_to_do(
+        runs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    (run, _), _ = runs
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    before = (copy / "metrics.json").read_bytes()
+    full_disk(monkeypatch, "figure.png")  # the disk fills while the figures are rewritten
+    code, _, err = call("evaluate", ["--workdir", str(copy), "--no-compile-cache"], capsys)
+    assert (code, err) == (2, f"evaluate.py: error: could not write {copy / 'figure.png'} (No "
+                              "space left on device): free some space (or fix the folder's "
+                              "permissions), then evaluate the run again\n")
+    assert (copy / "metrics.json").read_bytes() == before  # the scores it had
+    assert not list(copy.glob("*.tmp"))
+    code, _, err = call("evaluate", ["--workdir", str(copy), "--no-compile-cache", "--out",
+                                     str(tmp_path / "w3"), "--occlusion-width", "3"], capsys)
+    assert code == 2 and err.startswith(f"evaluate.py: error: could not write "
+                                        f"{tmp_path / 'w3' / 'figure.png'} (No space left")
+    assert not (tmp_path / "w3").exists()
