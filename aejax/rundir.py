@@ -178,8 +178,7 @@ def saved_anything(path: Path) -> bool:
 
 def has_checkpoint(path: Path) -> bool:
     """Whether the run in ``path`` saved a checkpoint (a finished ``<step>/`` folder)."""
-    steps = path / checkpoint.DIRNAME
-    return steps.is_dir() and any(p.is_dir() and p.name.isdigit() for p in steps.iterdir())
+    return bool(checkpoint.finished_steps(path / checkpoint.DIRNAME))
 
 
 def finish_hint(path: Path) -> str:
