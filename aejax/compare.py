@@ -146,10 +146,7 @@ def check_seeds_once(workdirs: list[str], row_names: list[str], seeds: list[Any]
 def lookup(tree: dict[str, Any], dotted: str, where: str = "metrics.json") -> float:
     """``tree["a"]["b"]`` for ``"a.b"``; NaN where a run lacks the metric, or holds null for it
     (a NaN written by a strict JSON tool); ValueError naming ``where`` for any other value."""
-    for part in dotted.split("."):
-        if not isinstance(tree, dict) or part not in tree:
-            return math.nan
-        tree = tree[part]
+    tree = jsonio.at(tree, dotted)
     if tree is None:
         return math.nan
     if isinstance(tree, dict):
@@ -168,13 +165,12 @@ def lookup(tree: dict[str, Any], dotted: str, where: str = "metrics.json") -> fl
     return float(tree)
 
 
+ABSENT = object()  # what jsonio.at gives ``holds`` for a path a tree does not hold
+
+
 def holds(tree: dict[str, Any], dotted: str) -> bool:
     """Whether ``tree`` has ``"a.b"`` at all (whatever its value: NaN for an undefined metric)."""
-    for part in dotted.split("."):
-        if not isinstance(tree, dict) or part not in tree:
-            return False
-        tree = tree[part]
-    return True
+    return jsonio.at(tree, dotted, ABSENT) is not ABSENT
 
 
 def is_number(value: Any) -> bool:

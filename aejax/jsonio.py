@@ -63,10 +63,17 @@ def check_layout(path: str | os.PathLike, tree: dict[str, Any]) -> None:
     """ValueError naming the file where a field of ``LAYOUT`` (absent or null: fine) holds
     another JSON type than a run writes there: a hand-edited or damaged file."""
     for dotted, kind in LAYOUT[Path(path).name].items():
-        value: Any = tree
-        for part in dotted.split("."):
-            value = value.get(part) if isinstance(value, dict) else None
+        value = at(tree, dotted)
         if value is not None and not isinstance(value, kind):
             raise ValueError(f"{path}: {dotted} holds a JSON {JSON_TYPES[type(value)]}, not "
                              f"the {JSON_TYPES[kind]} a run writes; it is damaged: restore or "
                              "delete it")
+
+
+def at(tree: Any, dotted: str, default: Any = None) -> Any:
+    """``tree["a"]["b"]`` for ``"a.b"``; ``default`` where a level is missing or not an object."""
+    for part in dotted.split("."):
+        if not isinstance(tree, dict) or part not in tree:
+            return default
+        tree = tree[part]
+    return tree
