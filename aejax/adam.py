@@ -29,7 +29,8 @@ def adam(learning_rate: float, b1: float = 0.9, b2: float = 0.999,
     ``learning_rate`` may be an optax schedule (a function of the step count), as in
     ``optax.adam``, whose state layout it then keeps too. Equal float settings give the same
     object, so that jit caches keyed on the optimizer (as ``train.create_state``'s) are hit
-    again; a schedule, or a traced or array learning rate, gets a new one.
+    again; a concrete scalar array counts as its float value, and a schedule, a traced rate or
+    another array gets a new object.
     """
     try:
         settings = tuple(float(x) for x in (learning_rate, b1, b2, eps))

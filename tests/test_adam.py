@@ -91,6 +91,7 @@ def test_any_spelling_of_a_setting_is_one_object_and_array_rates_still_work() ->
 
     want = first_update(1e-3)
     np.testing.assert_allclose(first_update(jnp.asarray(1e-3)), want)  # an array: hashed by value
+    assert adam.adam(jnp.asarray(1e-3)) is adam.adam(float(jnp.float32(1e-3)))  # its float's
     np.testing.assert_allclose(jax.jit(first_update)(1e-3), want, rtol=1e-6)  # traced: not cached
 
 
