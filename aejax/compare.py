@@ -249,17 +249,25 @@ def table(workdirs: list[str], keys: tuple[str, ...] = KEYS, *, group: bool = Tr
     return out
 
 
-def cell(mean: float, std: float, n: int) -> str:
-    """``mean ± std`` with 2 decimals for values >= 1 (PSNR), 5 otherwise (MSE, SSIM, r)."""
-    digits = 2 if abs(mean) >= 1 else 5
+def cell(mean: float, std: float, n: int, whole: bool = False) -> str:
+    """``mean ± std`` with 2 decimals for values >= 1 (PSNR), 5 otherwise (MSE, SSIM, r), none
+    for a ``whole`` column (counts such as train.steps)."""
+    digits = 0 if whole else 2 if abs(mean) >= 1 else 5
     return f"{mean:.{digits}f} ± {std:.{digits}f}" if n > 1 else f"{mean:.{digits}f}"
+
+
+def whole_column(tab: Table, key: str) -> bool:
+    """Whether every finite mean and std of a column is a whole number (and one is finite)."""
+    values = [v for row in tab.values() for v in row[key][:2] if math.isfinite(v)]
+    return bool(values) and all(v == int(v) for v in values)
 
 
 def format_markdown(tab: Table) -> str:
     """The table as Markdown: ``mean ± std`` cells, the number of runs in the last column."""
     keys = list(next(iter(tab.values())))
+    whole = {k: whole_column(tab, k) for k in keys}
     lines = ["| run | " + " | ".join(keys) + " | n |", "|---" * (len(keys) + 2) + "|"]
     for label, row in tab.items():
-        cells = [cell(m, s, n) for m, s, n in row.values()]
+        cells = [cell(m, s, n, whole[k]) for k, (m, s, n) in row.items()]
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {next(iter(row.values()))[2]} |")
     return "\n".join(lines)

@@ -147,6 +147,16 @@ def test_a_metric_that_every_run_holds_as_nan_is_shown_not_refused(tmp_path: Pat
     assert "| all runs | 0.01700 ± 0.00000 | nan ± nan | 2 |" in compare.format_markdown(tab)
 
 
+def test_whole_number_columns_are_shown_without_decimals() -> None:
+    tab = {"a": {"train.steps": (62.0, 0.0, 2), "data.train_size": (60000.0, 0.0, 2),
+                 "test.occluded.mse": (0.017, 0.001, 2), "test.occluded.psnr": (62.0, 1.5, 2)},
+           "b": {"train.steps": (124.0, 0.0, 1), "data.train_size": (math.nan, math.nan, 1),
+                 "test.occluded.mse": (0.016, 0.0, 1), "test.occluded.psnr": (30.0, 0.0, 1)}}
+    lines = compare.format_markdown(tab).splitlines()
+    assert lines[2:] == ["| a | 62 ± 0 | 60000 ± 0 | 0.01700 ± 0.00100 | 62.00 ± 1.50 | 2 |",
+                         "| b | 124 | nan | 0.01600 | 30.00 | 1 |"]
+
+
 def test_runs_on_other_data_never_form_one_row_and_no_run_counts_twice(tmp_path: Path) -> None:
     full = fake_run(tmp_path / "full", 0.017)
     sample = fake_run(tmp_path / "sample", 0.020, train_size=4000, seed=1)
