@@ -16,10 +16,12 @@ OUT = "compare.png"  # the figure's name, also inside a folder given as --out
 
 def figure_path(out: str) -> str:
     """Where --out writes: ``OUT`` inside a folder (existing, or named with a trailing slash);
-    ``.png`` added to a name without an extension."""
+    ``.png`` added to a name without an extension (``png`` to one ending in a dot)."""
     if Path(out).is_dir() or out.endswith(("/", os.sep)):
         return str(Path(out) / OUT)
-    return out if Path(out).suffix else f"{out}.png"  # what matplotlib writes
+    if Path(out).suffix:
+        return out
+    return f"{out}png" if out.endswith(".") else f"{out}.png"  # what matplotlib writes
 
 
 def metric_names(text: str) -> tuple[str, ...]:
@@ -31,8 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     """Parse flags, print the comparison as Markdown, draw compare.png."""
     parser = cli.OneLineParser(prog=Path(__file__).name, description=__doc__)
     parser.add_argument("runs", nargs="+", metavar="RUN", help="run folders written by train.py")
-    parser.add_argument("--out", default=OUT, help=f"the figure, or a folder to write {OUT} in "
-                                                   f"(default: {OUT})")
+    parser.add_argument("--out", default=OUT, help=f"the figure (.png added to a name without "
+                                                   f"an extension), or a folder to write {OUT} "
+                                                   f"in (default: {OUT})")
     parser.add_argument("--by-run", action="store_true",
                         help="one row per run instead of grouping seeds")
     parser.add_argument("--keys", type=metric_names, default=compare.KEYS,

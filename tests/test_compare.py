@@ -270,6 +270,15 @@ def test_a_folder_as_out_holds_compare_png(tmp_path: Path, capsys: pytest.Captur
             "folder"])
 
 
+def test_out_without_an_extension_gets_png_once(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture) -> None:
+    runs = [fake_run(tmp_path / "a", 0.017), fake_run(tmp_path / "b", 0.016, seed=1)]
+    for out in ("plain", "dot.", "c.svg"):
+        argv = [*runs, "--keys", "test.occluded.mse", "--out", str(tmp_path / out)]
+        assert compare_script(argv, capsys) == (0, [])
+    assert {p.name for p in tmp_path.glob("*.*")} == {"plain.png", "dot.png", "c.svg"}
+
+
 @pytest.mark.parametrize("keys", ["", " ", ",", " , ,"])
 def test_keys_without_a_name_are_refused_up_front(keys: str, tmp_path: Path,
                                                   capsys: pytest.CaptureFixture) -> None:
