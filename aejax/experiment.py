@@ -219,7 +219,8 @@ def start(cfg: Config, path: Path, *, writer: bool, overwrite: bool, resume: boo
         if not resume:  # resumed: the checkpoint's check says other data is other data, and
             check_data(cfg, *ds.train_images.shape)  # its own config fitted its own data
         if mesh is not None:
-            parallel.check_batch(cfg.batch_size, mesh, resume=resume)
+            parallel.check_batch(cfg.batch_size, mesh, resume=resume,
+                                 num_train=len(ds.train_images))
         return ds
 
     ds = parallel.together(checks, "preparing the run")  # a refusal: claim undoes the folder

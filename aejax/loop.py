@@ -168,7 +168,7 @@ def place(state: TrainState, images_u8: np.ndarray, noise_key: jax.Array, cfg: C
     """Put state, images and key on the device, or replicate them over the mesh."""
     if mesh is None:
         return state, jax.device_put(images_u8), noise_key
-    parallel.check_batch(cfg.batch_size, mesh)  # data parallel: batches are sharded later
+    parallel.check_batch(cfg.batch_size, mesh, num_train=len(images_u8))  # sharded later
     return parallel.put((state, images_u8, noise_key), parallel.replicated(mesh))
 
 

@@ -150,22 +150,29 @@ def make_mesh(devices: int | str = 1) -> Mesh | None:
     return Mesh(np.array(chosen), (AXIS,), axis_types=(AxisType.Auto,))
 
 
-def check_batch(batch_size: int, mesh: Mesh, *, resume: bool = False) -> None:
+def check_batch(batch_size: int, mesh: Mesh, *, resume: bool = False,
+                num_train: int | None = None) -> None:
     """Refuse a global batch that does not split evenly over the mesh's devices; to ``resume``,
-    whose batch size cannot change, name a device count that divides it instead."""
+    whose batch size cannot change, or when no multiple fits in ``num_train`` images, name a
+    device count that divides it instead."""
     n = mesh.size
     if not batch_size % n:
         return
     problem = (f"batch size {batch_size} is not divisible by the {n} devices: each device takes "
                "an equal share of every global batch")
-    if not resume:
-        raise ValueError(f"{problem}; use a multiple of {n} such as "
-                         f"{n * max(1, round(batch_size / n))}")
+    near = n * max(1, round(batch_size / n))
+    if num_train is not None and near > num_train:  # never more than the training set
+        near = num_train // n * n
+    if not resume and near:
+        raise ValueError(f"{problem}; use a multiple of {n} such as {near}")
     procs = jax.process_count()
     counts = [d for d in range(n, 0, -1) if not batch_size % d and not d % procs]
-    advice = (f"resume on a count that divides it, such as --devices {counts[0]}" if counts else
-              f"no count of devices in {procs} processes divides it: resume with fewer processes")
-    raise ValueError(f"{problem}; the run's batch size cannot change on --resume: {advice}")
+    verb = "resume" if resume else "train"
+    advice = (f"{verb} on a count that divides it, such as --devices {counts[0]}" if counts else
+              f"no count of devices in {procs} processes divides it: {verb} with fewer processes")
+    why = ("the run's batch size cannot change on --resume" if resume else
+           f"the {num_train} training images are fewer than the devices")
+    raise ValueError(f"{problem}; {why}: {advice}")
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

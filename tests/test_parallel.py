@@ -245,6 +245,17 @@ def test_mesh_placement_and_fetch_on_one_device() -> None:
         parallel.check_batch(33, types.SimpleNamespace(size=5), resume=True)
 
 
+def test_a_suggested_batch_size_never_exceeds_the_training_set() -> None:
+    six, eight = types.SimpleNamespace(size=6), types.SimpleNamespace(size=8)
+    with pytest.raises(ValueError, match="use a multiple of 6 such as 4002$"):  # no limit known
+        parallel.check_batch(4000, six)
+    with pytest.raises(ValueError, match="use a multiple of 6 such as 3996$"):  # 4002 > 4000
+        parallel.check_batch(4000, six, num_train=4000)
+    with pytest.raises(ValueError, match="; the 5 training images are fewer than the devices: "
+                                         "train on a count that divides it, such as --devices 5$"):
+        parallel.check_batch(5, eight, num_train=5)
+
+
 DEFAULT_DEVICE_CODE = """
 import jax, numpy as np
 from aejax import parallel
