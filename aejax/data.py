@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from aejax import idx
-from aejax.download import FileInfo, download_files, registered, sha256_file, vendored
+from aejax.download import (UNCOMPRESSED, FileInfo, download_files, registered, sha256_file,
+                            vendored)
 from aejax.idx import DataError
 
 __all__ = ["DATASETS", "DataError", "Dataset", "FileInfo", "load", "registered", "vendored"]
@@ -101,8 +102,16 @@ def _holds_idx_files(root: Path, name: str) -> bool:
     if len(files) < len(idx.FILES):
         return False
     digests = {base: sha256_file(path) for base, path in files.items()}
-    return not any(registered(other)[base].sha256 == digest for other in DATASETS if other != name
+    return not any(digest in _sums(other)[base] for other in DATASETS if other != name
                    for base, digest in digests.items())
+
+
+def _sums(name: str) -> dict[str, tuple[str, ...]]:
+    """The SHA-256 sums a registered dataset's files may have, by base name: the .gz file's, and
+    the decompressed file's where known (MNIST's)."""
+    raw = UNCOMPRESSED.get(name, {})
+    return {base: (info.sha256, *filter(None, [raw.get(base)]))
+            for base, info in registered(name).items()}
 
 
 def _local_folder(root: Path, name: str) -> Path | None:
@@ -160,7 +169,8 @@ def _check_identity(name: str, folder: Path, files: dict[str, Path], digests: di
     """`name`, or "custom" for unregistered files in an explicit folder; DataError on conflict."""
     found = _registered_as(digests)
     if found is None and explicit:
-        why = (" (uncompressed files cannot be, as the registered sums are of the .gz files)"
+        why = (" (uncompressed files are recognised only as MNIST's: the sums of the others' "
+               "decompressed files are not known)"
                if any(p.suffix != ".gz" for p in files.values()) else "")
         log.warning("files in %s match no registered dataset%s; loading them as 'custom'",
                     folder, why)
@@ -169,24 +179,25 @@ def _check_identity(name: str, folder: Path, files: dict[str, Path], digests: di
         raise DataError(f"files in {folder} are {found}, not {name}: choose dataset {found}, "
                         f"or put the {name} files there")
     for base, info in registered(name).items():
-        if base not in files:  # a training file, not read for a test_only evaluation
+        if base not in files or digests[base] in _sums(name)[base]:  # test_only: no train files
             continue
         path = files[base]
-        if path.suffix != ".gz":
+        expected = info.sha256 if path.suffix == ".gz" else UNCOMPRESSED.get(name, {}).get(base)
+        if expected is None:
             log.warning("%s is uncompressed: only its format is checked (the registered "
                         "checksums are those of the .gz files)", path)
-        elif digests[base] != info.sha256:
-            fix = ("replace it with the registered file (a cut-short copy, or another file of the "
-                   "same name?)" if explicit else "delete it and run again to re-download it, or "
-                   "pass --data-dir to load custom data")
-            raise DataError(f"{path} is not the registered {name} file (expected SHA-256 "
-                            f"{info.sha256}, actual {digests[base]}): {fix}")
+            continue
+        fix = ("replace it with the registered file (a cut-short copy, or another file of the "
+               "same name?)" if explicit else "delete it and run again to re-download it, or "
+               "pass --data-dir to load custom data")
+        raise DataError(f"{path} is not the registered {name} file (expected SHA-256 "
+                        f"{expected}, actual {digests[base]}): {fix}")
     return name
 
 
 def _registered_as(digests: dict[str, str]) -> str | None:
     """The registered dataset that most of the files (by SHA-256) are files of; None if none."""
-    matches = {n: sum(registered(n)[b].sha256 == d for b, d in digests.items()) for n in DATASETS}
+    matches = {n: sum(d in _sums(n)[b] for b, d in digests.items()) for n in DATASETS}
     return max(matches, key=matches.get) if max(matches.values()) else None
 
 

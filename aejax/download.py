@@ -47,6 +47,14 @@ VENDORED = {
         ("train-labels-idx1-ubyte.gz", 29497, "e38f9ebcd0f3ebcdec7fc8eabdcdaef93bb0df8ea12bee65224341c8183d8e17"))),
 }
 
+# SHA-256 of the registered MNIST files decompressed (gunzip of the .gz above), so that an
+# uncompressed copy is recognised and verified too; the other datasets' are not known here.
+UNCOMPRESSED = {"mnist": {
+    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"}}
+
 
 @dataclasses.dataclass(frozen=True)
 class FileInfo:

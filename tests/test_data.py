@@ -533,14 +533,36 @@ def test_checksum_message_from_tfds_error():
 
 
 @pytest.mark.parametrize("hw,message", [
-    ((20, 20), r"train-images-idx3-ubyte holds 20x20 images, but mnist images are 28x28: "
+    ((20, 20), r"train-images-idx3-ubyte holds 20x20 images, but kmnist images are 28x28: "
                "replace the files"),
     ((5, 4), "train-images-idx3-ubyte holds 5x4 images: only square images are supported"),
 ])
 def test_wrong_image_size(tmp_path, hw, message):
-    write_folder(tmp_path / "mnist", gz=False, hw=hw)  # uncompressed: only the format is checked
+    write_folder(tmp_path / "kmnist", gz=False, hw=hw)  # uncompressed: only the format is checked
     with pytest.raises(DataError, match=message):
+        data.load("kmnist", data_root=tmp_path)
+
+
+def test_uncompressed_mnist_files_are_verified_by_their_decompressed_sums(tmp_path, caplog):
+    write_folder(tmp_path / "mnist", gz=False, hw=(28, 28))  # MNIST's names, other content
+    with pytest.raises(DataError, match=r"mnist/t10k-images-idx3-ubyte is not the registered "
+                                        "mnist file .expected SHA-256 0fa7898d509279e4"):
         data.load("mnist", data_root=tmp_path)
+    write_folder(tmp_path / "kmnist", gz=False, hw=(28, 28))  # its decompressed sums are unknown
+    assert data.load("kmnist", data_root=tmp_path).name == "kmnist"
+    assert "is uncompressed: only its format is checked" in caplog.text
+
+
+def test_official_mnist_files_decompressed_are_mnist_not_custom(mnist_dir, tmp_path, caplog):
+    for base in idx.FILES:
+        (tmp_path / "raw").mkdir(exist_ok=True)
+        (tmp_path / "raw" / base).write_bytes(gzip.decompress((mnist_dir / f"{base}.gz")
+                                                              .read_bytes()))
+    ds = data.load("mnist", data_dir=tmp_path / "raw", data_root=tmp_path / "root")
+    assert ds.name == "mnist" and ds.train_images.shape == (60000, 28, 28)
+    assert "custom" not in caplog.text and "uncompressed" not in caplog.text
+    with pytest.raises(DataError, match="are mnist, not kmnist: choose dataset mnist"):
+        data.load("kmnist", data_dir=tmp_path / "raw", data_root=tmp_path / "root")
 
 
 def test_training_from_idx_files_never_imports_tfds(small_idx_dir: Path, tmp_path: Path) -> None:
