@@ -201,7 +201,9 @@ def check_output_folder(path: str, flag: str, made: str | None = None) -> None:
         raise ValueError(f"{flag} {path}: its folder does not exist")
     if not os.access(folder, os.W_OK | os.X_OK) or (Path(path).exists()
                                                     and not os.access(path, os.W_OK)):
-        raise ValueError(f"{flag} {path}: not writable (permission denied)")
+        from aejax.rundir import unwritable  # only here: it brings in the checkpoint code
+
+        raise ValueError(f"{flag} {path}: not writable ({unwritable(folder)})")
 
 
 def backend_problem() -> str | None:

@@ -129,8 +129,8 @@ def check_writable(folder: Path, advice: str) -> None:
     """ValueError now, not after the evaluation, if its results cannot be written to ``folder``."""
     written = [folder, *(p for p in (folder / "metrics.json", folder / "figure.png")
                          if p.exists())]
-    if not all(os.access(p, os.W_OK) for p in written):
-        raise ValueError(f"{folder} is not writable (permission denied): {advice}")
+    if blocked := [p for p in written if not os.access(p, os.W_OK)]:
+        raise ValueError(f"{folder} is not writable ({rundir.unwritable(blocked[0])}): {advice}")
 
 
 def score(path: Path, info: dict[str, Any], data_dir: str | None, data_root: str | None,

@@ -145,6 +145,16 @@ def check_holds_run(path: Path, *, overwrite: bool = False, resume: bool = False
                      "train.py); choose another --workdir")
 
 
+def unwritable(path: str | os.PathLike) -> str:
+    """Why ``path``, found not writable, is not: on a read-only file system, or for lack of
+    permission."""
+    try:
+        read_only = bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except (AttributeError, OSError):  # no statvfs (Windows), or the path went away
+        read_only = False
+    return "read-only file system" if read_only else "permission denied"
+
+
 @contextlib.contextmanager
 def writing(path: Path, advice: str) -> Iterator[None]:
     """Turn a run file in ``path`` that cannot be written (a full disk, a read-only folder: an
