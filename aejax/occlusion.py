@@ -43,6 +43,15 @@ def is_integer(value: object) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
+def concrete_int(value: object) -> object:
+    """A concrete integer scalar array (``jnp.int32(2)``, ``np.array(2)``) as a Python int;
+    anything else as it is, for ``check_static`` to judge."""
+    if (isinstance(value, (np.ndarray, jax.Array)) and not isinstance(value, jax.core.Tracer)
+            and value.ndim == 0 and np.issubdtype(value.dtype, np.integer)):
+        return int(value)
+    return value
+
+
 def check_static(**values: object) -> None:
     """Raise ValueError unless every value is a Python (or NumPy) integer, not a traced one.
 
@@ -144,6 +153,8 @@ def occlusion_mask(key: jax.Array, num_images: int, *, height: int = 28, width: 
                    orientation: Orientation = "alternate", num_bars: int = 1) -> jax.Array:
     """Sample a boolean occlusion mask (N, H, W); the defaults are the original experiment."""
     check_key(key)
+    num_images, bar_width, low, high, num_bars = map(
+        concrete_int, (num_images, bar_width, low, high, num_bars))
     check_static(**{"image count": num_images})
     if num_images < 0:
         raise ValueError(f"number of images must be >= 0, got {num_images}")
@@ -206,8 +217,9 @@ def occlude(key: jax.Array, images: jax.Array, *, width: int = 1, value: float =
       num_bars: bars per image, drawn independently (they may coincide).
       return_mask: also return the boolean mask, shaped like ``images``.
 
-    The geometry (``width``, ``low``, ``high``, ``orientation``, ``num_bars``) and
-    ``return_mask`` must be static under ``jit``; ``value`` may be traced.
+    The geometry (``width``, ``low``, ``high``, ``orientation``, ``num_bars``: integers, or
+    concrete integer scalar arrays) and ``return_mask`` must be static under ``jit``; ``value``
+    may be traced.
     """
     if isinstance(return_mask, jax.core.Tracer):
         raise ValueError("occlude's return_mask must be a Python bool, not a traced value: mark "

@@ -184,6 +184,20 @@ def test_traced_bar_geometry_is_refused_with_what_to_do() -> None:
     np.testing.assert_array_equal(static, occlusion.occlusion_mask(key, 4))
 
 
+def test_concrete_integer_scalar_arrays_are_bar_geometry_like_python_ints() -> None:
+    x, key = jnp.zeros((4, 784)), jax.random.key(0)
+    want = occlusion.occlude(key, x, width=2, low=5, num_bars=2)
+    for width, low, bars in ((jnp.int32(2), jnp.array(5), np.array(2)),
+                             (np.int64(2), np.uint8(5), jnp.int8(2))):
+        np.testing.assert_array_equal(occlusion.occlude(key, x, width=width, low=low,
+                                                        num_bars=bars), want)
+        np.testing.assert_array_equal(jax.jit(lambda x: occlusion.occlude(
+            key, x, width=width, low=low, num_bars=bars))(x), want)  # constants, not traced
+    for bad in (jnp.float32(2), jnp.array(True), np.array([2])):
+        with pytest.raises(ValueError, match="^occlusion width must be an integer, got "):
+            occlusion.occlude(key, x, width=bad)
+
+
 @pytest.mark.parametrize("orientation", ["alternate", "random"])
 def test_the_same_key_draws_the_same_bars_with_x64_enabled(orientation: str) -> None:
     key = jax.random.key(0)
