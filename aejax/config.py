@@ -1,4 +1,4 @@
-"""The experiment's configuration: one frozen dataclass whose defaults are the original experiment."""
+"""The experiment's configuration: one frozen dataclass, its defaults the original experiment."""
 
 from __future__ import annotations
 
@@ -140,7 +140,8 @@ def validate(cfg: Config) -> None:
          f"{cfg.learning_rate}"),
         (len(cfg.hidden) >= 1 and all(1 <= h <= MAX_WIDTH for h in cfg.hidden),
          f"hidden sizes must be in 1..{MAX_WIDTH}, got {list(cfg.hidden)}"),
-        (cfg.init_scheme in ("torch", "flax"), f"init scheme must be torch or flax, got {cfg.init_scheme!r}"),
+        (cfg.init_scheme in ("torch", "flax"),
+         f"init scheme must be torch or flax, got {cfg.init_scheme!r}"),
         (cfg.train_occlusion in TRAIN_OCCLUSIONS,
          f"train occlusion must be one of {TRAIN_OCCLUSIONS}, got {cfg.train_occlusion!r}"),
         (0 <= cfg.seed <= MAX_SEED, f"seed must be in 0..{MAX_SEED}, got {cfg.seed}"),

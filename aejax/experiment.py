@@ -48,7 +48,8 @@ def resume_meta(workdir: str | os.PathLike) -> dict[str, Any]:
         rundir.check_holds_run(Path(workdir), resume=True)
         rundir.check_resumable(Path(workdir))  # results kept, checkpoints deleted
 
-    parallel.together(settle_folder, "opening the run folder")  # the others read it once it is settled
+    # the others read it once it is settled
+    parallel.together(settle_folder, "opening the run folder")
     parallel.together(check_folder, "opening the run folder")
     return checkpoint.latest_meta(Path(workdir) / checkpoint.DIRNAME)
 

@@ -15,7 +15,7 @@ INITS: tuple[str, ...] = ("torch", "flax")
 
 
 def torch_uniform(fan_in: int) -> nn.initializers.Initializer:
-    """U(-1/sqrt(fan_in), 1/sqrt(fan_in)): PyTorch's ``nn.Linear`` default for weights and biases."""
+    """U(-1/sqrt(fan_in), 1/sqrt(fan_in)): PyTorch's ``nn.Linear`` default for weights, biases."""
     bound = fan_in ** -0.5
 
     def init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
@@ -29,8 +29,8 @@ class Autoencoder(nn.Module):
 
     ``hidden=(128, 50)`` gives 784 -> 128 -> 50 -> 128 -> 784 (214,594 parameters). Every hidden
     layer, the code included, is followed by ReLU; the output by a sigmoid, so reconstructions lie
-    in [0, 1] like the pixels. ``init_scheme="torch"`` (default) initialises like the PyTorch original;
-    ``"flax"`` uses Flax's defaults (LeCun-normal weights, zero biases).
+    in [0, 1] like the pixels. ``init_scheme="torch"`` (default) initialises like the PyTorch
+    original; ``"flax"`` uses Flax's defaults (LeCun-normal weights, zero biases).
     """
 
     features: int = 784

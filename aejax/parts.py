@@ -140,7 +140,8 @@ def load(spec: str) -> Parts:
     module_name, colon, attr = spec.partition(":")
     if not (colon and module_name and attr.isidentifier()):
         raise ValueError(f"--parts takes MODULE:NAME, a Parts object in a module you can import "
-                         f"(e.g. myparts:PARTS for PARTS = Parts(...) in ./myparts.py), got {spec!r}")
+                         f"(e.g. myparts:PARTS for PARTS = Parts(...) in ./myparts.py), "
+                         f"got {spec!r}")
     if module_name.endswith(".py") or "/" in module_name or os.sep in module_name:
         stem = os.path.basename(module_name).removesuffix(".py")
         raise ValueError(f"--parts {spec}: MODULE is a module name, not a file or path: "

@@ -1,8 +1,8 @@
 """Data-parallel scaling: training images/s against the number of devices.
 
 Each device count runs in its own Python process, because the number of CPU devices
-(``--xla_force_host_platform_device_count``) is fixed when JAX's backend starts. On a GPU machine the same
-code shards over the real GPUs (the flag only affects the CPU platform).
+(``--xla_force_host_platform_device_count``) is fixed when JAX's backend starts. On a GPU
+machine the same code shards over the real GPUs (the flag only affects the CPU platform).
 """
 
 from __future__ import annotations
@@ -75,7 +75,8 @@ def measure(devices: int, batch_size: int, steps: int, *, timeout: float = 600) 
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                           timeout=timeout)
     if done.returncode != 0:
-        raise RuntimeError(f"{devices} device(s), batch {batch_size} failed:\n{done.stderr[-2000:]}")
+        raise RuntimeError(f"{devices} device(s), batch {batch_size} failed:\n"
+                           f"{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

@@ -63,7 +63,8 @@ def runner(images_u8: np.ndarray, batch_size: int, steps: int, *, warmup: int = 
     from aejax.bench import Runner
 
     torch.manual_seed(seed)
-    data = torch.tensor(images_u8, device=device).float().div_(255.0)  # a copy: input may be read-only
+    # a copy: the input may be read-only
+    data = torch.tensor(images_u8, device=device).float().div_(255.0)
     model = make_model(data.shape[1]).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=learning_rate)
     loss_fn = torch.nn.MSELoss()

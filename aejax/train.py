@@ -48,7 +48,8 @@ def make_optimizer(cfg: Config) -> optax.GradientTransformation:
 
 
 @functools.partial(jax.jit, static_argnums=(1, 2))
-def create_state(key: jax.Array, model: Autoencoder, tx: optax.GradientTransformation) -> TrainState:
+def create_state(key: jax.Array, model: Autoencoder,
+                 tx: optax.GradientTransformation) -> TrainState:
     """Fresh parameters and optimizer state at step 0 (one compiled program, not eager ops)."""
     params = init_params(key, model)
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))

@@ -1,4 +1,5 @@
-"""Benchmark training: JAX on-device epoch vs a jitted Python loop vs PyTorch, against the roofline."""
+"""Benchmark training: JAX on-device epoch vs a jitted Python loop vs PyTorch, against the
+roofline."""
 
 from __future__ import annotations
 

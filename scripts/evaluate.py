@@ -21,10 +21,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--export", metavar="FILE.npz",
                         help="also save original, occluded, reconstructed images and labels "
                              "(.npz is added to a name without it)")
-    parser.add_argument("--data-dir", type=cli.nonempty, help="read the test set from this folder of IDX files "
-                                           "instead of the run's own --data-dir (the two t10k "
-                                           "files are enough)")
-    parser.add_argument("--data-root", type=cli.nonempty, help="the data folder instead of the run's --data-root")
+    parser.add_argument("--data-dir", type=cli.nonempty,
+                        help="read the test set from this folder of IDX files instead of the "
+                             "run's own --data-dir (the two t10k files are enough)")
+    parser.add_argument("--data-root", type=cli.nonempty,
+                        help="the data folder instead of the run's --data-root")
     parser.add_argument("--out", metavar="DIR",
                         help="write metrics.json and the figures to this new folder instead of "
                              "rewriting the run's (needed to change the test occlusion)")

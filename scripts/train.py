@@ -53,9 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_compile_cache:
             compile_cache.enable()
         try:
-            m = experiment.run(cfg, workdir, progress=not args.no_progress, overwrite=args.overwrite,
-                               resume=args.resume, checkpoint_every=every, keep=keep,
-                               mesh=mesh, parts=custom)
+            m = experiment.run(cfg, workdir, progress=not args.no_progress,
+                               overwrite=args.overwrite, resume=args.resume,
+                               checkpoint_every=every, keep=keep, mesh=mesh, parts=custom)
         except checkpoint.Interrupted as stop:  # Ctrl-C: a checkpoint was saved first
             print(f"{parser.prog}: {stop}", file=sys.stderr)
             return 130

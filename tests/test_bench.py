@@ -143,7 +143,8 @@ def test_report_rows_ratios_and_table() -> None:
                 r["steps_per_second_median"] / torch_row["steps_per_second_median"])
     text = bench_report.table(result)
     assert "| batch | variant |" in text
-    table_rows = [line for line in text.splitlines() if line.startswith("| ") and "batch" not in line]
+    table_rows = [line for line in text.splitlines()
+                  if line.startswith("| ") and "batch" not in line]
     assert len(table_rows) == len(rows)
     for line, r in zip(table_rows, rows):  # the table shows the JSON's numbers
         cells = [c.strip() for c in line.strip("|").split("|")]

@@ -77,8 +77,9 @@ def test_a_state_of_other_shapes_is_refused_by_name_not_called_damaged(tmp_path:
     data = resumable.fingerprint(synthetic_digits(40, 0)[0])
     with contextlib.closing(checkpoint.Checkpointer(tmp_path / "ck")) as ckpt:
         save(ckpt, trained_state(3), data)
-    wider = train.create_state(jax.random.key(0), train.make_model(dataclasses.replace(CFG, hidden=(256, 50))),
-                               train.make_optimizer(CFG))  # a custom model's code changed
+    wider = train.create_state(jax.random.key(0),  # a custom model's code changed
+                               train.make_model(dataclasses.replace(CFG, hidden=(256, 50))),
+                               train.make_optimizer(CFG))
     with contextlib.closing(checkpoint.Checkpointer(tmp_path / "ck", resume=True)) as ckpt:
         with pytest.raises(ValueError, match=r"^checkpoint .*ck/3 holds other arrays than the "
                                              r"model builds \(params/dense_0/bias: \(128,\) "

@@ -47,7 +47,8 @@ def test_json_round_trip() -> None:
     (dict(learning_rate=1e-46), LR_RANGE + "1e-46"),  # positive in Python, 0 in float32
     (dict(learning_rate=1e-40), LR_RANGE + "1e-40"),  # subnormal: XLA flushes it to 0
     (dict(hidden=(128, 0)), r"hidden sizes must be in 1..2147483647, got \[128, 0\]"),
-    (dict(hidden=(2**70,)), r"hidden sizes must be in 1..2147483647, got \[1180591620717411303424\]"),
+    (dict(hidden=(2**70,)),
+     r"hidden sizes must be in 1..2147483647, got \[1180591620717411303424\]"),
     (dict(occlusion_bars=3_000_000_000), "occlusion bars must be in 1..1000, got 3000000000"),
     (dict(train_occlusion="some"), "train occlusion must be one of"),
     (dict(seed=-1), "seed must be in 0..4294967295, got -1"),

@@ -174,7 +174,8 @@ def small_model(side: int = 28) -> tuple[Autoencoder, dict]:
     (np.zeros((3, 28, 27), np.uint8), np.zeros(3), "test images are 28x27; only square images"),
     (np.zeros((3, 784), np.uint8), np.zeros(2),
      r"3 test images need 3 labels shaped \(3,\), got shape \(2,\)"),
-    (np.zeros((0, 28, 28), np.uint8), np.zeros(0), r"there are no test images \(shape \(0, 28, 28\)\)"),
+    (np.zeros((0, 28, 28), np.uint8), np.zeros(0),
+     r"there are no test images \(shape \(0, 28, 28\)\)"),
 ])
 def test_evaluate_refuses_unusable_test_data(images: np.ndarray, labels: np.ndarray,
                                              message: str) -> None:
@@ -187,7 +188,8 @@ def test_evaluate_names_the_field_a_model_without_features_needs() -> None:
     _, params = small_model()
     with pytest.raises(ValueError, match=r"^the model Identity has no 'features' attribute .* "
                                          "features: int = 784$"):
-        evaluate.evaluate(Config(), Identity(), params, np.zeros((2, 28, 28), np.uint8), np.zeros(2))
+        evaluate.evaluate(Config(), Identity(), params, np.zeros((2, 28, 28), np.uint8),
+                          np.zeros(2))
 
 
 class Identity(nn.Module):

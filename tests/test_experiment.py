@@ -56,7 +56,8 @@ def test_existing_run_is_not_overwritten(small_idx_dir: Path, tmp_path: Path) ->
     (tmp_path / "run").mkdir()  # a run: its config.json (a metrics.json alone is other files)
     (tmp_path / "run" / "config.json").write_text(json.dumps({"config": json.loads(cfg.to_json())}))
     (tmp_path / "run" / "metrics.json").write_text("{}")
-    with pytest.raises(ValueError, match="already holds a run; pass --resume to continue it, --overwrite"):
+    with pytest.raises(ValueError,
+                       match="already holds a run; pass --resume to continue it, --overwrite"):
         experiment.run(cfg, tmp_path / "run", progress=False)
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("")

@@ -136,7 +136,8 @@ def test_overwrite_with_a_batch_the_devices_do_not_divide_keeps_the_old_run(
                           timeout=TIMEOUT)
     assert done.returncode == 0, done.stderr
     before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "run").iterdir()}
-    cmd = script_cmd(dataset, tmp_path, "run", "--overwrite", "--devices", "4", "--batch-size", "30")
+    cmd = script_cmd(dataset, tmp_path, "run", "--overwrite", "--devices", "4",
+                     "--batch-size", "30")
     done = subprocess.run(cmd, capture_output=True, text=True, env=device_env(4), timeout=TIMEOUT)
     assert done.returncode == 2 and "is not divisible by the 4 devices" in done.stderr
     assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "run").iterdir()} == before

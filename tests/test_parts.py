@@ -1,4 +1,4 @@
-"""Custom parts (aejax.parts): a new occlusion, loss and model plugged into training and evaluation."""
+"""Custom parts (aejax.parts): a new occlusion, loss and model in training and evaluation."""
 
 from __future__ import annotations
 
@@ -132,7 +132,8 @@ def test_wrong_parts_are_refused_with_a_clear_error() -> None:
     model, tx = train.make_model(CFG), train.make_optimizer(CFG)
     state = train.create_state(jax.random.key(0), model, tx)
     step = train.make_train_step(CFG, model, tx, loss=lambda p, t: jnp.square(p - t))
-    with pytest.raises(ValueError, match=r"a loss must return a scalar; .* returned shape \(8, 784\)"):
+    with pytest.raises(ValueError,
+                       match=r"a loss must return a scalar; .* returned shape \(8, 784\)"):
         step(state, jnp.asarray(images_u8(8)), jax.random.key(1))
 
     class NoFeatures(nn.Module):
@@ -250,7 +251,8 @@ def test_a_model_or_occlusion_leaving_0_1_is_refused_before_training() -> None:
         loop.fit(CFG, x, progress=False, parts=Parts(occlude=seven))
     model, params = untrained()
     with pytest.raises(ValueError, match=r"the occlusion \(occluded_input\) returned values in "
-                                         r"\[7, 7\]; images and reconstructions must lie in \[0, 1\]"):
+                                         r"\[7, 7\]; images and reconstructions must lie in "
+                                         r"\[0, 1\]"):
         evaluate.evaluate(CFG, model, params, x[:10], np.arange(10), occlude=seven)
 
 

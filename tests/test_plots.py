@@ -1,4 +1,4 @@
-"""Figures: every figure is written, also for a degenerate model whose correlations are undefined."""
+"""Figures: every figure is written, also for a degenerate model with undefined correlations."""
 
 from __future__ import annotations
 

@@ -43,7 +43,9 @@ def child_env(tmp: Path, devices: int = 1) -> dict[str, str]:
 def saved_steps(run: Path) -> list[int]:
     """The complete checkpoints in ``run`` (Orbax renames a folder to its step when done)."""
     folder = run / checkpoint.DIRNAME
-    return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.exists() else []
+    if not folder.exists():
+        return []
+    return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit())
 
 
 def wait_for_checkpoint_after(run: Path, step: int, proc: subprocess.Popen) -> int:
@@ -195,7 +197,8 @@ def test_a_sample_trained_run_found_with_the_full_data_says_why_it_cannot_resume
     other = write_idx_dataset(tmp_path / "other", seed=7)  # the full data, found now
     code = load_script("train").main(["--data-dir", str(other), "--data-root",
                                       str(tmp_path / "root"), "--no-progress",
-                                      "--no-compile-cache", "--resume", "--workdir", str(saved_run)])
+                                      "--no-compile-cache", "--resume", "--workdir",
+                                      str(saved_run)])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and err[-1] == (
         f"train.py: error: cannot resume from {saved_run / 'checkpoints'}: it was trained on the "
