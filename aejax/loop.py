@@ -25,9 +25,9 @@ from aejax import checkpoint, parallel, resumable
 from aejax.losslog import LossLog, NonFiniteLoss
 from aejax.model import features_of
 from aejax.config import Config, check_batch_size
-from aejax.partcheck import check_ranges
+from aejax.partcheck import check_ranges, check_traced, traced
 from aejax.partdigest import digests
-from aejax.parts import Parts, bars, require, spec_of
+from aejax.parts import Parts, bars, name, require, spec_of
 from aejax.schedule import EpochOrders, chunk_plan, plan_from, plan_steps
 from aejax.train import (StepFn, TrainState, create_state, make_model, make_optimizer,
                          make_train_chunk, make_train_step, root_keys, to_float)
@@ -100,11 +100,13 @@ def prepare(cfg: Config, train_images_u8: np.ndarray, mesh: jax.sharding.Mesh | 
     model = make_model(cfg, features) if parts.model is None else parts.model
     check_features(model, features)
     tx, keys = make_optimizer(cfg), root_keys(cfg.seed)
-    state = create_state(keys["init"], model, tx)
+    state = (create_state(keys["init"], model, tx) if parts.model is None  # jitted: its init
+             else traced(f"the model {name(model)}", lambda: create_state(keys["init"], model, tx)))
     if parts.model is not None or parts.occlude is not None:  # before training, not after it
         check_ranges(model, state.params, to_float(jnp.asarray(train_images_u8[:8])),
                      bars(cfg) if parts.occlude is None else parts.occlude, keys["check"])
     batch = jax.ShapeDtypeStruct((cfg.batch_size, features), jnp.float32)  # as training calls
+    check_traced(parts.model, parts.loss, state.params, batch)
     codes = ({} if checkpoints is None
              else digests(parts, model, state.params, batch, keys["check"]))
     state, images, noise_key = place(state, train_images_u8, keys["noise"], cfg, mesh)

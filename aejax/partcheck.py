@@ -2,13 +2,14 @@
 like its images, a model returns reconstructions shaped like its inputs, both stay in [0, 1].
 
 Training and evaluation run them while tracing (``occlude_checked``, ``check_reconstruction``);
-``loop.fit`` runs ``check_ranges`` on a few training images before it trains. Each failure is a
-``PartError`` that names the part.
+``loop.fit`` runs ``check_ranges`` on a few training images, and ``check_traced`` on the model
+and loss, before it trains. Each failure is a ``PartError`` that names the part.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import flax.errors
@@ -100,3 +101,43 @@ def occlude_compiled(occlude: OccludeFn, key: jax.Array, clean: jax.Array
                         f"occlude(key, images) with a jax.random key and training images shaped "
                         f"{tuple(clean.shape)} (occlusions must be key-first and jit-compatible):"
                         f" {type(err).__name__}: {first}") from err
+
+
+def check_traced(model: Any, loss: Any, params: Any, batch: jax.ShapeDtypeStruct) -> None:
+    """PartError, before training, if the custom model or loss (None: the default) fails
+    traced with its gradient, as the training step calls it (numpy on traced values, an
+    exception of its own): one line naming it, not JAX's traceback from deep in the step."""
+    def forward(p: Any, x: jax.Array) -> jax.Array:
+        return model.apply({"params": p}, x)
+
+    def total(p: Any, x: jax.Array) -> jax.Array:
+        return jax.numpy.sum(forward(p, x))
+
+    if model is not None:
+        out = traced(f"the model {name(model)}", lambda: jax.eval_shape(forward, params, batch))
+        if is_float_like(out, batch.shape):  # else the step's own check says what is wrong
+            traced(f"the model {name(model)}",
+                   lambda: jax.eval_shape(jax.grad(total), params, batch))
+    if loss is not None:
+        out = traced(f"the loss {name(loss)}", lambda: jax.eval_shape(loss, batch, batch))
+        if is_float_like(out, ()):
+            traced(f"the loss {name(loss)}", lambda: jax.eval_shape(jax.grad(loss), batch, batch))
+
+
+def is_float_like(out: Any, shape: tuple[int, ...]) -> bool:
+    """Whether a traced output is one float array of ``shape``."""
+    return (isinstance(out, jax.ShapeDtypeStruct) and tuple(out.shape) == tuple(shape)
+            and jax.numpy.issubdtype(out.dtype, jax.numpy.floating))
+
+
+def traced(who: str, run: Callable[[], Any]) -> Any:
+    """``run()``; a PartError naming ``who`` if it fails (ValueErrors, already one line, pass)."""
+    try:
+        return run()
+    except ValueError:
+        raise
+    except Exception as err:  # the user's code: say which part, in one line
+        first = (str(err).strip().splitlines() or [""])[0]
+        raise PartError(f"{who} failed under jax.jit (training traces models and losses with "
+                        f"their gradients: they must be jit-compatible and differentiable): "
+                        f"{type(err).__name__}: {first}") from err

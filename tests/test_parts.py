@@ -305,6 +305,60 @@ def test_an_occlusion_that_fails_compiled_is_refused_before_training(
     assert not trained
 
 
+def numpy_loss(pred: jax.Array, target: jax.Array) -> jax.Array:
+    """Runs eagerly, but not under jit (numpy on traced values)."""
+    return jnp.asarray(np.mean(np.square(np.asarray(pred) - np.asarray(target))))
+
+
+def raising_loss(pred: jax.Array, target: jax.Array) -> jax.Array:
+    raise RuntimeError("a bug of its own")
+
+
+class NumpyModel(nn.Module):
+    """Runs eagerly (numpy on its output), but not under jit."""
+
+    features: int = 784
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return jnp.asarray(np.asarray(nn.sigmoid(nn.Dense(self.features)(x))))
+
+
+class NumpyAfterInit(nn.Module):
+    """Initialises under jit, and runs eagerly, but its traced forward pass fails."""
+
+    features: int = 784
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        y = nn.sigmoid(nn.Dense(self.features)(x))
+        return y if self.is_initializing() else jnp.asarray(np.asarray(y))
+
+
+@pytest.mark.parametrize("custom,error", [
+    (Parts(loss=numpy_loss), r"the loss \S*\.numpy_loss failed under jax.jit .*: "
+                             "TracerArrayConversionError: "),
+    (Parts(loss=raising_loss), r"the loss \S*\.raising_loss failed under jax.jit .*: "
+                               "RuntimeError: a bug of its own$"),
+    (Parts(model=NumpyModel()), r"the model \S*NumpyModel\(features=784\) failed under jax.jit "
+                                r"\(training traces models and losses with their gradients: they "
+                                r"must be jit-compatible and differentiable\): "
+                                "TracerArrayConversionError: "),
+    (Parts(model=NumpyAfterInit()), r"the model \S*NumpyAfterInit\(features=784\) failed under "
+                                    "jax.jit .*: TracerArrayConversionError: "),
+])
+def test_a_model_or_loss_that_fails_under_jit_is_one_error_naming_it(
+        custom: Parts, error: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    numpy_loss(jnp.zeros((2, 784)), jnp.zeros((2, 784)))  # eagerly they work
+    NumpyModel().apply(NumpyModel().init(jax.random.key(0), jnp.zeros((1, 784))),
+                       jnp.zeros((2, 784)))
+    trained = []
+    monkeypatch.setattr(loop, "run_epochs", lambda *args: trained.append(args))
+    with pytest.raises(parts.PartError, match=error):  # not JAX's traceback from the step
+        loop.fit(CFG, images_u8(32), progress=False, parts=custom)
+    assert not trained
+
+
 def test_a_model_output_of_another_shape_is_refused_naming_the_model() -> None:
     class Classifier(nn.Module):
         features: int = 784
