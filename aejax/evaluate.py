@@ -157,8 +157,15 @@ def evaluate(cfg: Config, model: Autoencoder, params: Any, test_images_u8: np.nd
     check_inputs(cfg, model, test_images_u8, test_labels, bars=occlude is None)
     images = np.asarray(test_images_u8).reshape(len(test_images_u8), -1)
     clean = jnp.asarray(images, jnp.float32) / 255.0
-    out, values = evaluate_arrays(model, params, clean, eval_key(cfg),
-                                  parts.bars(cfg) if occlude is None else occlude)
+    try:
+        out, values = evaluate_arrays(model, params, clean, eval_key(cfg),
+                                      parts.bars(cfg) if occlude is None else occlude)
+    except ValueError:
+        raise
+    except Exception:  # a custom occlusion that cannot run compiled? then one line naming it
+        if occlude is not None:
+            partcheck.occlude_compiled(occlude, eval_key(cfg), clean[:8], "test images")
+        raise
     arrays: dict[str, Any] = {name: out[name] for name in ARRAYS}
     check_predictions(arrays, values)
     arrays["labels"] = np.asarray(test_labels)

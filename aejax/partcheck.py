@@ -87,10 +87,10 @@ def outside_pixels(values: jax.Array) -> str | None:
     return None if 0.0 <= low <= high <= 1.0 else f"values in [{low:.4g}, {high:.4g}]"
 
 
-def occlude_compiled(occlude: OccludeFn, key: jax.Array, clean: jax.Array
-                     ) -> tuple[jax.Array, jax.Array]:
+def occlude_compiled(occlude: OccludeFn, key: jax.Array, clean: jax.Array,
+                     images: str = "training images") -> tuple[jax.Array, jax.Array]:
     """``occlude_checked`` under ``jax.jit``; ValueError naming the occlusion and how it is
-    called if it fails there (not key-first, not jit-compatible, ...)."""
+    called (on ``images``) if it fails there (not key-first, not jit-compatible, ...)."""
     try:
         return jax.jit(functools.partial(occlude_checked, occlude))(key, clean)
     except PartError:
@@ -98,7 +98,7 @@ def occlude_compiled(occlude: OccludeFn, key: jax.Array, clean: jax.Array
     except Exception as err:  # the user's code: say which part and how it was called
         first = (str(err).strip().splitlines() or [""])[0]
         raise PartError(f"the occlusion {name(occlude)} failed when called compiled, as "
-                        f"occlude(key, images) with a jax.random key and training images shaped "
+                        f"occlude(key, images) with a jax.random key and {images} shaped "
                         f"{tuple(clean.shape)} (occlusions must be key-first and jit-compatible):"
                         f" {type(err).__name__}: {first}") from err
 

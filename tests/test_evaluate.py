@@ -166,3 +166,25 @@ def test_the_config_bars_are_not_warned_about(setup, caplog) -> None:
     with caplog.at_level(logging.WARNING, logger="aejax.evaluate"):
         evaluate.evaluate(cfg, model, params, images[:10], labels[:10])
     assert caplog.messages == []
+
+
+def numpy_rows(key: jax.Array, clean: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Runs eagerly (numpy on its images), but not under jit."""
+    mask = np.asarray(clean) > 2  # never: an empty mask
+    return clean, jnp.asarray(mask)
+
+
+def images_first(clean: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    mask = jax.random.bernoulli(key, 0.1, clean.shape)  # the images as its key
+    return jnp.where(mask, 1.0, clean), mask
+
+
+@pytest.mark.parametrize("occlude,error", [(numpy_rows, "TracerArrayConversionError"),
+                                           (images_first, r"\w+Error")])
+def test_an_occlusion_that_fails_compiled_is_one_error_naming_it(setup, occlude, error) -> None:
+    cfg, model, params, images, labels = setup
+    with pytest.raises(parts.PartError, match=(  # as in training, not JAX's traceback
+            rf"the occlusion \S*\.{occlude.__name__} failed when called compiled, as "
+            rf"occlude\(key, images\) with a jax.random key and test images shaped \(8, 784\) "
+            rf"\(occlusions must be key-first and jit-compatible\): {error}: ")):
+        evaluate.evaluate(cfg, model, params, images[:10], labels[:10], occlude=occlude)
