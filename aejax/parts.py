@@ -82,6 +82,9 @@ class Parts:
                             "apply): see aejax.parts")
         for field in ("loss", "occlude"):
             if (part := getattr(self, field)) is not None and not callable(part):
+                if isinstance(part, Parts):  # Parts(occlude=myparts.PATCH)
+                    raise PartError(f"the {field} {name(part)} is not a function but parts: "
+                                    f"give its .{field}")
                 raise PartError(f"the {field} {part!r} is not a function: give the function "
                                 "itself (e.g. a def at module level), not its name")
         for field in ("model", "loss", "occlude"):
