@@ -79,9 +79,10 @@ def warn_changed_parts(meta: dict[str, Any], digests: dict[str, str],
     for part in sorted(set(saved) & set(digests)):
         if saved[part] != digests[part]:
             why = (f" (or JAX, {then} then and {now} now)" if then != now else "")
-            log.warning("resuming %s with a %s named %s as before, whose computation has "
+            noun = "an occlusion" if part == "occlude" else f"a {part}"
+            log.warning("resuming %s with %s named %s as before, whose computation has "
                         "changed since%s: the run will mix both; rename a changed part and "
-                        "start a new run to keep them apart", directory, part,
+                        "start a new run to keep them apart", directory, noun,
                         meta["parts"][part], why)
 
 

@@ -82,3 +82,13 @@ def test_a_part_changed_under_its_name_is_warned_about(caplog: pytest.LogCapture
             text = caplog.records[0].getMessage()
             assert f"a loss named {names['loss']} as before, whose computation has changed" in text
             assert ("(or JAX, 0.0.1 then" in text) == (extra["jax_version"] == "0.0.1")
+
+
+def test_a_changed_occlusion_is_warned_about_as_an_occlusion(
+        caplog: pytest.LogCaptureFixture) -> None:
+    names = {"occlude": "myparts.patch"}
+    saved = {"parts_digests": {"occlude": "bbbb"}, "parts_digests_version": DIGEST_VERSION,
+             "jax_version": jax.__version__}
+    with caplog.at_level(logging.WARNING, logger="aejax.resumable"):
+        resumable.warn_changed_parts(meta(parts=names, **saved), {"occlude": "aaaa"}, "ck")
+    assert "with an occlusion named myparts.patch as before" in caplog.records[0].getMessage()
