@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import math
 import os
 from pathlib import Path
@@ -205,17 +206,26 @@ def check_parts(info: dict[str, Any], parts: Parts, workdir: Path, *,
                      f"with{advice}")
 
 
+def export_path(path: str | os.PathLike) -> Path:
+    """The file ``export_arrays`` writes for ``path``: ``.npz`` added to a name without it (as
+    NumPy does), unless ``path`` is a folder (refused as such by ``cli.check_output_folder``)."""
+    text = str(path)
+    return Path(text if text.endswith(".npz") or Path(text).is_dir() else f"{text}.npz")
+
+
 def export_arrays(arrays: dict[str, Any], path: str | os.PathLike) -> Path:
-    """Save original, occluded, reconstructed (and clean reconstruction, mask, labels) as .npz;
-    return the file's path (NumPy adds ``.npz`` to a name without it)."""
+    """Save original, occluded, reconstructed (and clean reconstruction, mask, labels) as .npz,
+    atomically (a full disk: a ValueError naming the file); return its path (``export_path``)."""
     n = len(arrays["labels"])
     side = math.isqrt(int(np.prod(np.shape(arrays["clean"])[1:])))
     images = {"original": "clean", "occluded": "occluded_input",
               "reconstructed": "recon_occluded", "reconstructed_clean": "recon_clean",
               "mask": "mask"}
     out = {name: np.asarray(arrays[key]).reshape(n, side, side) for name, key in images.items()}
-    path = Path(path) if str(path).endswith(".npz") else Path(f"{path}.npz")
-    np.savez_compressed(path, labels=np.asarray(arrays["labels"]), **out)
+    path, packed = export_path(path), io.BytesIO()
+    np.savez_compressed(packed, labels=np.asarray(arrays["labels"]), **out)
+    with rundir.writing(path, "evaluate the run again"):
+        jsonio.write_atomic(packed.getvalue(), path)
     return path
 
 

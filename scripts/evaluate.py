@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_compile_cache:
             compile_cache.enable()
         if args.export:
-            cli.check_output_folder(args.export, "--export", made=args.out)
+            cli.check_output_folder(str(report.export_path(args.export)), "--export",
+                                    made=args.out)
         where = {"data_dir": args.data_dir, "data_root": args.data_root,
                  "parts": cli.parts_from_args(args)}
         metrics, arrays = (report.evaluate_into(args.workdir, args.out, changes=changes, **where)

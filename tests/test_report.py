@@ -173,8 +173,9 @@ def test_an_output_that_cannot_be_written_is_refused_before_the_work(
     for script, argv in (("evaluate", ["--workdir", str(run), "--export"]),
                          ("compare", [str(run), "--out"]), ("bench", ["--out"])):
         code, out, err = call(script, [*argv, str(locked / "x.png")], capsys)
+        written = "x.png.npz" if script == "evaluate" else "x.png"  # the file it would write
         assert (code, out) == (2, "") and err.strip().endswith(
-            f"--{argv[-1].lstrip('-')} {locked / 'x.png'}: not writable (permission denied)")
+            f"--{argv[-1].lstrip('-')} {locked / written}: not writable (permission denied)")
     assert (run / "metrics.json").read_text() == before  # nothing evaluated, nothing rewritten
     monkeypatch.setattr(report.os, "access", lambda path, mode: Path(path) != run)
     code, _, err = call("evaluate", ["--workdir", str(run)], capsys)
@@ -405,3 +406,32 @@ def test_an_evaluation_that_cannot_write_names_the_file_and_what_to_do(
     assert code == 2 and err.startswith(f"evaluate.py: error: could not write "
                                         f"{tmp_path / 'w3' / 'figure.png'} (No space left")
     assert not (tmp_path / "w3").exists()
+
+
+def test_export_is_checked_as_the_file_it_writes_before_the_work(
+        runs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    (run, _), _ = runs
+    (tmp_path / "taken.npz").mkdir()  # --export taken writes taken.npz: a folder here
+    code, out, err = call("evaluate", ["--workdir", str(run), "--export",
+                                       str(tmp_path / "taken")], capsys)
+    assert (code, out, err) == (2, "", f"evaluate.py: error: --export {tmp_path / 'taken.npz'} "
+                                       "is a folder: give a file name\n")  # nothing evaluated
+    (tmp_path / "ro.npz").write_bytes(b"")
+    monkeypatch.setattr(cli.os, "access", lambda path, mode: Path(path).name != "ro.npz")
+    code, out, err = call("evaluate", ["--workdir", str(run), "--export", str(tmp_path / "ro")],
+                          capsys)
+    assert (code, out) == (2, "") and err.endswith(": not writable (permission denied)\n")
+
+
+def test_an_export_on_a_full_disk_names_the_file_and_leaves_no_part_of_it(
+        runs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    (run, _), _ = runs
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    full_disk(monkeypatch, "a.npz")
+    code, _, err = call("evaluate", ["--workdir", str(copy), "--no-compile-cache", "--export",
+                                     str(tmp_path / "a")], capsys)
+    assert (code, err) == (2, f"evaluate.py: error: could not write {tmp_path / 'a.npz'} (No "
+                              "space left on device): free some space (or fix the folder's "
+                              "permissions), then evaluate the run again\n")
+    assert not list(tmp_path.glob("a.npz*"))  # no half-written arrays
