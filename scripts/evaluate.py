@@ -35,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="do not use JAX's persistent compilation cache")
     args = parser.parse_args(argv)
     changes = {k: getattr(args, k) for k in crosseval.TESTED if getattr(args, k) is not None}
+    if args.workdir == "":  # else the current folder, silently
+        parser.error("--workdir is empty; give a run folder written by train.py")
     if args.out == "":
         parser.error("--out is empty; give a folder")
     if args.export == "":  # else no arrays, silently

@@ -111,6 +111,9 @@ def test_evaluate_script_errors_are_one_line(tmp_path: Path, capsys) -> None:
     code, _, err = call("evaluate", ["--workdir", str(tmp_path), "--export", str(missing)], capsys)
     assert code == 2 and err.strip() == (
         f"evaluate.py: error: --export {missing}: its folder does not exist")
+    code, out, err = call("evaluate", ["--workdir", ""], capsys)  # not: the current folder
+    assert (code, out, err) == (2, "", "evaluate.py: error: --workdir is empty; give a run "
+                                       "folder written by train.py\n")
     code, out, err = call("evaluate", ["--workdir", str(tmp_path), "--export", ""], capsys)
     assert (code, out, err) == (2, "", "evaluate.py: error: --export is empty; give a file name "
                                        "such as arrays.npz\n")  # not: evaluated, nothing saved
