@@ -96,6 +96,7 @@ def evaluate_into(workdir: str | os.PathLike, out: str | os.PathLike, *,
     crosseval.refuse(path, info, f"evaluate {crosseval.source(info)} instead")
     check_parts(info, parts, path, occlusion=False)
     crosseval.check_out(target, path)
+    check_makeable(target)
     changed = crosseval.changes(config_of(info, path), changes or {}, parts)
     own = read_metrics(path)
     crosseval.check_news(path, own, changed, crosseval.other_occlusion(info, parts),
@@ -132,6 +133,14 @@ def check_writable(folder: Path, advice: str) -> None:
                          if p.exists())]
     if blocked := [p for p in written if not os.access(p, os.W_OK)]:
         raise ValueError(f"{folder} is not writable ({rundir.unwritable(blocked[0])}): {advice}")
+
+
+def check_makeable(out: Path) -> None:
+    """ValueError now, not after the scoring, if the folder ``out`` cannot be written or made."""
+    there = next(p for p in (out, *out.parents) if p.exists())  # the folder to make it in
+    if not there.is_dir():
+        raise ValueError(f"--out {out}: cannot create it ({there} is a file)")
+    check_writable(there, "give another --out")
 
 
 def score(path: Path, info: dict[str, Any], data_dir: str | None, data_root: str | None,

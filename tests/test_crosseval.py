@@ -350,3 +350,23 @@ def test_a_misspelled_field_is_unknown_not_one_that_needs_training() -> None:
     with pytest.raises(ValueError, match="unknown config field.s. occlusion_widht; did you mean "
                                          "occlusion_width"):
         crosseval.changes(Config(), {"occlusion_widht": 2}, Parts())
+
+
+def test_an_out_folder_that_cannot_be_written_is_refused_before_the_scoring(
+        runs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def scored(*args, **kwargs):
+        raise AssertionError("scored before --out was found unwritable")
+
+    locked = tmp_path / "locked"  # read-only for a user (root writes anywhere: os.access says so)
+    locked.mkdir()
+    monkeypatch.setattr(report.os, "access", lambda path, mode: Path(path) != locked)
+    monkeypatch.setattr(report, "score", scored)
+    for out in (locked, locked / "new"):  # an empty folder of its own, or one inside it to make
+        with pytest.raises(ValueError, match=f"^{locked} is not writable \\(permission denied\\): "
+                                             "give another --out$"):
+            report.evaluate_into(runs[0], out, changes={"occlusion_width": 3})
+    assert list(locked.iterdir()) == []
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match=f"^--out {tmp_path / 'file' / 'new'}: cannot create it "
+                                         f"\\({tmp_path / 'file'} is a file\\)$"):
+        report.evaluate_into(runs[0], tmp_path / "file" / "new", changes={"occlusion_width": 3})
