@@ -97,11 +97,15 @@ def changes(cfg: Config, given: dict[str, Any], parts: Parts) -> dict[str, Any]:
 def check_news(run: Path, own: dict[str, Any], changed: dict[str, Any], other_occlusion: bool,
                other_data: bool) -> None:
     """ValueError for an evaluation that would score what the run's metrics.json (``own``)
-    holds: no field ``changed``, neither the occlusion nor the data, and the run's scores are on
-    its own test set."""
-    if not (changed or other_occlusion or other_data or own.get("data", {}).get("tested_sha256")):
-        raise ValueError(f"{SAME.format(run)}: give the test occlusion to change (--occlusion-*, "
-                         "--eval-seed, --parts) or another test set (--data-dir)")
+    holds (or, without one, should hold): no field ``changed``, neither the occlusion nor the
+    data, and the run's scores are on its own test set."""
+    if changed or other_occlusion or other_data or own.get("data", {}).get("tested_sha256"):
+        return
+    if not own:  # not "holds these scores already": it holds none
+        raise ValueError(f"{run} has no metrics.json (its evaluation did not finish): evaluate.py "
+                         f"--workdir {run} scores it in place, on its own test occlusion")
+    raise ValueError(f"{SAME.format(run)}: give the test occlusion to change (--occlusion-*, "
+                     "--eval-seed, --parts) or another test set (--data-dir)")
 
 
 def record(run: Path, changed: dict[str, Any], info: dict[str, Any], parts: Parts,

@@ -370,3 +370,15 @@ def test_an_out_folder_that_cannot_be_written_is_refused_before_the_scoring(
     with pytest.raises(ValueError, match=f"^--out {tmp_path / 'file' / 'new'}: cannot create it "
                                          f"\\({tmp_path / 'file'} is a file\\)$"):
         report.evaluate_into(runs[0], tmp_path / "file" / "new", changes={"occlusion_width": 3})
+
+
+def test_an_evaluation_changing_nothing_of_a_run_without_scores_says_so(
+        runs, tmp_path: Path) -> None:
+    copy = tmp_path / "run"
+    shutil.copytree(runs[0], copy)
+    (copy / "metrics.json").unlink()  # its evaluation did not finish: no scores to hold
+    with pytest.raises(ValueError, match=f"^{copy} has no metrics.json \\(its evaluation did not "
+                                         f"finish\\): evaluate.py --workdir {copy} scores it in "
+                                         "place, on its own test occlusion$"):
+        report.evaluate_into(copy, tmp_path / "same")
+    assert not (tmp_path / "same").exists()
