@@ -156,6 +156,10 @@ def score(path: Path, info: dict[str, Any], data_dir: str | None, data_root: str
                   else ": train it with train.py")
         raise ValueError(f"{path} holds no trained parameters ({rundir.PARAMS_FILE}){finish}")
     saved = read_metrics(path)
+    if data_root and not data_dir and cfg.data_dir:  # data.load reads a data_dir first
+        raise ValueError(f"--data-root {data_root} changes nothing: the run was trained with "
+                         f"--data-dir {cfg.data_dir}, which is read instead; pass --data-dir to "
+                         "read other files")
     overrides = {k: v for k, v in (("data_dir", data_dir), ("data_root", data_root)) if v}
     if not data_dir:
         rundir.check_data_dir_here(cfg.data_dir)

@@ -438,3 +438,17 @@ def test_an_export_on_a_full_disk_names_the_file_and_leaves_no_part_of_it(
                               "space left on device): free some space (or fix the folder's "
                               "permissions), then evaluate the run again\n")
     assert not list(tmp_path.glob("a.npz*"))  # no half-written arrays
+
+
+def test_a_data_root_that_a_run_s_data_dir_overrides_is_refused(runs, tmp_path: Path,
+                                                                capsys) -> None:
+    (run, _), _ = runs
+    before = (run / "metrics.json").read_bytes()
+    cfg = report.load_config(run)
+    code, out, err = call("evaluate", ["--workdir", str(run), "--data-root", str(tmp_path)],
+                          capsys)
+    assert (code, out, err) == (2, "", f"evaluate.py: error: --data-root {tmp_path} changes "
+                                       f"nothing: the run was trained with --data-dir "
+                                       f"{cfg.data_dir}, which is read instead; pass --data-dir "
+                                       "to read other files\n")  # not: its own files, silently
+    assert (run / "metrics.json").read_bytes() == before and not list(tmp_path.iterdir())
