@@ -152,6 +152,8 @@ def test_bars_are_checked_only_against_the_side_they_start_in() -> None:
     (np.full((2, 784), 255.0, np.float32),
      r"scaled to \[0, 1\], got values in \[255, 255\]: divide 0\.\.255 pixels by 255"),
     (np.full((2, 784), -0.5, np.float32), r"scaled to \[0, 1\], got values in \[-0\.5, -0\.5\]"),
+    (np.r_[np.zeros((1, 784)), np.full((1, 784), 1.01)].astype(np.float32),
+     r"scaled to \[0, 1\], got values in \[0, 1\.01\]"),  # just above 1 is refused too
 ])
 def test_bad_images_raise_clear_errors(x: np.ndarray, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -255,3 +257,14 @@ def test_float64_numpy_images_are_occluded_without_a_dtype_warning(recwarn) -> N
     assert got.dtype == jnp.result_type(jnp.asarray(x))  # float32, or float64 with x64 on
     np.testing.assert_array_equal(got, occlusion.occlude(jax.random.key(0), jnp.asarray(x),
                                                          value=0.5))
+
+
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16])
+def test_half_precision_images_stay_half_precision(dtype) -> None:
+    x = jnp.asarray(images(4), dtype)
+    got = occlusion.occlude(jax.random.key(0), x, value=np.float32(0.5))
+    assert got.dtype == dtype  # a float32 value takes the images' dtype, not float32
+    traced = jax.jit(lambda v: occlusion.occlude(jax.random.key(0), x, value=v))(
+        jnp.float32(0.5))
+    assert traced.dtype == dtype
+    np.testing.assert_array_equal(np.asarray(got, np.float32), np.asarray(traced, np.float32))
