@@ -73,6 +73,22 @@ def test_restore_is_bit_identical_and_only_the_last_k_are_kept(tmp_path: Path) -
     assert Config.from_dict(meta["config"]) == CFG
 
 
+def test_a_save_at_an_epochs_end_records_the_next_epoch_at_offset_0(tmp_path: Path) -> None:
+    data = resumable.fingerprint(synthetic_digits(40, 0)[0])
+    with contextlib.closing(checkpoint.Checkpointer(tmp_path / "ck")) as ckpt:
+        save(ckpt, trained_state(STEPS), data)
+    meta = checkpoint.latest_meta(tmp_path / "ck")
+    assert (meta["step"], meta["epoch"], meta["offset"]) == (STEPS, 1, 0)
+
+
+def test_finished_steps_are_in_numeric_order_without_unfinished_ones(tmp_path: Path) -> None:
+    for name in ("100", "9", "10", "11" + checkpoint.TMP_SUFFIX + "-1234", "notes"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "12").write_text("a file, not a checkpoint")
+    assert checkpoint.finished_steps(tmp_path) == [9, 10, 100]  # the last is the newest
+    assert checkpoint.finished_steps(tmp_path / "absent") == []
+
+
 def test_a_state_of_other_shapes_is_refused_by_name_not_called_damaged(tmp_path: Path) -> None:
     data = resumable.fingerprint(synthetic_digits(40, 0)[0])
     with contextlib.closing(checkpoint.Checkpointer(tmp_path / "ck")) as ckpt:
