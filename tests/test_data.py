@@ -12,6 +12,7 @@ import importlib.util
 import logging
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -274,6 +275,9 @@ def test_test_only_reads_a_folder_with_only_the_test_files(mnist_dir, tmp_path, 
     assert "from cache" in caplog.text and again.train_images.shape == (0, 28, 28)
     with pytest.raises(DataError, match="is missing train-images-idx3-ubyte"):
         data.load("mnist", data_dir=folder, data_root=tmp_path / "root")  # as train.py reads it
+    (folder / "train-images-idx3-ubyte.gz").write_bytes(b"half a training set: not read at all")
+    alone = data.load("mnist", data_dir=folder, data_root=tmp_path / "root", test_only=True)
+    np.testing.assert_array_equal(alone.test_images, full.test_images)
     labels = folder / "t10k-labels-idx1-ubyte.gz"
     raw = bytearray(gzip.decompress(labels.read_bytes()))
     raw[8] = (raw[8] + 1) % 10  # still a valid IDX file, but not the registered one
@@ -289,6 +293,12 @@ def test_test_only_checks_the_test_images_size(tmp_path):
     with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte\.gz holds 5x4 images: only "
                                         "square images are supported"):
         data.load("mnist", data_dir=tmp_path / "t10k", data_root=tmp_path, test_only=True)
+
+
+def test_the_cache_is_readable_by_others_who_share_it(small_idx_dir, tmp_path):
+    data.load("mnist", data_dir=small_idx_dir, data_root=tmp_path / "root")
+    (cache,) = (tmp_path / "root" / "cache").glob("*.npz")
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o644  # not the temporary file's private 0o600
 
 
 def test_unwritable_cache_only_logs(small_idx_dir, tmp_path, caplog):
