@@ -99,8 +99,21 @@ def test_labels_name_the_fields_that_differ() -> None:
     assert compare.labels([a, b], ["r0", "r1"], group=False) == [
         "init_scheme=torch seed=0", "init_scheme=flax seed=1"]
     assert compare.labels([a, a], ["r0", "r1"], group=False) == ["r0", "r1"]
+    # two of three alike: by run, each keeps a row of its own (one label would average them)
+    assert compare.labels([a, a, b], ["r0", "r1", "r2"], group=False) == ["r0", "r1", "r2"]
     assert compare.lookup({"a": {"b": 2}}, "a.b") == 2.0
     assert math.isnan(compare.lookup({"a": {"b": 2}}, "a.c"))
+
+
+def test_a_seed_lacking_a_metric_makes_its_rows_mean_nan_and_one_run_shows_no_std(
+        tmp_path: Path) -> None:
+    folders = [fake_run(tmp_path / "a", 0.017, clean=0.008),
+               fake_run(tmp_path / "b", 0.016, seed=1)]  # no clean MSE: not a mean of one seed
+    tab = compare.table(folders, ("test.occluded.mse", "test.clean.mse"))
+    assert math.isnan(tab["all runs"]["test.clean.mse"][0])
+    assert tab["all runs"]["test.clean.mse"][2] == 2
+    one = compare.format_markdown(compare.table(folders[:1], ("test.occluded.mse",)))
+    assert one.splitlines()[-1] == "| all runs | 0.01700 | 1 |"  # no "± 0.00000" for one run
 
 
 def test_a_metric_no_run_has_or_a_group_of_metrics_is_refused(tmp_path: Path) -> None:
