@@ -34,6 +34,18 @@ def test_parameters_come_back_bit_for_bit_and_fit_their_model(tmp_path: Path) ->
         paramsfile.load(tmp_path / "params.msgpack", Autoencoder(hidden=(32, 8, 8)), custom=True)
 
 
+def test_a_file_holding_no_parameter_tree_does_not_fit_and_has_no_input_width(
+        tmp_path: Path) -> None:
+    path = tmp_path / "params.msgpack"
+    paramsfile.save(np.zeros((784, 128), np.float32), path)  # a lone array, not a params dict
+    with pytest.raises(ValueError, match=r"does not fit the model of this run's config.json "
+                                         r"\(hidden=\[128, 50\]; not a parameter tree\)"):
+        paramsfile.load(path, Autoencoder())
+    assert paramsfile.input_width(paramsfile.load(path)) is None
+    params = init_params(jax.random.key(0), Autoencoder(hidden=(32, 8), features=100))
+    assert paramsfile.input_width(params) == 100  # the inputs, not the first layer's outputs
+
+
 def test_a_damaged_file_is_named(tmp_path: Path) -> None:
     path = tmp_path / "params.msgpack"
     paramsfile.save(init_params(jax.random.key(0), Autoencoder(hidden=(8, 4))), path)
