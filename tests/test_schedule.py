@@ -33,6 +33,9 @@ def test_epoch_orders_are_computed_a_window_ahead_not_all_at_once() -> None:
     for epoch in (5, 2 + schedule.ORDERS_AHEAD + 4):  # ready, or computed when asked for
         want = train.epoch_order(jax.random.fold_in(key, epoch), 64, 16)
         np.testing.assert_array_equal(np.asarray(orders[epoch]), np.asarray(want))
+    for epoch in orders.epochs:
+        orders.done(epoch)
+    assert orders.ready == {}  # nothing computed for epochs past the run's last
 
 
 def test_training_past_the_order_window_equals_training_with_every_order_ahead(
@@ -46,11 +49,11 @@ def test_training_past_the_order_window_equals_training_with_every_order_ahead(
     np.testing.assert_array_equal(windowed["loss"], all_ahead["loss"])
 
 
-@pytest.mark.parametrize("steps", [1, 7, 97, 1875, 2000])
+@pytest.mark.parametrize("steps", [1, 2, 7, 97, 1875, 2000])
 def test_chunk_plan_covers_every_step_once(steps: int) -> None:
     plan = schedule.chunk_plan(steps)
     covered = [o + i for o, n in plan for i in range(n)]
-    assert covered == list(range(steps))
+    assert covered == list(range(steps)) and all(n > 0 for _, n in plan)  # no empty chunk
     assert len({n for _, n in plan}) <= 3  # the chunk size, the epoch's rest (or 2 + 1 for 3)
 
 
@@ -88,6 +91,11 @@ def test_a_last_chunk_of_three_steps_runs_as_a_pair_and_a_lone_step() -> None:
     assert plan == [(0, 4), (4, 2), (6, 1)]
     for got, want in zip(params_after(plan), params_after([(0, 7)])):
         np.testing.assert_array_equal(got, want)
+
+
+def test_a_divisor_exactly_half_the_wanted_length_is_preferred() -> None:
+    # 136 = 8 x 17: chunks of 8 need one compilation; chunks of 16 would leave a rest of 8
+    assert schedule.chunk_plan(136, max_length=16) == [(o, 8) for o in range(0, 136, 8)]
 
 
 @pytest.mark.parametrize("steps,every", [(40, 5), (1875, 100), (97, 1), (7, 3)])
