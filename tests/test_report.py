@@ -12,8 +12,10 @@ import jax
 import numpy as np
 import pytest
 
-from aejax import checkpoint, cli, compare, data, experiment, idx, metrics, report, runlock
+from aejax import (checkpoint, cli, compare, data, experiment, idx, metrics, occlusion, report,
+                   runlock)
 from aejax.config import Config
+from aejax.parts import Parts
 from tests.conftest import write_idx_dataset
 from tests.test_experiment import load_script
 from tests.test_jsonio import full_disk
@@ -264,6 +266,20 @@ def test_evaluating_again_refuses_what_would_give_wrong_numbers(runs, tmp_path: 
     assert (copy / "metrics.json").read_text() == before  # nothing was rewritten
     monkeypatch.chdir(run.parent / "data")  # from where ../small is the data: it evaluates
     report.evaluate_run(copy)
+
+
+def own_bars(key: jax.Array, clean: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """A custom occlusion that draws the config's own bars: the run's own scores again."""
+    return occlusion.occlude(key, clean, return_mask=True)
+
+
+def test_an_evaluation_of_the_runs_own_occluded_images_is_refused(runs, tmp_path: Path) -> None:
+    run = runs[0][0]  # another occlusion by name, the same occluded images by content
+    with pytest.raises(ValueError, match=rf"^{run}'s metrics.json holds these scores already "
+                                         r"\(the same parameters on the same occluded test "
+                                         r"images\)$"):
+        report.evaluate_into(run, tmp_path / "same", parts=Parts(occlude=own_bars))
+    assert not (tmp_path / "same").exists()
 
 
 def test_evaluating_on_images_of_another_size_says_so(runs, tmp_path: Path, capsys) -> None:
