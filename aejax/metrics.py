@@ -87,25 +87,20 @@ def weighted_corr(a: jax.Array, b: jax.Array, weight: jax.Array) -> jax.Array:
     dtype = jnp.result_type(a.dtype, b.dtype, jnp.float32)
     a, b, w = _flat(a).astype(dtype), _flat(b).astype(dtype), _flat(weight).astype(dtype)
     n = jnp.sum(w, axis=1, keepdims=True)
-    (a_low, a_constant), (b_low, b_constant) = lowest(a, w), lowest(b, w)
     # shifted by each image's smallest counted pixel first: for a nearly constant image that
-    # difference is exact, so its deviations are not lost in the rounding of a large mean
-    a, b = a - a_low, b - b_low
+    # difference is exact, so its deviations are not lost in the rounding of a large mean; a
+    # constant image's (0.1, 77/255: inexact means) are exactly 0, so its r is 0/0 = NaN
+    a, b = a - lowest(a, w), b - lowest(b, w)
     da = a - jnp.sum(w * a, axis=1, keepdims=True) / n
     db = b - jnp.sum(w * b, axis=1, keepdims=True) / n
     cov = jnp.sum(w * da * db, axis=1)
-    r = cov / jnp.sqrt(jnp.sum(w * da * da, axis=1) * jnp.sum(w * db * db, axis=1))
-    # a constant image's deviations are rounding noise when its mean is inexact (0.1, 77/255)
-    return jnp.where(a_constant | b_constant, jnp.nan, r)
+    return cov / jnp.sqrt(jnp.sum(w * da * da, axis=1) * jnp.sum(w * db * db, axis=1))
 
 
-def lowest(x: jax.Array, weight: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Per image: the smallest pixel with non-zero weight, (N, 1) (0 if none has), and whether
-    every such pixel holds it, (N,) (True if none has)."""
-    inside = weight > 0
-    low = jnp.min(jnp.where(inside, x, jnp.inf), axis=1, keepdims=True)
-    high = jnp.max(jnp.where(inside, x, -jnp.inf), axis=1, keepdims=True)
-    return jnp.where(jnp.isfinite(low), low, 0.0), (high <= low)[:, 0]
+def lowest(x: jax.Array, weight: jax.Array) -> jax.Array:
+    """Per image: the smallest pixel with non-zero weight, (N, 1) (0 if none has)."""
+    low = jnp.min(jnp.where(weight > 0, x, jnp.inf), axis=1, keepdims=True)
+    return jnp.where(jnp.isfinite(low), low, 0.0)
 
 
 @jax.jit
