@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
                            if args.out is not None else report.evaluate_run(args.workdir, **where))
         data = metrics["data"]
         print(f"{args.out or args.workdir}: {data['test_size']} test images "
-              f"({data.get('test_source', data['source'])})")
+              f"({data.get('test_source', data.get('source', 'source not recorded'))})")
         print(report.format_table(metrics["test"]))
         if args.export:
             print(f"arrays saved to {report.export_arrays(arrays, args.export)}")

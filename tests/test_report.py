@@ -468,3 +468,16 @@ def test_a_data_root_that_a_run_s_data_dir_overrides_is_refused(runs, tmp_path: 
                                        f"{cfg.data_dir}, which is read instead; pass --data-dir "
                                        "to read other files\n")  # not: its own files, silently
     assert (run / "metrics.json").read_bytes() == before and not list(tmp_path.iterdir())
+
+
+def test_a_metrics_file_without_its_data_source_is_evaluated_again(runs, tmp_path: Path,
+                                                                   capsys) -> None:
+    (run, _), _ = runs
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    saved = json.loads((copy / "metrics.json").read_text())
+    del saved["data"]["source"]  # hand-edited: the summary line read it
+    (copy / "metrics.json").write_text(json.dumps(saved))
+    code, out, err = call("evaluate", ["--workdir", str(copy), "--no-compile-cache"], capsys)
+    assert code == 0, err
+    assert "test images (source not recorded)" in out
