@@ -119,3 +119,27 @@ def test_numpy_and_jax_floats_and_paths_become_json_values() -> None:
     assert type(cfg.occlusion_value) is float and (cfg.data_dir, cfg.data_root) == ("mine", "cache")
     assert Config.from_dict(json.loads(cfg.to_json())) == cfg
     assert Config(learning_rate=1).learning_rate == 1.0
+
+
+def test_each_range_is_checked_at_both_ends() -> None:
+    from aejax.config import FLOAT32_OVERFLOW, MAX_SEED, check_batch_size
+
+    assert (Config(seed=MAX_SEED).seed, Config(eval_seed=MAX_SEED).eval_seed) == (MAX_SEED,) * 2
+    with pytest.raises(ValueError, match=LR_RANGE):  # rounds to inf in float32
+        Config(learning_rate=FLOAT32_OVERFLOW)
+    with pytest.raises(ValueError, match=r"hidden sizes must be in 1..2147483647, got \[\]"):
+        Config(hidden=())  # no layer at all
+    check_batch_size(Config(batch_size=64), 64)  # one batch of the whole training set
+    with pytest.raises(ValueError, match=r"training set size \(64\), got 65"):
+        check_batch_size(Config(batch_size=65), 64)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(occlusion_width=0), "occlusion width must be >= 1, got 0"),
+    (dict(occlusion_low=-1), r"occlusion start range must satisfy 0 <= low <= high "
+                             r"\(--occlusion-low, --occlusion-high\), got -1..20"),
+])
+def test_bars_impossible_at_any_image_size_are_refused_before_the_size_is_known(
+        kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):  # not only once the data is read
+        Config(data_dir="mine", **kwargs)
