@@ -147,3 +147,24 @@ def test_a_figure_that_cannot_be_written_leaves_the_earlier_one_whole(
         plots.loss_curve(np.linspace(1, 0.5, 8), 4, path)
     monkeypatch.undo()
     assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == [name]
+
+
+def test_the_reconstruction_grid_shows_each_image_once_when_there_are_fewer_than_n(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    closed = []
+    monkeypatch.setattr(plots.plt, "close", closed.append)
+    images = jax.numpy.linspace(0, 1, 3 * 16).reshape(3, 16)  # JAX clamps indices past the end
+    plots.reconstruction_grid({"original": images, "occluded": images}, tmp_path / "f.png", n=10)
+    shown = closed[0].axes[0].images[0].get_array()
+    assert shown.shape == (2 * 6 - 2, 3 * 6 - 2)  # 3 columns of 4 x 4 images, not 10
+
+
+def test_each_epoch_mean_is_drawn_in_the_middle_of_its_epoch(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    closed = []
+    monkeypatch.setattr(plots.plt, "close", closed.append)
+    losses = np.concatenate([np.full(20, 0.4), np.full(20, 0.2), np.full(5, 0.1)])
+    plots.loss_curve(losses, 20, tmp_path / "loss.png")
+    (means,) = [ln for ln in closed[0].axes[0].get_lines() if ln.get_label() == "epoch mean"]
+    np.testing.assert_allclose(means.get_xdata(), [10, 30])  # the unfinished third: no mean
+    np.testing.assert_allclose(means.get_ydata(), [0.4, 0.2])
