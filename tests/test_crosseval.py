@@ -382,3 +382,10 @@ def test_an_evaluation_changing_nothing_of_a_run_without_scores_says_so(
                                          "place, on its own test occlusion$"):
         report.evaluate_into(copy, tmp_path / "same")
     assert not (tmp_path / "same").exists()
+
+
+def test_an_evaluation_of_a_run_scored_on_another_test_set_is_new(tmp_path: Path) -> None:
+    own = {"data": {"tested_sha256": "ab" * 8}}  # evaluate.py --workdir RUN --data-dir OTHER
+    crosseval.check_news(tmp_path, own, {}, False, False)  # --out DIR: its own test set again
+    with pytest.raises(ValueError, match="holds these scores already"):
+        crosseval.check_news(tmp_path, {"data": {}}, {}, False, False)
