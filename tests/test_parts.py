@@ -595,3 +595,40 @@ def test_entry_points_name_what_to_pass_for_parts() -> None:
     with pytest.raises(parts.PartError, match=r"occlude must be a function .* got \S*Parts\(.*\): "
                                               r"pass its .occlude"):
         evaluate.evaluate(CFG, model, params, x[:4], np.arange(4), occlude=Parts(occlude=patch))
+
+
+@jax.custom_vjp
+def no_backward(x: jax.Array) -> jax.Array:
+    """The identity, whose backward pass fails: fine forward, fails differentiated."""
+    return x
+
+
+def _no_backward_bwd(res: Any, g: jax.Array) -> tuple[jax.Array]:
+    raise RuntimeError("no backward here")
+
+
+no_backward.defvjp(lambda x: (x, None), _no_backward_bwd)
+
+
+def forward_only_loss(pred: jax.Array, target: jax.Array) -> jax.Array:
+    return jnp.mean(jnp.square(no_backward(pred) - target))
+
+
+class ForwardOnly(nn.Module):
+    features: int = 784
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return no_backward(nn.sigmoid(nn.Dense(self.features)(x)))
+
+
+@pytest.mark.parametrize("custom,who", [(Parts(loss=forward_only_loss), "the loss"),
+                                        (Parts(model=ForwardOnly()), "the model")])
+def test_a_model_or_loss_that_fails_only_differentiated_is_one_error_naming_it(
+        custom: Parts, who: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    trained = []
+    monkeypatch.setattr(loop, "run_epochs", lambda *args: trained.append(args))
+    with pytest.raises(parts.PartError, match=f"^{who} .* failed under jax.jit .*: RuntimeError: "
+                                              "no backward here$"):
+        loop.fit(CFG, images_u8(32), progress=False, parts=custom)
+    assert not trained
