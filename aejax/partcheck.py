@@ -84,7 +84,14 @@ def outside_pixels(values: jax.Array) -> str | None:
     if not values.size:
         return None
     low, high = float(jax.numpy.min(values)), float(jax.numpy.max(values))
-    return None if 0.0 <= low <= high <= 1.0 else f"values in [{low:.4g}, {high:.4g}]"
+    return None if 0.0 <= low <= high <= 1.0 else f"values in [{shown(low)}, {shown(high)}]"
+
+
+def shown(value: float) -> str:
+    """``value`` in 4 significant digits, unless they would round it into [0, 1] or out of it
+    (1.0005 is not shown as 1): then in full."""
+    text = f"{value:.4g}"
+    return text if (0.0 <= value <= 1.0) == (0.0 <= float(text) <= 1.0) else repr(value)
 
 
 def occlude_compiled(occlude: OccludeFn, key: jax.Array, clean: jax.Array,

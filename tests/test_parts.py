@@ -632,3 +632,12 @@ def test_a_model_or_loss_that_fails_only_differentiated_is_one_error_naming_it(
                                               "no backward here$"):
         loop.fit(CFG, images_u8(32), progress=False, parts=custom)
     assert not trained
+
+
+def test_pixels_are_checked_against_both_ends_of_0_1_exactly() -> None:
+    from aejax.partcheck import outside_pixels
+
+    assert outside_pixels(jnp.array([0.0, 0.5, 1.0])) is None
+    # not "values in [0, 1]": the digits shown never round a value back into the range
+    assert outside_pixels(jnp.array([0.0, 1.0005])) == "values in [0, 1.000499963760376]"
+    assert outside_pixels(jnp.array([-1e-4, 1.0])) == "values in [-0.0001, 1]"
