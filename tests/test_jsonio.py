@@ -50,3 +50,20 @@ def test_a_write_that_fails_at_close_names_the_file_not_its_temporary_one(
     with pytest.raises(OSError) as err:
         jsonio.write_json({}, tmp_path / "config.json")
     assert err.value.errno == errno.ENOSPC and err.value.filename == str(tmp_path / "config.json")
+
+
+def test_at_gives_the_default_where_a_level_is_not_an_object() -> None:
+    tree = {"test": {"occluded": {"mse": 0.5}}, "text": "occluded", "list": ["occluded"]}
+    assert jsonio.at(tree, "test.occluded.mse") == 0.5
+    for dotted in ("text.occluded", "list.occluded", "test.occluded.mse.x", "gone.mse"):
+        assert jsonio.at(tree, dotted, "none") == "none", dotted  # a hand-edited file: no error
+
+
+@pytest.mark.parametrize("field", ["of", "params_sha256"])
+def test_every_evaluation_field_read_back_is_checked_for_its_type(tmp_path: Path,
+                                                                  field: str) -> None:
+    record = {"of": "/runs/a", "changes": {}, "params_sha256": "ab" * 8}
+    jsonio.check_layout(tmp_path / "config.json", {"evaluation": record})
+    with pytest.raises(ValueError, match=f"evaluation.{field} holds a JSON number, not the "
+                                         "string a run writes; it is damaged"):
+        jsonio.check_layout(tmp_path / "config.json", {"evaluation": {**record, field: 5}})
