@@ -389,3 +389,14 @@ def test_an_evaluation_of_a_run_scored_on_another_test_set_is_new(tmp_path: Path
     crosseval.check_news(tmp_path, own, {}, False, False)  # --out DIR: its own test set again
     with pytest.raises(ValueError, match="holds these scores already"):
         crosseval.check_news(tmp_path, {"data": {}}, {}, False, False)
+
+
+def test_what_a_custom_occlusion_ignores_is_not_said_to_be_tested() -> None:
+    config = json.loads(Config(occlusion_width=2).to_json())
+    custom = {"config": config, crosseval.KEY: {"of": "/r", "changes": {"eval_seed": 3},
+                                                "occlude": "mine.patch"}}
+    assert crosseval.tested(custom) == {"occlude": "mine.patch", "eval_seed": 3,
+                                        **{k: None for k in crosseval.TESTED[:-1]}}
+    bars = {"config": config, crosseval.KEY: {"of": "/r", "changes": {"occlusion_width": 3}}}
+    assert crosseval.tested(bars) == {"occlude": None, **{k: config[k] for k in crosseval.TESTED},
+                                      "occlusion_width": 3}
