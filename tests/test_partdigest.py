@@ -160,3 +160,47 @@ def test_resuming_with_a_part_edited_under_the_same_name_warns(
         messages = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
         assert any("whose computation has changed since" in m and "a loss named "
                    f"{parts.name(bce)}" in m for m in messages) == warned, messages
+
+
+class GradScaled(nn.Module):
+    """Tiny whose custom_vjp scales the gradient reaching its output: the same forward for
+    every scale."""
+
+    scale: float = 1.0
+    features: int = 784
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        scale = self.scale
+
+        @jax.custom_vjp
+        def same(y: jax.Array) -> jax.Array:
+            return y
+
+        same.defvjp(lambda y: (y, None), lambda _, g: (scale * g,))
+        return same(nn.sigmoid(nn.Dense(self.features)(x)))
+
+
+def keyed(seed: int) -> Any:
+    """An occlusion closing over a PRNG key: a constant of key type."""
+    fixed = jax.random.key(seed)
+
+    def speckle(key: jax.Array, images: jax.Array) -> tuple[jax.Array, jax.Array]:
+        m = jax.random.bernoulli(fixed, 0.1, images.shape)
+        return jnp.where(m, 1.0, images), m
+
+    return speckle
+
+
+def test_digests_follow_a_models_backward_and_an_occlusions_key_constants() -> None:
+    batch = jax.ShapeDtypeStruct((8, 784), jnp.float32)
+
+    def digest(part: Parts, model: nn.Module = Tiny()) -> dict[str, str]:
+        params = train.create_state(jax.random.key(0), model, train.make_optimizer(CFG)).params
+        return digests(part, model, params, batch, jax.random.key(1))
+
+    one, two = GradScaled(1.0), GradScaled(2.0)
+    assert digest(Parts(model=one), one)["model"] != digest(Parts(model=two), two)["model"]
+    assert "occlude" in digest(Parts(occlude=keyed(0)))
+    assert digest(Parts(occlude=keyed(0))) == digest(Parts(occlude=keyed(0)))
+    assert digest(Parts(occlude=keyed(0))) != digest(Parts(occlude=keyed(1)))
