@@ -51,3 +51,13 @@ def test_devices_help_says_n_counts_every_process_devices() -> None:
     # parallel.select_devices takes N in all, N/P from each of P processes, not N per process
     assert "local" not in action.help
     assert "N devices in all" in action.help and "N/P of each" in action.help
+
+
+def test_the_summary_line_puts_each_number_after_its_name() -> None:
+    from aejax import cli
+
+    m = {"train": {"final_loss": 0.1, "steps_per_second": 500.0}, "total_seconds": 12.5,
+         "test": {"clean": {"mse": 0.2}, "occluded_input": {"mse": 0.3}, "occluded": {"mse": 0.4}}}
+    assert cli.summary_line("runs/a", m) == (
+        "runs/a: train loss 0.10000 | test MSE clean 0.20000, occluded input 0.30000, "
+        "reconstructed 0.40000 | 500 steps/s, 12.5 s")
