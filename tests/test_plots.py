@@ -168,3 +168,19 @@ def test_each_epoch_mean_is_drawn_in_the_middle_of_its_epoch(
     (means,) = [ln for ln in closed[0].axes[0].get_lines() if ln.get_label() == "epoch mean"]
     np.testing.assert_allclose(means.get_xdata(), [10, 30])  # the unfinished third: no mean
     np.testing.assert_allclose(means.get_ydata(), [0.4, 0.2])
+
+
+def test_images_at_the_histograms_lowest_bin_edge_are_not_said_to_be_hidden(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    n = 400
+    occluded = np.linspace(0.6, 0.99, n)
+    occluded[:5] = 0.6  # the range starts at 0.6: drawn in its first bin
+    per_image = {c: {"corr": occluded, "corr_nonzero": occluded} for c in ("clean", "occluded")}
+    arrays = {"per_image": per_image, "labels": np.arange(n) % 10, "clean": np.zeros((n, 784)),
+              "recon_occluded": np.zeros((n, 784)), "mask": np.zeros((n, 784), bool)}
+    closed = []
+    monkeypatch.setattr(plots.plt, "close", closed.append)
+    plots.correlation_figure(arrays, tmp_path / "correlation.png")
+    ax = closed[0].axes[2]
+    assert ax.patches[0].get_x() == pytest.approx(0.6)
+    assert sum(p.get_height() for p in ax.patches[:60]) == n and not ax.texts
