@@ -641,3 +641,28 @@ def test_pixels_are_checked_against_both_ends_of_0_1_exactly() -> None:
     # not "values in [0, 1]": the digits shown never round a value back into the range
     assert outside_pixels(jnp.array([0.0, 1.0005])) == "values in [0, 1.000499963760376]"
     assert outside_pixels(jnp.array([-1e-4, 1.0])) == "values in [-0.0001, 1]"
+
+
+def test_names_of_inner_functions_and_numpy_scalars() -> None:
+    def inner_bce(pred: jax.Array, target: jax.Array) -> jax.Array:  # every call's is another
+        return bce(pred, target)
+
+    assert Parts(loss=inner_bce, occlude=patch).ambiguous() == ["loss"]
+    here = __name__  # a NumPy scalar is named as the number, as a Python one is
+    assert parts.name(Scaled(np.float32(0.5))) == parts.name(Scaled(0.5)) == (
+        f"{here}.Scaled(value=0.5)")
+    assert parts.name(functools.partial(patch, images=np.int64(1))) == (
+        f"functools.partial({here}.patch, images=1)")
+
+
+@pytest.mark.parametrize("spec", ["myparts_t:PARTS.occlude", "myparts_t:1PARTS"])
+def test_load_refuses_a_name_that_is_not_an_identifier(parts_folder: Path, spec: str) -> None:
+    with pytest.raises(ValueError, match=rf"^--parts takes MODULE:NAME, .* got '{spec}'$"):
+        parts.load(spec)
+
+
+def test_the_recorded_spec_of_a_damaged_config_json_is_none(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text('{"parts_spec": "mine:PARTS"}')
+    assert parts.recorded_spec(tmp_path) == "mine:PARTS"
+    (tmp_path / "config.json").write_text('{"parts_spec": ')  # a damaged file: no spec, no error
+    assert parts.recorded_spec(tmp_path) is None and parts.spec_of(tmp_path) == "MODULE:NAME"
