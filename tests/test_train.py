@@ -7,6 +7,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from aejax import loop, occlusion, parts, train
@@ -57,6 +58,38 @@ def test_mixed_occludes_about_half_of_the_inputs() -> None:
     occluded, _ = train.make_pair(jax.random.key(0), clean, "all", parts.bars(CFG))
     np.testing.assert_array_equal(np.asarray(inp)[changed], np.asarray(occluded)[changed])
 
+
+def test_mixed_draws_its_pick_from_its_own_key_not_the_occlusions() -> None:
+    clean = jnp.asarray(flat_images(64), jnp.float32) / 255.0
+    key = jax.random.key(7)
+    inp, _ = train.make_pair(key, clean, "mixed", parts.bars(CFG))
+    occ_key, pick_key = jax.random.split(key)  # one key each: the pick is not tied to the bars
+    occluded, _ = parts.bars(CFG)(occ_key, clean)
+    pick = np.asarray(jax.random.bernoulli(pick_key, jnp.float32(0.5), (64, 1)))
+    np.testing.assert_array_equal(np.asarray(inp), np.where(pick, occluded, clean))
+
+
+def test_a_train_step_is_adam_with_its_moments_carried_from_step_to_step() -> None:
+    cfg = dataclasses.replace(CFG, train_occlusion="none")
+    model, tx = train.make_model(cfg), train.make_optimizer(cfg)
+    state = train.create_state(jax.random.key(0), model, tx)
+    step = jax.jit(train.make_train_step(cfg, model, tx))
+    ref_tx = optax.adam(cfg.learning_rate)
+    params, opt = state.params, ref_tx.init(state.params)
+
+    @jax.jit
+    def ref_step(params: dict, opt: optax.OptState, x: jax.Array) -> tuple:
+        grads = jax.grad(lambda p: train.mse(model.apply({"params": p}, x), x))(params)
+        updates, opt = ref_tx.update(grads, opt, params)
+        return optax.apply_updates(params, updates), opt
+
+    for seed in range(3):
+        batch = flat_images(16, seed)
+        state, _ = step(state, jnp.asarray(batch), jax.random.key(1))
+        params, opt = ref_step(params, opt, jnp.asarray(batch, jnp.float32) / 255.0)
+    assert int(state.opt_state[0].count) == 3
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+                 state.params, params)
 
 def test_train_step_learns_and_jit_matches_eager() -> None:
     model, tx = train.make_model(CFG), train.make_optimizer(CFG)
@@ -128,6 +161,11 @@ def test_epoch_order_is_a_permutation_without_the_remainder() -> None:
     assert not np.array_equal(order, other)  # shuffled, by the key
     assert not np.array_equal(np.sort(order, axis=None), order.ravel())
 
+
+def test_every_example_is_drawn_over_the_epochs_not_only_the_first_whole_batches() -> None:
+    # the remainder dropped is a random one each epoch, not always the last examples
+    orders = [np.asarray(train.epoch_order(jax.random.key(e), 100, 16)) for e in range(10)]
+    np.testing.assert_array_equal(np.unique(np.concatenate(orders)), np.arange(100))
 
 def test_uint8_pixels_become_floats_in_0_1_as_training_and_evaluation_scale_them() -> None:
     pixels = np.arange(256, dtype=np.uint8)
