@@ -66,7 +66,28 @@ def test_the_custom_parts_range_check_draws_its_own_key(monkeypatch) -> None:
     np.testing.assert_array_equal(jax.random.key_data(seen[0]), jax.random.key_data(want))
 
 
-def test_resuming_from_a_mid_epoch_checkpoint_is_bit_identical(tmp_path: Path) -> None:
+class Bar:
+    """A stand-in for fit's tqdm bar that keeps its count (a disabled tqdm counts nothing)."""
+
+    made: list[Bar] = []
+
+    def __init__(self, total: int, initial: int, **kwargs: object) -> None:
+        self.total, self.initial, self.n = total, initial, initial
+        Bar.made.append(self)
+
+    def update(self, n: int) -> None:
+        self.n += n
+
+    def set_postfix(self, **kwargs: object) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("every", [5, 0], ids=["same-chunks", "other-chunks"])
+def test_resuming_from_a_mid_epoch_checkpoint_is_bit_identical(
+        tmp_path: Path, every: int, monkeypatch: pytest.MonkeyPatch) -> None:
     x = flat_images(640)
     cfg = dataclasses.replace(CFG, epochs=3, train_occlusion="mixed")
     ref, ref_history = loop.fit(cfg, x, progress=False)  # uninterrupted, no checkpoints
@@ -78,9 +99,13 @@ def test_resuming_from_a_mid_epoch_checkpoint_is_bit_identical(tmp_path: Path) -
         assert ckpt.manager.all_steps() == [8, 12, 16, 20, 28, 32, 36, 40]
         for step in (32, 36, 40):  # as if killed after step 28, seven tenths into the epoch
             ckpt.manager.delete(step)
-    with contextlib.closing(checkpoint.Checkpointer(tmp_path, every=5, resume=True)) as ckpt:
+    # resumed with another interval (every=0: 10-step chunks), step 28 starts no chunk: the
+    # epoch's rest begins with a 2-step chunk of its own
+    with contextlib.closing(checkpoint.Checkpointer(tmp_path, every=every, resume=True)) as ckpt:
         assert ckpt.latest()[1]["offset"] == 28
+        monkeypatch.setattr(loop, "tqdm", Bar)
         state, history = loop.fit(cfg, x, progress=False, checkpoints=ckpt)
+    assert (Bar.made[-1].initial, Bar.made[-1].n, Bar.made[-1].total) == (28, 120, 120)
     for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(ref), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     np.testing.assert_array_equal(history["loss"], ref_history["loss"])
@@ -96,6 +121,16 @@ def test_checkpoint_intervals_count_steps_of_the_whole_run_not_of_the_epoch(
         assert ckpt.manager.all_steps() == [8, 12, 16, 20, 28, 32, 36, 40,
                                             48, 52, 56, 60, 68, 72, 76, 80]
 
+
+def test_checkpoint_intervals_that_do_not_divide_the_epoch_still_count_from_the_run_start(
+        tmp_path: Path) -> None:
+    cfg = dataclasses.replace(CFG, epochs=2)
+    with contextlib.closing(checkpoint.Checkpointer(tmp_path, every=4, keep=100)) as ckpt:
+        loop.fit(cfg, flat_images(160), progress=False, checkpoints=ckpt)
+        ckpt.manager.wait_until_finished()
+        # 10-step epochs in 2-step chunks: multiples of 4 of the run (12 and 16 in the second
+        # epoch, not its own 4th and 8th steps, 14 and 18) and both epoch ends
+        assert ckpt.manager.all_steps() == [4, 8, 10, 12, 16, 20]
 
 def nan_gradient(pred: jax.Array, target: jax.Array) -> jax.Array:
     """The MSE, plus sqrt(0): its value is finite, its gradient (inf x 0) is NaN."""
