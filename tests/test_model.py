@@ -62,3 +62,11 @@ def test_forward_is_relu_on_every_hidden_layer_then_sigmoid() -> None:
     out = 1 / (1 + np.exp(-(h @ p["dense_3"]["kernel"] + p["dense_3"]["bias"])))
     np.testing.assert_allclose(model.apply({"params": params}, x.astype(np.float32)), out,
                                rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("features", [0, -3])
+def test_a_model_taking_no_pixels_is_one_error_not_a_traceback(features: int) -> None:
+    with pytest.raises(ValueError, match=rf"^a model needs a positive integer 'features' "
+                                         rf"attribute \(pixels per image\); Autoencoder has "
+                                         rf"{features}$"):
+        init_params(jax.random.key(0), Autoencoder(features=features))
