@@ -96,6 +96,9 @@ def test_truncated_file(tmp_path):
     path.write_bytes(b"\x00\x00\x08")
     with pytest.raises(DataError, match="too short for an IDX header"):
         idx.read_images(path)
+    path.write_bytes(b"\x00\x00\x08\x03" + np.array([2, 3], ">u4").tobytes())  # cut in the shape
+    with pytest.raises(DataError, match="x: only 12 bytes, too short for an IDX header"):
+        idx.read_images(path)
     huge = 2**32 - 1  # the header's product overflows int64: the size is said right anyway
     path.write_bytes(b"\x00\x00\x08\x03" + np.array([huge] * 3, ">u4").tobytes())
     with pytest.raises(DataError, match=rf"implies {16 + huge ** 3}"):
