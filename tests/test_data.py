@@ -466,6 +466,24 @@ def test_reachable_says_yes_and_no_at_once_for_a_local_port(monkeypatch):
     assert time.perf_counter() - start < 5.0  # neither waits for the timeout
 
 
+def test_reachable_tries_the_schemes_port_or_the_proxy(monkeypatch):
+    tried = []
+
+    def refused(address, timeout=None, *args):
+        tried.append(address)
+        raise ConnectionRefusedError("refused")
+
+    monkeypatch.setattr(socket, "create_connection", refused)
+    for scheme in ("http", "https", "all", "no"):
+        monkeypatch.delenv(f"{scheme}_proxy", raising=False)
+        monkeypatch.delenv(f"{scheme.upper()}_PROXY", raising=False)
+    assert not _real_reachable("https://example.org/x.gz", timeout=1)
+    assert not _real_reachable("http://example.org/x.gz", timeout=1)
+    monkeypatch.setenv("https_proxy", "proxy.example:3128")  # offline but for the proxy
+    assert not _real_reachable("https://example.org/x.gz", timeout=1)
+    assert tried == [("example.org", 443), ("example.org", 80), ("proxy.example", 3128)]
+
+
 @pytest.mark.skipif(not HAS_TFDS, reason="tensorflow_datasets is not installed")
 def test_download_from_mirror(mnist_dir, tmp_path, monkeypatch, serve):
     url, requested = serve(mnist_dir)
@@ -480,6 +498,7 @@ def test_download_from_mirror(mnist_dir, tmp_path, monkeypatch, serve):
         assert hashlib.sha256(path.read_bytes()).hexdigest() == info.sha256
     data.load("mnist", data_root=tmp_path, fallback=False)
     assert len(requested) == 4  # the second load reads the local files
+    assert not list(tmp_path.rglob("*.INFO"))  # TFDS's notes on the files moved are gone too
 
 
 @pytest.mark.skipif(not HAS_TFDS, reason="tensorflow_datasets is not installed")
@@ -498,7 +517,7 @@ def test_download_with_wrong_checksum(mnist_dir, tmp_path, monkeypatch, serve):
 def test_download_without_tfds(mnist_dir, tmp_path, monkeypatch, serve):
     hide_module(monkeypatch, "tensorflow_datasets")
     url, requested = serve(mnist_dir)
-    monkeypatch.setenv("AEJAX_MIRROR_MNIST", url)
+    monkeypatch.setenv("AEJAX_MIRROR_MNIST", url.rstrip("/"))  # http://host/dir, as documented
     ds = data.load("mnist", data_root=tmp_path, fallback=False)
     assert ds.name == "mnist" and ds.test_labels.shape == (10000,) and len(requested) == 4
 
