@@ -351,7 +351,7 @@ def test_a_reserved_run_folder_is_removed_when_the_run_leaves_it_empty(
 
 
 def test_train_metrics_summarise_the_last_epoch_and_count_images() -> None:
-    losses = np.array([4.0, 2.0, 3.0, 1.0, 0.5, 0.5], np.float32)  # 3 epochs of 2 steps
+    losses = np.array([4.0, 2.0, 3.0, 1.0, 0.75, 0.25], np.float32)  # 3 epochs of 2 steps
     history = {"loss": losses, "steps_per_epoch": 2, "train_seconds": 3.0,
                "compile_seconds": 0.25}
     got = experiment.train_metrics(history, batch_size=16)
