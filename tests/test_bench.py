@@ -386,6 +386,13 @@ def test_on_a_gpu_jax_matmuls_are_full_float32_like_pytorchs(monkeypatch) -> Non
         jax.config.update("jax_platforms", platforms)
 
 
+def test_the_default_roofline_matmul_is_larger_on_a_gpu(monkeypatch) -> None:
+    monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
+    assert bench_report.default_roofline_size() == 1024
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")  # 1024 would time its launch
+    assert bench_report.default_roofline_size() == 8192
+
+
 @pytest.mark.parametrize("argv,message", [
     (["--repeats", "0"], "argument --repeats: expected a positive integer, got '0'"),
     (["--steps", "-5"], "argument --steps: expected a positive integer, got '-5'"),
