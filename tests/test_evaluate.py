@@ -188,3 +188,19 @@ def test_an_occlusion_that_fails_compiled_is_one_error_naming_it(setup, occlude,
             rf"occlude\(key, images\) with a jax.random key and test images shaped \(8, 784\) "
             rf"\(occlusions must be key-first and jit-compatible\): {error}: ")):
         evaluate.evaluate(cfg, model, params, images[:10], labels[:10], occlude=occlude)
+
+
+def first_pixels(key: jax.Array, clean: jax.Array) -> tuple[jax.Array, jax.Array]:
+    mask = jnp.zeros(clean.shape, bool).at[:, :8].set(True)
+    return jnp.where(mask, 1.0, clean), mask
+
+
+def test_a_custom_occlusion_is_not_refused_for_the_config_bars_image_size() -> None:
+    cfg = Config()
+    model = train.make_model(cfg, 16 * 16)
+    params = train.create_state(jax.random.key(0), model, train.make_optimizer(cfg)).params
+    images, labels = synthetic_digits(10, seed=5, side=16)
+    with pytest.raises(ValueError, match="must lie inside the image"):  # the config's bars
+        evaluate.evaluate(cfg, model, params, images, labels)
+    test, arrays = evaluate.evaluate(cfg, model, params, images, labels, occlude=first_pixels)
+    assert np.asarray(arrays["mask"]).sum() == 10 * 8 and np.isfinite(test["occluded"]["mse"])
