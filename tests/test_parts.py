@@ -557,8 +557,9 @@ def int_bars(key: jax.Array, images: jax.Array) -> tuple[jax.Array, jax.Array]:
 @pytest.mark.parametrize("custom,message", [
     (dict(loss="mse"), "the loss 'mse' is not a function: give the function itself"),
     (dict(occlude=3), "the occlude 3 is not a function"),
-    (dict(loss=Parts(loss=bce)), r"the loss aejax\.parts\.Parts\(model=None, loss=\S*\.bce, occlude=None, "
-                                  r"spec=None\) is not a function but parts: give its \.loss$"),
+    (dict(loss=Parts(loss=bce)), r"the loss aejax\.parts\.Parts\(model=None, loss=\S*\.bce, "
+                                  r"occlude=None, spec=None\) is not a function but parts: "
+                                  r"give its \.loss$"),
     (dict(model=Tiny), r"the model \S*Tiny is a class: give an instance, Tiny\(\)"),
     (dict(model=bce), r"the model \S*bce is not a Flax Linen module"),
 ])

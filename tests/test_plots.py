@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
@@ -111,14 +112,9 @@ def test_the_correlation_histogram_says_how_many_images_lie_below_its_range(
     occluded = np.linspace(0.6, 0.99, n)
     occluded[:3] = [0.1, 0.2, np.nan]  # two far below the others, one undefined
     clean = np.full(n, 0.95)
-    per_image = {"clean": {"corr": clean, "corr_nonzero": clean},
-                 "occluded": {"corr": occluded, "corr_nonzero": occluded}}
-    arrays = {"per_image": per_image, "labels": np.arange(n) % 10, "clean": np.zeros((n, 784)),
-              "recon_occluded": np.zeros((n, 784)), "mask": np.zeros((n, 784), bool)}
-    closed = []
-    monkeypatch.setattr(plots.plt, "close", closed.append)
-    plots.correlation_figure(arrays, tmp_path / "correlation.png")
-    ax = closed[0].axes[2]
+    ax = histogram_axes({"clean": {"corr": clean, "corr_nonzero": clean},
+                         "occluded": {"corr": occluded, "corr_nonzero": occluded}},
+                        tmp_path, monkeypatch)
     low = ax.patches[0].get_x()
     counts = [sum(p.get_height() for p in ax.patches[k * 60:(k + 1) * 60]) for k in range(2)]
     hidden = [int(np.sum(v < low)) for v in (clean, occluded)]
@@ -176,11 +172,17 @@ def test_images_at_the_histograms_lowest_bin_edge_are_not_said_to_be_hidden(
     occluded = np.linspace(0.6, 0.99, n)
     occluded[:5] = 0.6  # the range starts at 0.6: drawn in its first bin
     per_image = {c: {"corr": occluded, "corr_nonzero": occluded} for c in ("clean", "occluded")}
+    ax = histogram_axes(per_image, tmp_path, monkeypatch)
+    assert ax.patches[0].get_x() == pytest.approx(0.6)
+    assert sum(p.get_height() for p in ax.patches[:60]) == n and not ax.texts
+
+
+def histogram_axes(per_image: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The histogram panel of correlation.png drawn for ``per_image`` (blank images)."""
+    n = len(per_image["clean"]["corr"])
     arrays = {"per_image": per_image, "labels": np.arange(n) % 10, "clean": np.zeros((n, 784)),
               "recon_occluded": np.zeros((n, 784)), "mask": np.zeros((n, 784), bool)}
     closed = []
     monkeypatch.setattr(plots.plt, "close", closed.append)
     plots.correlation_figure(arrays, tmp_path / "correlation.png")
-    ax = closed[0].axes[2]
-    assert ax.patches[0].get_x() == pytest.approx(0.6)
-    assert sum(p.get_height() for p in ax.patches[:60]) == n and not ax.texts
+    return closed[0].axes[2]
