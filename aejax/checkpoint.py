@@ -30,7 +30,7 @@ from jax.experimental import multihost_utils
 from aejax import orbax_quiet, resumable
 from aejax.config import Config
 from aejax.partdigest import DIGEST_VERSION
-from aejax.parts import Parts, spec_of
+from aejax.parts import Parts
 from aejax.shapes import mismatch
 
 DIRNAME = "checkpoints"
@@ -103,9 +103,7 @@ class Checkpointer:
             what = (f"{err.strerror or err}" + (f": {err.filename}" if err.filename else "")
                     if isinstance(err, OSError) else orbax_quiet.os_error(str(err)))
             steps = finished_steps(self.directory)
-            hint = (f"--workdir {self.directory.parent} --resume"
-                    + (f" --parts {spec_of(self.directory.parent)}"
-                       if any(self.parts.values()) else ""))
+            hint = resumable.resume_hint(self.directory.parent, self.parts)
             kept = (f"the last good checkpoint (step {steps[-1]}) is kept: free some space (or "
                     f"fix the folder's permissions), then {hint} continues from it" if steps else
                     "no checkpoint was saved before it: free some space (or fix the folder's "

@@ -152,8 +152,8 @@ def run(cfg: Config, workdir: str | os.PathLike, *, progress: bool = True,
             with contextlib.closing(ckpt):
                 state, history = loop.fit(cfg, x_train, progress=progress and writer,
                                            mesh=mesh, checkpoints=ckpt, parts=parts)
-        finished = (f"{loop.resume_hint(path, parts.describe())} finishes it: training is "
-                    f"saved in {path / checkpoint.DIRNAME}")
+        hint = resumable.resume_hint(path, parts.describe())
+        finished = f"{hint} finishes it: training is saved in {path / checkpoint.DIRNAME}"
         with rundir.writing(path, finished):
             if writer and resume:  # the data paths and devices of this session
                 spec = parts.spec or recorded_spec(path)  # resumed from Python: its --parts
@@ -181,7 +181,7 @@ def finish(cfg: Config, path: Path, ds: data.Dataset, params: Any, history: dict
     except KeyboardInterrupt:  # training is saved (its last checkpoint): say how to finish
         raise checkpoint.Interrupted(
             f"interrupted during the evaluation; training is saved in {path / checkpoint.DIRNAME}"
-            f": {loop.resume_hint(path, parts.describe())} evaluates it") from None
+            f": {resumable.resume_hint(path, parts.describe())} evaluates it") from None
 
 
 def report(cfg: Config, path: Path, ds: data.Dataset, params: Any, history: dict[str, Any],

@@ -13,7 +13,6 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -27,7 +26,7 @@ from aejax.model import features_of
 from aejax.config import Config, check_batch_size
 from aejax.partcheck import check_ranges, check_traced, traced
 from aejax.partdigest import digests
-from aejax.parts import Parts, bars, name, require, spec_of
+from aejax.parts import Parts, bars, name, require
 from aejax.schedule import EpochOrders, chunk_plan, plan_from, plan_steps
 from aejax.train import (StepFn, TrainState, create_state, make_model, make_optimizer,
                          make_train_chunk, make_train_step, root_keys, to_float)
@@ -188,20 +187,11 @@ def run_epochs(loop: Loop, state: TrainState, log: LossLog) -> TrainState:
             ckpt.wait()
             log.started += time.perf_counter() - waited  # train.seconds: training, not saving
         if stop is not None and stop.requested():  # Ctrl-C in the last chunk or its save
-            hint = resume_hint(ckpt.directory.parent, loop.parts)
+            hint = resumable.resume_hint(ckpt.directory.parent, loop.parts)
             raise checkpoint.Interrupted(
                 f"interrupted after the last step: saved step {sum(map(len, log.losses))} in "
                 f"{ckpt.directory}; {hint} evaluates it")
     return state
-
-
-def resume_hint(workdir: Path, parts: dict[str, str | None]) -> str:
-    """How to resume the run in ``workdir``: train.py's flags, and with custom ``parts`` the same
-    parts again, by ``--parts`` (as its config.json recorded it) or from Python."""
-    if any(parts.values()):
-        return (f"--workdir {workdir} --resume --parts {spec_of(workdir)} with the same parts (or "
-                "resume=True and the same Parts(...) from Python)")
-    return f"--workdir {workdir} --resume"
 
 
 def run_epoch(loop: Loop, state: TrainState, log: LossLog, epoch: int, offset: int = 0,
@@ -230,7 +220,7 @@ def run_epoch(loop: Loop, state: TrainState, log: LossLog, epoch: int, offset: i
             pending = None
             save(loop, state, log, steps)
             if stopping:
-                hint = resume_hint(ckpt.directory.parent, loop.parts)
+                hint = resumable.resume_hint(ckpt.directory.parent, loop.parts)
                 raise checkpoint.Interrupted(f"interrupted: saved step {end} in {ckpt.directory}; "
                                              f"continue with {hint}")
     if pending is not None:

@@ -86,6 +86,15 @@ def warn_changed_parts(meta: dict[str, Any], digests: dict[str, str],
                         meta["parts"][part], why)
 
 
+def resume_hint(workdir: Path, parts: dict[str, str | None]) -> str:
+    """How to resume the run in ``workdir``: train.py's flags, and with custom ``parts`` the same
+    parts again, by ``--parts`` (as its config.json recorded it) or from Python."""
+    if any(parts.values()):
+        return (f"--workdir {workdir} --resume --parts {spec_of(workdir)} with the same parts (or "
+                "resume=True and the same Parts(...) from Python)")
+    return f"--workdir {workdir} --resume"
+
+
 def fingerprint(images_u8: np.ndarray) -> dict[str, Any]:
     """Shape and SHA-256 of the training images, to recognise the same data on resume."""
     digest = hashlib.sha256(np.ascontiguousarray(images_u8).data).hexdigest()

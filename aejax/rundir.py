@@ -15,6 +15,7 @@ from typing import Any
 from aejax import checkpoint, crosseval, runlock
 from aejax.config import Config
 from aejax.jsonio import read_run_config
+from aejax.parts import spec_in
 
 PARAMS_FILE = crosseval.PARAMS  # the trained parameters (aejax.paramsfile)
 RUN_FILES = ("config.json", "metrics.json", PARAMS_FILE, "train_loss.npy", "figure.png",
@@ -205,7 +206,7 @@ def finish_hint(path: Path) -> str:
     except ValueError:
         info = {}
     custom = isinstance(info.get("parts"), dict) and any(info["parts"].values())
-    parts = f" --parts {info.get('parts_spec') or 'MODULE:NAME'}" if custom else ""
+    parts = f" --parts {spec_in(info)}" if custom else ""
     if not checkpointed:  # checkpoints deleted: --resume has nothing to resume from
         return f"; its evaluation did not finish: evaluate.py --workdir {path}{parts} finishes it"
     done = ("its evaluation did not finish" if params else "its training stopped before the end")

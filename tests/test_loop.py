@@ -15,7 +15,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from aejax import checkpoint, loop, losslog, parts, schedule, train
+from aejax import checkpoint, loop, losslog, parts, resumable, schedule, train
 from aejax.config import Config
 from tests.conftest import cpu, x64
 from tests.test_train import CFG, flat_images
@@ -213,7 +213,7 @@ def test_a_ctrl_c_with_custom_parts_says_to_resume_with_the_same_parts(
             loop.fit(CFG, flat_images(), progress=False, checkpoints=ckpt,
                      parts=parts.Parts(loss=l1))
     (tmp_path / "config.json").write_text('{"parts_spec": "mine:PARTS"}')  # as train.py records it
-    assert loop.resume_hint(tmp_path, {"loss": "tests.test_loop.l1"}) == (
+    assert resumable.resume_hint(tmp_path, {"loss": "tests.test_loop.l1"}) == (
         f"--workdir {tmp_path} --resume --parts mine:PARTS with the same parts (or resume=True "
         "and the same Parts(...) from Python)")
 
