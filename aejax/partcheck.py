@@ -103,11 +103,10 @@ def occlude_compiled(occlude: OccludeFn, key: jax.Array, clean: jax.Array,
     except PartError:
         raise
     except Exception as err:  # the user's code: say which part and how it was called
-        first = (str(err).strip().splitlines() or [""])[0]
         raise PartError(f"the occlusion {name(occlude)} failed when called compiled, as "
                         f"occlude(key, images) with a jax.random key and {images} shaped "
                         f"{tuple(clean.shape)} (occlusions must be key-first and jit-compatible):"
-                        f" {type(err).__name__}: {first}") from err
+                        f" {first_line(err)}") from err
 
 
 def check_traced(model: Any, loss: Any, params: Any, batch: jax.ShapeDtypeStruct) -> None:
@@ -144,7 +143,11 @@ def traced(who: str, run: Callable[[], Any]) -> Any:
     except ValueError:
         raise
     except Exception as err:  # the user's code: say which part, in one line
-        first = (str(err).strip().splitlines() or [""])[0]
         raise PartError(f"{who} failed under jax.jit (training traces models and losses with "
                         f"their gradients: they must be jit-compatible and differentiable): "
-                        f"{type(err).__name__}: {first}") from err
+                        f"{first_line(err)}") from err
+
+
+def first_line(err: BaseException) -> str:
+    """The error raised by a user's part, in one line: its type and its message's first line."""
+    return f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}"
