@@ -111,26 +111,20 @@ def test_resuming_from_a_mid_epoch_checkpoint_is_bit_identical(
     np.testing.assert_array_equal(history["loss"], ref_history["loss"])
 
 
+@pytest.mark.parametrize("every,images,steps", [
+    # 40-step epochs in 4-step chunks: the ends of those that cross 5, 10, ... and each epoch
+    (5, 640, [8, 12, 16, 20, 28, 32, 36, 40, 48, 52, 56, 60, 68, 72, 76, 80]),
+    # 10-step epochs in 2-step chunks: multiples of 4 of the run (12 and 16 in the second
+    # epoch, not its own 4th and 8th steps, 14 and 18) and both epoch ends
+    (4, 160, [4, 8, 10, 12, 16, 20])])
 def test_checkpoint_intervals_count_steps_of_the_whole_run_not_of_the_epoch(
-        tmp_path: Path) -> None:
+        tmp_path: Path, every: int, images: int, steps: list[int]) -> None:
     cfg = dataclasses.replace(CFG, epochs=2)
-    with contextlib.closing(checkpoint.Checkpointer(tmp_path, every=5, keep=100)) as ckpt:
-        loop.fit(cfg, flat_images(640), progress=False, checkpoints=ckpt)
+    with contextlib.closing(checkpoint.Checkpointer(tmp_path, every=every, keep=100)) as ckpt:
+        loop.fit(cfg, flat_images(images), progress=False, checkpoints=ckpt)
         ckpt.manager.wait_until_finished()
-        # 40-step epochs in 4-step chunks: the ends of those that cross 5, 10, ... and each epoch
-        assert ckpt.manager.all_steps() == [8, 12, 16, 20, 28, 32, 36, 40,
-                                            48, 52, 56, 60, 68, 72, 76, 80]
+        assert ckpt.manager.all_steps() == steps
 
-
-def test_checkpoint_intervals_that_do_not_divide_the_epoch_still_count_from_the_run_start(
-        tmp_path: Path) -> None:
-    cfg = dataclasses.replace(CFG, epochs=2)
-    with contextlib.closing(checkpoint.Checkpointer(tmp_path, every=4, keep=100)) as ckpt:
-        loop.fit(cfg, flat_images(160), progress=False, checkpoints=ckpt)
-        ckpt.manager.wait_until_finished()
-        # 10-step epochs in 2-step chunks: multiples of 4 of the run (12 and 16 in the second
-        # epoch, not its own 4th and 8th steps, 14 and 18) and both epoch ends
-        assert ckpt.manager.all_steps() == [4, 8, 10, 12, 16, 20]
 
 def nan_gradient(pred: jax.Array, target: jax.Array) -> jax.Array:
     """The MSE, plus sqrt(0): its value is finite, its gradient (inf x 0) is NaN."""
