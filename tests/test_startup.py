@@ -53,6 +53,14 @@ def test_the_handler_is_put_back_and_an_ignored_ctrl_c_stays_ignored() -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # as under nohup
         with startup.interruptible("train.py"):
             assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+
+        def own(*_: object) -> None:  # a handler of the caller's: not replaced either
+            pass
+
+        signal.signal(signal.SIGINT, own)
+        with startup.interruptible("train.py"):
+            assert signal.getsignal(signal.SIGINT) is own
+        assert signal.getsignal(signal.SIGINT) is own
     finally:
         signal.signal(signal.SIGINT, previous)
 
@@ -68,8 +76,12 @@ def test_it_imports_nothing_heavy() -> None:
 def test_a_swallowed_ctrl_c_is_delivered_again(monkeypatch: pytest.MonkeyPatch) -> None:
     seen = []
     monkeypatch.setattr(sys, "unraisablehook", seen.append)
-    startup.redeliver_interrupts()
+    with startup.interruptible("train.py"):  # the scripts' block installs it
+        pass
+    assert getattr(sys.unraisablehook, "redelivers_interrupts", False)
     startup.redeliver_interrupts()  # once: no second wrapper
+    assert sys.unraisablehook.__closure__ is not None and seen.append in [
+        c.cell_contents for c in sys.unraisablehook.__closure__]
     got = []
     previous = signal.signal(signal.SIGINT, lambda *_: got.append(1))  # no KeyboardInterrupt here
     try:
