@@ -19,6 +19,9 @@ def test_paths_match_across_containers_and_differences_are_named() -> None:
     saved["params"]["dense_0"]["kernel"] = np.zeros((4, 5))
     assert shapes.mismatch(saved, state) == "params/dense_0/kernel: (4, 5) saved, (4, 3) now"
     saved["params"]["dense_1"] = {"bias": np.zeros(2)}
+    assert shapes.mismatch(saved, state) == (  # two: both named, no "and 0 more"
+        "params/dense_0/kernel: (4, 5) saved, (4, 3) now; "
+        "params/dense_1/bias is saved but not built now")
     del saved["opt_state"][0]["mu"]
     saved["opt_state"][0]["nu"] = np.zeros(3)
     assert shapes.mismatch(saved, state) == (
