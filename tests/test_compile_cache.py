@@ -48,3 +48,12 @@ def test_the_warning_names_no_flag_the_script_lacks(tmp_path: Path, jax_options,
     with caplog.at_level(logging.WARNING, logger="aejax.compile_cache"):
         assert compile_cache.enable(tmp_path / "file" / "cache", off_flag=None) is None
     assert caplog.text.rstrip().endswith("set AEJAX_JAX_CACHE to a writable folder")
+
+
+def test_the_folder_may_come_from_aejax_jax_cache_with_a_tilde_and_exist_already(
+        tmp_path: Path, jax_options, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("AEJAX_JAX_CACHE", "~/cache")
+    assert compile_cache.enable() == tmp_path / "cache"
+    assert compile_cache.enable() == tmp_path / "cache"  # the next run finds it there
+    assert jax.config.jax_compilation_cache_dir == str(tmp_path / "cache")
