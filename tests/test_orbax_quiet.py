@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import threading
+import time
 import types
 from pathlib import Path
 
@@ -49,6 +51,7 @@ def test_reports_of_orbaxs_abandoned_reads_are_dropped_and_others_kept(
     sys.unraisablehook(report(None, closed))
     assert seen == []  # both dropped
     other = [report(None, raised_in("elsewhere", RuntimeError("Event loop is closed"))),
+             report(None, raised_in("call_soon_threadsafe", RuntimeError("another error"))),
              report(types.SimpleNamespace(cr_code=types.SimpleNamespace(co_filename="/x/mine.py")),
                     ValueError("mine"))]
     for item in other:
@@ -122,3 +125,42 @@ def test_a_tensorstore_write_error_is_told_in_the_oss_words() -> None:
     assert not orbax_quiet.failed_write(ValueError("the loss is nan"))
     assert orbax_quiet.os_error(full) == "No space left on device"
     assert orbax_quiet.os_error("UNKNOWN: " + "word " * 60).endswith("word ...")
+    assert orbax_quiet.os_error("DATA_LOSS: bad\n  chunk See full TensorStore details: {...}") == (
+        "DATA_LOSS: bad chunk")
+
+
+def test_only_orbaxs_reports_of_a_failed_write_are_dropped() -> None:
+    def record(pathname: str, err: BaseException | None) -> logging.LogRecord:
+        return logging.makeLogRecord({"pathname": pathname, "msg": "save failed",
+                                      "exc_info": (type(err), err, None) if err else None})
+
+    orbax = "/x/orbax/checkpoint/future.py"
+    assert not orbax_quiet.failed_save_report(record(orbax, OSError(28, "No space left")))
+    assert orbax_quiet.failed_save_report(record(orbax, None))
+    assert orbax_quiet.failed_save_report(record(orbax, KeyError("not a write")))
+    assert orbax_quiet.failed_save_report(record("/x/mine.py", OSError(28, "No space left")))
+
+
+def test_only_orbaxs_threads_are_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    orbax_thread = type("Thread", (threading.Thread,), {"__module__": "orbax.checkpoint.x"})
+    saving = orbax_thread(target=time.sleep, args=(0.3,), daemon=True)
+    release = threading.Event()
+    other = threading.Thread(target=release.wait, daemon=True)  # not Orbax's: never waited for
+    saving.start()
+    other.start()
+    # only these (not threads earlier tests' checkpoints may have left)
+    monkeypatch.setattr(threading, "enumerate", lambda: [threading.current_thread(), saving, other])
+    try:
+        started = time.monotonic()
+        orbax_quiet.join_orbax_threads(timeout=5)
+        assert not saving.is_alive() and time.monotonic() - started < 4
+    finally:
+        release.set()
+
+
+def test_said_once_remembers_the_most_recently_seen_paths() -> None:
+    once = orbax_quiet.Once("Failed")
+    once.MEMORY = 2
+    said = [path for path in "abacac" if once.filter(logging.makeLogRecord(
+        {"msg": "Failed to parse %s", "args": (path,)}))]
+    assert said == ["a", "b", "c"]  # b, the least recently seen, was forgotten for c
