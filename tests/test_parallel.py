@@ -235,12 +235,16 @@ def test_mesh_placement_and_fetch_on_one_device() -> None:
     key = jax.random.key(7)
     placed = parallel.put({"key": key, "x": np.arange(6).reshape(2, 3)}, parallel.replicated(mesh))
     np.testing.assert_array_equal(jax.random.key_data(placed["key"]), jax.random.key_data(key))
-    np.testing.assert_array_equal(parallel.fetch(placed["x"]), np.arange(6).reshape(2, 3))
+    fetched = parallel.fetch({"x": placed["x"]})
+    assert type(fetched["x"]) is np.ndarray  # a host copy, not the device array
+    np.testing.assert_array_equal(fetched["x"], np.arange(6).reshape(2, 3))
     spec = jax.sharding.PartitionSpec(None, parallel.AXIS)  # jax.P, which JAX 0.6 lacks
     assert parallel.order_spec(mesh, 5, 8).sharding.spec == spec
     parallel.check_batch(32, types.SimpleNamespace(size=4))
     with pytest.raises(ValueError, match="use a multiple of 4 such as 32"):
         parallel.check_batch(30, types.SimpleNamespace(size=4))
+    with pytest.raises(ValueError, match="use a multiple of 4 such as 4$"):  # never 0
+        parallel.check_batch(1, types.SimpleNamespace(size=4))
     with pytest.raises(ValueError, match="cannot change on --resume: resume on a count that "
                                          "divides it, such as --devices 3$"):
         parallel.check_batch(33, types.SimpleNamespace(size=5), resume=True)
@@ -255,6 +259,43 @@ def test_a_suggested_batch_size_never_exceeds_the_training_set() -> None:
     with pytest.raises(ValueError, match="; the 5 training images are fewer than the devices: "
                                          "train on a count that divides it, such as --devices 5$"):
         parallel.check_batch(5, eight, num_train=5)
+
+
+def test_each_process_takes_its_share_of_the_devices(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = [types.SimpleNamespace(id=i, process_index=i // 4) for i in range(8)]  # 2 x 4 devices
+    monkeypatch.setattr(jax, "devices", lambda: fake)
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    assert parallel.select_devices(4) == [fake[0], fake[1], fake[4], fake[5]]
+    assert parallel.select_devices(8) == parallel.select_devices("all") == fake
+    with pytest.raises(ValueError, match=r"^--devices 9 asks for more devices than the 8 "):
+        parallel.select_devices(9)
+    with pytest.raises(ValueError, match=r"^--devices 3 must be a multiple of the 2 processes"):
+        parallel.select_devices(3)
+    with pytest.raises(ValueError, match="resume on a count that divides it, such as --devices 2$"):
+        parallel.check_batch(6, types.SimpleNamespace(size=4), resume=True)  # 3: not 2 x 1.5
+
+
+def test_together_raises_in_every_process_once_all_have_run(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    sent, other = [], [0]  # what this process told the others; whether process 1 failed
+
+    def allgather(failed: np.ndarray) -> np.ndarray:
+        sent.append(int(failed))
+        return np.array([int(failed), other[0]])
+
+    monkeypatch.setattr(parallel.multihost_utils, "process_allgather", allgather)
+    assert parallel.together(lambda: 5, "checking") == 5
+    other[0] = 1
+    with pytest.raises(ValueError, match=r"^checking failed in process 1 \(see its error\)$"):
+        parallel.together(lambda: 5, "checking")
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # its own error, a Ctrl-C too, once the others heard
+        parallel.together(interrupted, "checking")
+    assert sent == [0, 0, 1]
 
 
 DEFAULT_DEVICE_CODE = """
