@@ -68,6 +68,7 @@ def test_restore_is_bit_identical_and_only_the_last_k_are_kept(tmp_path: Path) -
     assert_same_tree(state, trained_state(12))
     assert int(state.step) == 12 and isinstance(state, train.TrainState)
     np.testing.assert_array_equal(got_losses, losses)
+    assert got_losses.dtype == np.float32  # as the losses a resumed run appends to them
     assert seconds == 1.5
     assert (step, meta["epoch"], meta["offset"]) == (12, 1, 2)
     assert Config.from_dict(meta["config"]) == CFG
@@ -118,6 +119,9 @@ def test_a_half_written_checkpoint_is_ignored(tmp_path: Path) -> None:
         assert not partial.exists()  # the Checkpointer that trains removes it first
         state, _, _ = ckpt.load_latest(fresh_state(), CFG, data, STEPS)
     assert_same_tree(state, trained_state(5))
+    partial.mkdir()
+    checkpoint.Checkpointer(tmp_path / "ck").close()  # a new run's (no --resume) removes it too
+    assert not partial.exists()
 
 
 def test_resume_is_refused_with_another_model_or_other_data(tmp_path: Path) -> None:
@@ -148,6 +152,31 @@ def test_a_checkpoint_whose_meta_is_not_trains_is_called_damaged(tmp_path: Path)
                                          r"item is not the one train\.py writes\); no checkpoint "
                                          r"before it is left"):
         checkpoint.latest_meta(tmp_path / "ck")
+
+
+def test_a_damaged_checkpoint_names_the_newest_one_before_it_and_cuts_the_detail(
+        tmp_path: Path) -> None:
+    data = resumable.fingerprint(synthetic_digits(40, 0)[0])
+    with contextlib.closing(checkpoint.Checkpointer(tmp_path / "ck")) as ckpt:
+        for step in (3, 7, 12):
+            save(ckpt, trained_state(step), data)
+        detail = "word " * 60 + "See full TensorStore details: {...}"
+        with pytest.raises(ValueError, match=(
+                rf"^checkpoint {tmp_path / 'ck' / '12'} is damaged \(ValueError: (word ){{39}}"
+                r"word \.\.\.\); delete that folder to resume from the checkpoint before it "
+                r"\(step 7\), or start again$")):
+            with ckpt.damaged(12):
+                raise ValueError(detail)
+
+
+def test_a_checkpoint_whose_array_metadata_is_damaged_is_called_damaged(tmp_path: Path) -> None:
+    with contextlib.closing(checkpoint.Checkpointer(tmp_path / "ck")) as ckpt:
+        save(ckpt, trained_state(3), {})
+    (tmp_path / "ck" / "3" / "state" / "_METADATA").write_text("{damaged")
+    with contextlib.closing(checkpoint.Checkpointer(tmp_path / "ck", resume=True)) as ckpt:
+        with pytest.raises(ValueError, match=r"^checkpoint .*ck/3 is damaged \(JSONDecodeError: "
+                                             r".*\); no checkpoint before it is left"):
+            ckpt.restore(3, fresh_state())
 
 
 def test_no_checkpoint_is_an_error_that_says_so(tmp_path: Path) -> None:
@@ -224,7 +253,10 @@ def test_a_save_that_fails_in_the_background_is_one_error_naming_the_checkpoint_
     monkeypatch.setattr(type(epath.Path(tmp_path)), "write_text", write_text)
     caplog.set_level(logging.INFO)
     ckpt = checkpoint.Checkpointer(tmp_path / "run" / "checkpoints")
+    save(ckpt, trained_state(2), data)
     save(ckpt, trained_state(3), data)
+    assert ckpt.kept() == (f"the last good checkpoint (step 3) is kept in "
+                           f"{tmp_path / 'run' / 'checkpoints'}")
     save(ckpt, trained_state(7), data)  # returns at once: the error comes at the next wait
     with pytest.raises(ValueError, match=(
             rf"^could not save a checkpoint in {tmp_path / 'run' / 'checkpoints'} \(No space left "
