@@ -306,3 +306,13 @@ def test_keys_are_stripped_of_spaces_and_empty_names(tmp_path: Path,
     argv = [*runs, "--keys", " test.occluded.mse, test.clean.mse,", "--out", str(tmp_path)]
     assert load_script("compare").main(argv) == 0
     assert "| run | test.occluded.mse | test.clean.mse | n |" in capsys.readouterr().out
+
+
+def test_by_run_gives_each_run_a_row(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    runs = [fake_run(tmp_path / "a", 0.017), fake_run(tmp_path / "b", 0.016, seed=1)]
+    argv = [*runs, "--keys", "test.occluded.mse", "--out", str(tmp_path)]
+    assert load_script("compare").main(argv) == 0
+    assert "| all runs | 0.01650 ± 0.00071 | 2 |" in capsys.readouterr().out
+    assert load_script("compare").main([*argv, "--by-run"]) == 0
+    rows = capsys.readouterr().out
+    assert "| seed=0 | 0.01700 | 1 |" in rows and "| seed=1 | 0.01600 | 1 |" in rows

@@ -57,3 +57,18 @@ def test_the_folder_may_come_from_aejax_jax_cache_with_a_tilde_and_exist_already
     assert compile_cache.enable() == tmp_path / "cache"
     assert compile_cache.enable() == tmp_path / "cache"  # the next run finds it there
     assert jax.config.jax_compilation_cache_dir == str(tmp_path / "cache")
+
+
+@pytest.mark.parametrize("script", ["train", "evaluate"])
+def test_the_scripts_use_the_cache_unless_told_not_to(script: str, tmp_path: Path, monkeypatch,
+                                                      capsys) -> None:
+    from tests.test_experiment import load_script
+
+    enabled = []
+    monkeypatch.setattr(compile_cache, "enable", lambda *a, **k: enabled.append(script))
+    argv = (["--data-dir", str(tmp_path / "nowhere"), "--workdir", str(tmp_path / "run"),
+             "--no-progress"] if script == "train" else ["--workdir", str(tmp_path)])
+    for flags, expected in (([], [script]), (["--no-compile-cache"], [])):  # fails after that
+        enabled.clear()
+        assert load_script(script).main([*argv, *flags]) == 2, capsys.readouterr().err
+        assert enabled == expected, flags

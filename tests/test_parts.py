@@ -514,6 +514,16 @@ def test_train_resume_and_evaluate_scripts_take_parts_by_module_name(
     assert "occluded" in capsys.readouterr().out
 
 
+def test_train_script_warns_about_flags_the_custom_parts_replace(
+        parts_folder: Path, capsys: pytest.CaptureFixture, caplog) -> None:
+    from tests.test_experiment import load_script
+
+    flags = ["--data-dir", str(parts_folder / "nowhere"), "--no-progress", "--no-compile-cache",
+             "--workdir", str(parts_folder / "run"), "--parts", "myparts_t:BAD"]
+    assert load_script("train").main([*flags, "--occlusion-width", "3"]) == 2  # then no data
+    assert "--occlusion-width changes nothing here: the custom parts replace" in caplog.text
+
+
 def test_a_run_refused_before_it_saved_anything_leaves_no_folder(
         parts_folder: Path, small_idx_dir: Path, capsys: pytest.CaptureFixture) -> None:
     from tests.test_experiment import load_script

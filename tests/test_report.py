@@ -394,6 +394,21 @@ def test_evaluating_on_a_folder_with_only_the_test_files(runs, tmp_path: Path, c
     assert "test_source" not in saved["data"]
 
 
+def test_evaluate_script_names_the_test_set_scored_and_the_file_written(runs, tmp_path: Path,
+                                                                        capsys) -> None:
+    (run, _), _ = runs
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    other = write_idx_dataset(tmp_path / "other", seed=5)  # not the run's test set
+    code, out, err = call("evaluate", ["--workdir", str(copy), "--data-dir", str(other),
+                                       "--export", str(tmp_path / "arrays"),
+                                       "--no-compile-cache"], capsys)
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    assert lines[0] == f"{copy}: 64 test images ({other})"  # not the training set's folder
+    assert lines[-1] == f"arrays saved to {tmp_path / 'arrays.npz'}"  # the name it was given .npz
+
+
 def test_evaluating_a_run_that_is_training_is_refused(runs, tmp_path: Path) -> None:
     (run, _), _ = runs
     copy = tmp_path / "run"
