@@ -118,7 +118,8 @@ def download_files(name: str, root: Path) -> Path | None:
     except DataError:
         raise
     except Exception as e:  # requests, urllib and TFDS raise errors of their own; all mean "failed"
-        log.warning("downloading %s from %s failed: %s", name, url, e)
+        where = os.path.commonprefix([i.url for i in infos.values()]).rpartition("/")[0]
+        log.warning("downloading %s from %s/ failed: %s", name, where, e)  # e names the file
         return None
     folder = root / name
     for base, info in infos.items():  # all checked before any is moved: no half-filled folder

@@ -566,7 +566,7 @@ def test_a_failed_download_says_so_and_leaves_no_folder(tmp_path, monkeypatch, s
     with pytest.raises(DataError, match=f"^no mnist files under {tmp_path / 'root'} and the "
                                         r"download failed \(see the log\): put the four"):
         data.load("mnist", data_root=tmp_path / "root", fallback=False)
-    assert f"downloading mnist from {url}" in caplog.text and "404" in caplog.text
+    assert f"downloading mnist from {url} failed" in caplog.text and "404" in caplog.text
     assert not (tmp_path / "root" / "mnist").exists()
     deadline = time.monotonic() + 30  # TFDS's threads fetch on after its first error: let them
     while tfds and len(set(requested)) < 4 and time.monotonic() < deadline:
