@@ -171,6 +171,16 @@ def test_bad_flags_exit_with_one_line(argv: list[str], message: str, small_idx_d
     assert not any("Traceback" in line for line in err)
 
 
+@pytest.mark.parametrize("hide", [False, True])
+def test_the_progress_bar_shows_unless_hidden(hide: bool, small_idx_dir: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture) -> None:
+    args = ["--data-dir", str(small_idx_dir), "--data-root", str(tmp_path / "root"),
+            "--workdir", str(tmp_path / "run"), "--epochs", "1"] + ["--no-progress"] * hide
+    assert load_script("train").main(args) == 0
+    err = capsys.readouterr().err
+    assert ("train: 100%" in err) is not hide, err
+
+
 def test_the_trained_parameters_are_kept_when_evaluation_fails(
         small_idx_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def failing(*args, **kwargs):
