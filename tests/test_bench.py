@@ -9,6 +9,7 @@ import logging
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import jax
@@ -99,6 +100,7 @@ def test_torch_runner_trains_on_batches_of_its_size_against_the_input(monkeypatc
     assert r.info["num_params"] == 214_594 and r.info["threads"] >= 1
     assert r.steps == 30 and len(seen) == len(inputs) == 31
     assert set(seen) == {((8, 784), (8, 784))}  # batches of 8
+    assert len({x.numpy().tobytes() for x in inputs}) == 64 // 8  # every batch in turn
     assert all(torch.equal(t, x) for t, x in zip(targets, inputs))  # the target is the input
     pixels = {tuple(row) for row in IMAGES.astype(np.float32) / 255}
     assert all(tuple(row) in pixels for x in inputs for row in x.numpy())  # real images in [0, 1]
@@ -132,6 +134,8 @@ def test_report_rows_ratios_and_table() -> None:
         assert len(turns) == 3 and r["steps_per_second"] == max(turns)
         assert min(turns) <= r["steps_per_second_median"] <= max(turns)
         assert r["images_per_second"] == pytest.approx(r["steps_per_second"] * r["batch_size"])
+        # the scan times whole epochs (64 images), loop and torch their --steps
+        assert r["steps_timed"] == (64 // r["batch_size"] if r["variant"] == "scan" else 2)
         assert r["percent_of_roofline"] == pytest.approx(roofline.percent_of_roofline(
             r["steps_per_second"], 214_594, r["batch_size"], gflops))
         torch_row = next((t for t in rows if t["variant"] == "torch"
@@ -236,7 +240,8 @@ def test_bench_script_prints_the_table_and_writes_json(tmp_path, capsys) -> None
     assert code == 0
     printed = capsys.readouterr()
     assert "| 8 | scan |" in printed.out and "random uint8 64x784" in printed.out
-    assert json.loads(out.read_text())["training"][0]["variant"] == "scan"
+    written = json.loads(out.read_text())
+    assert written["training"][0]["variant"] == "scan" and written["data"] == "random uint8 64x784"
     assert "roofline" in printed.err  # the progress bar
     assert load_script("bench").main([*argv, "--no-progress"]) == 0
     assert capsys.readouterr().err == ""
@@ -312,6 +317,8 @@ def test_scaling_counts_must_divide_every_batch_size_before_any_work(monkeypatch
                                          r"by 3 or 5 devices .*multiples of 30, such as 30,60$"):
         scaling.sweep((2, 3, 5), (32, 50), 4)  # no pair left out in silence
     assert measured == []
+    with pytest.raises(ValueError, match=r"multiples of 64, such as 64$"):
+        scaling.check_batches((1, 64), (8,))  # never a batch of 0
 
 
 def test_sizes_and_counts_named_twice_are_measured_once(tmp_path, monkeypatch) -> None:
@@ -471,3 +478,227 @@ def test_bench_script_without_a_gpu_says_so_in_one_line() -> None:
     assert done.stderr.strip().splitlines() == [
         "bench.py: error: JAX cannot start the platform 'cuda': for a GPU install jax[cuda12] on "
         "a machine with one, or choose another platform (JAX_PLATFORMS, or bench.py's --device)"]
+
+
+def fake_clock(*ticks: float) -> types.SimpleNamespace:
+    """A ``time`` module whose ``perf_counter`` returns ``ticks`` in turn."""
+    return types.SimpleNamespace(perf_counter=iter(ticks).__next__)
+
+
+def test_the_roofline_is_2n3_flops_over_the_fastest_run(monkeypatch) -> None:
+    monkeypatch.setattr(roofline, "time", fake_clock(0.0, 0.5, 1.0, 1.25, 2.0, 3.0))
+    # timed runs of 0.5, 0.25 and 1 s: the fastest counts, 2 n^3 FLOPs each
+    assert roofline.matmul_gflops(256, repeats=3) == pytest.approx(2 * 256**3 / 0.25 / 1e9)
+
+
+def test_interleaved_turns_are_steps_over_seconds_with_one_update_per_turn(monkeypatch) -> None:
+    monkeypatch.setattr(bench, "time", fake_clock(0.0, 0.5, 1.0, 3.0, 3.0, 3.25, 4.0, 5.0))
+    ran, updates = [], []
+    runners = {name: bench.Runner(lambda name=name: ran.append(name), steps)
+               for name, steps in (("a", 10), ("b", 4))}
+    speeds = bench.interleaved(runners, 2, after_turn=lambda: updates.append(len(ran)))
+    assert speeds == {"a": [20.0, 40.0], "b": [2.0, 4.0]} and updates == [2, 4]
+
+
+def test_the_scan_runner_times_its_compile_and_warms_up_before_the_turns(monkeypatch) -> None:
+    epochs = []
+    run_epoch = bench.loop.run_epoch
+    monkeypatch.setattr(bench.loop, "run_epoch", lambda *a: epochs.append(a[-1]) or run_epoch(*a))
+    monkeypatch.setattr(bench, "time", fake_clock(1.0, 3.5))  # around the chunks' compilation
+    r = bench.scan_runner(bench.setup(Config(batch_size=2), 784), np.vstack([IMAGES, IMAGES[:5]]))
+    assert r.steps == 69 // 2  # whole batches only, in chunks of 16, 16 and 2 steps
+    assert r.info == {"compile_seconds": 2.5} and epochs == [0]  # warmed up: one epoch run
+    r.run()
+    assert epochs == [0, 0]  # every turn epoch 0's order
+
+
+def test_the_loop_runner_warms_up_and_steps_through_shuffled_batches() -> None:
+    s = bench.setup(Config(batch_size=8), 784)
+    seen = []
+
+    def recording_step(state, batch, key):
+        jax.debug.callback(lambda b: seen.append(np.asarray(b)), batch, ordered=True)
+        return s.step_fn(state, batch, key)
+
+    r = bench.loop_runner(dataclasses.replace(s, step_fn=recording_step), IMAGES, 6, warmup=4)
+    jax.effects_barrier()
+    assert len(seen) == 4  # the warm-up steps, before any turn
+    r.run()
+    jax.effects_barrier()
+    rows = {row.tobytes(): i for i, row in enumerate(IMAGES)}
+    order = [rows[row.tobytes()] for batch in seen for row in batch]
+    # 10 steps over 8 batches of 8: a shuffled order, wrapping around after every image
+    assert len(seen) == 10 and sorted(order[:64]) == list(range(64)) and order[64:] == order[:16]
+    assert order[:64] != list(range(64))
+
+
+@needs_torch
+def test_torch_runner_steps_adam_once_per_batch_and_waits_for_the_device(monkeypatch) -> None:
+    import torch
+
+    calls, synced = [], []
+
+    class RecordingAdam(torch.optim.Adam):
+        def zero_grad(self, *args, **kwargs):
+            calls.append("zero_grad")
+            return super().zero_grad(*args, **kwargs)
+
+        def step(self, *args, **kwargs):
+            calls.append(("step", self.defaults["lr"]))
+            return super().step(*args, **kwargs)
+
+    monkeypatch.setattr(torch.optim, "Adam", RecordingAdam)
+    monkeypatch.setattr(torch_baseline, "synchronize", synced.append)
+    r = torch_baseline.runner(IMAGES, 8, 3, warmup=2)
+    assert calls == ["zero_grad", ("step", 1e-3)] * 2 and synced == ["cpu"]
+    r.run()
+    assert calls == ["zero_grad", ("step", 1e-3)] * 5 and synced == ["cpu", "cpu"]
+    # the same seed, the same start: the loss after the warm-up repeats
+    again = torch_baseline.runner(IMAGES, 8, 3, warmup=2).info["warmup_last_loss"]
+    assert r.info["warmup_last_loss"] == again
+
+
+@needs_torch
+def test_torch_waits_for_any_cuda_device_and_needs_one_for_cuda(monkeypatch) -> None:
+    import torch
+
+    synced = []
+    monkeypatch.setattr(torch.cuda, "synchronize", synced.append)
+    for device in ("cpu", "cuda", "cuda:1"):
+        torch_baseline.synchronize(device)
+    assert synced == ["cuda", "cuda:1"]
+    for seen in (False, True):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda seen=seen: seen)
+        assert torch_baseline.available() and torch_baseline.available(cuda=True) is seen
+
+
+def test_compile_times_reads_each_childs_compile_seconds_from_one_cache(monkeypatch) -> None:
+    children = iter([(1.5, 0, 3), (0.25, 3, 3)])  # compile seconds, cache files before, after
+    calls = []
+
+    def child(args, *, env):
+        calls.append(args)
+        seconds, before, after = next(children)
+        return (json.dumps({"compile_seconds": seconds, "process_seconds": 9.0,
+                            "cache_files_before": before, "cache_files_after": after}),
+                10.0, None)
+
+    monkeypatch.setattr(bench_external, "run_child", child)
+    times = bench_external.compile_times(16, num_examples=64)
+    assert times == {"cold": 1.5, "warm": 0.25, "files": {"cold": [0, 3], "warm": [3, 3]}}
+    (cold, warm) = calls
+    assert cold == warm and cold[-3:][1:] == ["16", "64"]  # the same cache folder, both times
+
+
+def test_a_childs_reported_peak_is_read_in_mb() -> None:
+    code = f"import sys; print('{bench_external.PEAK_MARK}', 3072, file=sys.stderr)"
+    _, _, rss = bench_external.run_child([sys.executable, "-c", code],
+                                         env=bench_external.child_env())
+    assert rss == 3.0  # 3072 kB
+
+
+def test_train_script_runs_twice_with_its_args_and_reads_each_runs_config(monkeypatch) -> None:
+    calls = []
+
+    def child(args, *, env):
+        calls.append(args)
+        workdir = Path(args[args.index("--workdir") + 1])
+        (workdir / "config.json").write_text(json.dumps({
+            "dataset_source": "mnist", "dataset_is_sample": False, "dataset_train_size": 60000}))
+        return f"loading\ntrain loss 0.0{len(calls)}\n", 5.0 * len(calls), 100.0 * len(calls)
+
+    monkeypatch.setattr(bench_external, "run_child", child)
+    rows = bench_external.train_script(["--epochs", "1"])
+    assert rows == [{"run": i, "wall_seconds": 5.0 * i, "peak_rss_mb": 100.0 * i, "data": "mnist",
+                     "is_sample": False, "train_size": 60000, "summary": f"train loss 0.0{i}"}
+                    for i in (1, 2)]
+    assert all(args[-2:] == ["--epochs", "1"] and args[3].endswith("train.py") for args in calls)
+
+
+def test_scaling_throughput_trains_what_it_reports(monkeypatch) -> None:
+    from aejax import scaling
+
+    fitted = []
+
+    def fit(cfg, images, *, progress, mesh):
+        fitted.append((cfg.epochs, cfg.batch_size, images.shape, mesh.size))
+        return None, {"train_seconds": 2.0}
+
+    monkeypatch.setattr(scaling.loop, "fit", fit)
+    monkeypatch.setattr(scaling.parallel, "make_mesh", lambda n: types.SimpleNamespace(size=n))
+    row = scaling.throughput(2, 16, 4, epochs=3)
+    assert fitted == [(3, 16, (64, 784), 2)]  # 3 epochs of 4 steps of 16 on 2 devices
+    assert (row["devices"], row["steps"], row["seconds"]) == (2, 12, 2.0)
+    assert row["images_per_second"] == 12 * 16 / 2.0
+
+
+def test_a_failing_scaling_child_raises_with_its_stderr(monkeypatch) -> None:
+    from aejax import scaling
+
+    seen = []
+
+    def run(args, **kwargs):
+        seen.append(kwargs["env"]["XLA_FLAGS"])
+        return subprocess.CompletedProcess(args, 1, "", "Traceback\nValueError: no devices\n")
+
+    monkeypatch.setattr(scaling.subprocess, "run", run)
+    with pytest.raises(RuntimeError, match=r"^2 device\(s\), batch 16 failed:\nTraceback\n"
+                                           r"ValueError: no devices\n$"):
+        scaling.measure(2, 16, 4)
+    assert seen[0].endswith("--xla_force_host_platform_device_count=2")
+
+
+def test_the_scaling_table_orders_sizes_and_counts_and_compares_with_the_fewest() -> None:
+    from aejax import scaling
+
+    rows = [{"devices": n, "batch_size": b, "images_per_second": ips}
+            for b, n, ips in ((64, 4, 300.0), (64, 2, 200.0), (32, 2, 50.0), (32, 4, 75.0))]
+    assert scaling.table(rows).splitlines()[1:] == ["|---|---|---|",
+                                                    "| 32 | 50 (1.00x) | 75 (1.50x) |",
+                                                    "| 64 | 200 (1.00x) | 300 (1.50x) |"]
+    assert scaling.table(rows).splitlines()[0] == "| global batch | 2 device(s) | 4 device(s) |"
+
+
+def test_bench_script_passes_its_flags_on_to_the_measurements(monkeypatch) -> None:
+    seen = {}
+
+    def options(**kwargs):
+        seen.update(kwargs)
+        raise KeyboardInterrupt  # stop before any measurement
+
+    monkeypatch.setattr(bench_report, "Options", options)
+    code = load_script("bench").main(["--batch-sizes", "8,16", "--steps", "7", "--repeats", "3",
+                                      "--roofline-size", "300", "--scaling", "1,2", "--no-torch",
+                                      "--no-compile", "--no-progress", "--data-dir", ""])
+    assert code == 130 and seen == {
+        "batch_sizes": (8, 16), "loop_steps": 7, "torch_steps": 7, "repeats": 3, "torch": False,
+        "roofline_size": 300, "compile": False, "scaling_devices": (1, 2),
+        "train_script_args": None, "progress": False}
+    load_script("bench").main(["--data-dir", ""])
+    assert (seen["torch"], seen["compile"], seen["progress"]) == (True, True, True)
+
+
+def test_percent_of_roofline_is_against_the_better_of_the_two_rooflines(monkeypatch) -> None:
+    rooflines = iter([100.0, 200.0])  # before and after the training rows
+    monkeypatch.setattr(roofline, "matmul_gflops", lambda size: next(rooflines))
+    opts = bench_report.Options(batch_sizes=(8,), loop_steps=2, repeats=1, roofline_size=64,
+                                torch=False, compile=False, progress=False)
+    result = bench_report.run(IMAGES, opts)
+    assert result["roofline"]["gflops"] == 200.0
+    for r in result["training"]:
+        assert r["percent_of_roofline"] == pytest.approx(roofline.percent_of_roofline(
+            r["steps_per_second"], 214_594, 8, 200.0))
+
+
+def test_gpu_peaks_are_the_peak_bytes_in_mb(monkeypatch) -> None:
+    stats = {"bytes_in_use": 2**20, "peak_bytes_in_use": 3 * 2**20}
+    device = types.SimpleNamespace(memory_stats=lambda: stats)
+    monkeypatch.setattr(jax, "devices", lambda: [device])
+    assert bench_report.device_peaks(False) == {"jax": 3.0}
+    monkeypatch.setattr(device, "memory_stats", lambda: None)  # a backend that reports none
+    assert bench_report.device_peaks(False) == {"jax": None}
+
+
+def test_pytorch_counts_as_available_wherever_it_imports() -> None:
+    # not marked needs_torch: an available() that wrongly said no would skip every torch test
+    assert torch_baseline.available() is (importlib.util.find_spec("torch") is not None)
