@@ -82,11 +82,12 @@ def runner(images_u8: np.ndarray, batch_size: int, steps: int, *, warmup: int = 
             opt.zero_grad()
             loss.backward()
             opt.step()
-        losses.append(loss.detach())
+        if n:  # no steps (warmup=0): no loss
+            losses.append(loss.detach())
         synchronize(device)
 
     run(warmup)
     info = {"num_params": sum(p.numel() for p in model.parameters()),
             "threads": torch.get_num_threads(),
-            "warmup_last_loss": float(losses[0])}  # the loss after the warm-up steps
+            "warmup_last_loss": float(losses[0]) if losses else None}  # after the warm-up
     return Runner(run, steps, info)

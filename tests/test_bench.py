@@ -702,3 +702,10 @@ def test_gpu_peaks_are_the_peak_bytes_in_mb(monkeypatch) -> None:
 def test_pytorch_counts_as_available_wherever_it_imports() -> None:
     # not marked needs_torch: an available() that wrongly said no would skip every torch test
     assert torch_baseline.available() is (importlib.util.find_spec("torch") is not None)
+
+
+@needs_torch
+def test_torch_runner_without_a_warm_up_has_no_warm_up_loss() -> None:
+    r = torch_baseline.runner(IMAGES, 8, 2, warmup=0)  # no steps yet: no loss to read
+    assert r.info["warmup_last_loss"] is None
+    r.run()
