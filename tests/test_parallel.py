@@ -1,5 +1,5 @@
-"""Tests for aejax.parallel and aejax.scaling: data-parallel training over forced CPU devices and
-two processes matches single-device training on the same global batches; errors are one line.
+"""Tests for aejax.parallel: data-parallel training over forced CPU devices and two processes
+matches single-device training on the same global batches; errors are one line.
 
 Device counts are fixed when JAX starts, so every multi-device run is a subprocess of
 ``scripts/train.py`` with ``--xla_force_host_platform_device_count``; the single-device reference
@@ -25,7 +25,7 @@ import jax
 import numpy as np
 import pytest
 
-from aejax import data, loop, paramsfile, parallel, rundir, runlock, scaling
+from aejax import data, loop, paramsfile, parallel, rundir, runlock
 from aejax.config import Config
 from tests.conftest import write_idx_dataset
 from tests.test_experiment import load_script
@@ -375,17 +375,6 @@ def test_coordinator_addresses_are_host_and_port(address: str, want: tuple[str, 
 def test_bad_coordinator_addresses_name_the_flag(address: str) -> None:
     with pytest.raises(ValueError, match="--coordinator must be HOST:PORT with a port in"):
         parallel.host_port(address)
-
-
-def test_scaling_measures_images_per_second_in_a_subprocess() -> None:
-    row = scaling.measure(2, 16, 4)
-    assert row["devices"] == 2 and row["steps"] == 8 and row["images_per_second"] > 0
-    row = scaling.throughput(1, 16, 4, epochs=3)  # in this process: 3 epochs of 4 steps of 16
-    assert row["steps"] == 12
-    assert row["images_per_second"] == pytest.approx(12 * 16 / row["seconds"])
-    rows = [{"devices": 1, "batch_size": 32, "images_per_second": 100.0},
-            {"devices": 2, "batch_size": 32, "images_per_second": 150.0}]
-    assert scaling.table(rows).splitlines()[-1] == "| 32 | 100 (1.00x) | 150 (1.50x) |"
 
 
 def test_a_cluster_launchers_variables_are_read_and_checked(monkeypatch, caplog) -> None:
