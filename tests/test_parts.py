@@ -231,51 +231,10 @@ def test_names_hold_no_memory_address_and_tell_settings_apart() -> None:
     assert Parts(loss=functools.partial(script_bce)).ambiguous() == ["loss"]
 
 
-def test_a_model_or_occlusion_leaving_0_1_is_refused_before_training() -> None:
-    class Linear(nn.Module):
-        features: int = 784
-
-        @nn.compact
-        def __call__(self, x: jax.Array) -> jax.Array:
-            return nn.Dense(self.features)(x)
-
-    x = images_u8(32)
-    with pytest.raises(ValueError, match=r"the model \S*Linear\(features=784\) returned values in "
-                                         r"\[-\d.*\] on training images; images and "
-                                         r"reconstructions must lie in \[0, 1\]"):
-        loop.fit(CFG, x, progress=False, parts=Parts(model=Linear()))
-    seven = functools.partial(lambda key, images, v: (jnp.full_like(images, v),
-                                                      jnp.ones(images.shape, bool)), v=7.0)
-    with pytest.raises(ValueError, match=r"the occlusion functools.partial\(.*, v=7.0\) returned "
-                                         r"values in \[7, 7\]"):
-        loop.fit(CFG, x, progress=False, parts=Parts(occlude=seven))
-    model, params = untrained()
-    with pytest.raises(ValueError, match=r"the occlusion \(occluded_input\) returned values in "
-                                         r"\[7, 7\]; images and reconstructions must lie in "
-                                         r"\[0, 1\]"):
-        evaluate.evaluate(CFG, model, params, x[:10], np.arange(10), occlude=seven)
-
-
 def untrained() -> tuple[nn.Module, dict]:
     """The config's model and its initial parameters."""
     model = train.make_model(CFG)
     return model, train.create_state(jax.random.key(0), model, train.make_optimizer(CFG)).params
-
-
-def nan_bars(key: jax.Array, images: jax.Array) -> tuple[jax.Array, jax.Array]:
-    occluded, mask = occlusion.occlude(key, images, return_mask=True)
-    return jnp.where(mask, jnp.nan, occluded), mask
-
-
-def test_an_occlusion_writing_nan_is_refused_as_such() -> None:
-    x = images_u8(32)  # (8, 784) with 75+ NaNs: XLA:CPU's min and max skip them
-    with pytest.raises(ValueError, match=r"the occlusion \S*nan_bars returned \d+ NaN or infinite "
-                                         "values on training images"):
-        loop.fit(CFG, x, progress=False, parts=Parts(occlude=nan_bars))
-    model, params = untrained()
-    with pytest.raises(ValueError, match=r"the occlusion \(occluded_input\) returned \d+ NaN or "
-                                         r"infinite values; images and reconstructions"):
-        evaluate.evaluate(CFG, model, params, x[:10], np.arange(10), occlude=nan_bars)
 
 
 def numpy_bars(key: jax.Array, images: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -284,100 +243,6 @@ def numpy_bars(key: jax.Array, images: jax.Array) -> tuple[jax.Array, jax.Array]
     mask = jnp.zeros((28, 28), bool).at[row].set(True).reshape(1, -1)
     mask = jnp.broadcast_to(mask, images.shape)
     return jnp.where(mask, 1.0, images), mask
-
-
-def images_first(images: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
-    return patch(key, images)
-
-
-@pytest.mark.parametrize("occlude,error", [(numpy_bars, "TracerArrayConversionError"),
-                                           (images_first, r"\w+Error")])
-def test_an_occlusion_that_fails_compiled_is_refused_before_training(
-        occlude: Any, error: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    numpy_bars(jax.random.key(0), jnp.zeros((2, 784)))  # eagerly it works
-    trained = []
-    monkeypatch.setattr(loop, "run_epochs", lambda *args: trained.append(args))
-    with pytest.raises(ValueError, match=(
-            rf"the occlusion \S*\.{occlude.__name__} failed when called compiled, as "
-            rf"occlude\(key, images\) with a jax.random key and training images shaped \(8, 784\) "
-            rf"\(occlusions must be key-first and jit-compatible\): {error}: ")):
-        loop.fit(CFG, images_u8(32), progress=False, parts=Parts(occlude=occlude))  # train: none
-    assert not trained
-
-
-def numpy_loss(pred: jax.Array, target: jax.Array) -> jax.Array:
-    """Runs eagerly, but not under jit (numpy on traced values)."""
-    return jnp.asarray(np.mean(np.square(np.asarray(pred) - np.asarray(target))))
-
-
-def raising_loss(pred: jax.Array, target: jax.Array) -> jax.Array:
-    raise RuntimeError("a bug of its own")
-
-
-class NumpyModel(nn.Module):
-    """Runs eagerly (numpy on its output), but not under jit."""
-
-    features: int = 784
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return jnp.asarray(np.asarray(nn.sigmoid(nn.Dense(self.features)(x))))
-
-
-class NumpyAfterInit(nn.Module):
-    """Initialises under jit, and runs eagerly, but its traced forward pass fails."""
-
-    features: int = 784
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        y = nn.sigmoid(nn.Dense(self.features)(x))
-        return y if self.is_initializing() else jnp.asarray(np.asarray(y))
-
-
-@pytest.mark.parametrize("custom,error", [
-    (Parts(loss=numpy_loss), r"the loss \S*\.numpy_loss failed under jax.jit .*: "
-                             "TracerArrayConversionError: "),
-    (Parts(loss=raising_loss), r"the loss \S*\.raising_loss failed under jax.jit .*: "
-                               "RuntimeError: a bug of its own$"),
-    (Parts(model=NumpyModel()), r"the model \S*NumpyModel\(features=784\) failed under jax.jit "
-                                r"\(training traces models and losses with their gradients: they "
-                                r"must be jit-compatible and differentiable\): "
-                                "TracerArrayConversionError: "),
-    (Parts(model=NumpyAfterInit()), r"the model \S*NumpyAfterInit\(features=784\) failed under "
-                                    "jax.jit .*: TracerArrayConversionError: "),
-])
-def test_a_model_or_loss_that_fails_under_jit_is_one_error_naming_it(
-        custom: Parts, error: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    numpy_loss(jnp.zeros((2, 784)), jnp.zeros((2, 784)))  # eagerly they work
-    NumpyModel().apply(NumpyModel().init(jax.random.key(0), jnp.zeros((1, 784))),
-                       jnp.zeros((2, 784)))
-    trained = []
-    monkeypatch.setattr(loop, "run_epochs", lambda *args: trained.append(args))
-    with pytest.raises(parts.PartError, match=error):  # not JAX's traceback from the step
-        loop.fit(CFG, images_u8(32), progress=False, parts=custom)
-    assert not trained
-
-
-def test_a_model_output_of_another_shape_is_refused_naming_the_model() -> None:
-    class Classifier(nn.Module):
-        features: int = 784
-
-        @nn.compact
-        def __call__(self, x: jax.Array) -> jax.Array:
-            return nn.sigmoid(nn.Dense(10)(x))
-
-    message = (r"the model \S*Classifier\(features=784\) returned shape \((\d+), 10\) for images "
-               r"shaped \(\1, 784\): a reconstruction must be shaped like its input")
-    with pytest.raises(ValueError, match=message):  # checked before training
-        loop.fit(CFG, images_u8(32), progress=False, parts=Parts(model=Classifier()))
-    tx = train.make_optimizer(CFG)
-    state = train.create_state(jax.random.key(0), Classifier(), tx)
-    with pytest.raises(ValueError, match=message):  # and when the step is traced
-        train.make_train_step(CFG, Classifier(), tx)(state, jnp.asarray(images_u8(8)),
-                                                     jax.random.key(1))
-    with pytest.raises(ValueError, match=message):  # and in evaluation
-        evaluate.evaluate(CFG, Classifier(), state.params, images_u8(4), np.arange(4))
 
 
 def test_features_may_be_a_numpy_integer() -> None:
@@ -606,52 +471,6 @@ def test_entry_points_name_what_to_pass_for_parts() -> None:
     with pytest.raises(parts.PartError, match=r"occlude must be a function .* got \S*Parts\(.*\): "
                                               r"pass its .occlude"):
         evaluate.evaluate(CFG, model, params, x[:4], np.arange(4), occlude=Parts(occlude=patch))
-
-
-@jax.custom_vjp
-def no_backward(x: jax.Array) -> jax.Array:
-    """The identity, whose backward pass fails: fine forward, fails differentiated."""
-    return x
-
-
-def _no_backward_bwd(res: Any, g: jax.Array) -> tuple[jax.Array]:
-    raise RuntimeError("no backward here")
-
-
-no_backward.defvjp(lambda x: (x, None), _no_backward_bwd)
-
-
-def forward_only_loss(pred: jax.Array, target: jax.Array) -> jax.Array:
-    return jnp.mean(jnp.square(no_backward(pred) - target))
-
-
-class ForwardOnly(nn.Module):
-    features: int = 784
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return no_backward(nn.sigmoid(nn.Dense(self.features)(x)))
-
-
-@pytest.mark.parametrize("custom,who", [(Parts(loss=forward_only_loss), "the loss"),
-                                        (Parts(model=ForwardOnly()), "the model")])
-def test_a_model_or_loss_that_fails_only_differentiated_is_one_error_naming_it(
-        custom: Parts, who: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    trained = []
-    monkeypatch.setattr(loop, "run_epochs", lambda *args: trained.append(args))
-    with pytest.raises(parts.PartError, match=f"^{who} .* failed under jax.jit .*: RuntimeError: "
-                                              "no backward here$"):
-        loop.fit(CFG, images_u8(32), progress=False, parts=custom)
-    assert not trained
-
-
-def test_pixels_are_checked_against_both_ends_of_0_1_exactly() -> None:
-    from aejax.partcheck import outside_pixels
-
-    assert outside_pixels(jnp.array([0.0, 0.5, 1.0])) is None
-    # not "values in [0, 1]": the digits shown never round a value back into the range
-    assert outside_pixels(jnp.array([0.0, 1.0005])) == "values in [0, 1.000499963760376]"
-    assert outside_pixels(jnp.array([-1e-4, 1.0])) == "values in [-0.0001, 1]"
 
 
 def test_names_of_inner_functions_and_numpy_scalars() -> None:
