@@ -10,7 +10,6 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Any, NoReturn
 
 import jax
@@ -186,24 +185,6 @@ def summary_line(workdir: str, m: dict[str, Any]) -> str:
             f"{test['clean']['mse']:.5f}, occluded input {test['occluded_input']['mse']:.5f}, "
             f"reconstructed {test['occluded']['mse']:.5f} | "
             f"{m['train']['steps_per_second']:.0f} steps/s, {m['total_seconds']:.1f} s")
-
-
-def check_output_folder(path: str, flag: str, made: str | None = None) -> None:
-    """Raise ValueError now, not after the work, if ``path``'s folder does not exist or is not
-    writable, or if ``path`` is itself a folder or a file that cannot be overwritten (a folder
-    ``made`` by the work before it writes ``path`` is not checked)."""
-    if Path(path).is_dir():
-        raise ValueError(f"{flag} {path} is a folder: give a file name")
-    if made is not None and Path(path).resolve().parent == Path(made).resolve():
-        return
-    folder = Path(path).resolve().parent
-    if not folder.is_dir():
-        raise ValueError(f"{flag} {path}: its folder does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK) or (Path(path).exists()
-                                                    and not os.access(path, os.W_OK)):
-        from aejax.rundir import unwritable  # only here: it brings in the checkpoint code
-
-        raise ValueError(f"{flag} {path}: not writable ({unwritable(folder)})")
 
 
 def backend_problem() -> str | None:

@@ -19,7 +19,7 @@ import jax
 import numpy as np
 
 from aejax import (checkpoint, crosseval, data, evaluate, loop, parallel, paramsfile, resumable,
-                   rundir, runlock, train)
+                   rundir, runlock, train, writable)
 from aejax.config import Config, check_data
 from aejax.jsonio import read_run_config, write_atomic, write_json
 from aejax.parts import Parts, recorded_spec, require
@@ -154,7 +154,7 @@ def run(cfg: Config, workdir: str | os.PathLike, *, progress: bool = True,
                                            mesh=mesh, checkpoints=ckpt, parts=parts)
         hint = resumable.resume_hint(path, parts.describe())
         finished = f"{hint} finishes it: training is saved in {path / checkpoint.DIRNAME}"
-        with rundir.writing(path, finished):
+        with writable.writing(path, finished):
             if writer and resume:  # the data paths and devices of this session
                 spec = parts.spec or recorded_spec(path)  # resumed from Python: its --parts
                 write_json(run_info(cfg, ds, mesh, dataclasses.replace(parts, spec=spec)),
@@ -233,7 +233,7 @@ def start(cfg: Config, path: Path, *, writer: bool, overwrite: bool, resume: boo
             rundir.replace(path, held)
         elif rundir.is_run(path):  # a run that saved nothing starts over
             rundir.clear(path)
-        with rundir.writing(path, "start the run again"):
+        with writable.writing(path, "start the run again"):
             write_json(run_info(cfg, ds, mesh, parts), path / "config.json")
     return ds
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from aejax import (crosseval, data, evaluate, jsonio, metrics, paramsfile, plots, rundir,
-                   runlock, testset, train)
+                   runlock, testset, train, writable)
 from aejax.config import Config
 from aejax.parts import Parts, require, spec_in
 
@@ -132,7 +132,8 @@ def check_writable(folder: Path, advice: str) -> None:
     written = [folder, *(p for p in (folder / "metrics.json", folder / "figure.png")
                          if p.exists())]
     if blocked := [p for p in written if not os.access(p, os.W_OK)]:
-        raise ValueError(f"{folder} is not writable ({rundir.unwritable(blocked[0])}): {advice}")
+        raise ValueError(
+            f"{folder} is not writable ({writable.unwritable(blocked[0])}): {advice}")
 
 
 def check_makeable(out: Path) -> None:
@@ -187,7 +188,7 @@ def score(path: Path, info: dict[str, Any], data_dir: str | None, data_root: str
 def write(folder: Path, saved: dict[str, Any], arrays: dict[str, Any]) -> None:
     """The evaluation's figures, then its metrics.json, into ``folder`` (a file that cannot be
     written, on a full disk: a ValueError naming it)."""
-    with rundir.writing(folder, "evaluate the run again"):
+    with writable.writing(folder, "evaluate the run again"):
         plots.evaluation_figures(arrays, saved["test"], folder)
         jsonio.write_json(saved, folder / "metrics.json")
 
@@ -221,7 +222,7 @@ def check_parts(info: dict[str, Any], parts: Parts, workdir: Path, *,
 
 def export_path(path: str | os.PathLike) -> Path:
     """The file ``export_arrays`` writes for ``path``: ``.npz`` added to a name without it (as
-    NumPy does), unless ``path`` is a folder (refused as such by ``cli.check_output_folder``)."""
+    NumPy does), unless ``path`` is a folder (``writable.check_output_folder`` refuses it)."""
     text = str(path)
     return Path(text if text.endswith(".npz") or Path(text).is_dir() else f"{text}.npz")
 
@@ -237,7 +238,7 @@ def export_arrays(arrays: dict[str, Any], path: str | os.PathLike) -> Path:
     out = {name: np.asarray(arrays[key]).reshape(n, side, side) for name, key in images.items()}
     path, packed = export_path(path), io.BytesIO()
     np.savez_compressed(packed, labels=np.asarray(arrays["labels"]), **out)
-    with rundir.writing(path, "evaluate the run again"):
+    with writable.writing(path, "evaluate the run again"):
         jsonio.write_atomic(packed.getvalue(), path)
     return path
 

@@ -8,7 +8,6 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -144,29 +143,6 @@ def check_holds_run(path: Path, *, overwrite: bool = False, resume: bool = False
             "--resume continues a run, but " if resume else "")
     raise ValueError(f"{flag}workdir {path} holds other files (no config.json written by "
                      "train.py); choose another --workdir")
-
-
-def unwritable(path: str | os.PathLike) -> str:
-    """Why ``path``, found not writable, is not: on a read-only file system, or for lack of
-    permission."""
-    try:
-        read_only = bool(os.statvfs(path).f_flag & os.ST_RDONLY)
-    except (AttributeError, OSError):  # no statvfs (Windows), or the path went away
-        read_only = False
-    return "read-only file system" if read_only else "permission denied"
-
-
-@contextlib.contextmanager
-def writing(path: Path, advice: str) -> Iterator[None]:
-    """Turn a run file in ``path`` that cannot be written (a full disk, a read-only folder: an
-    OSError) into a ValueError naming it, ending in ``advice`` (after "free some space (or fix
-    the folder's permissions), then")."""
-    try:
-        yield
-    except OSError as err:
-        name = str(err.filename or path).removesuffix(".tmp")  # atomic writes name their .tmp
-        raise ValueError(f"could not write {name} ({err.strerror or err}): free some space (or "
-                         f"fix the folder's permissions), then {advice}") from None
 
 
 def check_resumable(path: Path) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from aejax.startup import interruptible
 
 with interruptible(__file__):  # a Ctrl-C while JAX is imported: one line, not a traceback
-    from aejax import bench_report, cli, compile_cache, scaling
+    from aejax import bench_report, cli, compile_cache, scaling, writable
 
 
 def roofline_size(text: str) -> int:
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             train_script_args=train_args if args.train_script else None,
             progress=not args.no_progress)
         if args.out is not None:
-            cli.check_output_folder(args.out, "--out")
+            writable.check_output_folder(args.out, "--out")
         scaling.check_counts(args.scaling, args.batch_sizes)
         try:
             images, source = bench_report.images(args.data_dir, args.num_images)

@@ -9,7 +9,7 @@ from pathlib import Path
 from aejax.startup import interruptible
 
 with interruptible(__file__):  # a Ctrl-C while JAX is imported: one line, not a traceback
-    from aejax import cli, compare, plots
+    from aejax import cli, compare, plots, writable
 
 OUT = "compare.png"  # the figure's name, also inside a folder given as --out
 
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def run() -> int:
         out = figure_path(args.out)
-        cli.check_output_folder(out, "--out")
+        writable.check_output_folder(out, "--out")
         plots.check_format(out, "--out")
         table = compare.table(args.runs, args.keys, group=not args.by_run)
         print(compare.format_markdown(table))

@@ -11,7 +11,7 @@ from pathlib import Path
 from aejax.startup import interruptible
 
 with interruptible(__file__):  # a Ctrl-C while JAX is imported: one line, not a traceback
-    from aejax import cli, compile_cache, crosseval, report
+    from aejax import cli, compile_cache, crosseval, report, writable
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_compile_cache:
             compile_cache.enable()
         if args.export:
-            cli.check_output_folder(str(report.export_path(args.export)), "--export",
+            writable.check_output_folder(str(report.export_path(args.export)), "--export",
                                     made=args.out)
         where = {"data_dir": args.data_dir, "data_root": args.data_root,
                  "parts": cli.parts_from_args(args)}

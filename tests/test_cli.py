@@ -7,8 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 
 SCRIPT = """
@@ -63,12 +61,3 @@ def test_the_summary_line_puts_each_number_after_its_name() -> None:
     assert cli.summary_line("runs/a", m) == (
         "runs/a: train loss 0.10000 | test MSE clean 0.20000, occluded input 0.30000, "
         "reconstructed 0.40000 | 500 steps/s, 12.5 s")
-
-
-def test_only_a_file_in_the_folder_the_work_makes_skips_the_folder_checks(tmp_path: Path) -> None:
-    from aejax import cli
-
-    out = tmp_path / "out"  # evaluate.py --out, made by the evaluation before --export is written
-    cli.check_output_folder(str(out / "arrays.npz"), "--export", made=str(out))
-    with pytest.raises(ValueError, match=r"^--export .*arrays.npz: its folder does not exist$"):
-        cli.check_output_folder(str(tmp_path / "no" / "arrays.npz"), "--export", made=str(out))

@@ -12,8 +12,8 @@ import jax
 import numpy as np
 import pytest
 
-from aejax import (checkpoint, cli, compare, data, experiment, idx, metrics, occlusion, report,
-                   runlock)
+from aejax import (checkpoint, compare, data, experiment, idx, metrics, occlusion, report,
+                   runlock, writable)
 from aejax.config import Config
 from aejax.parts import Parts
 from tests.conftest import write_idx_dataset
@@ -173,7 +173,7 @@ def test_an_output_that_cannot_be_written_is_refused_before_the_work(
     (run, _), _ = runs
     locked = tmp_path / "locked"  # read-only for a user (root writes anywhere: os.access says so)
     locked.mkdir()
-    monkeypatch.setattr(cli.os, "access", lambda path, mode: Path(path) != locked)
+    monkeypatch.setattr(writable.os, "access", lambda path, mode: Path(path) != locked)
     before = (run / "metrics.json").read_text()
     for script, argv in (("evaluate", ["--workdir", str(run), "--export"]),
                          ("compare", [str(run), "--out"]), ("bench", ["--out"])):
@@ -191,12 +191,12 @@ def test_an_output_that_cannot_be_written_is_refused_before_the_work(
 
 
 def test_an_output_on_a_read_only_file_system_says_so(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(cli.os, "access", lambda path, mode: False)  # also report.os: one module
-    monkeypatch.setattr(cli.os, "statvfs", lambda path: type(
-        "ReadOnly", (), {"f_flag": cli.os.ST_RDONLY})())  # as a read-only mount says
+    monkeypatch.setattr(writable.os, "access", lambda path, mode: False)  # also report.os: one module
+    monkeypatch.setattr(writable.os, "statvfs", lambda path: type(
+        "ReadOnly", (), {"f_flag": writable.os.ST_RDONLY})())  # as a read-only mount says
     with pytest.raises(ValueError, match=r"^--out .*x\.png: not writable \(read-only file "
                                          r"system\)$"):
-        cli.check_output_folder(str(tmp_path / "x.png"), "--out")
+        writable.check_output_folder(str(tmp_path / "x.png"), "--out")
     with pytest.raises(ValueError, match=f"^{tmp_path} is not writable .read-only file system.: "
                                          "copy it$"):
         report.check_writable(tmp_path, "copy it")
@@ -451,7 +451,7 @@ def test_export_is_checked_as_the_file_it_writes_before_the_work(
     assert (code, out, err) == (2, "", f"evaluate.py: error: --export {tmp_path / 'taken.npz'} "
                                        "is a folder: give a file name\n")  # nothing evaluated
     (tmp_path / "ro.npz").write_bytes(b"")
-    monkeypatch.setattr(cli.os, "access", lambda path, mode: Path(path).name != "ro.npz")
+    monkeypatch.setattr(writable.os, "access", lambda path, mode: Path(path).name != "ro.npz")
     code, out, err = call("evaluate", ["--workdir", str(run), "--export", str(tmp_path / "ro")],
                           capsys)
     assert (code, out) == (2, "") and err.endswith(": not writable (permission denied)\n")

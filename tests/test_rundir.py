@@ -387,14 +387,3 @@ def test_resuming_a_run_whose_checkpoints_were_deleted_names_what_works(tmp_path
     bare = make_run(tmp_path / "bare")  # stopped before it saved anything: the usual message
     with pytest.raises(ValueError, match="no checkpoint .*start it again without --resume"):
         experiment.resume_meta(bare)
-
-
-
-def test_unwritable_tells_a_read_only_file_system_from_a_lack_of_permission(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert rundir.unwritable(tmp_path) == "permission denied"  # this one is writable
-    statvfs = rundir.os.statvfs
-    monkeypatch.setattr(rundir.os, "statvfs", lambda path: type(
-        "ReadOnly", (), {"f_flag": statvfs(path).f_flag | rundir.os.ST_RDONLY})())
-    assert rundir.unwritable(tmp_path) == "read-only file system"
-    assert rundir.unwritable(tmp_path / "gone") == "permission denied"  # statvfs fails first

@@ -1,0 +1,40 @@
+"""Tests for aejax.writable: output checks before the work, write failures as one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aejax import writable
+
+
+def test_unwritable_tells_a_read_only_file_system_from_a_lack_of_permission(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert writable.unwritable(tmp_path) == "permission denied"  # this one is writable
+    statvfs = writable.os.statvfs
+    monkeypatch.setattr(writable.os, "statvfs", lambda path: type(
+        "ReadOnly", (), {"f_flag": statvfs(path).f_flag | writable.os.ST_RDONLY})())
+    assert writable.unwritable(tmp_path) == "read-only file system"
+    assert writable.unwritable(tmp_path / "gone") == "permission denied"  # statvfs fails first
+
+
+def test_only_a_file_in_the_folder_the_work_makes_skips_the_folder_checks(tmp_path: Path) -> None:
+    out = tmp_path / "out"  # evaluate.py --out, made by the evaluation before --export is written
+    writable.check_output_folder(str(out / "arrays.npz"), "--export", made=str(out))
+    with pytest.raises(ValueError, match=r"^--export .*arrays.npz: its folder does not exist$"):
+        writable.check_output_folder(str(tmp_path / "no" / "arrays.npz"), "--export", made=str(out))
+
+
+def test_a_write_that_fails_names_the_file_without_its_tmp_suffix(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"^could not write .*metrics\.json \(No space left on "
+                                         r"device\): free some space \(or fix the folder's "
+                                         r"permissions\), then start the run again$"):
+        with writable.writing(tmp_path, "start the run again"):
+            raise OSError(28, "No space left on device", str(tmp_path / "metrics.json.tmp"))
+    with pytest.raises(ValueError, match=f"^could not write {tmp_path} .disk quota"):
+        with writable.writing(tmp_path, "x"):  # no file named: the folder is
+            raise OSError(122, "disk quota exceeded")
+    with pytest.raises(KeyError):  # only OSErrors are the disk's
+        with writable.writing(tmp_path, "x"):
+            raise KeyError("other")
