@@ -191,7 +191,7 @@ def test_an_output_that_cannot_be_written_is_refused_before_the_work(
 
 
 def test_an_output_on_a_read_only_file_system_says_so(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(writable.os, "access", lambda path, mode: False)  # also report.os: one module
+    monkeypatch.setattr(writable.os, "access", lambda path, mode: False)  # report.os too
     monkeypatch.setattr(writable.os, "statvfs", lambda path: type(
         "ReadOnly", (), {"f_flag": writable.os.ST_RDONLY})())  # as a read-only mount says
     with pytest.raises(ValueError, match=r"^--out .*x\.png: not writable \(read-only file "
