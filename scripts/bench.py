@@ -12,12 +12,12 @@ from pathlib import Path
 from aejax.startup import interruptible
 
 with interruptible(__file__):  # a Ctrl-C while JAX is imported: one line, not a traceback
-    from aejax import bench_report, cli, compile_cache, scaling, writable
+    from aejax import bench_report, cli, compile_cache, flags, scaling, writable
 
 
 def roofline_size(text: str) -> int:
     """An argparse type: a matmul side large enough to time arithmetic, not the launch."""
-    value, least = cli.positive_int(text), bench_report.MIN_ROOFLINE_SIZE
+    value, least = flags.positive_int(text), bench_report.MIN_ROOFLINE_SIZE
     if value < least:
         raise argparse.ArgumentTypeError(f"expected at least {least} (a smaller matmul times "
                                          f"its launch, not the arithmetic), got {text!r}")
@@ -26,8 +26,8 @@ def roofline_size(text: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse flags, measure, print the table (and write JSON with --out)."""
-    parser = cli.OneLineParser(prog=Path(__file__).name, description=__doc__)
-    ints, count = cli.positive_int_list, cli.positive_int
+    parser = flags.OneLineParser(prog=Path(__file__).name, description=__doc__)
+    ints, count = flags.positive_int_list, flags.positive_int
     parser.add_argument("--device", choices=("cpu", "gpu"), help="platform (default: JAX's)")
     parser.add_argument("--batch-sizes", type=ints, default=(32, 256, 1024), metavar="32,256,1024",
                         help="batch sizes to time (default: 32,256,1024)")

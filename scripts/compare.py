@@ -9,7 +9,7 @@ from pathlib import Path
 from aejax.startup import interruptible
 
 with interruptible(__file__):  # a Ctrl-C while JAX is imported: one line, not a traceback
-    from aejax import cli, compare, plots, writable
+    from aejax import cli, compare, flags, plots, writable
 
 OUT = "compare.png"  # the figure's name, also inside a folder given as --out
 
@@ -31,7 +31,7 @@ def metric_names(text: str) -> tuple[str, ...]:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse flags, print the comparison as Markdown, draw compare.png."""
-    parser = cli.OneLineParser(prog=Path(__file__).name, description=__doc__)
+    parser = flags.OneLineParser(prog=Path(__file__).name, description=__doc__)
     parser.add_argument("runs", nargs="+", metavar="RUN", help="run folders written by train.py")
     parser.add_argument("--out", default=OUT, help=f"the figure (.png added to a name without "
                                                    f"an extension), or a folder to write {OUT} "

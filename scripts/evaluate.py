@@ -11,26 +11,26 @@ from pathlib import Path
 from aejax.startup import interruptible
 
 with interruptible(__file__):  # a Ctrl-C while JAX is imported: one line, not a traceback
-    from aejax import cli, compile_cache, crosseval, report, writable
+    from aejax import cli, compile_cache, crosseval, flags, report, writable
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse flags, evaluate one run folder, print the table."""
-    parser = cli.OneLineParser(prog=Path(__file__).name, description=__doc__)
+    parser = flags.OneLineParser(prog=Path(__file__).name, description=__doc__)
     parser.add_argument("--workdir", required=True, help="a run folder written by train.py")
     parser.add_argument("--export", metavar="FILE.npz",
                         help="also save original, occluded, reconstructed images and labels "
                              "(.npz is added to a name without it)")
-    parser.add_argument("--data-dir", type=cli.nonempty,
+    parser.add_argument("--data-dir", type=flags.nonempty,
                         help="read the test set from this folder of IDX files instead of the "
                              "run's own --data-dir (the two t10k files are enough)")
-    parser.add_argument("--data-root", type=cli.nonempty,
+    parser.add_argument("--data-root", type=flags.nonempty,
                         help="the data folder instead of the run's --data-root")
     parser.add_argument("--out", metavar="DIR",
                         help="write metrics.json and the figures to this new folder instead of "
                              "rewriting the run's (needed to change the test occlusion)")
-    cli.add_config_flags(parser, crosseval.TESTED, default="the run's; with --out only")
-    cli.add_parts_flag(parser, "evaluate a run trained")
+    flags.add_config_flags(parser, crosseval.TESTED, default="the run's; with --out only")
+    flags.add_parts_flag(parser, "evaluate a run trained")
     parser.add_argument("--no-compile-cache", action="store_true",
                         help="do not use JAX's persistent compilation cache")
     args = parser.parse_args(argv)
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             writable.check_output_folder(str(report.export_path(args.export)), "--export",
                                     made=args.out)
         where = {"data_dir": args.data_dir, "data_root": args.data_root,
-                 "parts": cli.parts_from_args(args)}
+                 "parts": flags.parts_from_args(args)}
         metrics, arrays = (report.evaluate_into(args.workdir, args.out, changes=changes, **where)
                            if args.out is not None else report.evaluate_run(args.workdir, **where))
         data = metrics["data"]

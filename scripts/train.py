@@ -9,21 +9,21 @@ from pathlib import Path
 from aejax.startup import interruptible
 
 with interruptible(__file__):  # a Ctrl-C while JAX is imported: one line, not a traceback
-    from aejax import checkpoint, cli, compile_cache, experiment, parallel
+    from aejax import checkpoint, cli, compile_cache, experiment, flags, parallel
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse flags, run (or resume) one experiment, print a summary line."""
-    parser = cli.OneLineParser(prog=Path(__file__).name, description=__doc__)
-    cli.add_config_flags(parser)
+    parser = flags.OneLineParser(prog=Path(__file__).name, description=__doc__)
+    flags.add_config_flags(parser)
     parser.add_argument("--workdir", help="where results go (default: runs/<dataset>-...)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run")
-    cli.add_checkpoint_flags(parser)
-    cli.add_parts_flag(parser, "train (and resume)")
+    flags.add_checkpoint_flags(parser)
+    flags.add_parts_flag(parser, "train (and resume)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--no-compile-cache", action="store_true",
                         help="do not use JAX's persistent compilation cache")
-    cli.add_parallel_flags(parser)
+    flags.add_parallel_flags(parser)
     args = parser.parse_args(argv)
     if args.resume and not args.workdir:
         parser.error("--resume needs --workdir RUN, the run to continue")
@@ -40,13 +40,13 @@ def main(argv: list[str] | None = None) -> int:
         saved = experiment.resume_meta(workdir) if args.resume else {}  # read once
 
         def configure() -> tuple:  # flags and folders may differ between processes
-            given = cli.given_config(parser, argv)
+            given = flags.given_config(parser, argv)
             cfg = (experiment.resume_config(saved, given, workdir)
-                   if args.resume else cli.config_from_args(args))
+                   if args.resume else flags.config_from_args(args))
             every, keep = experiment.checkpoint_options(saved, args.checkpoint_every, args.keep)
             checkpoint.check_options(every, keep)
-            custom = cli.parts_from_args(args)
-            cli.warn_unused(given, custom)
+            custom = flags.parts_from_args(args)
+            flags.warn_unused(given, custom)
             return cfg, every, keep, experiment.resume_mesh(saved, args.devices), custom
 
         cfg, every, keep, mesh, custom = parallel.together(configure, "checking the flags")

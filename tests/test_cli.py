@@ -1,11 +1,14 @@
-"""Tests for aejax.cli: what every script's main shows on stderr."""
+"""Tests for aejax.cli: what every script's main shows on stderr, and the run folder it picks."""
 
 from __future__ import annotations
 
-import logging
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+from aejax import cli, flags
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,40 +27,30 @@ def test_info_lines_are_shown_even_after_orbax_set_up_logging() -> None:
     assert done.stderr.splitlines() == ["INFO aejax.data: 60000 train images"]
 
 
-def test_flags_that_custom_parts_replace_are_warned_about(caplog) -> None:
-    import flax.linen as nn
-
-    from aejax import cli
-    from aejax.parts import Parts
-
-    class Model(nn.Module):
-        features: int = 784
-
-    with caplog.at_level(logging.WARNING, logger="aejax.cli"):
-        cli.warn_unused({"hidden": (64, 16), "epochs": 2}, Parts(model=Model()))
-        cli.warn_unused({"hidden": (64, 16)}, Parts())  # the original model: it is used
-    assert caplog.messages == ["--hidden changes nothing here: the custom parts replace what it "
-                               "sets"]
-
-
-def test_devices_help_says_n_counts_every_process_devices() -> None:
-    import argparse
-
-    from aejax import cli
-
-    parser = argparse.ArgumentParser()
-    cli.add_parallel_flags(parser)
-    (action,) = [a for a in parser._actions if "--devices" in a.option_strings]
-    # parallel.select_devices takes N in all, N/P from each of P processes, not N per process
-    assert "local" not in action.help
-    assert "N devices in all" in action.help and "N/P of each" in action.help
-
-
 def test_the_summary_line_puts_each_number_after_its_name() -> None:
-    from aejax import cli
-
     m = {"train": {"final_loss": 0.1, "steps_per_second": 500.0}, "total_seconds": 12.5,
          "test": {"clean": {"mse": 0.2}, "occluded_input": {"mse": 0.3}, "occluded": {"mse": 0.4}}}
     assert cli.summary_line("runs/a", m) == (
         "runs/a: train loss 0.10000 | test MSE clean 0.20000, occluded input 0.30000, "
         "reconstructed 0.40000 | 500 steps/s, 12.5 s")
+
+
+def test_a_reserved_run_folder_is_removed_when_the_run_leaves_it_empty(
+        tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    parser = flags.OneLineParser()
+    flags.add_config_flags(parser)
+    parser.add_argument("--workdir")
+    with cli.run_folder(parser.parse_args(["--seed", "3"])) as refused:
+        assert Path(refused).is_dir() and refused.startswith("runs/mnist-none-s3-")
+    assert not Path("runs").exists()  # as if never made, runs/ included
+    with cli.run_folder(parser.parse_args([])) as trained:
+        (Path(trained) / "config.json").write_text("{}")
+    assert Path(trained).is_dir()
+    with cli.run_folder(parser.parse_args(["--workdir", "mine"])) as given:
+        assert given == "mine" and not Path("mine").exists()  # train.py creates it
+    monkeypatch.setattr(cli.jax, "process_count", lambda: 2)
+    monkeypatch.setattr(cli, "together", lambda fn, what: fn())  # one real process: no collective
+    with pytest.raises(ValueError, match="a run of several processes needs --workdir"):
+        with cli.run_folder(parser.parse_args([])):
+            pass

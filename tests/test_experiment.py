@@ -16,7 +16,7 @@ import jax
 import numpy as np
 import pytest
 
-from aejax import checkpoint, cli, data, experiment, loop, paramsfile, rundir, runlock
+from aejax import checkpoint, data, experiment, loop, paramsfile, rundir, runlock
 from aejax.config import Config
 from tests.test_jsonio import full_disk
 
@@ -318,46 +318,6 @@ def test_resume_config_reuses_the_checkpoint_config(
     assert experiment.resume_config(meta, {"epochs": 4}, run) == dataclasses.replace(cfg, epochs=4)
     with pytest.raises(ValueError, match=r"hidden=\[64, 16\] \(now \[128, 50\]\)"):
         experiment.resume_config(meta, {"hidden": (128, 50)}, run)  # a default given explicitly
-
-
-def test_given_config_holds_only_the_flags_on_the_command_line() -> None:
-    parser = cli.OneLineParser()
-    cli.add_config_flags(parser)
-    given = cli.given_config(parser, ["--hidden", "128,50", "--epochs", "7", "--seed", "0"])
-    assert given == {"hidden": (128, 50), "epochs": 7, "seed": 0}
-    assert cli.given_config(parser, []) == {}
-
-
-def test_default_workdirs_differ_by_seed_and_are_reserved_at_once(tmp_path: Path,
-                                                                   monkeypatch) -> None:
-    monkeypatch.setattr(rundir.time, "strftime", lambda fmt: "20261127-224605")  # one second
-    root = str(tmp_path / "runs")
-    first = rundir.default_workdir(Config(seed=0), root)
-    assert first == f"{root}/mnist-none-s0-20261127-224605" and Path(first).is_dir()
-    assert rundir.default_workdir(Config(seed=1), root) == f"{root}/mnist-none-s1-20261127-224605"
-    assert rundir.default_workdir(Config(seed=0), root) == first + "-2"  # taken: the next one
-    assert rundir.default_workdir(Config(seed=0), root) == first + "-3"
-
-
-def test_a_reserved_run_folder_is_removed_when_the_run_leaves_it_empty(
-        tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    parser = cli.OneLineParser()
-    cli.add_config_flags(parser)
-    parser.add_argument("--workdir")
-    with cli.run_folder(parser.parse_args(["--seed", "3"])) as refused:
-        assert Path(refused).is_dir() and refused.startswith("runs/mnist-none-s3-")
-    assert not Path("runs").exists()  # as if never made, runs/ included
-    with cli.run_folder(parser.parse_args([])) as trained:
-        (Path(trained) / "config.json").write_text("{}")
-    assert Path(trained).is_dir()
-    with cli.run_folder(parser.parse_args(["--workdir", "mine"])) as given:
-        assert given == "mine" and not Path("mine").exists()  # train.py creates it
-    monkeypatch.setattr(cli.jax, "process_count", lambda: 2)
-    monkeypatch.setattr(cli, "together", lambda fn, what: fn())  # one real process: no collective
-    with pytest.raises(ValueError, match="a run of several processes needs --workdir"):
-        with cli.run_folder(parser.parse_args([])):
-            pass
 
 
 def test_train_metrics_summarise_the_last_epoch_and_count_images() -> None:

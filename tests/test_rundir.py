@@ -387,3 +387,14 @@ def test_resuming_a_run_whose_checkpoints_were_deleted_names_what_works(tmp_path
     bare = make_run(tmp_path / "bare")  # stopped before it saved anything: the usual message
     with pytest.raises(ValueError, match="no checkpoint .*start it again without --resume"):
         experiment.resume_meta(bare)
+
+
+def test_default_workdirs_differ_by_seed_and_are_reserved_at_once(tmp_path: Path,
+                                                                   monkeypatch) -> None:
+    monkeypatch.setattr(rundir.time, "strftime", lambda fmt: "20261127-224605")  # one second
+    root = str(tmp_path / "runs")
+    first = rundir.default_workdir(Config(seed=0), root)
+    assert first == f"{root}/mnist-none-s0-20261127-224605" and Path(first).is_dir()
+    assert rundir.default_workdir(Config(seed=1), root) == f"{root}/mnist-none-s1-20261127-224605"
+    assert rundir.default_workdir(Config(seed=0), root) == first + "-2"  # taken: the next one
+    assert rundir.default_workdir(Config(seed=0), root) == first + "-3"
