@@ -29,7 +29,7 @@ TESTED: tuple[str, ...] = ("occlusion_width", "occlusion_value", "occlusion_low"
                            "eval_seed")
 KEY = "evaluation"  # config.json's record of what an evaluation folder evaluated
 WRITTEN = ("metrics.json", "figure.png", "correlation.png", "per_class.png", "config.json")
-PARAMS = "params.msgpack"  # the run's parameters (rundir.PARAMS_FILE), digested in the record
+PARAMS = "params.msgpack"  # the run's parameters (runfiles.PARAMS_FILE), digested in the record
 SAME = "{}'s metrics.json holds these scores already"  # an evaluation that changes nothing
 MARK = ".evaluating"  # the run an evaluation folder is being written for, until it is done
 

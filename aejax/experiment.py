@@ -18,8 +18,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from aejax import (checkpoint, crosseval, data, evaluate, loop, parallel, paramsfile, resumable,
-                   rundir, runlock, train, writable)
+from aejax import (checkpoint, crosseval, data, evaluate, loop, oldrun, parallel, paramsfile,
+                   resumable, rundir, runfiles, runlock, train, writable)
 from aejax.config import Config, check_data
 from aejax.jsonio import read_run_config, write_atomic, write_json
 from aejax.parts import Parts, recorded_spec, require
@@ -40,7 +40,7 @@ def resume_meta(workdir: str | os.PathLike) -> dict[str, Any]:
         if parallel.is_main_process():
             with contextlib.ExitStack() as held:
                 runlock.lock(Path(workdir), held)
-                rundir.recover(Path(workdir))  # a killed --overwrite's old run, back if none saved
+                oldrun.recover(Path(workdir))  # a killed --overwrite's old run, back if none saved
 
     def check_folder() -> None:
         crosseval.check_workdir(Path(workdir), resume=True)
@@ -172,7 +172,7 @@ def finish(cfg: Config, path: Path, ds: data.Dataset, params: Any, history: dict
     """Save the parameters and losses, evaluate on the test set, draw the figures; return the
     metrics (only the ``writer`` process writes files)."""
     if writer:  # kept even if the evaluation fails
-        paramsfile.save(params, path / rundir.PARAMS_FILE)
+        paramsfile.save(params, path / runfiles.PARAMS_FILE)
         losses = io.BytesIO()
         np.save(losses, history["loss"])
         write_atomic(losses.getvalue(), path / "train_loss.npy")
@@ -229,10 +229,10 @@ def start(cfg: Config, path: Path, *, writer: bool, overwrite: bool, resume: boo
         check_checkpoint(cfg, path, ds, parts)
     if writer and not resume:  # a resumed run's config.json is rewritten once it has restored
         # no old file or checkpoint may mix with the new run's
-        if overwrite and rundir.saved_anything(path):  # back if the new run fails before saving
-            rundir.replace(path, held)
-        elif rundir.is_run(path):  # a run that saved nothing starts over
-            rundir.clear(path)
+        if overwrite and runfiles.saved_anything(path):  # back if the new run fails before saving
+            oldrun.replace(path, held)
+        elif runfiles.is_run(path):  # a run that saved nothing starts over
+            runfiles.clear(path)
         with writable.writing(path, "start the run again"):
             write_json(run_info(cfg, ds, mesh, parts), path / "config.json")
     return ds

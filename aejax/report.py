@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from aejax import (crosseval, data, evaluate, jsonio, metrics, paramsfile, plots, rundir,
-                   runlock, testset, train, writable)
+                   runfiles, runlock, testset, train, writable)
 from aejax.config import Config
 from aejax.parts import Parts, require, spec_in
 
@@ -150,12 +150,12 @@ def score(path: Path, info: dict[str, Any], data_dir: str | None, data_root: str
     """Evaluate the run in ``path`` with its test occlusion ``changed`` (``crosseval.changes``):
     its metrics.json updated with the new ``test`` (not written), and the arrays."""
     cfg = config_of(info, path)
-    params_file = path / rundir.PARAMS_FILE
+    params_file = path / runfiles.PARAMS_FILE
     if not params_file.is_file():
         finish = (f": its training stopped before the end; train.py --workdir {path} --resume "
-                  "finishes it and evaluates it" if rundir.has_checkpoint(path)
+                  "finishes it and evaluates it" if runfiles.has_checkpoint(path)
                   else ": train it with train.py")
-        raise ValueError(f"{path} holds no trained parameters ({rundir.PARAMS_FILE}){finish}")
+        raise ValueError(f"{path} holds no trained parameters ({runfiles.PARAMS_FILE}){finish}")
     saved = read_metrics(path)
     if data_root and not data_dir and cfg.data_dir:  # data.load reads a data_dir first
         raise ValueError(f"--data-root {data_root} changes nothing: the run was trained with "

@@ -1,27 +1,23 @@
-"""A run's folder: what a run writes there, checks before writing, and clearing it (or, for
-``--overwrite``, setting the old run aside until the new one has saved something)."""
+"""A run's folder: its default name, the checks before anything is written there, the claim on it
+(a lock) and undoing a run that saved nothing (what a run writes: ``aejax.runfiles``;
+``--overwrite``: ``aejax.oldrun``)."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
-import shutil
 import time
 from pathlib import Path
-from typing import Any
 
-from aejax import checkpoint, crosseval, runlock
+from aejax import crosseval, runlock
 from aejax.config import Config
 from aejax.jsonio import read_run_config
+from aejax.oldrun import recover
 from aejax.parts import spec_in
+from aejax.runfiles import PARAMS_FILE, clear, has_checkpoint, is_run, saved_anything
 
-PARAMS_FILE = crosseval.PARAMS  # the trained parameters (aejax.paramsfile)
-RUN_FILES = ("config.json", "metrics.json", PARAMS_FILE, "train_loss.npy", "figure.png",
-             "loss.png", "correlation.png", "per_class.png")  # what a run writes, checkpoints aside
 RUNS = "runs"  # where runs go without --workdir
-REPLACED = ".replaced"  # an old run --overwrite set aside until the new one has saved something
-REPLACING, RESTORING = ".replacing", ".restoring"  # ... while it is moved there, or back
 
 log = logging.getLogger(__name__)
 
@@ -123,15 +119,6 @@ def remove_empty(folders: list[Path]) -> None:
             return
 
 
-def is_run(path: Path) -> bool:
-    """Whether ``path`` holds a run: a config.json as ``experiment.run`` writes it."""
-    try:
-        read_run_config(path / "config.json")
-    except (OSError, ValueError):
-        return False
-    return True
-
-
 def check_holds_run(path: Path, *, overwrite: bool = False, resume: bool = False) -> None:
     """ValueError if folder ``path`` holds files but no run: a run is a config.json as train.py
     writes it or a checkpoint, which ``resume`` reads without it and ``overwrite`` sets aside with
@@ -158,16 +145,6 @@ def check_resumable(path: Path) -> None:
                      f"{path} --overwrite trains it again")
 
 
-def saved_anything(path: Path) -> bool:
-    """Whether the run in ``path`` saved a checkpoint or results (more than its config.json)."""
-    return has_checkpoint(path) or any((path / name).exists() for name in RUN_FILES[1:])
-
-
-def has_checkpoint(path: Path) -> bool:
-    """Whether the run in ``path`` saved a checkpoint (a finished ``<step>/`` folder)."""
-    return bool(checkpoint.finished_steps(path / checkpoint.DIRNAME))
-
-
 def finish_hint(path: Path) -> str:
     """What finishes the run in ``path``, which has a config.json but no metrics.json (and is not
     training now), for the messages that find it unfinished."""
@@ -187,105 +164,6 @@ def finish_hint(path: Path) -> str:
         return f"; its evaluation did not finish: evaluate.py --workdir {path}{parts} finishes it"
     done = ("its evaluation did not finish" if params else "its training stopped before the end")
     return f"; {done}: train.py --workdir {path} --resume{parts} finishes it"
-
-
-def written(path: Path) -> list[Path]:
-    """What a run wrote into ``path``: its files and checkpoint folders, nothing else."""
-    checkpoints = path / checkpoint.DIRNAME
-    steps = sorted(checkpoints.iterdir()) if checkpoints.is_dir() else []
-    return ([path / name for name in RUN_FILES if (path / name).exists()]
-            + [step for step in steps  # Orbax's <step>/ folders and their unfinished twins
-               if step.is_dir() and step.name.split(checkpoint.TMP_SUFFIX)[0].isdigit()])
-
-
-def clear(path: Path) -> None:
-    """Delete what an earlier run wrote into ``path`` (its files and checkpoints), nothing else;
-    config.json last, so that a clear cut short leaves a run (that saved nothing), not files
-    that no run owns."""
-    config = path / RUN_FILES[0]
-    for item in written(path):
-        if item.is_dir():
-            shutil.rmtree(item)
-        elif item != config:
-            item.unlink()
-    with contextlib.suppress(OSError):
-        (path / checkpoint.DIRNAME).rmdir()  # kept if anything else is in it
-    config.unlink(missing_ok=True)
-
-
-def replace(path: Path, held: contextlib.ExitStack) -> None:
-    """``--overwrite``: set the run in ``path`` aside until ``held`` closes, then delete it, or
-    put it back if the new run failed before it saved anything (``settle``)."""
-    set_aside(path)
-
-    def settle_on_exit(failed: type[BaseException] | None, *_: Any) -> None:
-        try:
-            settle(path, failed=failed is not None)
-        except OSError as err:  # the run's own outcome (or error) stands; recover() retries
-            log.warning("could not settle the old run in %s (%s)", path / REPLACED, err)
-
-    held.push(settle_on_exit)  # runs before the lock, pushed earlier, is released
-
-
-def set_aside(path: Path) -> None:
-    """Move what the run in ``path`` wrote into ``path/.replaced/``: all of it or, if a move
-    fails, none of it; a kill half-way leaves ``.replacing/``, which ``recover`` puts back."""
-    staging = path / REPLACING
-    try:
-        for item in written(path):
-            move(item, path, staging)
-    except BaseException:  # what is on disk, not what was counted: a Ctrl-C can follow a rename
-        put_back(staging, path)
-        raise
-    staging.rename(path / REPLACED)  # complete: from now on the new run's files are its own
-    with contextlib.suppress(OSError):
-        (path / checkpoint.DIRNAME).rmdir()
-
-
-def move(item: Path, source: Path, target: Path) -> None:
-    """Move ``item`` from folder ``source`` to the same place under ``target``."""
-    moved = target / item.relative_to(source)
-    moved.parent.mkdir(parents=True, exist_ok=True)
-    item.rename(moved)
-
-
-def put_back(side: Path, path: Path) -> None:
-    """Move everything a run wrote from the side folder ``side`` back into ``path``, then remove
-    ``side``."""
-    for item in written(side):
-        move(item, side, path)
-    shutil.rmtree(side)
-
-
-def recover(path: Path) -> None:
-    """Settle what a killed ``--overwrite`` left in ``path``: a move cut short is finished, the
-    old run back; a complete ``.replaced`` comes back if the killed run saved nothing, else it
-    is deleted."""
-    for partial in (path / REPLACING, path / RESTORING):
-        if partial.is_dir():
-            log.warning("%s holds part of a run that a killed --overwrite was moving; putting "
-                        "it back", path)
-            put_back(partial, path)
-    if (path / REPLACED).is_dir():
-        log.warning("%s holds the run a killed --overwrite set aside; %s", path,
-                    "deleting it (the new run saved a checkpoint)" if saved_anything(path)
-                    else "putting it back (the new run saved nothing)")
-        settle(path, failed=True)
-
-
-def settle(path: Path, *, failed: bool) -> None:
-    """After a run that ``set_aside`` an old one: put the old run back if the new one failed
-    before it saved a checkpoint or results, else delete it."""
-    aside = path / REPLACED
-    if not aside.is_dir():
-        return
-    if not failed or saved_anything(path):
-        shutil.rmtree(aside)
-        return
-    clear(path)  # the new run's config.json (and unfinished checkpoints)
-    restoring = path / RESTORING
-    aside.rename(restoring)  # a kill from here on: recover() finishes the put-back
-    put_back(restoring, path)
 
 
 def nothing_to_resume(path: Path) -> str:

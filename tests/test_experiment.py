@@ -16,7 +16,7 @@ import jax
 import numpy as np
 import pytest
 
-from aejax import checkpoint, data, experiment, loop, paramsfile, rundir, runlock
+from aejax import checkpoint, data, experiment, loop, oldrun, paramsfile, runfiles, runlock
 from aejax.config import Config
 from tests.test_jsonio import full_disk
 
@@ -77,7 +77,7 @@ def test_overwrite_puts_the_old_run_back_if_the_new_one_fails_before_saving(
     with pytest.raises(jax.errors.JaxRuntimeError, match="(?i)out of memory"):
         experiment.run(huge, run, progress=False, overwrite=True)
     now = {p.relative_to(run): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
-    assert now == old and not (run / rundir.REPLACED).exists()
+    assert now == old and not (run / oldrun.REPLACED).exists()
 
     def failing(*args, **kwargs):  # after training: params.msgpack is saved, the run replaced
         raise ValueError("evaluation failed")
@@ -85,13 +85,13 @@ def test_overwrite_puts_the_old_run_back_if_the_new_one_fails_before_saving(
     monkeypatch.setattr(experiment.evaluate, "evaluate", failing)
     with pytest.raises(ValueError, match="evaluation failed"):
         experiment.run(dataclasses.replace(cfg, seed=1), run, progress=False, overwrite=True)
-    assert not (run / "metrics.json").exists() and not (run / rundir.REPLACED).exists()
-    assert (run / rundir.PARAMS_FILE).read_bytes() != old[Path(rundir.PARAMS_FILE)]
+    assert not (run / "metrics.json").exists() and not (run / oldrun.REPLACED).exists()
+    assert (run / runfiles.PARAMS_FILE).read_bytes() != old[Path(runfiles.PARAMS_FILE)]
     assert (run / "notes.txt").read_text() == "mine"  # not a run's file: never moved
     monkeypatch.undo()
     experiment.run(dataclasses.replace(cfg, seed=2), run, progress=False, overwrite=True)
     assert json.loads((run / "config.json").read_text())["config"]["seed"] == 2
-    assert (run / "metrics.json").is_file() and not (run / rundir.REPLACED).exists()
+    assert (run / "metrics.json").is_file() and not (run / oldrun.REPLACED).exists()
 
 
 def test_the_next_command_on_a_folder_puts_back_the_run_a_killed_overwrite_set_aside(
@@ -101,14 +101,14 @@ def test_the_next_command_on_a_folder_puts_back_the_run_a_killed_overwrite_set_a
         run = tmp_path / command
         experiment.run(cfg, run, progress=False)
         old = (run / "metrics.json").read_text()
-        rundir.set_aside(run)  # what a --overwrite killed before its first checkpoint leaves
+        oldrun.set_aside(run)  # what a --overwrite killed before its first checkpoint leaves
         (run / "config.json").write_text(json.dumps({"config": json.loads(cfg.to_json())}))
         if command == "run":
             with pytest.raises(ValueError, match="already holds a run"):  # the old one, back
                 experiment.run(cfg, run, progress=False)
         else:
             assert experiment.resume_meta(run)["step"] == 256 // 32  # the old run's checkpoint
-        assert (run / "metrics.json").read_text() == old and not (run / rundir.REPLACED).exists()
+        assert (run / "metrics.json").read_text() == old and not (run / oldrun.REPLACED).exists()
 
 
 def test_a_run_that_saved_nothing_starts_over_in_place(small_idx_dir: Path,
@@ -190,7 +190,7 @@ def test_the_trained_parameters_are_kept_when_evaluation_fails(
     cfg = Config(data_dir=str(small_idx_dir), data_root=str(tmp_path / "root"), epochs=1)
     with pytest.raises(ValueError, match="evaluation failed"):
         experiment.run(cfg, tmp_path / "run", progress=False)
-    params = paramsfile.load(tmp_path / "run" / rundir.PARAMS_FILE)
+    params = paramsfile.load(tmp_path / "run" / runfiles.PARAMS_FILE)
     assert params["dense_0"]["kernel"].shape == (784, 128)
     assert len(np.load(tmp_path / "run" / "train_loss.npy")) == 256 // 32
 

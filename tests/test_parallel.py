@@ -25,7 +25,7 @@ import jax
 import numpy as np
 import pytest
 
-from aejax import data, loop, paramsfile, parallel, rundir, runlock
+from aejax import data, loop, paramsfile, parallel, runfiles, runlock
 from aejax.config import Config
 from tests.conftest import write_idx_dataset
 from tests.test_experiment import load_script
@@ -77,7 +77,7 @@ def device_env(count: int) -> dict[str, str]:
 
 def assert_matches_reference(run: Path, reference: dict[str, np.ndarray]) -> None:
     """Parameters and per-step losses of ``run`` equal the single-device ones up to float error."""
-    params = paramsfile.load(run / rundir.PARAMS_FILE)
+    params = paramsfile.load(run / runfiles.PARAMS_FILE)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
                  params, reference["params"])
     np.testing.assert_allclose(np.load(run / "train_loss.npy"), reference["loss"], rtol=1e-5)

@@ -20,7 +20,7 @@ import jax
 import numpy as np
 import pytest
 
-from aejax import checkpoint, data, loop, paramsfile, parallel, rundir, train
+from aejax import checkpoint, data, loop, paramsfile, parallel, runfiles, train
 from aejax.config import Config
 from tests.conftest import synthetic_digits, write_idx_dataset
 from tests.test_experiment import load_script
@@ -93,7 +93,7 @@ def test_killed_and_interrupted_runs_resume_to_bit_identical_parameters(tmp_path
     ds = data.load("mnist", data_dir=str(folder), data_root=str(tmp_path / "root"))
     ref, history = loop.fit(dataclasses.replace(CFG, data_dir=str(folder)),
                              ds.train_images.reshape(1600, -1), progress=False)
-    params = paramsfile.load(run / rundir.PARAMS_FILE)
+    params = paramsfile.load(run / runfiles.PARAMS_FILE)
     for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(parallel.fetch(ref.params)),
                     strict=True):
         np.testing.assert_array_equal(a, b)

@@ -1,5 +1,5 @@
-"""Tests for aejax.rundir: which folders hold a run, the checks before anything is written, and
-clearing only what a run wrote."""
+"""Tests for aejax.rundir: the checks before anything is written, the claim on the folder, and
+the advice for a run that did not finish."""
 
 from __future__ import annotations
 
@@ -9,30 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from aejax import checkpoint, experiment, rundir
+from aejax import checkpoint, experiment, oldrun, rundir, runfiles
 from aejax.config import Config
-
-
-def make_run(path: Path, *, results: bool = False, steps: tuple[str, ...] = ()) -> Path:
-    """A folder as a run leaves it: config.json, maybe metrics.json and checkpoint folders."""
-    path.mkdir(parents=True)
-    (path / "config.json").write_text(json.dumps({"config": json.loads(Config().to_json())}))
-    if results:
-        (path / "metrics.json").write_text("{}")
-    for step in steps:
-        (path / checkpoint.DIRNAME / step).mkdir(parents=True)
-    return path
-
-
-def test_a_run_is_a_config_json_and_saved_anything_needs_results_or_a_checkpoint(
-        tmp_path: Path) -> None:
-    bare = make_run(tmp_path / "bare", steps=("8.orbax-checkpoint-tmp-1",))  # killed early
-    assert rundir.is_run(bare) and not rundir.saved_anything(bare)
-    assert rundir.saved_anything(make_run(tmp_path / "saved", steps=("8",)))
-    assert rundir.saved_anything(make_run(tmp_path / "done", results=True))
-    (tmp_path / "other").mkdir()
-    (tmp_path / "other" / "config.json").write_text("[1, 2]")  # not one train.py wrote
-    assert not rundir.is_run(tmp_path / "other") and not rundir.is_run(tmp_path / "none")
+from tests.test_runfiles import make_run, tree_of
 
 
 @pytest.mark.parametrize("setup,kwargs,message", [
@@ -70,19 +49,6 @@ def test_prepare_creates_a_new_folder_and_reuses_one_that_saved_nothing(tmp_path
     assert (done / "metrics.json").exists()  # overwrite deletes nothing yet: clear() does
 
 
-def test_clear_deletes_only_what_a_run_writes(tmp_path: Path) -> None:
-    run = make_run(tmp_path / "run", results=True, steps=("4", "8", "12.orbax-checkpoint-tmp-3"))
-    for name in rundir.RUN_FILES:
-        (run / name).write_text("x")
-    (run / "notes.txt").write_text("mine")
-    (run / checkpoint.DIRNAME / "model.pt").write_text("mine too")
-    rundir.clear(run)
-    assert sorted(p.relative_to(run).as_posix() for p in run.rglob("*")) == [
-        "checkpoints", "checkpoints/model.pt", "notes.txt"]
-    rundir.clear(make_run(tmp_path / "only", steps=("4",)))
-    assert not (tmp_path / "only" / checkpoint.DIRNAME).exists()  # an emptied folder goes too
-
-
 def test_a_relative_data_dir_missing_here_is_named_with_the_current_folder(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "mnist").mkdir()
@@ -94,145 +60,6 @@ def test_a_relative_data_dir_missing_here_is_named_with_the_current_folder(
                                          rf"here \({tmp_path}\): the run was trained in another "
                                          rf"folder, or its data has moved since; pass --data-dir"):
         rundir.check_data_dir_here("../mnist")
-
-
-def test_set_aside_and_settle_put_an_old_run_back_only_if_nothing_new_was_saved(
-        tmp_path: Path) -> None:
-    def tree(path: Path) -> list[str]:
-        return sorted(p.relative_to(path).as_posix() for p in path.rglob("*"))
-
-    run = make_run(tmp_path / "run", results=True, steps=("4", "8", "12.orbax-checkpoint-tmp-3"))
-    (run / "notes.txt").write_text("mine")
-    before = tree(run)
-    rundir.set_aside(run)
-    assert tree(run) == [".replaced", ".replaced/checkpoints", ".replaced/checkpoints/12.orbax-"
-                         "checkpoint-tmp-3", ".replaced/checkpoints/4", ".replaced/checkpoints/8",
-                         ".replaced/config.json", ".replaced/metrics.json", "notes.txt"]
-    (run / "config.json").write_text("{}")  # the new run's, which then fails at once
-    (run / checkpoint.DIRNAME / "2.orbax-checkpoint-tmp-1").mkdir(parents=True)
-    rundir.settle(run, failed=True)
-    assert tree(run) == before
-    rundir.set_aside(run)
-    (run / checkpoint.DIRNAME / "2").mkdir(parents=True)  # the new run saved a checkpoint
-    rundir.settle(run, failed=True)
-    assert tree(run) == ["checkpoints", "checkpoints/2", "notes.txt"]
-    rundir.set_aside(run)
-    assert tree(run) == [".replaced", ".replaced/checkpoints", ".replaced/checkpoints/2",
-                         "notes.txt"]
-    rundir.settle(run, failed=False)  # the new run ended
-    assert tree(run) == ["notes.txt"]
-    rundir.settle(run, failed=True)  # nothing set aside: nothing to do
-    assert tree(run) == ["notes.txt"]
-
-
-def test_set_aside_moves_all_or_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    run = make_run(tmp_path / "run", results=True, steps=("4", "8"))
-    before = sorted(p.relative_to(run).as_posix() for p in run.rglob("*"))
-    rename, calls = Path.rename, []
-
-    def failing(self: Path, target: Path) -> Path:
-        calls.append(self)
-        if len(calls) == 3:  # after config.json and metrics.json, at the first checkpoint
-            raise OSError(5, "Input/output error")
-        return rename(self, target)
-
-    monkeypatch.setattr(Path, "rename", failing)
-    with pytest.raises(OSError, match="Input/output error"):
-        rundir.set_aside(run)
-    assert sorted(p.relative_to(run).as_posix() for p in run.rglob("*")) == before
-
-
-@pytest.mark.parametrize("new_checkpoint", [False, True])
-def test_recover_settles_what_a_killed_overwrite_left(tmp_path: Path,
-                                                      new_checkpoint: bool) -> None:
-    run = make_run(tmp_path / "run", results=True, steps=("4",))
-    rundir.set_aside(run)  # then the new run wrote its config.json and was killed
-    (run / "config.json").write_text(json.dumps({"config": json.loads(Config().to_json())}))
-    if new_checkpoint:
-        (run / checkpoint.DIRNAME / "2").mkdir(parents=True)
-    rundir.recover(run)
-    assert not (run / rundir.REPLACED).exists()
-    steps = sorted(p.name for p in (run / checkpoint.DIRNAME).iterdir())
-    assert steps == (["2"] if new_checkpoint else ["4"])  # the old run back only if none new
-    assert (run / "metrics.json").exists() is not new_checkpoint
-
-
-def tree_of(path: Path) -> list[str]:
-    """Every path under ``path``, relative to it."""
-    return sorted(p.relative_to(path).as_posix() for p in path.rglob("*"))
-
-
-@pytest.mark.parametrize("cut", ["setting aside", "putting back"])
-def test_recover_finishes_a_move_that_a_kill_cut_short(tmp_path: Path, cut: str) -> None:
-    run = make_run(tmp_path / "run", results=True, steps=("4", "8"))
-    before = tree_of(run)
-    partial = run / (rundir.REPLACING if cut == "setting aside" else rundir.RESTORING)
-    for item in rundir.written(run)[:2]:  # config.json and metrics.json moved, then killed
-        rundir.move(item, run, partial)
-    rundir.recover(run)
-    assert tree_of(run) == before
-
-
-def test_a_put_back_that_fails_half_way_is_finished_later_not_deleted(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog) -> None:
-    run = make_run(tmp_path / "run", results=True, steps=("4", "8"))
-    before = tree_of(run)
-    rename, calls = Path.rename, []
-
-    def failing(self: Path, target: Path) -> Path:
-        calls.append(self)
-        if len(calls) == 4:  # the .restoring rename, config.json, metrics.json, then this
-            raise OSError(5, "Input/output error")
-        return rename(self, target)
-
-    with pytest.raises(ValueError, match="out of memory"):  # the new run's own error stands
-        with contextlib.ExitStack() as held:
-            rundir.replace(run, held)
-            (run / "config.json").write_text("{}")  # the new run's, which then fails
-            monkeypatch.setattr(Path, "rename", failing)
-            raise ValueError("out of memory")
-    assert "could not settle the old run" in caplog.text
-    monkeypatch.undo()
-    rundir.recover(run)  # the next train.py on the folder
-    assert tree_of(run) == before
-
-
-def refuse(*args: object, **kwargs: object) -> None:
-    """``shutil.rmtree`` on a folder that cannot be deleted."""
-    raise PermissionError(13, "Permission denied")
-
-
-def test_a_finished_run_whose_old_one_cannot_be_deleted_only_warns(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog) -> None:
-    run = make_run(tmp_path / "run", results=True)
-    with contextlib.ExitStack() as held:
-        rundir.replace(run, held)
-        (run / "metrics.json").write_text("{}")  # the new run's results
-        monkeypatch.setattr(rundir.shutil, "rmtree", refuse)
-    assert "could not settle the old run" in caplog.text  # and no error: the run succeeded
-    monkeypatch.undo()
-    rundir.recover(run)  # later: the new run saved results, so the old one goes
-    assert tree_of(run) == ["metrics.json"]
-
-
-@pytest.mark.parametrize("n", [1, 2, 3])
-def test_a_ctrl_c_just_after_a_move_while_setting_aside_loses_nothing(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, n: int) -> None:
-    run = make_run(tmp_path / "run", results=True, steps=("4", "8"))
-    before = tree_of(run)
-    rename, calls = Path.rename, []
-
-    def interrupted(self: Path, target: Path) -> Path:
-        moved = rename(self, target)
-        calls.append(self)
-        if len(calls) == n:  # the move is done, its bookkeeping not yet
-            raise KeyboardInterrupt
-        return moved
-
-    monkeypatch.setattr(Path, "rename", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        rundir.set_aside(run)
-    assert tree_of(run) == before
 
 
 def test_claim_leaves_a_new_or_empty_folder_as_it_was_if_the_run_saved_nothing(
@@ -251,8 +78,8 @@ def test_claim_leaves_a_new_or_empty_folder_as_it_was_if_the_run_saved_nothing(
     with contextlib.ExitStack() as held:  # a run that saved something is kept
         rundir.claim(tmp_path / "done", held, overwrite=False, resume=False)
         (tmp_path / "done" / "config.json").write_text("{}")
-        (tmp_path / "done" / rundir.PARAMS_FILE).write_bytes(b"")
-    assert (tmp_path / "done" / rundir.PARAMS_FILE).exists()
+        (tmp_path / "done" / runfiles.PARAMS_FILE).write_bytes(b"")
+    assert (tmp_path / "done" / runfiles.PARAMS_FILE).exists()
 
 
 def test_a_claim_refused_as_in_use_touches_the_live_run_at_no_point(tmp_path: Path) -> None:
@@ -264,25 +91,8 @@ def test_a_claim_refused_as_in_use_touches_the_live_run_at_no_point(tmp_path: Pa
                 rundir.claim(live, second, overwrite=False, resume=False)
         assert live.is_dir()  # the refused claim removed nothing
         (live / "config.json").write_text("{}")
-        (live / rundir.PARAMS_FILE).write_bytes(b"")
+        (live / runfiles.PARAMS_FILE).write_bytes(b"")
     assert (live / "config.json").exists()
-
-
-def test_a_clear_cut_short_leaves_a_run_that_saved_nothing(tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    run = tmp_path / "run"
-    (run / checkpoint.DIRNAME / f"1875{checkpoint.TMP_SUFFIX}-1").mkdir(parents=True)
-    (run / "config.json").write_text(json.dumps({"config": {}}))
-
-    def fail(path, *args, **kwargs):
-        raise OSError("cannot remove")
-
-    monkeypatch.setattr(rundir.shutil, "rmtree", fail)
-    with pytest.raises(OSError, match="^cannot remove$"):
-        rundir.clear(run)
-    assert (run / "config.json").exists()  # deleted last: still a run, not stray files
-    monkeypatch.undo()
-    assert rundir.prepare(run) == run  # which the next run starts over in place
 
 
 @pytest.mark.parametrize("flags,message", [
@@ -346,7 +156,7 @@ def test_overwrite_replaces_a_run_whose_config_json_is_gone_as_the_refusal_says(
         "--overwrite to replace it, or choose another --workdir")
     assert train([*flags, "--overwrite", "--seed", "1"]) == 0  # what the message offers works
     assert json.loads((run / "config.json").read_text())["config"]["seed"] == 1
-    assert not (run / rundir.REPLACED).exists() and (run / "notes.txt").read_text() == "mine"
+    assert not (run / oldrun.REPLACED).exists() and (run / "notes.txt").read_text() == "mine"
 
 
 def test_the_finish_hint_names_a_command_that_accepts_the_folder(tmp_path: Path) -> None:
@@ -361,7 +171,7 @@ def test_the_finish_hint_names_a_command_that_accepts_the_folder(tmp_path: Path)
         rundir.prepare(gone)
     rundir.prepare(gone, overwrite=True)
     pruned = make_run(tmp_path / "pruned")  # parameters, checkpoints deleted: nothing to resume
-    (pruned / rundir.PARAMS_FILE).write_bytes(b"")
+    (pruned / runfiles.PARAMS_FILE).write_bytes(b"")
     assert rundir.finish_hint(pruned) == (f"; its evaluation did not finish: evaluate.py "
                                           f"--workdir {pruned} finishes it")
     with pytest.raises(ValueError, match="no checkpoint"):
@@ -372,7 +182,7 @@ def test_the_finish_hint_names_a_command_that_accepts_the_folder(tmp_path: Path)
 
 def test_resuming_a_run_whose_checkpoints_were_deleted_names_what_works(tmp_path: Path) -> None:
     pruned = make_run(tmp_path / "pruned")  # finished, then its checkpoints deleted for space
-    for name in (rundir.PARAMS_FILE, "metrics.json", "figure.png"):
+    for name in (runfiles.PARAMS_FILE, "metrics.json", "figure.png"):
         (pruned / name).write_bytes(b"")
     with pytest.raises(ValueError, match=rf"^--resume: the run in {pruned} has no checkpoint left "
                                          r"\(deleted after it saved its results\), so nothing to "
@@ -380,7 +190,7 @@ def test_resuming_a_run_whose_checkpoints_were_deleted_names_what_works(tmp_path
                                          rf"its parameters again; train.py --workdir {pruned} "
                                          "--overwrite trains it again$"):
         experiment.resume_meta(pruned)
-    (pruned / rundir.PARAMS_FILE).unlink()
+    (pruned / runfiles.PARAMS_FILE).unlink()
     with pytest.raises(ValueError, match=r"nothing to resume from: train.py --workdir \S+ "
                                          "--overwrite trains it again$"):
         experiment.resume_meta(pruned)
