@@ -253,9 +253,12 @@ class StopFlag:
 @contextlib.contextmanager
 def stop_on_sigint() -> Iterator[StopFlag]:
     """Turn Ctrl-C into a flag for the block's duration (main thread only; else plain Ctrl-C);
-    inside another such block, the same flag (a Ctrl-C ``defer_sigint`` caught counts)."""
+    inside another such block, the same flag (a Ctrl-C ``defer_sigint`` caught counts). Where
+    SIGINT is ignored (nohup, a ``&`` job of a script) it stays ignored, as in the rest of the
+    run."""
     flag = StopFlag()
-    if threading.current_thread() is not threading.main_thread():
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is signal.SIG_IGN):
         yield flag
         return
     flag = getattr(signal.getsignal(signal.SIGINT), "stop_flag", flag)

@@ -221,6 +221,21 @@ def test_sigint_sets_a_flag_and_a_second_one_interrupts() -> None:
     assert signal.getsignal(signal.SIGINT) is before
 
 
+def test_an_ignored_sigint_stays_ignored_while_training(monkeypatch) -> None:
+    # nohup or a `&` job of a script: start-up and evaluation ignore Ctrl-C, so training does too
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with checkpoint.stop_on_sigint() as stop:
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            os.kill(os.getpid(), signal.SIGINT)
+            assert not stop.requested()
+        monkeypatch.setattr(checkpoint.jax, "process_count", lambda: 2)
+        with checkpoint.defer_sigint():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
 def test_a_sigint_deferred_before_training_is_the_flag_training_reads(monkeypatch) -> None:
     before = signal.getsignal(signal.SIGINT)
     with checkpoint.defer_sigint():  # one process: a plain Ctrl-C
