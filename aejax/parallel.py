@@ -133,8 +133,11 @@ def select_devices(devices: int | str) -> list[jax.Device]:
         return everything
     total, procs = len(everything), jax.process_count()
     if devices > total:
-        raise ValueError(f"--devices {devices} asks for more devices than the {total} "
-                         f"{jax.default_backend()} device(s) JAX sees; use --devices all or fewer")
+        backend = jax.default_backend()
+        split = ("; or split the CPU into more: XLA_FLAGS=--xla_force_host_platform_device_count="
+                 f"{devices} before the script" if backend == "cpu" else "")
+        raise ValueError(f"--devices {devices} asks for more devices than the {total} {backend} "
+                         f"device(s) JAX sees; use --devices all or fewer{split}")
     if devices % procs:
         raise ValueError(f"--devices {devices} must be a multiple of the {procs} processes "
                          "(each process uses the same number of its devices); try --devices all")

@@ -267,7 +267,14 @@ def test_each_process_takes_its_share_of_the_devices(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(jax, "process_count", lambda: 2)
     assert parallel.select_devices(4) == [fake[0], fake[1], fake[4], fake[5]]
     assert parallel.select_devices(8) == parallel.select_devices("all") == fake
-    with pytest.raises(ValueError, match=r"^--devices 9 asks for more devices than the 8 "):
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    with pytest.raises(ValueError, match=r"^--devices 9 asks for more devices than the 8 gpu "
+                                         r"device\(s\) JAX sees; use --devices all or fewer$"):
+        parallel.select_devices(9)
+    monkeypatch.setattr(jax, "default_backend", lambda: "cpu")  # a CPU can be split: say how
+    with pytest.raises(ValueError, match=r"8 cpu device\(s\) JAX sees; use --devices all or "
+                                         r"fewer; or split the CPU into more: XLA_FLAGS=--xla_"
+                                         r"force_host_platform_device_count=9 before the script$"):
         parallel.select_devices(9)
     with pytest.raises(ValueError, match=r"^--devices 3 must be a multiple of the 2 processes"):
         parallel.select_devices(3)
