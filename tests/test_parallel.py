@@ -104,8 +104,9 @@ def test_resume_trains_on_as_many_devices_as_the_run_did(dataset: Path, tmp_path
     done = train("--resume", "--epochs", "4", devices=1)
     assert done.returncode == 2 and done.stderr.strip().splitlines()[-1] == (
         "train.py: error: the run trained on 2 devices, and resumes on as many: --devices 2 asks "
-        "for more devices than the 1 cpu device(s) JAX sees; use --devices all or fewer; or give "
-        "--devices to resume on another count")
+        "for more devices than the 1 cpu device(s) JAX sees; use --devices all or fewer; or split "
+        "the CPU into more: XLA_FLAGS=--xla_force_host_platform_device_count=2 before the script; "
+        "or give --devices to resume on another count")
     done = train("--resume", "--epochs", "4", "--devices", "3")  # the batch is the run's own
     assert done.returncode == 2 and done.stderr.strip().splitlines()[-1] == (
         "train.py: error: batch size 32 is not divisible by the 3 devices: each device takes an "
