@@ -88,6 +88,25 @@ def test_start_distribution_covers_10_to_20_uniformly() -> None:
     assert np.all(np.abs(counts - 2000) < 200), counts  # 11 equally likely values
 
 
+def test_random_orientations_are_fair_coins_drawn_from_a_key_of_their_own() -> None:
+    key, shape = jax.random.key(11), (20_000, 2)
+    starts, horizontal = occlusion.sample_bars(key, shape[0], orientation="random", num_bars=2)
+    assert abs(float(np.mean(horizontal)) - 0.5) < 0.01  # 40,000 fair coins: sd 0.0025
+    start_key, orient_key = jax.random.split(key)  # one key each: orientations are not the starts'
+    np.testing.assert_array_equal(starts, jax.random.randint(start_key, shape, 10, 21, jnp.int32))
+    np.testing.assert_array_equal(horizontal,
+                                  jax.random.bernoulli(orient_key, jnp.float32(0.5), shape))
+
+
+def test_a_fixed_start_a_black_bar_and_an_empty_batch_are_allowed() -> None:
+    key, x = jax.random.key(2), images(4)
+    got = occlusion.occlude(key, jnp.asarray(x), low=14, high=14, value=0.0)  # low == high
+    want = loop_occlude(x, np.full((4, 1), 14), (np.arange(4) % 2 == 0)[:, None], value=0.0)
+    np.testing.assert_array_equal(np.asarray(got), want)
+    assert occlusion.occlusion_mask(key, 0).shape == (0, 28, 28)
+    assert occlusion.occlude(key, jnp.zeros((0, 784))).shape == (0, 784)
+
+
 def test_different_keys_give_different_masks() -> None:
     a = occlusion.occlusion_mask(jax.random.key(0), 64)
     b = occlusion.occlusion_mask(jax.random.key(1), 64)
