@@ -249,6 +249,9 @@ def test_per_class_means_and_stds_add_up_to_the_overall_ones() -> None:
     for name, v in values["occluded"].items():
         means = np.array([table[str(d)]["occluded"][name] for d in range(10)])
         stds = np.array([table[str(d)]["occluded"][f"{name}_std"] for d in range(10)])
+        in_class = [v[labels == d] for d in range(10)]  # each class's own images, not all 200
+        np.testing.assert_allclose(means, [x.mean() for x in in_class], rtol=1e-12)
+        np.testing.assert_allclose(stds, [x.std() for x in in_class], rtol=1e-12)
         overall = metrics.summarize(values["occluded"])[name]
         np.testing.assert_allclose(np.sum(counts * means) / 200, overall, rtol=1e-10)
         pooled_var = np.sum(counts * (stds**2 + (means - overall) ** 2)) / 200
