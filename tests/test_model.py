@@ -44,6 +44,9 @@ def test_torch_init_is_uniform_within_fan_in_bound_and_flax_init_differs() -> No
             assert float(jnp.std(leaf)) == pytest.approx(bound / np.sqrt(3), rel=0.15)
     flax_params = init_params(jax.random.key(0), Autoencoder(init_scheme="flax"))
     assert all(float(jnp.abs(v["bias"]).max()) == 0.0 for v in flax_params.values())
+    for layer in flax_params.values():  # LeCun-normal: std 1/sqrt(fan_in), not torch's uniform
+        fan_in = layer["kernel"].shape[0]
+        assert float(jnp.std(layer["kernel"])) == pytest.approx(fan_in ** -0.5, rel=0.1)
 
 
 def test_unknown_init_scheme_is_rejected() -> None:
