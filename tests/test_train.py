@@ -116,17 +116,20 @@ def test_scan_epoch_equals_a_python_loop_over_the_same_batches() -> None:
 
 
 def scan_epoch_equals_python_loop() -> None:
-    """``fit``'s epoch of scanned chunks gives the losses and parameters of jitted steps."""
+    """``fit``'s epochs of scanned chunks give the losses and parameters of jitted steps, each
+    epoch in its own order."""
     x = flat_images(160)
-    cfg = dataclasses.replace(CFG, epochs=1, train_occlusion="mixed")
+    cfg = dataclasses.replace(CFG, epochs=2, train_occlusion="mixed")
     state, history = loop.fit(cfg, x, progress=False)
     keys = train.root_keys(cfg.seed)
     model, tx = train.make_model(cfg), train.make_optimizer(cfg)
     ref = train.create_state(keys["init"], model, tx)
     step = jax.jit(train.make_train_step(cfg, model, tx))
-    order = train.epoch_order(jax.random.fold_in(keys["data"], 0), len(x), cfg.batch_size)
+    orders = [train.epoch_order(jax.random.fold_in(keys["data"], e), len(x), cfg.batch_size)
+              for e in range(cfg.epochs)]
+    assert not np.array_equal(np.asarray(orders[0]), np.asarray(orders[1]))
     losses = []
-    for idx in np.asarray(order):
+    for idx in np.concatenate([np.asarray(order) for order in orders]):
         ref, m = step(ref, jnp.asarray(x[idx]), jax.random.fold_in(keys["noise"], ref.step))
         losses.append(float(m["loss"]))
     np.testing.assert_allclose(history["loss"], losses, rtol=1e-5)
@@ -225,3 +228,29 @@ def test_a_chunk_longer_than_the_epoch_is_refused_while_tracing() -> None:
     state, metrics = train.make_train_chunk(step, 4)(state, images, order, np.int32(0),
                                                      jax.random.key(3))  # the whole epoch runs
     assert metrics["loss"].shape == (4,) and int(state.step) == 4
+
+
+def test_an_occluded_step_reconstructs_the_occluded_input_and_scores_it_against_the_clean() -> None:
+    cfg = dataclasses.replace(CFG, train_occlusion="all")
+    model, tx = train.make_model(cfg), train.make_optimizer(cfg)
+    state = train.create_state(jax.random.key(2), model, tx)
+    batch_u8, key = jnp.asarray(flat_images(16)), jax.random.key(4)
+    _, metrics = train.make_train_step(cfg, model, tx)(state, batch_u8, key)
+    clean = train.to_float(batch_u8)
+    occluded, _ = train.make_pair(key, clean, "all", parts.bars(cfg))
+    recon = model.apply({"params": state.params}, occluded)
+    want = float(train.mse(recon, clean))
+    assert float(metrics["loss"]) == pytest.approx(want, rel=1e-6)
+    wrong = (train.mse(recon, occluded),  # scored against the occluded input
+             train.mse(model.apply({"params": state.params}, clean), clean))  # clean input
+    assert all(abs(float(w) - want) > 1e-5 * want for w in wrong)  # so the test can tell
+
+
+def test_a_chunk_donates_the_state_it_is_given() -> None:
+    model, tx = train.make_model(CFG), train.make_optimizer(CFG)
+    step = train.make_train_step(CFG, model, tx)
+    images, order = jnp.asarray(flat_images(64)), train.epoch_order(jax.random.key(1), 64, 16)
+    state = train.create_state(jax.random.key(2), model, tx)
+    new, _ = train.make_train_chunk(step, 2)(state, images, order, np.int32(0), jax.random.key(3))
+    assert all(x.is_deleted() for x in jax.tree.leaves(state))  # updated in place, no copy
+    assert not images.is_deleted() and int(new.step) == 2  # the data stays for the next chunk
