@@ -271,3 +271,16 @@ def fit_until_nan(cfg: Config, x: np.ndarray, bad: int, tmp_path: Path) -> None:
         state = ckpt.restore(bad // 2 * 2, train.create_state(
             jax.random.key(0), train.make_model(cfg), train.make_optimizer(cfg)))
     assert checkpoint.all_finite(state)
+
+
+def untouched(key: jax.Array, clean: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """An occlusion that changes nothing."""
+    return clean, jnp.zeros(clean.shape, bool)
+
+
+def test_fit_trains_on_the_custom_occlusion_not_the_config_bars() -> None:
+    cfg, x = dataclasses.replace(CFG, epochs=1, train_occlusion="none"), flat_images(64)
+    _, clean = loop.fit(cfg, x, progress=False)
+    _, custom = loop.fit(dataclasses.replace(cfg, train_occlusion="all"), x, progress=False,
+                         parts=parts.Parts(occlude=untouched))  # every input "occluded"
+    np.testing.assert_allclose(custom["loss"], clean["loss"], rtol=1e-6)
