@@ -30,7 +30,7 @@ def prepare(workdir: str | os.PathLike, *, overwrite: bool = False, resume: bool
     ``resume`` needs the folder of an earlier run. A run that stopped before it saved anything
     (no checkpoint, no results: it failed or was interrupted early) may be started again in
     place. With ``overwrite`` nothing is touched yet: ``experiment.run`` sets the old run aside
-    (``set_aside``) only once the new one's data has been checked.
+    (``oldrun.replace``) only once the new one's data has been checked.
     """
     path = Path(workdir)
     if path.exists() and not path.is_dir():
