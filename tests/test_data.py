@@ -137,6 +137,7 @@ def test_the_shared_manual_folder_holding_another_dataset_is_passed_over(mnist_d
     with pytest.raises(DataError, match="are mnist, not fashion_mnist"):
         data.load("fashion_mnist", data_root=tmp_path, download=False)
 
+
 def test_second_load_comes_from_cache(mnist_dir, tmp_path, monkeypatch, caplog):
     manual = tmp_path / "downloads" / "manual"
     manual.mkdir(parents=True)

@@ -91,6 +91,7 @@ def test_a_train_step_is_adam_with_its_moments_carried_from_step_to_step() -> No
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
                  state.params, params)
 
+
 def test_train_step_learns_and_jit_matches_eager() -> None:
     model, tx = train.make_model(CFG), train.make_optimizer(CFG)
     state = train.create_state(jax.random.key(0), model, tx)
@@ -169,6 +170,7 @@ def test_every_example_is_drawn_over_the_epochs_not_only_the_first_whole_batches
     # the remainder dropped is a random one each epoch, not always the last examples
     orders = [np.asarray(train.epoch_order(jax.random.key(e), 100, 16)) for e in range(10)]
     np.testing.assert_array_equal(np.unique(np.concatenate(orders)), np.arange(100))
+
 
 def test_uint8_pixels_become_floats_in_0_1_as_training_and_evaluation_scale_them() -> None:
     pixels = np.arange(256, dtype=np.uint8)
