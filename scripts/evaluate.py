@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
             compile_cache.enable()
         if args.export:
             writable.check_output_folder(str(report.export_path(args.export)), "--export",
-                                    made=args.out)
+                                         made=args.out)
         where = {"data_dir": args.data_dir, "data_root": args.data_root,
                  "parts": flags.parts_from_args(args)}
         metrics, arrays = (report.evaluate_into(args.workdir, args.out, changes=changes, **where)
