@@ -402,7 +402,7 @@ def test_a_run_refused_before_it_saved_anything_leaves_no_folder(
     cfg = Config(data_dir=str(small_idx_dir), epochs=1, train_occlusion="all")
     (parts_folder / "empty").mkdir()
     for workdir, left in (("new", False), ("empty", True)):
-        with pytest.raises(parts.PartError):
+        with pytest.raises(parts.PartError, match=r"brighter returned values in \[0\.5, "):
             experiment.run(cfg, parts_folder / workdir, progress=False, parts=bad)
         assert (parts_folder / workdir).exists() == left  # as it was
     assert not any((parts_folder / "empty").iterdir())
