@@ -256,7 +256,7 @@ def test_evaluating_again_refuses_what_would_give_wrong_numbers(runs, tmp_path: 
         report.evaluate_run(copy)
     info["config"]["epochs"] = "1"  # hand-edited to the wrong type
     (copy / "config.json").write_text(json.dumps(info))
-    with pytest.raises(ValueError, match="config.json: "):
+    with pytest.raises(ValueError, match=r"config\.json: epochs must be an integer, got '1'$"):
         report.evaluate_run(copy)
     # trained with a relative --data-dir, evaluated from another folder
     info["config"].update(epochs=1, hidden=[128, 50], data_dir="../small")
