@@ -18,7 +18,7 @@ import jax
 import numpy as np
 import pytest
 
-from aejax import bench, bench_report
+from aejax import bench, bench_report, train
 from aejax.config import Config
 from tests.test_experiment import load_script
 
@@ -26,7 +26,15 @@ IMAGES = np.random.default_rng(0).integers(0, 256, (64, 784), np.uint8)
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_runners_train_and_report_their_step_counts() -> None:
+def test_runners_train_and_report_their_step_counts(monkeypatch) -> None:
+    trained, wait = [], jax.block_until_ready
+
+    def waited(x):  # each timed turn ends waiting for its state: the steps it has trained
+        if isinstance(x, train.TrainState):
+            trained.append(int(x.step))
+        return wait(x)
+
+    monkeypatch.setattr(jax, "block_until_ready", waited)
     s = bench.setup(Config(batch_size=8), 784)
     scan, loop = bench.scan_runner(s, IMAGES), bench.loop_runner(s, IMAGES, 3, warmup=1)
     assert scan.steps == 64 // 8 and loop.steps == 3
@@ -34,6 +42,8 @@ def test_runners_train_and_report_their_step_counts() -> None:
     speeds = bench.interleaved({"scan": scan, "loop": loop}, repeats=3)
     assert set(speeds) == {"scan", "loop"}
     assert all(len(v) == 3 and min(v) > 0 for v in speeds.values())
+    # warm-ups (8 steps, 1 step), then turns of 8 and 3 steps each: every turn trains its steps
+    assert trained == [8, 1, 16, 4, 24, 7, 32, 10]
     # the timed calls donate their own copies: the shared initial state stays usable
     jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, b), s.state.params,
                  bench.setup(Config(batch_size=8), 784).state.params)
