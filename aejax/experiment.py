@@ -19,7 +19,7 @@ import jax
 import numpy as np
 
 from aejax import (checkpoint, crosseval, data, evaluate, loop, oldrun, parallel, paramsfile,
-                   resumable, rundir, runfiles, runlock, train, writable)
+                   resumable, rundir, runfiles, runlock, sigint, train, writable)
 from aejax.config import Config, check_data
 from aejax.jsonio import read_run_config, write_atomic, write_json
 from aejax.parts import Parts, recorded_spec, require
@@ -140,7 +140,7 @@ def run(cfg: Config, workdir: str | os.PathLike, *, progress: bool = True,
     writer = parallel.is_main_process()
     path = Path(workdir)
     with contextlib.ExitStack() as held:  # the workdir lock, from start() on
-        with checkpoint.defer_sigint():  # several processes: all stop together, at a chunk end
+        with sigint.defer_sigint():  # several processes: all stop together, at a chunk end
             ds = start(cfg, path, writer=writer, overwrite=overwrite, resume=resume, mesh=mesh,
                        held=held, parts=parts)
             x_train = ds.train_images.reshape(len(ds.train_images), -1)
@@ -179,7 +179,7 @@ def finish(cfg: Config, path: Path, ds: data.Dataset, params: Any, history: dict
     try:
         return report(cfg, path, ds, params, history, parts, writer=writer)
     except KeyboardInterrupt:  # training is saved (its last checkpoint): say how to finish
-        raise checkpoint.Interrupted(
+        raise sigint.Interrupted(
             f"interrupted during the evaluation; training is saved in {path / checkpoint.DIRNAME}"
             f": {resumable.resume_hint(path, parts.describe())} evaluates it") from None
 

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from aejax import checkpoint, parallel, resumable
+from aejax import checkpoint, parallel, resumable, sigint
 from aejax.losslog import LossLog, NonFiniteLoss
 from aejax.model import features_of
 from aejax.config import Config, check_batch_size
@@ -177,7 +177,7 @@ def run_epochs(loop: Loop, state: TrainState, log: LossLog) -> TrainState:
     """Train to the last epoch from ``state``'s step, saving checkpoints at chunk ends."""
     steps, start = plan_steps(loop.plan), sum(map(len, log.losses))
     ckpt = loop.checkpoints
-    guard = checkpoint.stop_on_sigint() if ckpt is not None else contextlib.nullcontext()
+    guard = sigint.stop_on_sigint() if ckpt is not None else contextlib.nullcontext()
     with guard as stop:
         for epoch in range(start // steps, loop.cfg.epochs):
             state = run_epoch(loop, state, log, epoch, max(0, start - epoch * steps), stop)
@@ -188,7 +188,7 @@ def run_epochs(loop: Loop, state: TrainState, log: LossLog) -> TrainState:
             log.started += time.perf_counter() - waited  # train.seconds: training, not saving
         if stop is not None and stop.requested():  # Ctrl-C in the last chunk or its save
             hint = resumable.resume_hint(ckpt.directory.parent, loop.parts)
-            raise checkpoint.Interrupted(
+            raise sigint.Interrupted(
                 f"interrupted after the last step: saved step {sum(map(len, log.losses))} in "
                 f"{ckpt.directory}; {hint} evaluates it")
     return state
@@ -221,7 +221,7 @@ def run_epoch(loop: Loop, state: TrainState, log: LossLog, epoch: int, offset: i
             save(loop, state, log, steps)
             if stopping:
                 hint = resumable.resume_hint(ckpt.directory.parent, loop.parts)
-                raise checkpoint.Interrupted(f"interrupted: saved step {end} in {ckpt.directory}; "
+                raise sigint.Interrupted(f"interrupted: saved step {end} in {ckpt.directory}; "
                                              f"continue with {hint}")
     if pending is not None:
         log.add(*pending)

@@ -9,7 +9,7 @@ from pathlib import Path
 from aejax.startup import interruptible
 
 with interruptible(__file__):  # a Ctrl-C while JAX is imported: one line, not a traceback
-    from aejax import checkpoint, cli, compile_cache, experiment, flags, parallel
+    from aejax import checkpoint, cli, compile_cache, experiment, flags, parallel, sigint
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
             m = experiment.run(cfg, workdir, progress=not args.no_progress,
                                overwrite=args.overwrite, resume=args.resume,
                                checkpoint_every=every, keep=keep, mesh=mesh, parts=custom)
-        except checkpoint.Interrupted as stop:  # Ctrl-C: a checkpoint was saved first
+        except sigint.Interrupted as stop:  # Ctrl-C: a checkpoint was saved first
             print(f"{parser.prog}: {stop}", file=sys.stderr)
             return 130
         if not parallel.is_main_process():

@@ -16,7 +16,8 @@ import jax
 import numpy as np
 import pytest
 
-from aejax import checkpoint, data, experiment, loop, oldrun, paramsfile, runfiles, runlock
+from aejax import (checkpoint, data, experiment, loop, oldrun, paramsfile, runfiles, runlock,
+                   sigint)
 from aejax.config import Config
 from tests.test_jsonio import full_disk
 
@@ -232,7 +233,7 @@ def test_a_ctrl_c_during_the_evaluation_says_that_resume_evaluates(
     monkeypatch.setattr(experiment.evaluate, "evaluate", pressed)
     cfg = Config(data_dir=str(small_idx_dir), data_root=str(tmp_path / "root"), epochs=1)
     run = tmp_path / "run"
-    with pytest.raises(checkpoint.Interrupted, match=(
+    with pytest.raises(sigint.Interrupted, match=(
             rf"^interrupted during the evaluation; training is saved in {run / 'checkpoints'}: "
             rf"--workdir {run} --resume evaluates it$")):
         experiment.run(cfg, run, progress=False)

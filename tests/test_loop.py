@@ -15,7 +15,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from aejax import checkpoint, loop, losslog, parts, resumable, schedule, train
+from aejax import checkpoint, loop, losslog, parts, resumable, schedule, sigint, train
 from aejax.config import Config
 from tests.conftest import cpu, x64
 from tests.test_train import CFG, flat_images
@@ -151,9 +151,9 @@ def test_a_ctrl_c_during_the_last_chunk_still_stops_with_the_saved_step(
             self.calls += 1
             return self.calls > len(schedule.chunk_plan(320 // CFG.batch_size)) * CFG.epochs
 
-    monkeypatch.setattr(checkpoint, "stop_on_sigint", lambda: contextlib.nullcontext(LateFlag()))
+    monkeypatch.setattr(sigint, "stop_on_sigint", lambda: contextlib.nullcontext(LateFlag()))
     with contextlib.closing(checkpoint.Checkpointer(tmp_path / "ck")) as ckpt:
-        with pytest.raises(checkpoint.Interrupted, match=r"interrupted after the last step: saved "
+        with pytest.raises(sigint.Interrupted, match=r"interrupted after the last step: saved "
                            r"step 40 in .*ck; --workdir .* --resume evaluates it"):
             loop.fit(CFG, flat_images(), progress=False, checkpoints=ckpt)
         ckpt.manager.wait_until_finished()
@@ -183,7 +183,7 @@ def test_a_ctrl_c_while_the_last_save_finishes_still_stops_with_the_saved_step(
     previous = signal.signal(signal.SIGINT, too_late)
     try:
         with contextlib.closing(checkpoint.Checkpointer(tmp_path / "ck")) as ckpt:
-            with pytest.raises(checkpoint.Interrupted, match=r"interrupted after the last step: "
+            with pytest.raises(sigint.Interrupted, match=r"interrupted after the last step: "
                                rf"saved step {total} in .*ck; --workdir .* --resume evaluates"):
                 loop.fit(CFG, flat_images(), progress=False, checkpoints=ckpt)
                 ckpt.manager.wait_until_finished()  # where experiment.run's close() waits
@@ -198,9 +198,9 @@ def test_a_ctrl_c_with_custom_parts_says_to_resume_with_the_same_parts(
         def requested(self) -> bool:
             return True
 
-    monkeypatch.setattr(checkpoint, "stop_on_sigint", lambda: contextlib.nullcontext(Flag()))
+    monkeypatch.setattr(sigint, "stop_on_sigint", lambda: contextlib.nullcontext(Flag()))
     with contextlib.closing(checkpoint.Checkpointer(tmp_path / "ck")) as ckpt:
-        with pytest.raises(checkpoint.Interrupted, match=(  # known here by name only
+        with pytest.raises(sigint.Interrupted, match=(  # known here by name only
                 rf"interrupted: saved step \d+ in .*ck; continue with --workdir {tmp_path} "
                 r"--resume --parts MODULE:NAME with the same parts \(or resume=True and the same "
                 r"Parts\(...\) from Python\)$")):

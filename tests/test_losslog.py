@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from tqdm.auto import tqdm
 
-from aejax.checkpoint import stop_on_sigint
+from aejax.sigint import stop_on_sigint
 from aejax.losslog import LossLog, NonFiniteLoss
 from tests.conftest import cpu
 

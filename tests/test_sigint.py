@@ -1,0 +1,49 @@
+"""Tests for aejax.sigint: Ctrl-C during training as a flag read at chunk ends."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from aejax import sigint
+
+
+def test_sigint_sets_a_flag_and_a_second_one_interrupts() -> None:
+    before = signal.getsignal(signal.SIGINT)
+    with sigint.stop_on_sigint() as stop:
+        assert not stop.requested()
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.requested()  # no KeyboardInterrupt: training goes on to the next save
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_an_ignored_sigint_stays_ignored_while_training(monkeypatch) -> None:
+    # nohup or a `&` job of a script: start-up and evaluation ignore Ctrl-C, so training does too
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with sigint.stop_on_sigint() as stop:
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            os.kill(os.getpid(), signal.SIGINT)
+            assert not stop.requested()
+        monkeypatch.setattr(sigint.jax, "process_count", lambda: 2)
+        with sigint.defer_sigint():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def test_a_sigint_deferred_before_training_is_the_flag_training_reads(monkeypatch) -> None:
+    before = signal.getsignal(signal.SIGINT)
+    with sigint.defer_sigint():  # one process: a plain Ctrl-C
+        assert signal.getsignal(signal.SIGINT) is before
+    monkeypatch.setattr(sigint.jax, "process_count", lambda: 2)
+    with sigint.defer_sigint() as early:
+        os.kill(os.getpid(), signal.SIGINT)  # while loading or compiling: no KeyboardInterrupt
+        with sigint.stop_on_sigint() as stop:  # the loop's guard sees it at its first chunk
+            assert stop is early and stop.raised
+        assert signal.getsignal(signal.SIGINT) is not before  # still deferred until fit ends
+    assert signal.getsignal(signal.SIGINT) is before
