@@ -24,7 +24,7 @@ from aejax import checkpoint, parallel, resumable, sigint
 from aejax.losslog import LossLog, NonFiniteLoss
 from aejax.model import features_of
 from aejax.config import Config, check_batch_size
-from aejax.partcheck import check_ranges, check_traced, traced
+from aejax.partcheck import check_ranges, check_signatures, check_traced, traced
 from aejax.partdigest import digests
 from aejax.parts import Parts, bars, name, require
 from aejax.schedule import EpochOrders, chunk_plan, plan_from, plan_steps
@@ -98,6 +98,7 @@ def prepare(cfg: Config, train_images_u8: np.ndarray, mesh: jax.sharding.Mesh | 
     check_batch_size(cfg, num)
     model = make_model(cfg, features) if parts.model is None else parts.model
     check_features(model, features)
+    check_signatures(parts.model, parts.loss)
     tx, keys = make_optimizer(cfg), root_keys(cfg.seed)
     state = (create_state(keys["init"], model, tx) if parts.model is None  # jitted: its init
              else traced(f"the model {name(model)}", lambda: create_state(keys["init"], model, tx)))

@@ -9,6 +9,7 @@ and loss, before it trains. Each failure is a ``PartError`` that names the part.
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -128,6 +129,29 @@ def check_traced(model: Any, loss: Any, params: Any, batch: jax.ShapeDtypeStruct
         out = traced(f"the loss {name(loss)}", lambda: jax.eval_shape(loss, batch, batch))
         if is_float_like(out, ()):
             traced(f"the loss {name(loss)}", lambda: jax.eval_shape(jax.grad(loss), batch, batch))
+
+
+def check_signatures(model: Any, loss: Any) -> None:
+    """PartError, before training, if the custom model or loss (None: the default) cannot be
+    called as training calls them: ``model.apply({"params": p}, images)`` (no train flag, no
+    rng) and ``loss(reconstruction, target)`` (not the occluded input or the mask)."""
+    calls = (("model", model, getattr(model, "__call__", None), 1,
+              'model.apply({"params": params}, images)',
+              "a model takes the images alone (no train flag or rng: no dropout, no batch "
+              "statistics)"),
+             ("loss", loss, loss, 2, "loss(reconstruction, target)",
+              "a loss gets the reconstruction and the clean target only (not the occluded "
+              "input or the mask)"))
+    for kind, part, fn, count, how, why in calls:
+        if part is None:
+            continue
+        try:
+            inspect.signature(fn).bind(*[None] * count)
+        except TypeError as err:
+            raise PartError(f"the {kind} {name(part)} cannot be called as {how} ({err}): "
+                            f"{why}") from None
+        except ValueError:  # no signature to read (a builtin): tracing will tell
+            pass
 
 
 def is_float_like(out: Any, shape: tuple[int, ...]) -> bool:

@@ -130,6 +130,40 @@ def test_a_model_or_loss_that_fails_under_jit_is_one_error_naming_it(
     assert not trained
 
 
+def masked_loss(pred: jax.Array, target: jax.Array, occluded: jax.Array) -> jax.Array:
+    """Wants the occluded input too, which a loss is not given."""
+    return jnp.mean((pred - target) ** 2 * (occluded != target))
+
+
+class TrainFlag(nn.Module):
+    """Wants a train flag, which a model is not given."""
+
+    features: int = 784
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        return nn.sigmoid(nn.Dense(self.features)(x))
+
+
+@pytest.mark.parametrize("custom,error", [
+    (Parts(loss=masked_loss), r"^the loss \S*\.masked_loss cannot be called as "
+                              r"loss\(reconstruction, target\) \(missing a required argument: "
+                              r"'occluded'\): a loss gets the reconstruction and the clean "
+                              r"target only \(not the occluded input or the mask\)$"),
+    (Parts(model=TrainFlag()), r"^the model \S*TrainFlag\(features=784\) cannot be called as "
+                               r"model\.apply\(\{\"params\": params\}, images\) \(missing a "
+                               r"required argument: 'train'\): a model takes the images alone "
+                               r"\(no train flag or rng: no dropout, no batch statistics\)$"),
+])
+def test_a_model_or_loss_wanting_other_arguments_is_told_how_it_is_called(
+        custom: Parts, error: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    trained = []
+    monkeypatch.setattr(loop, "run_epochs", lambda *args: trained.append(args))
+    with pytest.raises(parts.PartError, match=error):
+        loop.fit(CFG, images_u8(32), progress=False, parts=custom)
+    assert not trained
+
+
 def test_a_model_output_of_another_shape_is_refused_naming_the_model() -> None:
     class Classifier(nn.Module):
         features: int = 784
