@@ -67,8 +67,8 @@ def evaluate_arrays(model: Autoencoder, params: Any, clean: jax.Array, key: jax.
     return arrays, metrics.per_image_all(clean, compared(arrays), arrays["mask"])
 
 
-def check_predictions(arrays: dict[str, jax.Array], values: dict[str, dict[str, jax.Array]]
-                      ) -> None:
+def check_predictions(arrays: dict[str, jax.Array], values: dict[str, dict[str, jax.Array]],
+                      model: Any = None, occlude: parts.OccludeFn | None = None) -> None:
     """Raise ``metrics.check_inputs``'s ValueError for the first comparison it would refuse.
 
     A prediction is invalid if it holds NaN (e.g. NaN parameters) or leaves [0, 1] (a custom
@@ -80,9 +80,10 @@ def check_predictions(arrays: dict[str, jax.Array], values: dict[str, dict[str, 
             continue
         if name != "occluded_input" and not np.all(np.isfinite(values[name]["mse"])):
             metrics.check_inputs(arrays["clean"], pred, arrays["mask"])  # its NaN message
-        who = "the occlusion" if name == "occluded_input" else "the model's reconstructions"
-        raise ValueError(f"{who} ({name}) returned {problem}; images and reconstructions must "
-                         "lie in [0, 1] (see aejax.parts)")
+        who = (f"the occlusion {parts.name(occlude)}" if name == "occluded_input"
+               else f"the model {parts.name(model)} ({name} reconstructions)")
+        raise ValueError(f"{who} returned {problem} on the test images; images and "
+                         "reconstructions must lie in [0, 1] (see aejax.parts)")
 
 
 def warn_undefined_masks(per_image: dict[str, np.ndarray]) -> None:
@@ -167,7 +168,8 @@ def evaluate(cfg: Config, model: Autoencoder, params: Any, test_images_u8: np.nd
             partcheck.occlude_compiled(occlude, eval_key(cfg), clean[:8], "test images")
         raise
     arrays: dict[str, Any] = {name: out[name] for name in ARRAYS}
-    check_predictions(arrays, values)
+    check_predictions(arrays, values, model,
+                      parts.bars(cfg) if occlude is None else occlude)
     arrays["labels"] = np.asarray(test_labels)
     arrays["per_image"] = {name: metrics.to_numpy(values[name]) for name in COMPARISONS}
     warn_undefined_masks(arrays["per_image"]["occluded_input"])

@@ -35,10 +35,16 @@ def test_a_model_or_occlusion_leaving_0_1_is_refused_before_training() -> None:
                                          r"values in \[7, 7\]"):
         loop.fit(CFG, x, progress=False, parts=Parts(occlude=seven))
     model, params = untrained()
-    with pytest.raises(ValueError, match=r"the occlusion \(occluded_input\) returned values in "
-                                         r"\[7, 7\]; images and reconstructions must lie in "
-                                         r"\[0, 1\]"):
+    with pytest.raises(ValueError, match=r"the occlusion functools.partial\(.*, v=7.0\) returned "
+                                         r"values in \[7, 7\] on the test images; images and "
+                                         r"reconstructions must lie in \[0, 1\]"):
         evaluate.evaluate(CFG, model, params, x[:10], np.arange(10), occlude=seven)
+    linear = Linear()  # at evaluation too, the error names the part
+    weights = linear.init(jax.random.key(0), jnp.zeros((1, 784)))["params"]
+    with pytest.raises(ValueError, match=r"the model \S*Linear\(features=784\) \(clean "
+                                         r"reconstructions\) returned values in \[-\d.*\] on the "
+                                         r"test images"):
+        evaluate.evaluate(CFG, linear, weights, x[:10], np.arange(10))
 
 
 def nan_bars(key: jax.Array, images: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -52,8 +58,9 @@ def test_an_occlusion_writing_nan_is_refused_as_such() -> None:
                                          "values on training images"):
         loop.fit(CFG, x, progress=False, parts=Parts(occlude=nan_bars))
     model, params = untrained()
-    with pytest.raises(ValueError, match=r"the occlusion \(occluded_input\) returned \d+ NaN or "
-                                         r"infinite values; images and reconstructions"):
+    with pytest.raises(ValueError, match=r"the occlusion \S*nan_bars returned \d+ NaN or "
+                                         r"infinite values on the test images; images and "
+                                         r"reconstructions"):
         evaluate.evaluate(CFG, model, params, x[:10], np.arange(10), occlude=nan_bars)
 
 
