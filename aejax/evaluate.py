@@ -155,6 +155,7 @@ def evaluate(cfg: Config, model: Autoencoder, params: Any, test_images_u8: np.nd
         config's bars (``parts.bars``).
     """
     parts.require_occlusion(occlude)
+    partcheck.check_signatures(model, None)
     check_inputs(cfg, model, test_images_u8, test_labels, bars=occlude is None)
     images = np.asarray(test_images_u8).reshape(len(test_images_u8), -1)
     clean = jnp.asarray(images, jnp.float32) / 255.0

@@ -13,6 +13,7 @@ from aejax import evaluate, metrics, parts, train
 from aejax.config import Config
 from tests.conftest import cpu, synthetic_digits
 from tests.test_metrics import metrics_atol
+from tests.test_partcheck import TrainFlag
 
 N = 2 * metrics.CHUNK + 50  # two whole chunks and a remainder
 
@@ -192,6 +193,17 @@ def test_an_occlusion_that_fails_compiled_is_one_error_naming_it(setup, occlude,
             rf"occlude\(key, images\) with a jax.random key and test images shaped \(8, 784\) "
             rf"\(occlusions must be key-first and jit-compatible\): {error}: ")):
         evaluate.evaluate(cfg, model, params, images[:10], labels[:10], occlude=occlude)
+
+
+def test_a_model_wanting_a_train_flag_is_told_how_evaluation_calls_it(setup) -> None:
+    cfg, _, _, images, labels = setup
+    model = TrainFlag()
+    params = model.init(jax.random.key(0), jnp.zeros((1, 784)), True)["params"]
+    with pytest.raises(parts.PartError, match=(  # as in training, not JAX's traceback
+            r"^the model \S*TrainFlag\(features=784\) cannot be called as "
+            r"model\.apply\(\{\"params\": params\}, images\) \(missing a required argument: "
+            r"'train'\): a model takes the images alone")):
+        evaluate.evaluate(cfg, model, params, images[:10], labels[:10])
 
 
 def first_pixels(key: jax.Array, clean: jax.Array) -> tuple[jax.Array, jax.Array]:
