@@ -127,10 +127,15 @@ def wait_for(coordinator: str, timeout: float) -> None:
 
 
 def select_devices(devices: int | str) -> list[jax.Device]:
-    """The devices a ``--devices`` value names: all, or the first N/P of each of P processes."""
+    """The devices a ``--devices`` value names: all, or the first N/P of each of P processes
+    (a positive count, or text as ``parse_devices`` reads it; ValueError for anything else)."""
+    if isinstance(devices, str):
+        devices = parse_devices(devices)
     everything = jax.devices()
     if devices == "all":
         return everything
+    if not isinstance(devices, (int, np.integer)) or isinstance(devices, bool) or devices < 1:
+        raise ValueError(f"--devices must be a positive number or 'all', got {devices!r}")
     total, procs = len(everything), jax.process_count()
     if devices > total:
         backend = jax.default_backend()

@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -249,6 +250,16 @@ def test_mesh_placement_and_fetch_on_one_device() -> None:
     with pytest.raises(ValueError, match="cannot change on --resume: resume on a count that "
                                          "divides it, such as --devices 3$"):
         parallel.check_batch(33, types.SimpleNamespace(size=5), resume=True)
+
+
+def test_a_device_count_given_from_python_is_checked_like_the_flag() -> None:
+    # make_mesh(0) was an empty Mesh (then a ZeroDivisionError in check_batch), and "2" a
+    # TypeError: the hint says int | str, so a count as text is read as --devices reads it
+    assert parallel.make_mesh("1") is None
+    for bad in (0, -1, "0", "two", 1.5, True):
+        with pytest.raises(ValueError, match=r"^--devices must be a positive number or 'all', "
+                                             rf"got {re.escape(repr(bad))}$"):
+            parallel.make_mesh(bad)
 
 
 def test_a_suggested_batch_size_never_exceeds_the_training_set() -> None:
