@@ -13,6 +13,8 @@ import time
 import jax
 import jax.numpy as jnp
 
+from aejax import parallel
+
 
 def step_flops(num_params: int, batch_size: int) -> float:
     """FLOPs of one training step by the 6 x parameters x batch rule."""
@@ -29,7 +31,7 @@ def matmul_gflops(size: int = 1024, repeats: int = 20, *, device: jax.Device | N
       device: where to run (default: JAX's default device).
       dtype: the element type (float32, as training uses).
     """
-    device = device or jax.devices()[0]
+    device = device or parallel.default_device()  # where arrays without a placement go
     keys = jax.random.split(jax.random.key(0))
     a, b = (jax.device_put(jax.random.normal(k, (size, size), dtype), device) for k in keys)
     matmul = jax.jit(jnp.matmul)
