@@ -7,13 +7,14 @@ import hashlib
 import logging
 from typing import Any
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from aejax import metrics, occlusion, partcheck, parts
 from aejax.config import Config, check_image_size
-from aejax.model import Autoencoder, features_of
+from aejax.model import features_of
 
 log = logging.getLogger(__name__)
 EVAL_KEY_PURPOSE = 0x6576616C  # "eval": a fold_in constant that no other key derivation uses
@@ -32,12 +33,12 @@ def eval_key(cfg: Config) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def reconstruct(model: Autoencoder, params: Any, images: jax.Array) -> jax.Array:
+def reconstruct(model: nn.Module, params: Any, images: jax.Array) -> jax.Array:
     """The model's reconstruction of flat images (N, D), compiled once per model."""
     return model.apply({"params": params}, images)
 
 
-def reconstruct_all(model: Autoencoder, params: Any, clean: jax.Array, key: jax.Array,
+def reconstruct_all(model: nn.Module, params: Any, clean: jax.Array, key: jax.Array,
                     occlude: parts.OccludeFn) -> dict[str, jax.Array]:
     """Occlude ``clean`` (N, D) with ``occlude(key, clean)`` and reconstruct both versions."""
     occluded, mask = partcheck.occlude_checked(occlude, key, clean)
@@ -54,7 +55,7 @@ def compared(arrays: dict[str, jax.Array]) -> dict[str, jax.Array]:
 
 
 @functools.partial(jax.jit, static_argnames=("model", "occlude"))
-def evaluate_arrays(model: Autoencoder, params: Any, clean: jax.Array, key: jax.Array,
+def evaluate_arrays(model: nn.Module, params: Any, clean: jax.Array, key: jax.Array,
                     occlude: parts.OccludeFn
                     ) -> tuple[dict[str, jax.Array], dict[str, dict[str, jax.Array]]]:
     """``reconstruct_all`` (the bars from ``key``) and every per-image metric: one program.
@@ -109,7 +110,7 @@ def summary(values: dict[str, dict[str, np.ndarray]], labels: np.ndarray
     return out
 
 
-def check_inputs(cfg: Config, model: Autoencoder, images: np.ndarray, labels: np.ndarray, *,
+def check_inputs(cfg: Config, model: nn.Module, images: np.ndarray, labels: np.ndarray, *,
                  bars: bool = True) -> None:
     """Raise ValueError, before any work, for test data that ``evaluate`` cannot use (with
     ``bars``, also for images the config's bars do not fit)."""
@@ -140,7 +141,7 @@ def occlusion_digest(arrays: dict[str, Any]) -> str:
     return hashlib.sha256(occluded.data).hexdigest()[:16]
 
 
-def evaluate(cfg: Config, model: Autoencoder, params: Any, test_images_u8: np.ndarray,
+def evaluate(cfg: Config, model: nn.Module, params: Any, test_images_u8: np.ndarray,
              test_labels: np.ndarray, *, occlude: parts.OccludeFn | None = None
              ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The ``test`` metrics and the arrays (plus ``labels`` and ``per_image``) behind them.

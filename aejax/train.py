@@ -12,6 +12,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
@@ -48,7 +49,7 @@ def make_optimizer(cfg: Config) -> optax.GradientTransformation:
 
 
 @functools.partial(jax.jit, static_argnums=(1, 2))
-def create_state(key: jax.Array, model: Autoencoder,
+def create_state(key: jax.Array, model: nn.Module,
                  tx: optax.GradientTransformation) -> TrainState:
     """Fresh parameters and optimizer state at step 0 (one compiled program, not eager ops)."""
     params = init_params(key, model)
