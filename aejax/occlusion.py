@@ -199,9 +199,9 @@ def check_value(value: float | jax.Array) -> None:
         raise ValueError(f"occlusion value must be a pixel value in [0, 1], got {value}")
 
 
-def occlude(key: jax.Array, images: jax.Array, *, width: int = 1, value: float = 1.0,
-            low: int = 10, high: int = 20, orientation: Orientation = "alternate",
-            num_bars: int = 1,
+def occlude(key: jax.Array, images: jax.Array, *, width: int = 1,
+            value: float | jax.Array = 1.0, low: int = 10, high: int = 20,
+            orientation: Orientation = "alternate", num_bars: int = 1,
             return_mask: bool = False) -> jax.Array | tuple[jax.Array, jax.Array]:
     """Occlude a batch of images with bars; the defaults are the original experiment.
 
