@@ -244,7 +244,8 @@ def export_arrays(arrays: dict[str, Any], path: str | os.PathLike) -> Path:
 
 
 def format_table(test: dict[str, Any]) -> str:
-    """A compact text table: one row per comparison, then the occluded MSE per digit."""
+    """A compact text table: one row per comparison, then the clean and occluded
+    reconstructions' MSE per digit."""
     width = max(len(c) for c in evaluate.COMPARISONS)
     head = f"{'':{width}}" + "".join(f"{m:>13}" for m in TABLE_METRICS)
     lines = [head]
