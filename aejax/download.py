@@ -102,7 +102,8 @@ def registered(name: str) -> dict[str, FileInfo]:
 
 
 def download_files(name: str, root: Path) -> Path | None:
-    """Downloads the four verified .gz files into `<root>/<name>/`; None if that failed."""
+    """Downloads the four verified .gz files into `<root>/<name>/`; None if the download
+    failed, DataError if a downloaded file is not the registered one (its SHA-256)."""
     infos = registered(name)
     mirror = os.environ.get(MIRROR_ENV.format(name.upper()))
     if mirror:
