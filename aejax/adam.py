@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import optax
 
 
-def adam(learning_rate: float, b1: float = 0.9, b2: float = 0.999,
+def adam(learning_rate: optax.ScalarOrSchedule, b1: float = 0.9, b2: float = 0.999,
          eps: float = 1e-8) -> optax.GradientTransformation:
     """Adam (optax's defaults) whose ``update`` returns the parameter change ``-lr * step``.
 
