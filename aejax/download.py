@@ -192,7 +192,7 @@ def checksum_message(tfds_error: str, folder: Path) -> str:
 
 
 def fetch_urllib(name: str, infos: dict[str, FileInfo], root: Path) -> dict[str, Path]:
-    """Plain download for machines without TFDS; `_download` verifies the checksums."""
+    """Plain download for machines without TFDS; `download_files` verifies the checksums."""
     folder = root / "downloads" / name
     folder.mkdir(parents=True, exist_ok=True)
     paths = {}
