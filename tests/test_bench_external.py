@@ -20,9 +20,12 @@ def test_compile_times_cold_and_warm_in_fresh_processes() -> None:
     assert warm_before == warm_after == cold_after  # warm: everything read from it, nothing new
 
 
-def test_train_script_is_timed_with_its_peak_memory(small_idx_dir) -> None:
+def test_train_script_is_timed_with_its_peak_memory(small_idx_dir, tmp_path: Path) -> None:
+    # --data-root: the decoded-data cache in tmp_path, not in data/cache/ of the checkout
     (run,) = bench_external.train_script(["--data-dir", str(small_idx_dir), "--epochs", "1",
-                                          "--batch-size", "64"], runs=1)
+                                          "--batch-size", "64", "--data-root",
+                                          str(tmp_path / "root")], runs=1)
+    assert list((tmp_path / "root" / "cache").glob("custom-*.npz"))
     assert run["wall_seconds"] > 0 and run["peak_rss_mb"] > 50
     assert "train loss" in run["summary"]
     assert (run["data"], run["is_sample"], run["train_size"]) == (str(small_idx_dir), False, 256)
