@@ -38,7 +38,7 @@ def evaluate_equals_its_parts(cfg: Config, model: object, params: dict, images: 
     """``evaluate``'s one program gives ``reconstruct_all``'s arrays and each metric's values."""
     params = jax.device_put(params, cpu())  # the module's fixture made them on the default device
     test, arrays = evaluate.evaluate(cfg, model, params, images, labels)
-    clean = jnp.asarray(images.reshape(N, -1), jnp.float32) / 255.0  # as evaluate converts
+    clean = evaluate.to_float(images.reshape(N, -1))  # as evaluate converts
     np.testing.assert_allclose(clean, images.reshape(N, -1) / 255.0, rtol=1e-7)
     expected = evaluate.reconstruct_all(model, params, clean, evaluate.eval_key(cfg),
                                         parts.bars(cfg))

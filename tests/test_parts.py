@@ -113,7 +113,7 @@ def test_fit_and_evaluate_take_a_custom_model_loss_and_occlusion() -> None:
     assert len(history["loss"]) == 8 and np.all(np.isfinite(history["loss"]))
     test, arrays = evaluate.evaluate(cfg, Tiny(), state.params, x[:20], np.arange(20) % 10,
                                      occlude=patch)
-    expected = patch(evaluate.eval_key(cfg), jnp.asarray(x[:20], jnp.float32) / 255)
+    expected = patch(evaluate.eval_key(cfg), evaluate.to_float(x[:20]))
     np.testing.assert_array_equal(arrays["mask"], expected[1])
     np.testing.assert_array_equal(arrays["occluded_input"], expected[0])
     assert test["occluded"]["mse"] > 0

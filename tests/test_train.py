@@ -10,7 +10,7 @@ import numpy as np
 import optax
 import pytest
 
-from aejax import loop, occlusion, parts, train
+from aejax import evaluate, loop, occlusion, parts, train
 from aejax.config import Config
 from tests.conftest import cpu, synthetic_digits, x64
 
@@ -181,8 +181,12 @@ def test_uint8_pixels_become_floats_in_0_1_as_training_and_evaluation_scale_them
     # XLA multiplies by float32(1 / 255) rather than dividing: within one ulp of x / 255
     exact = (pixels / 255).astype(np.float32)
     np.testing.assert_array_less(np.abs(got.view(np.int32) - exact.view(np.int32)), 2)
-    # and the test images are scaled the same way, bit for bit (evaluate.evaluate's clean)
-    np.testing.assert_array_equal(got, jnp.asarray(pixels, jnp.float32) / 255.0)
+    # and evaluate.evaluate scales the test images the same way, bit for bit
+    model = train.make_model(CFG)
+    params = train.create_state(jax.random.key(0), model, train.make_optimizer(CFG)).params
+    images = np.resize(pixels, (1, 28, 28))  # every value 0..255 in one image
+    _, arrays = evaluate.evaluate(CFG, model, params, images, np.zeros(1, np.int64))
+    np.testing.assert_array_equal(np.asarray(arrays["clean"])[0, :256], got)
 
 
 
