@@ -38,9 +38,6 @@ def test_the_roofline_is_2n3_flops_over_the_fastest_run(monkeypatch) -> None:
 
 
 DEFAULT_DEVICE_CODE = """
-import subprocess
-import sys
-
 import jax
 from aejax import roofline
 placed = []
