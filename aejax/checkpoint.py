@@ -27,6 +27,7 @@ from jax.experimental import multihost_utils
 
 from aejax import orbax_quiet, resumable
 from aejax.config import Config
+from aejax.occlusion import is_integer
 from aejax.partdigest import DIGEST_VERSION
 from aejax.parts import Parts
 from aejax.shapes import mismatch
@@ -203,7 +204,11 @@ def remove_partial(directory: Path) -> None:
 
 
 def check_options(every: int, keep: int) -> None:
-    """Refuse a negative checkpoint interval or keeping fewer than one checkpoint."""
+    """Refuse a negative checkpoint interval or keeping fewer than one checkpoint, and either
+    when it is not an integer (from Python: ``checkpoint_every=1e3`` failed deep in training)."""
+    for flag, value in (("--checkpoint-every", every), ("--keep", keep)):
+        if not is_integer(value):
+            raise ValueError(f"{flag} must be an integer, got {value!r}")
     if every < 0:
         raise ValueError(f"--checkpoint-every must be >= 0 (0: at epoch ends only), got {every}")
     if keep < 1:

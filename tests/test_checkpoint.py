@@ -194,7 +194,11 @@ def test_no_checkpoint_is_an_error_that_says_so(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("every,keep,message", [
     (-1, 3, r"--checkpoint-every must be >= 0 \(0: at epoch ends only\), got -1"),
-    (0, 0, "--keep must be >= 1, got 0")])
+    (0, 0, "--keep must be >= 1, got 0"),
+    (4.0, 3, r"--checkpoint-every must be an integer, got 4.0"),  # from Python: 1e3 is a float
+    (True, 3, r"--checkpoint-every must be an integer, got True"),
+    (0, 1.5, r"--keep must be an integer, got 1.5"),
+    (0, "2", r"--keep must be an integer, got '2'")])
 def test_bad_interval_or_keep_is_refused(tmp_path: Path, every: int, keep: int,
                                          message: str) -> None:
     with pytest.raises(ValueError, match=message):
