@@ -316,3 +316,17 @@ def test_by_run_gives_each_run_a_row(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert load_script("compare").main([*argv, "--by-run"]) == 0
     rows = capsys.readouterr().out
     assert "| seed=0 | 0.01700 | 1 |" in rows and "| seed=1 | 0.01600 | 1 |" in rows
+
+
+def test_one_string_for_the_runs_or_the_keys_or_no_run_is_refused(tmp_path: Path) -> None:
+    run = fake_run(tmp_path / "a", 0.017)  # from Python: a str is iterable, char by char
+    with pytest.raises(ValueError, match=r"workdirs must be a list of run folders, not one "
+                                         r"string: give \[.*a'\]"):
+        compare.table(run)
+    with pytest.raises(ValueError, match=r"workdirs must be a list of run folders, not one "):
+        compare.table(Path(run))
+    with pytest.raises(ValueError, match=r"keys must be a sequence of metric names, not one "
+                                         r"string: give \('test.clean.mse',\)"):
+        compare.table([run], "test.clean.mse")
+    with pytest.raises(ValueError, match="no run folder given: give at least one"):
+        compare.table([])
