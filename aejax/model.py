@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -38,7 +38,13 @@ class Autoencoder(nn.Module):
     init_scheme: str = "torch"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "hidden", tuple(self.hidden))  # hashable, for jit's static args
+        hidden = self.hidden  # checked here, as Config checks its own: a 0 ended in 0 ** -0.5
+        if not isinstance(hidden, (str, bytes)) and isinstance(hidden, Iterable):
+            hidden = tuple(hidden)  # a list, an array or a generator
+        if not isinstance(hidden, tuple) or not all(is_integer(h) and h >= 1 for h in hidden):
+            raise ValueError(f"the Autoencoder's hidden sizes must be a sequence of integers "
+                             f">= 1, got {self.hidden!r}")
+        object.__setattr__(self, "hidden", hidden)  # a tuple: hashable, for jit's static args
         super().__post_init__()
 
     def dense(self, x: jax.Array, width: int, index: int) -> jax.Array:

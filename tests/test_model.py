@@ -73,3 +73,12 @@ def test_a_model_taking_no_pixels_is_one_error_not_a_traceback(features: int) ->
                                          rf"attribute \(pixels per image\); Autoencoder has "
                                          rf"{features}$"):
         init_params(jax.random.key(0), Autoencoder(features=features))
+
+
+@pytest.mark.parametrize("hidden", [(0,), (128, -1), (2.5,), 8, "128", (True,)])
+def test_hidden_sizes_that_are_not_positive_integers_are_one_error(hidden: object) -> None:
+    # Config checks its own; a model built in Python (parts.Parts(model=...)) got a
+    # ZeroDivisionError (torch init of a 0-wide layer), an MLIRError or a TypeError
+    with pytest.raises(ValueError, match="Autoencoder's hidden sizes must be a sequence of "
+                                         "integers >= 1"):
+        Autoencoder(hidden=hidden)
