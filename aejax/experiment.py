@@ -128,6 +128,7 @@ def run(cfg: Config, workdir: str | os.PathLike, *, progress: bool = True,
     """
     started = time.perf_counter()
     require(parts)  # before the folder is touched
+    parallel.check_mesh(mesh)
     if checkpoint_every is None or keep is None:
         meta = resume_meta(workdir) if resume else {}
         checkpoint_every, keep = checkpoint_options(meta, checkpoint_every, keep)

@@ -93,6 +93,7 @@ def prepare(cfg: Config, train_images_u8: np.ndarray, mesh: jax.sharding.Mesh | 
             ) -> tuple[Loop, TrainState, LossLog]:
     """Check the parts, create (or restore) and place the state, compile every chunk length."""
     require(parts)
+    parallel.check_mesh(mesh)
     train_images_u8 = check_train_images(train_images_u8)
     num, features = train_images_u8.shape
     check_batch_size(cfg, num)

@@ -158,6 +158,14 @@ def make_mesh(devices: int | str = 1) -> Mesh | None:
     return Mesh(np.array(chosen), (AXIS,), axis_types=(AxisType.Auto,))
 
 
+def check_mesh(mesh: Any) -> None:
+    """Raise ValueError unless ``mesh`` is a Mesh or None (a device count, from Python, ended in
+    an AttributeError once training had been prepared)."""
+    if mesh is not None and not isinstance(mesh, Mesh):
+        raise ValueError(f"mesh must be a jax.sharding.Mesh, e.g. parallel.make_mesh({mesh!r}), "
+                         f"or None for one device; got {type(mesh).__name__} {mesh!r}"[:200])
+
+
 def check_batch(batch_size: int, mesh: Mesh, *, resume: bool = False,
                 num_train: int | None = None) -> None:
     """Refuse a global batch that does not split evenly over the mesh's devices; to ``resume``,

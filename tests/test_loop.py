@@ -26,6 +26,13 @@ def test_batch_larger_than_training_set_is_refused() -> None:
         loop.fit(dataclasses.replace(CFG, batch_size=500), flat_images(100), progress=False)
 
 
+@pytest.mark.parametrize("mesh", [1, "all", jax.devices()])
+def test_a_device_count_or_list_as_the_mesh_is_one_error(mesh: object) -> None:
+    with pytest.raises(ValueError, match=r"^mesh must be a jax.sharding.Mesh, e.g. "
+                                         r"parallel.make_mesh\("):
+        loop.fit(CFG, flat_images(64), progress=False, mesh=mesh)
+
+
 @pytest.mark.parametrize("images,message", [
     (flat_images(64).astype(np.float32) / 255, "training images must be uint8 pixels 0..255 .* "
                                                "got dtype float32"),
