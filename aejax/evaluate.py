@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import flax.linen as nn
@@ -13,7 +14,8 @@ import numpy as np
 
 from aejax import metrics, occlusion, partcheck, parts, train
 from aejax.config import Config, check_image_size
-from aejax.model import features_of
+from aejax.model import features_of, init_params
+from aejax.shapes import mismatch
 
 log = logging.getLogger(__name__)
 EVAL_KEY_PURPOSE = 0x6576616C  # "eval": a fold_in constant that no other key derivation uses
@@ -140,6 +142,17 @@ def check_inputs(cfg: Config, model: nn.Module, images: np.ndarray, labels: np.n
         check_image_size(cfg, height, width)
 
 
+def check_params(model: nn.Module, params: Any) -> None:
+    """Raise ValueError, before any work, for parameters that are not ``model``'s (another
+    model's, a whole TrainState, ``{"params": ...}``), naming how they differ."""
+    want = jax.eval_shape(lambda: init_params(jax.random.key(0), model))
+    diff = (mismatch(params, want, words=("given", "built", "")) if isinstance(params, Mapping)
+            else "not a parameter tree")
+    if diff:
+        raise ValueError(f"the parameters given do not fit the model {parts.name(model)} "
+                         f"({diff}): give the params it was trained with (state.params)")
+
+
 def occlusion_digest(arrays: dict[str, Any]) -> str:
     """A digest of the occluded test images ``evaluate`` scored (its ``arrays``), so that runs
     scored on different corruptions are never averaged together (compare.py), even when their
@@ -165,6 +178,7 @@ def evaluate(cfg: Config, model: nn.Module, params: Any, test_images_u8: np.ndar
     parts.require_occlusion(occlude)
     partcheck.check_signatures(model, None)
     check_inputs(cfg, model, test_images_u8, test_labels, bars=occlude is None)
+    check_params(model, params)
     images = np.asarray(test_images_u8).reshape(len(test_images_u8), -1)
     clean = to_float(images)
     try:

@@ -23,13 +23,17 @@ def _part(key: Any) -> str:
     return str(key)
 
 
-def mismatch(saved: Any, wanted: Any) -> str | None:
+def mismatch(saved: Any, wanted: Any, *, words: tuple[str, str, str] = ("saved", "now", "now")
+             ) -> str | None:
     """How the shapes of ``saved`` differ from those of ``wanted`` (the first two differences
-    and how many more), or None where they are the same."""
+    and how many more), or None where they are the same. ``words`` name the two trees and the
+    time of building in the message (``("given", "built", "")`` for parameters given in Python)."""
     got, want = leaf_shapes(saved), leaf_shapes(wanted)
-    found = [f"{p}: {got[p]} saved, {want[p]} now" for p in want if p in got and got[p] != want[p]]
-    found += [f"{p} is not saved" for p in want if p not in got]
-    found += [f"{p} is saved but not built now" for p in got if p not in want]
+    given, built, when = words
+    found = [f"{p}: {got[p]} {given}, {want[p]} {built}" for p in want
+             if p in got and got[p] != want[p]]
+    found += [f"{p} is not {given}" for p in want if p not in got]
+    found += [f"{p} is {given} but not built {when}".rstrip() for p in got if p not in want]
     if not found:
         return None
     more = f" and {len(found) - 2} more" if len(found) > 2 else ""

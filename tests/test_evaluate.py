@@ -206,6 +206,23 @@ def test_a_model_wanting_a_train_flag_is_told_how_evaluation_calls_it(setup) -> 
         evaluate.evaluate(cfg, model, params, images[:10], labels[:10])
 
 
+def test_parameters_of_another_model_are_refused_naming_the_difference(setup) -> None:
+    cfg, model, params, images, labels = setup
+    other = train.make_model(Config(hidden=(64, 50)))
+    wrong = train.create_state(jax.random.key(0), other, train.make_optimizer(cfg))
+    state = train.create_state(jax.random.key(0), model, train.make_optimizer(cfg))
+    head = r"^the parameters given do not fit the model \S*Autoencoder\(.*\) \("
+    for given, diff in ((wrong.params, r"dense_0/bias: \(64,\) given, \(128,\) built; "
+                                       r"dense_0/kernel: \(784, 64\) given, \(784, 128\) "
+                                       r"built and 4 more"),
+                        ({"params": params}, r"dense_0/bias is not given; dense_0/kernel is not "
+                                             r"given and \d+ more"),
+                        (state, "not a parameter tree")):
+        with pytest.raises(ValueError, match=head + diff + r"\): give the params it was "
+                                                           r"trained with \(state\.params\)$"):
+            evaluate.evaluate(cfg, model, given, images[:10], labels[:10])
+
+
 def first_pixels(key: jax.Array, clean: jax.Array) -> tuple[jax.Array, jax.Array]:
     mask = jnp.zeros(clean.shape, bool).at[:, :8].set(True)
     return jnp.where(mask, 1.0, clean), mask

@@ -27,3 +27,7 @@ def test_paths_match_across_containers_and_differences_are_named() -> None:
     assert shapes.mismatch(saved, state) == (
         "params/dense_0/kernel: (4, 5) saved, (4, 3) now; opt_state/0/mu is not saved and 2 more")
     assert shapes.mismatch({"a": np.zeros(1)}, {}) == "a is saved but not built now"
+    words = ("given", "built", "")  # evaluate.check_params's, for parameters given in Python
+    assert shapes.mismatch({"a": np.zeros(1)}, {}, words=words) == "a is given but not built"
+    assert shapes.mismatch({"a": np.zeros(1)}, {"a": np.zeros(2), "b": np.zeros(1)},
+                           words=words) == "a: (1,) given, (2,) built; b is not given"
