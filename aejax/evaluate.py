@@ -138,6 +138,7 @@ def check_inputs(cfg: Config, model: nn.Module, images: np.ndarray, labels: np.n
     if np.shape(labels) != shape[:1]:
         raise ValueError(f"{shape[0]} test images need {shape[0]} labels shaped ({shape[0]},), "
                          f"got shape {np.shape(labels)}")
+    metrics.check_labels(labels)
     if bars:
         check_image_size(cfg, height, width)
 

@@ -214,9 +214,24 @@ def summarize(values: dict[str, np.ndarray]) -> dict[str, float]:
     return {name: mean_std(v)[0] for name, v in values.items()}
 
 
+def check_labels(labels: Any) -> None:
+    """Raise ValueError unless every label is a whole number (a class: ``per_class`` keys the
+    classes by ``str(int(label))``, so 3.2 and 3.7 would share the class "3")."""
+    labels = np.asarray(labels)
+    if labels.dtype.kind in "iub":
+        return
+    flat = labels.ravel()
+    if labels.dtype.kind == "f":
+        flat = flat[~(np.isfinite(flat) & (flat == np.round(flat)))]
+    if flat.size:
+        raise ValueError(f"labels must be whole numbers (the class of each image), got "
+                         f"{flat[0].item()!r} ({labels.dtype})")
+
+
 def per_class(values: dict[str, dict[str, np.ndarray]], labels: np.ndarray
               ) -> dict[str, dict[str, Any]]:
     """``{digit: {"count": n, comparison: {metric: mean, metric + "_std": std}}}``."""
+    check_labels(labels)
     labels = np.asarray(labels)
     out: dict[str, dict[str, Any]] = {}
     for label in np.unique(labels):

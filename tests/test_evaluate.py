@@ -223,6 +223,13 @@ def test_parameters_of_another_model_are_refused_naming_the_difference(setup) ->
             evaluate.evaluate(cfg, model, given, images[:10], labels[:10])
 
 
+def test_labels_that_are_not_whole_numbers_are_refused_before_any_work(setup) -> None:
+    cfg, model, params, images, labels = setup
+    fractional = labels[:10] + 0.25  # would have been merged into per_class's str(int(label))
+    with pytest.raises(ValueError, match=r"^labels must be whole numbers"):
+        evaluate.evaluate(cfg, model, params, images[:10], fractional)
+
+
 def first_pixels(key: jax.Array, clean: jax.Array) -> tuple[jax.Array, jax.Array]:
     mask = jnp.zeros(clean.shape, bool).at[:, :8].set(True)
     return jnp.where(mask, 1.0, clean), mask
