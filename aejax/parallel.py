@@ -35,13 +35,15 @@ SLURM_VARS = ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_NTASKS", "SLURM_PROC
               "SLURM_LOCALID")
 
 
-def parse_devices(text: str) -> int | str:
-    """``--devices`` value: ``all`` or a positive count."""
-    if text == "all":
-        return text
-    if not text.isdigit() or int(text) < 1:
-        raise ValueError(f"--devices must be a positive number or 'all', got {text!r}")
-    return int(text)
+def parse_devices(value: int | str) -> int | str:
+    """``--devices`` value (the flag's text, or a count given from Python): ``all`` or a
+    positive count; ValueError for anything else."""
+    if value == "all":
+        return value
+    count = int(value) if isinstance(value, str) and value.isdigit() else value
+    if not isinstance(count, (int, np.integer)) or isinstance(count, bool) or count < 1:
+        raise ValueError(f"--devices must be a positive number or 'all', got {value!r}")
+    return int(count)
 
 
 def launched_as_several_processes() -> bool:
@@ -128,14 +130,11 @@ def wait_for(coordinator: str, timeout: float) -> None:
 
 def select_devices(devices: int | str) -> list[jax.Device]:
     """The devices a ``--devices`` value names: all, or the first N/P of each of P processes
-    (a positive count, or text as ``parse_devices`` reads it; ValueError for anything else)."""
-    if isinstance(devices, str):
-        devices = parse_devices(devices)
+    (a value as ``parse_devices`` reads it; ValueError for anything else)."""
+    devices = parse_devices(devices)
     everything = jax.devices()
     if devices == "all":
         return everything
-    if not isinstance(devices, (int, np.integer)) or isinstance(devices, bool) or devices < 1:
-        raise ValueError(f"--devices must be a positive number or 'all', got {devices!r}")
     total, procs = len(everything), jax.process_count()
     if devices > total:
         backend = jax.default_backend()
