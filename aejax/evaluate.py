@@ -5,17 +5,15 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-from collections.abc import Mapping
 from typing import Any
 
 import flax.linen as nn
 import jax
 import numpy as np
 
-from aejax import metrics, occlusion, partcheck, parts, train
+from aejax import metrics, occlusion, paramsfile, partcheck, parts, train
 from aejax.config import Config, check_image_size
-from aejax.model import features_of, init_params
-from aejax.shapes import mismatch
+from aejax.model import features_of
 
 log = logging.getLogger(__name__)
 EVAL_KEY_PURPOSE = 0x6576616C  # "eval": a fold_in constant that no other key derivation uses
@@ -146,10 +144,7 @@ def check_inputs(cfg: Config, model: nn.Module, images: np.ndarray, labels: np.n
 def check_params(model: nn.Module, params: Any) -> None:
     """Raise ValueError, before any work, for parameters that are not ``model``'s (another
     model's, a whole TrainState, ``{"params": ...}``), naming how they differ."""
-    want = jax.eval_shape(lambda: init_params(jax.random.key(0), model))
-    diff = (mismatch(params, want, words=("given", "built", "")) if isinstance(params, Mapping)
-            else "not a parameter tree")
-    if diff:
+    if diff := paramsfile.difference(params, model, words=("given", "built", "")):
         raise ValueError(f"the parameters given do not fit the model {parts.name(model)} "
                          f"({diff}): give the params it was trained with (state.params)")
 

@@ -4,6 +4,7 @@ checked against the model they are meant for."""
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +43,7 @@ def load(path: str | os.PathLike, model: Any = None, *, custom: bool = False) ->
 def check(params: Any, model: Any, path: str | os.PathLike, *, custom: bool = False) -> None:
     """ValueError unless ``params`` (read from ``path``) have the shapes of ``model``'s (see
     ``load``)."""
-    want = jax.eval_shape(lambda: init_params(jax.random.key(0), model))
-    diff = mismatch(params, want) if isinstance(params, dict) else "not a parameter tree"
+    diff = difference(params, model)
     if diff and custom:
         raise ValueError(f"{path} does not fit the custom model {type(model).__name__} "
                          f"({diff}): its code has changed since the run was trained; "
@@ -53,6 +53,16 @@ def check(params: Any, model: Any, path: str | os.PathLike, *, custom: bool = Fa
                 else type(model).__name__)
         raise ValueError(f"{path} does not fit the model of this run's config.json "
                          f"({what}; {diff}): the two files do not belong together")
+
+
+def difference(params: Any, model: Any, *,
+               words: tuple[str, str, str] = ("saved", "now", "now")) -> str | None:
+    """How ``params`` differ from the parameter shapes ``model`` builds (``shapes.mismatch``,
+    in its ``words``), "not a parameter tree" for anything but a mapping, or None if they fit."""
+    if not isinstance(params, Mapping):
+        return "not a parameter tree"
+    return mismatch(params, jax.eval_shape(lambda: init_params(jax.random.key(0), model)),
+                    words=words)
 
 
 def input_width(params: Any) -> int | None:
