@@ -21,6 +21,7 @@ import optax
 from aejax import adam, partcheck, parts
 from aejax.config import Config
 from aejax.model import Autoencoder, init_params
+from aejax.occlusion import is_integer
 
 Metrics = dict[str, jax.Array]
 UNROLL = 2  # training steps per loop iteration of a chunk's scan
@@ -146,6 +147,9 @@ def make_train_chunk(train_step: StepFn, length: int, unroll: int = UNROLL
     ``offset + length`` must not exceed the epoch's T steps: like every dynamic slice, a start
     past ``T - length`` is clamped, and the chunk would re-run earlier batches.
     """
+    for name, value in (("length", length), ("unroll", unroll)):
+        if not is_integer(value) or value < 1:  # else a TypeError deep in lax, or an empty scan
+            raise ValueError(f"a chunk's {name} must be a positive integer, got {value!r}")
 
     def chunk(state: TrainState, images_u8: jax.Array, order_TxB: jax.Array,
               offset: jax.Array, noise_key: jax.Array) -> tuple[TrainState, Metrics]:

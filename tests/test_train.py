@@ -236,6 +236,15 @@ def test_a_chunk_longer_than_the_epoch_is_refused_while_tracing() -> None:
     assert metrics["loss"].shape == (4,) and int(state.step) == 4
 
 
+@pytest.mark.parametrize("length, unroll", [(0, 1), (-1, 1), (2.0, 1), (2, 0), (2, 1.5)])
+def test_a_chunk_length_or_unroll_that_is_not_a_positive_integer_is_refused_at_once(
+        length: object, unroll: object) -> None:
+    step = train.make_train_step(CFG, train.make_model(CFG), train.make_optimizer(CFG))
+    with pytest.raises(ValueError, match=r"^a chunk's (length|unroll) must be a positive integer, "
+                                         r"got (0|-1|2\.0|1\.5)$"):
+        train.make_train_chunk(step, length, unroll)  # not later, deep in lax (a TypeError)
+
+
 def test_an_occluded_step_reconstructs_the_occluded_input_and_scores_it_against_the_clean() -> None:
     cfg = dataclasses.replace(CFG, train_occlusion="all")
     model, tx = train.make_model(cfg), train.make_optimizer(cfg)
