@@ -7,6 +7,7 @@ built from a ``jax.random`` key without Python loops, so it works under ``jit`` 
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Literal
 
@@ -136,16 +137,25 @@ def bars_mask(starts_NxK: jax.Array, horizontal_NxK: jax.Array, *, height: int, 
 
 
 def check_key(key: object) -> None:
-    """Raise ValueError unless ``key`` is a ``jax.random`` key: typed (``jax.random.key``) or
-    legacy uint32 data (``jax.random.PRNGKey``), not a seed."""
+    """Raise ValueError unless ``key`` is one ``jax.random`` key: typed (``jax.random.key``) or
+    legacy uint32 data (``jax.random.PRNGKey``), not a seed or a batch of keys."""
     dtype = getattr(key, "dtype", None)
-    if dtype is not None and (jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
-                              or np.dtype(dtype) == np.uint32):
-        return
+    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        if np.shape(key) == ():
+            return
+    elif dtype is not None and np.dtype(dtype) == np.uint32:
+        if np.shape(key) == raw_key_shape(jax.config.jax_default_prng_impl):
+            return
     got = (f"{type(key).__name__} {key!r}"[:60] if dtype is None
            else f"an array of dtype {dtype} shaped {tuple(np.shape(key))}")
     raise ValueError(f"the occlusion's first argument must be a jax.random key, e.g. "
                      f"jax.random.key(seed), got {got}")
+
+
+@functools.cache
+def raw_key_shape(impl: str) -> tuple[int, ...]:
+    """The shape of one legacy uint32 key of this PRNG implementation ((2,) for threefry)."""
+    return jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0, impl=impl))).shape
 
 
 def occlusion_mask(key: jax.Array, num_images: int, *, height: int = 28, width: int = 28,

@@ -243,6 +243,9 @@ def test_swapped_arguments_are_told_the_key_comes_first_and_lists_are_taken() ->
     (0, "int 0"), ([0, 0], r"list \[0, 0\]"),
     (np.zeros(2, np.int32), r"an array of dtype int32 shaped \(2,\)"),
     (np.zeros((2, 784), np.float32), r"an array of dtype float32 shaped \(2, 784\)"),
+    (np.uint32(3), r"an array of dtype uint32 shaped \(\)"),  # was JAX's "invalid PRNG key data"
+    (np.zeros(3, np.uint32), r"an array of dtype uint32 shaped \(3,\)"),
+    (jax.random.split(jax.random.key(0)), r"an array of dtype key<fry> shaped \(2,\)"),
 ])
 def test_a_seed_or_other_non_key_first_is_told_to_make_a_key(key: object, got: str) -> None:
     with pytest.raises(ValueError, match=r"the occlusion's first argument must be a jax\.random "
