@@ -189,8 +189,6 @@ def test_uint8_pixels_become_floats_in_0_1_as_training_and_evaluation_scale_them
     np.testing.assert_array_equal(np.asarray(arrays["clean"])[0, :256], got)
 
 
-
-
 def test_a_train_step_refuses_unflattened_batches() -> None:
     model, tx = train.make_model(CFG), train.make_optimizer(CFG)
     state = train.create_state(jax.random.key(0), model, tx)
