@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aejax import compare, runlock
+from aejax import compare
 from aejax.config import Config
 from tests.test_experiment import load_script
 
@@ -182,20 +181,6 @@ def test_runs_on_other_data_never_form_one_row_and_no_run_counts_twice(tmp_path:
     assert list(by_run) == [full, same_name]  # folders of the same name, told apart by path
 
 
-def test_damaged_run_files_are_refused_with_their_name(tmp_path: Path) -> None:
-    run = Path(fake_run(tmp_path / "run", 0.017))
-    (run / "metrics.json").write_text("{\"test\": ")
-    with pytest.raises(ValueError, match=r"metrics.json is not valid JSON \(.*\); it is damaged"):
-        compare.load_run(run)
-    (run / "metrics.json").write_text("[]")
-    with pytest.raises(ValueError, match="metrics.json holds a JSON list, not the object"):
-        compare.load_run(run)
-    (run / "metrics.json").write_text("{}")
-    (run / "config.json").write_text("{}")
-    with pytest.raises(ValueError, match="config.json is not a config.json written by train.py"):
-        compare.load_run(run)
-
-
 @pytest.mark.parametrize("name, field, value, says", [
     ("metrics.json", "data", [1], "data holds a JSON list, not the object"),
     ("metrics.json", "test_occlusion_sha256", 5, "test_occlusion_sha256 holds a JSON number, not "
@@ -213,49 +198,6 @@ def test_run_files_of_another_layout_are_refused_as_damaged(tmp_path: Path, name
     with pytest.raises(ValueError, match=f"^{run / name}: {says} a run writes; it is damaged: "
                                          "restore or delete it$"):
         compare.table([str(run)], ("test.occluded.mse",))
-
-
-def test_a_missing_unfinished_or_training_run_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=f"{tmp_path / 'gone'} does not exist: give the run "):
-        compare.load_run(tmp_path / "gone")
-    (tmp_path / "file").write_text("")
-    with pytest.raises(ValueError, match=f"{tmp_path / 'file'} is not a folder"):
-        compare.load_run(tmp_path / "file")
-    run = Path(fake_run(tmp_path / "run", 0.017))
-    with contextlib.ExitStack() as held:  # as train.py --resume holds it: stale metrics.json
-        runlock.lock(run, held)
-        with pytest.raises(ValueError, match=r"run is in use: another train.py \(or evaluate.py, "
-                                             r"or compare.py\) is running there; its "
-                                             r"metrics.json is not final"):
-            compare.load_run(run)
-    assert compare.load_run(run)[1]["test"]["occluded"]["mse"] == 0.017  # released
-    with contextlib.ExitStack() as held:  # another compare.py reading it: both may
-        runlock.lock(run, held, shared=True)
-        assert compare.load_run(run)[1]["test"]["occluded"]["mse"] == 0.017
-    (run / "metrics.json").unlink()
-    with pytest.raises(ValueError, match="run is not a finished run: no metrics.json; it stopped "
-                                         f"before it saved anything: train it again, train.py "
-                                         f"--workdir {run}$"):
-        compare.load_run(run)
-    (run / "checkpoints" / "40").mkdir(parents=True)  # a Ctrl-C during training
-    with pytest.raises(ValueError, match="no metrics.json; its training stopped before the end: "
-                                         f"train.py --workdir {run} --resume finishes it$"):
-        compare.load_run(run)
-    (run / "params.msgpack").write_bytes(b"")  # a Ctrl-C during the evaluation
-    with pytest.raises(ValueError, match="no metrics.json; its evaluation did not finish: "
-                                         f"train.py --workdir {run} --resume finishes it$"):
-        compare.load_run(run)
-    info = json.loads((run / "config.json").read_text())
-    info.update(parts={"model": None, "loss": "myparts.bce", "occlude": None},
-                parts_spec="myparts:PARTS")
-    (run / "config.json").write_text(json.dumps(info))
-    with pytest.raises(ValueError, match=f"--workdir {run} --resume --parts myparts:PARTS "
-                                         "finishes it$"):
-        compare.load_run(run)
-    with contextlib.ExitStack() as held:  # still training: that, not a hint
-        runlock.lock(run, held)
-        with pytest.raises(ValueError, match="is in use"):
-            compare.load_run(run)
 
 
 def compare_script(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, list[str]]:
