@@ -123,15 +123,13 @@ def partition(configs: list[dict[str, Any]], fields: list[str]) -> set[str]:
 
 def check_sequences(workdirs: Any, keys: Any) -> None:
     """Raise ValueError for one string (or path) given as the runs or the keys, which would be
-    read character by character, and for no run at all."""
+    read character by character."""
     if isinstance(workdirs, (str, bytes, os.PathLike)):
         raise ValueError(f"workdirs must be a list of run folders, not one string: give "
                          f"[{os.fspath(workdirs)!r}]")
     if isinstance(keys, (str, bytes)):
         raise ValueError(f"keys must be a sequence of metric names, not one string: give "
                          f"({keys!r},)")
-    if not workdirs:
-        raise ValueError("no run folder given: give at least one")
 
 
 def table(workdirs: list[str], keys: tuple[str, ...] = KEYS, *, group: bool = True) -> Table:
@@ -141,6 +139,8 @@ def table(workdirs: list[str], keys: tuple[str, ...] = KEYS, *, group: bool = Tr
     """
     check_sequences(workdirs, keys)
     workdirs, keys = list(workdirs), tuple(keys)  # read more than once below
+    if not workdirs:  # checked as a list: an empty generator is true
+        raise ValueError("no run folder given: give at least one")
     resolved = [Path(w).resolve() for w in workdirs]
     twice = next((w for w, r in zip(workdirs, resolved) if resolved.count(r) > 1), None)
     if twice is not None:

@@ -272,3 +272,10 @@ def test_one_string_for_the_runs_or_the_keys_or_no_run_is_refused(tmp_path: Path
         compare.table([run], "test.clean.mse")
     with pytest.raises(ValueError, match="no run folder given: give at least one"):
         compare.table([])
+
+
+@pytest.mark.parametrize("empty", [[], (), iter([]), (d for d in [])],
+                         ids=["list", "tuple", "iterator", "generator"])
+def test_an_empty_iterable_of_runs_is_refused_as_no_run(empty) -> None:
+    with pytest.raises(ValueError, match="^no run folder given: give at least one$"):
+        compare.table(empty)  # a generator is true even when empty
