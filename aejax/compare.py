@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
+import reprlib
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,8 @@ KEYS: tuple[str, ...] = ("test.clean.mse", "test.occluded.mse", "test.occluded.o
 IGNORED = ("seed", "data_dir", "data_root")  # differences that do not make another configuration
 MISSING = {"test_occlusion": "unknown"}  # a field older runs lack: not the default's value
 Table = dict[str, dict[str, tuple[float, float, int]]]
+ROW = "{key: (mean, std, n)}"  # a row of a Table, as the errors name it
+SHAPE = f"{{label: {ROW}}}"
 
 
 def check_counted_once(workdirs: list[str], keys: list[tuple[str, str] | None]) -> None:
@@ -184,8 +188,43 @@ def whole_column(tab: Table, key: str) -> bool:
     return bool(values) and all(v == int(v) for v in values)
 
 
+def check_table(tab: Any) -> None:
+    """TypeError for anything but a table as ``table`` returns it (ValueError for one with no
+    row), which ``format_markdown`` would meet deep inside, with an error that says neither."""
+    if not isinstance(tab, dict):
+        raise TypeError(f"the table must be {SHAPE}, as compare.table returns it, not a "
+                        f"{type(tab).__name__}")
+    if not tab:
+        raise ValueError(f"the table has no row: give {SHAPE} for at least one run, as "
+                         "compare.table returns it")
+    first = next(iter(tab.values()))
+    keys = list(first) if isinstance(first, dict) else []
+    for label, row in tab.items():
+        fault = row_fault(row, keys)
+        if fault:
+            raise TypeError(f"row {label!r} of the table {fault}; give {SHAPE}, as compare.table "
+                            "returns it")
+
+
+def row_fault(row: Any, keys: list[str]) -> str | None:
+    """What keeps ``row`` from being a table's row with ``keys`` (None where nothing does)."""
+    if not isinstance(row, dict):
+        return f"is a {type(row).__name__}, not {ROW}"
+    if not row:
+        return f"is empty, not {ROW}"
+    if list(row) != keys:
+        return (f"has the keys {', '.join(map(str, row))}, not those of the first row "
+                f"({', '.join(map(str, keys))})")
+    for key, value in row.items():
+        if not (isinstance(value, (tuple, list)) and len(value) == 3
+                and all(isinstance(v, numbers.Real) for v in value)):
+            return f"holds {' '.join(reprlib.repr(value).split())} for {key}, not (mean, std, n)"
+    return None
+
+
 def format_markdown(tab: Table) -> str:
     """The table as Markdown: ``mean ± std`` cells, the number of runs in the last column."""
+    check_table(tab)
     keys = list(next(iter(tab.values())))
     whole = {k: whole_column(tab, k) for k in keys}
     lines = ["| run | " + " | ".join(keys) + " | n |", "|---" * (len(keys) + 2) + "|"]

@@ -279,3 +279,29 @@ def test_one_string_for_the_runs_or_the_keys_or_no_run_is_refused(tmp_path: Path
 def test_an_empty_iterable_of_runs_is_refused_as_no_run(empty) -> None:
     with pytest.raises(ValueError, match="^no run folder given: give at least one$"):
         compare.table(empty)  # a generator is true even when empty
+
+
+@pytest.mark.parametrize("tab, error, says", [
+    ({}, ValueError, r"the table has no row: give \{label: \{key: \(mean, std, n\)\}\} for at "
+                     r"least one run, as compare.table returns it"),
+    ([], TypeError, r"the table must be \{label: \{key: \(mean, std, n\)\}\}, as compare.table "
+                    r"returns it, not a list"),
+    (None, TypeError, r"the table must be .*, not a NoneType"),
+    ({"a": np.zeros(3)}, TypeError, r"row 'a' of the table is a ndarray, not \{key: "),
+    ({"a": 1}, TypeError, r"row 'a' of the table is a int, not \{key: \(mean, std, n\)\}; give "
+                          r"\{label: \{key: \(mean, std, n\)\}\}, as compare.table returns it"),
+    ({"a": {}}, TypeError, r"row 'a' of the table is empty, not \{key: \(mean, std, n\)\}; give"),
+    ({"a": {"k": (1.0, 0.0, 1)}, "b": {"j": (1.0, 0.0, 1)}}, TypeError,
+     r"row 'b' of the table has the keys j, not those of the first row \(k\); give"),
+    ({"a": {"k": 1}}, TypeError, r"row 'a' of the table holds 1 for k, not \(mean, std, n\); "),
+    ({"a": {"k": ("x", 0.0, 1)}}, TypeError, r"row 'a' of the table holds \('x', 0.0, 1\) for k, "
+                                             r"not \(mean, std, n\); give"),
+    ({"a": {"k": (np.zeros((40, 40)), 0.0, 1)}}, TypeError, r"row 'a' of the table holds \(.*\) "
+                                                            r"for k, not \(mean, std, n\); give")],
+    ids=["empty", "list", "None", "array row", "int row", "empty row", "other keys", "int cell",
+         "str in cell", "array in cell"])
+def test_format_markdown_of_anything_but_a_table_says_what_it_was_given(
+        tab, error, says: str) -> None:
+    with pytest.raises(error, match=f"^{says}") as raised:
+        compare.format_markdown(tab)
+    assert "\n" not in str(raised.value)  # one line, as the other errors of compare
