@@ -1,4 +1,4 @@
-"""Data parallelism with ``jax.sharding``: joining a multi-host run, the device mesh, placement.
+"""Data parallelism with ``jax.sharding``: the device mesh, placement.
 
 Training is data parallel over a 1-D mesh whose axis is ``"data"``. Parameters, optimizer state,
 the noise key and the uint8 training set are replicated on every device (MNIST's 60,000 x 784
@@ -7,17 +7,13 @@ batch axis, so every device gathers its own share of each global batch from its 
 only gradients (and the loss) cross devices. The math is single-device training with the same
 global batch, up to the order of floating-point sums.
 
-Several processes (hosts) join one runtime through ``jax.distributed``: every process runs the
+Several processes (hosts) join one runtime (``aejax.multihost``): every process runs the
 same program on identical host values (same seed, same data), and each fills only the devices
 it owns (``jax.make_array_from_callback``), so the mesh spans every process's devices.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import socket
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -28,11 +24,7 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 T = TypeVar("T")
 
-log = logging.getLogger(__name__)
 AXIS = "data"
-JOIN_TIMEOUT = 300  # seconds a process waits for the others to join (JAX's default)
-SLURM_VARS = ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_NTASKS", "SLURM_PROCID",
-              "SLURM_LOCALID")
 
 
 def parse_devices(value: int | str) -> int | str:
@@ -44,88 +36,6 @@ def parse_devices(value: int | str) -> int | str:
     if not isinstance(count, (int, np.integer)) or isinstance(count, bool) or count < 1:
         raise ValueError(f"--devices must be a positive number or 'all', got {value!r}")
     return int(count)
-
-
-def launched_as_several_processes() -> bool:
-    """Whether a cluster launcher (SLURM's srun, Open MPI's mpirun) started several processes."""
-    env = os.environ
-    slurm = all(v in env for v in SLURM_VARS)
-    if slurm and not (env["SLURM_NTASKS"].isascii() and env["SLURM_NTASKS"].strip().isdigit()):
-        raise ValueError(f"SLURM_NTASKS must be a number of tasks, got {env['SLURM_NTASKS']!r} "
-                         "(run under srun, or unset the SLURM_* variables)")
-    return (slurm and int(env["SLURM_NTASKS"]) > 1) or "OMPI_MCA_orte_hnp_uri" in env
-
-
-def initialize(coordinator: str | None = None, num_processes: int | None = None,
-               process_id: int | None = None) -> bool:
-    """Join a multi-process run when the flags or a cluster launcher ask for one.
-
-    Must run before anything touches a JAX device. Returns whether ``jax.distributed`` started.
-
-    Args:
-      coordinator: ``HOST:PORT`` of process 0's coordinator service.
-      num_processes: how many processes take part.
-      process_id: this process's index, 0 .. num_processes - 1.
-    """
-    given = (coordinator, num_processes, process_id)
-    if any(v is not None for v in given):
-        if any(v is None for v in given):
-            raise ValueError("--coordinator, --num-processes and --process-id go together: "
-                             "give all three, or none (a cluster launcher's variables are used)")
-        check_processes(coordinator, num_processes, process_id)
-        log.info("process %d of %d: joining through %s (waiting up to %d s for the others)",
-                 process_id, num_processes, coordinator, JOIN_TIMEOUT)
-        if process_id != 0:  # JAX aborts the process (a C++ stack trace) when nobody answers
-            wait_for(coordinator, JOIN_TIMEOUT)
-        jax.distributed.initialize(coordinator, num_processes, process_id,
-                                   initialization_timeout=JOIN_TIMEOUT)
-    elif launched_as_several_processes():
-        log.info("joining the processes a cluster launcher started (its variables name them; "
-                 "waiting up to %d s for the others)", JOIN_TIMEOUT)
-        jax.distributed.initialize(initialization_timeout=JOIN_TIMEOUT)  # reads the variables
-    else:
-        return False
-    log.info("process %d of %d: %d local / %d global devices", jax.process_index(),
-             jax.process_count(), jax.local_device_count(), jax.device_count())
-    return True
-
-
-def check_processes(coordinator: str, num_processes: int, process_id: int) -> None:
-    """ValueError, naming the flag, for a coordinator that is not HOST:PORT or impossible counts."""
-    host_port(coordinator)
-    if num_processes < 1:
-        raise ValueError(f"--num-processes must be >= 1, got {num_processes}")
-    if not 0 <= process_id < num_processes:
-        raise ValueError(f"--process-id must be in 0..{num_processes - 1} (--num-processes "
-                         f"{num_processes}), got {process_id}")
-
-
-def host_port(coordinator: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[IPv6]:PORT`` too) as (host, port); ValueError naming ``--coordinator``."""
-    host, _, port = coordinator.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if not host or not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
-        raise ValueError(f"--coordinator must be HOST:PORT with a port in 1..65535, got "
-                         f"{coordinator!r}")
-    return host, int(port)
-
-
-def wait_for(coordinator: str, timeout: float) -> None:
-    """Wait until something listens at ``coordinator`` (HOST:PORT); ValueError after ``timeout``
-    seconds."""
-    address = host_port(coordinator)
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection(address, timeout=5).close()
-            return
-        except OSError:
-            if time.monotonic() >= deadline:
-                raise ValueError(f"--coordinator {coordinator}: nothing answered within "
-                                 f"{timeout:g} s; start process 0 there first, or check the host "
-                                 "and port") from None
-            time.sleep(0.5)
 
 
 def select_devices(devices: int | str) -> list[jax.Device]:

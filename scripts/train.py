@@ -9,7 +9,8 @@ from pathlib import Path
 from aejax.startup import interruptible
 
 with interruptible(__file__):  # a Ctrl-C while JAX is imported: one line, not a traceback
-    from aejax import checkpoint, cli, compile_cache, experiment, flags, parallel, sigint
+    from aejax import (checkpoint, cli, compile_cache, experiment, flags, multihost, parallel,
+                       sigint)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def run() -> int:
         logging.getLogger("absl").setLevel(logging.WARNING)  # Orbax logs every save at INFO
-        parallel.initialize(args.coordinator, args.num_processes, args.process_id)
+        multihost.initialize(args.coordinator, args.num_processes, args.process_id)
         with cli.run_folder(args) as workdir:
             return train(workdir)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import re
 import signal
@@ -364,58 +363,6 @@ def test_bad_parallel_flags_exit_with_one_line(argv: list[str], message: str, sm
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and message in err[-1] and err[-1].startswith("train.py: error: ")
     assert not (tmp_path / "run").exists()
-
-
-def test_a_coordinator_that_never_answers_is_one_error_not_an_abort(monkeypatch) -> None:
-    with socket.socket() as probe:  # a port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    monkeypatch.setattr(parallel, "JOIN_TIMEOUT", 1)
-    started = time.monotonic()
-    with pytest.raises(ValueError, match=rf"--coordinator 127.0.0.1:{port}: nothing answered "
-                                         r"within 1 s; start process 0 there first"):
-        parallel.initialize(f"127.0.0.1:{port}", 2, 1)
-    assert time.monotonic() - started < 10
-    with socket.create_server(("127.0.0.1", 0)) as server:  # something listens: no wait
-        parallel.wait_for(f"127.0.0.1:{server.getsockname()[1]}", 1)
-    if socket.has_ipv6:
-        with socket.create_server(("::1", 0), family=socket.AF_INET6) as server:
-            parallel.wait_for(f"[::1]:{server.getsockname()[1]}", 1)  # JAX's form for IPv6
-
-
-@pytest.mark.parametrize("address,want", [
-    ("hostA:1234", ("hostA", 1234)), ("10.0.0.1:80", ("10.0.0.1", 80)),
-    ("[::1]:1234", ("::1", 1234)), ("[fe80::1]:65535", ("fe80::1", 65535))])
-def test_coordinator_addresses_are_host_and_port(address: str, want: tuple[str, int]) -> None:
-    assert parallel.host_port(address) == want
-
-
-@pytest.mark.parametrize("address", ["nohost", ":1234", "h:0", "h:65536", "h:\u00b2", "h:x"])
-def test_bad_coordinator_addresses_name_the_flag(address: str) -> None:
-    with pytest.raises(ValueError, match="--coordinator must be HOST:PORT with a port in"):
-        parallel.host_port(address)
-
-
-def test_a_cluster_launchers_variables_are_read_and_checked(monkeypatch, caplog) -> None:
-    for name in parallel.SLURM_VARS:
-        monkeypatch.setenv(name, "0")
-    monkeypatch.delenv("OMPI_MCA_orte_hnp_uri", raising=False)
-    for tasks, several in (("1", False), ("2", True)):
-        monkeypatch.setenv("SLURM_NTASKS", tasks)
-        assert parallel.launched_as_several_processes() is several
-    for bad in ("abc", "\u00b2"):  # a superscript two is a digit to str.isdigit, not to int
-        monkeypatch.setenv("SLURM_NTASKS", bad)
-        with pytest.raises(ValueError, match=rf"SLURM_NTASKS must be a number of tasks, got "
-                                             rf"'{bad}'"):
-            parallel.launched_as_several_processes()
-    monkeypatch.setenv("SLURM_NTASKS", "2")
-    joined = []
-    monkeypatch.setattr(jax.distributed, "initialize", lambda **kw: joined.append(kw))
-    monkeypatch.setattr(jax, "process_count", lambda: 2)
-    with caplog.at_level(logging.INFO, logger="aejax.parallel"):
-        assert parallel.initialize() is True
-    assert joined == [{"initialization_timeout": parallel.JOIN_TIMEOUT}]
-    assert "joining the processes a cluster launcher started" in caplog.text
 
 
 def test_a_process_without_the_others_workdir_stops_all_at_once(dataset: Path,
