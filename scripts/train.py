@@ -10,7 +10,7 @@ from aejax.startup import interruptible
 
 with interruptible(__file__):  # a Ctrl-C while JAX is imported: one line, not a traceback
     from aejax import (checkpoint, cli, compile_cache, experiment, flags, multihost, parallel,
-                       sigint)
+                       resumesettings, sigint)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,17 +38,17 @@ def main(argv: list[str] | None = None) -> int:
             return train(workdir)
 
     def train(workdir: str) -> int:
-        saved = experiment.resume_meta(workdir) if args.resume else {}  # read once
+        saved = resumesettings.resume_meta(workdir) if args.resume else {}  # read once
 
         def configure() -> tuple:  # flags and folders may differ between processes
             given = flags.given_config(parser, argv)
-            cfg = (experiment.resume_config(saved, given, workdir)
+            cfg = (resumesettings.resume_config(saved, given, workdir)
                    if args.resume else flags.config_from_args(args))
-            every, keep = experiment.checkpoint_options(saved, args.checkpoint_every, args.keep)
+            every, keep = resumesettings.checkpoint_options(saved, args.checkpoint_every, args.keep)
             checkpoint.check_options(every, keep)
             custom = flags.parts_from_args(args)
             flags.warn_unused(given, custom)
-            return cfg, every, keep, experiment.resume_mesh(saved, args.devices), custom
+            return cfg, every, keep, resumesettings.resume_mesh(saved, args.devices), custom
 
         cfg, every, keep, mesh, custom = parallel.together(configure, "checking the flags")
         if not args.no_compile_cache:

@@ -16,8 +16,8 @@ import jax
 import numpy as np
 import pytest
 
-from aejax import (checkpoint, data, experiment, loop, oldrun, paramsfile, runfiles, runlock,
-                   sigint)
+from aejax import (checkpoint, data, experiment, oldrun, paramsfile, resumesettings, runfiles,
+                   runlock, sigint)
 from aejax.config import Config
 from tests.test_jsonio import full_disk
 
@@ -108,7 +108,7 @@ def test_the_next_command_on_a_folder_puts_back_the_run_a_killed_overwrite_set_a
             with pytest.raises(ValueError, match="already holds a run"):  # the old one, back
                 experiment.run(cfg, run, progress=False)
         else:
-            assert experiment.resume_meta(run)["step"] == 256 // 32  # the old run's checkpoint
+            assert resumesettings.resume_meta(run)["step"] == 256 // 32  # the old run's checkpoint
         assert (run / "metrics.json").read_text() == old and not (run / oldrun.REPLACED).exists()
 
 
@@ -119,7 +119,7 @@ def test_a_run_that_saved_nothing_starts_over_in_place(small_idx_dir: Path,
     (run / checkpoint.DIRNAME / "8.orbax-checkpoint-tmp-1").mkdir(parents=True)
     (run / "config.json").write_text(json.dumps({"config": json.loads(Config(seed=5).to_json())}))
     with pytest.raises(ValueError, match="no checkpoint in .* start it again without --resume"):
-        experiment.resume_meta(run)
+        resumesettings.resume_meta(run)
     experiment.run(cfg, run, progress=False)
     assert Config.from_dict(json.loads((run / "config.json").read_text())["config"]) == cfg
     assert (run / "metrics.json").is_file()
@@ -136,7 +136,7 @@ def test_a_workdir_in_use_is_refused_and_left_alone(small_idx_dir: Path, tmp_pat
     with contextlib.ExitStack() as held:  # as a live train.py holds it
         runlock.lock(run, held)
         with pytest.raises(ValueError, match="is in use"):  # what train.py --resume reads first
-            experiment.resume_meta(run)
+            resumesettings.resume_meta(run)
         for kwargs in ({}, {"resume": True}, {"overwrite": True}):
             with pytest.raises(ValueError, match=r"workdir .*run is in use: another train.py "
                                                  r"\(or evaluate.py, or compare.py\) is running "
@@ -242,38 +242,6 @@ def test_a_ctrl_c_during_the_evaluation_says_that_resume_evaluates(
     assert metrics["train"]["steps"] == 256 // 32 and (run / "metrics.json").is_file()
 
 
-def test_resume_keeps_the_runs_checkpoint_interval_and_keep(small_idx_dir: Path,
-                                                             tmp_path: Path) -> None:
-    cfg = Config(data_dir=str(small_idx_dir), data_root=str(tmp_path / "root"), epochs=1)
-    run = tmp_path / "run"
-    experiment.run(cfg, run, progress=False, checkpoint_every=3, keep=7)
-    meta = experiment.resume_meta(run)
-    assert experiment.checkpoint_options(meta, None, None) == (3, 7)
-    assert experiment.checkpoint_options(meta, 5, None) == (5, 7)
-    assert experiment.checkpoint_options({}, None, None) == (0, 3)
-    script = load_script("train")
-    assert script.main(["--workdir", str(run), "--resume", "--epochs", "2", "--no-progress",
-                        "--no-compile-cache"]) == 0
-    steps = sorted(int(p.name) for p in (run / checkpoint.DIRNAME).iterdir())
-    assert steps == [4, 6, 8, 10, 12, 16]  # chunk ends past each 3rd step, epoch ends; keep 7
-    assert json.loads((run / "config.json").read_text())["config"]["epochs"] == 2  # rewritten
-    experiment.run(dataclasses.replace(cfg, epochs=3), run, progress=False, resume=True)
-    assert experiment.checkpoint_options(experiment.resume_meta(run), None, None) == (3, 7)
-    steps = sorted(int(p.name) for p in (run / checkpoint.DIRNAME).iterdir())
-    assert steps == [8, 10, 12, 16, 18, 22, 24]  # from Python too: the run's own interval, keep
-
-
-def test_resuming_from_another_folder_names_the_runs_relative_data_dir(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    meta = {"config": json.loads(Config(data_dir="../mnist").to_json())}
-    monkeypatch.chdir(tmp_path)  # no ../mnist from here
-    with pytest.raises(ValueError, match=r"the run was trained with --data-dir \.\./mnist, "
-                                         r"relative to the folder it was trained in"):
-        experiment.resume_config(meta, {}, tmp_path / "run")
-    given = experiment.resume_config(meta, {"data_dir": "elsewhere"}, tmp_path / "run")
-    assert given.data_dir == "elsewhere"  # a new --data-dir: data.load says if it is missing
-
-
 def test_resuming_a_finished_run_says_that_only_the_evaluation_runs(
         small_idx_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     cfg = Config(data_dir=str(small_idx_dir), data_root=str(tmp_path / "root"), epochs=1)
@@ -305,20 +273,6 @@ def test_script_runs_from_the_command_line(small_idx_dir: Path, tmp_path: Path) 
                              cwd=tmp_path, timeout=300)
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
     assert missing.stderr.strip().splitlines()[-1].startswith("train.py: error: ")
-
-
-def test_resume_config_reuses_the_checkpoint_config(
-        small_idx_dir: Path, tmp_path: Path) -> None:
-    cfg = Config(data_dir=str(small_idx_dir), data_root=str(tmp_path / "root"), epochs=1,
-                 hidden=(64, 16), seed=3, batch_size=64)
-    x = data.load(cfg.dataset, data_dir=cfg.data_dir, data_root=cfg.data_root).train_images
-    run = tmp_path / "run"
-    with contextlib.closing(checkpoint.Checkpointer(run / checkpoint.DIRNAME)) as ckpt:
-        loop.fit(cfg, x.reshape(len(x), -1), progress=False, checkpoints=ckpt)
-    meta = experiment.resume_meta(run)
-    assert experiment.resume_config(meta, {"epochs": 4}, run) == dataclasses.replace(cfg, epochs=4)
-    with pytest.raises(ValueError, match=r"hidden=\[64, 16\] \(now \[128, 50\]\)"):
-        experiment.resume_config(meta, {"hidden": (128, 50)}, run)  # a default given explicitly
 
 
 def test_train_metrics_summarise_the_last_epoch_and_count_images() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from aejax import checkpoint, experiment, oldrun, rundir, runfiles
+from aejax import checkpoint, oldrun, resumesettings, rundir, runfiles
 from aejax.config import Config
 from tests.test_runfiles import make_run, tree_of
 
@@ -121,15 +121,15 @@ def test_a_folder_with_a_run_file_name_but_no_config_json_is_other_files_for_eve
 
 def test_a_resume_without_a_config_json_is_refused_only_without_a_checkpoint(
         tmp_path: Path) -> None:
-    from aejax import experiment
+    from aejax import resumesettings
 
     empty = tmp_path / "empty"  # nothing in it: no checkpoint, and a plain run may start there
     empty.mkdir()
     with pytest.raises(ValueError, match="no checkpoint in .* start it again without --resume"):
-        experiment.resume_meta(empty)
+        resumesettings.resume_meta(empty)
     (empty / "figure.png").write_text("x")
     with pytest.raises(ValueError, match="--resume continues a run, but workdir .* holds other"):
-        experiment.resume_meta(empty)
+        resumesettings.resume_meta(empty)
     saved = make_run(tmp_path / "saved", steps=("4",))
     (saved / "config.json").write_text("{}")  # damaged; --resume reads the checkpoint's own
     rundir.check_holds_run(saved, resume=True)
@@ -189,14 +189,14 @@ def test_resuming_a_run_whose_checkpoints_were_deleted_names_what_works(tmp_path
                                          rf"resume from: evaluate.py --workdir {pruned} evaluates "
                                          rf"its parameters again; train.py --workdir {pruned} "
                                          "--overwrite trains it again$"):
-        experiment.resume_meta(pruned)
+        resumesettings.resume_meta(pruned)
     (pruned / runfiles.PARAMS_FILE).unlink()
     with pytest.raises(ValueError, match=r"nothing to resume from: train.py --workdir \S+ "
                                          "--overwrite trains it again$"):
-        experiment.resume_meta(pruned)
+        resumesettings.resume_meta(pruned)
     bare = make_run(tmp_path / "bare")  # stopped before it saved anything: the usual message
     with pytest.raises(ValueError, match="no checkpoint .*start it again without --resume"):
-        experiment.resume_meta(bare)
+        resumesettings.resume_meta(bare)
 
 
 def test_default_workdirs_differ_by_seed_and_are_reserved_at_once(tmp_path: Path,
