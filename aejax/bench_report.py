@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -22,7 +20,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from aejax import bench, bench_external, roofline, scaling, torch_baseline
+from aejax import bench, bench_external, machine, roofline, scaling, torch_baseline
 from aejax.config import Config, check_batch_size
 
 log = logging.getLogger(__name__)
@@ -45,57 +43,12 @@ class Options:
     progress: bool = True  # a progress bar on stderr
 
 
-def use_platform(device: str | None = None) -> None:
-    """Run on ``cpu`` or ``gpu`` (None: JAX's default) and start that backend; call it before
-    any backend starts. Child processes inherit the choice.
-
-    On a GPU, chosen or by default, JAX does not preallocate 75% of its memory (the compile,
-    train.py and scaling children and PyTorch share the device with this process), and float32
-    matmuls are full float32 (``highest``) rather than TF32, like PyTorch's default, so that both
-    sides and the roofline do the same arithmetic.
-    """
-    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # read by GPU clients only
-    if device is not None:
-        name = {"cpu": "cpu", "gpu": "cuda"}[device]
-        os.environ["JAX_PLATFORMS"] = name
-        jax.config.update("jax_platforms", name)
-    if jax.default_backend() == "gpu":
-        os.environ.setdefault("JAX_DEFAULT_MATMUL_PRECISION", "highest")
-        jax.config.update("jax_default_matmul_precision",
-                          os.environ["JAX_DEFAULT_MATMUL_PRECISION"])
-
-
 MIN_ROOFLINE_SIZE = 256  # smaller matmuls time the launch, not the arithmetic: 3 gave 665075%
 
 
 def default_roofline_size() -> int:
     """The roofline matmul's side: 1024 on a CPU; 8192 on a GPU, where 1024 takes microseconds."""
     return 8192 if jax.default_backend() == "gpu" else 1024
-
-
-def machine() -> dict[str, Any]:
-    """The platform, CPU, device and versions the numbers belong to."""
-    device = jax.devices()[0]
-    return {"backend": jax.default_backend(), "device_kind": device.device_kind,
-            "device_count": jax.device_count(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
-            "python": platform.python_version(), "jax": jax.__version__,
-            "platform": platform.platform(),
-            "matmul_precision": jax.config.jax_default_matmul_precision or "default"}
-
-
-def cpu_model() -> str:
-    """The CPU's model name (Linux), else the processor string."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f
-                        if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor()
-
-
-def load_average() -> list[float]:
-    """The 1, 5 and 15 minute load averages (how busy the machine was)."""
-    return [round(x, 2) for x in os.getloadavg()]
 
 
 def training_rows(images_u8: np.ndarray, opts: Options, gflops: float,
@@ -144,7 +97,8 @@ def run(images_u8: np.ndarray, opts: Options) -> dict[str, Any]:
     """
     for batch in opts.batch_sizes:  # before any measurement, not minutes into it
         check_batch_size(Config(batch_size=batch), len(images_u8))
-    result: dict[str, Any] = {"machine": machine(), "load_average_start": load_average()}
+    result: dict[str, Any] = {"machine": machine.machine(),
+                              "load_average_start": machine.load_average()}
     gpu = result["machine"]["backend"] == "gpu"
     if opts.torch and torch_baseline.available(cuda=gpu):
         import torch
@@ -177,7 +131,7 @@ def run(images_u8: np.ndarray, opts: Options) -> dict[str, Any]:
     result["bench_peak_rss_mb"] = peak / (2**20 if sys.platform == "darwin" else 1024)
     if gpu:
         result["device_peak_mb"] = device_peaks(opts.torch)
-    result["load_average_end"] = load_average()
+    result["load_average_end"] = machine.load_average()
     return result
 
 

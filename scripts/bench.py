@@ -10,7 +10,7 @@ from pathlib import Path
 from aejax.startup import interruptible
 
 with interruptible(__file__):  # a Ctrl-C while JAX is imported: one line, not a traceback
-    from aejax import bench_flags, bench_report, cli, compile_cache, scaling, writable
+    from aejax import bench_flags, bench_report, cli, compile_cache, machine, scaling, writable
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     args = bench_flags.parse(parser, argv)
 
     def run() -> int:
-        bench_report.use_platform(args.device)  # before the options: their roofline size
+        machine.use_platform(args.device)  # before the options: their roofline size
         compile_cache.enable(off_flag=None)  # bench.py has no --no-compile-cache
         opts = bench_flags.options(args)
         if args.out is not None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import types
 
 import jax
@@ -98,26 +97,6 @@ def test_the_progress_bar_names_each_part_and_ends_full(monkeypatch) -> None:
     assert bar.n == bar.total == 2 + 2 * (1 + 3)  # the roofline twice; per batch set-up + turns
     assert bar.descriptions == ["roofline", "batch 8: compile, warm up", "batch 8: 3 turns",
                                 "batch 16: compile, warm up", "batch 16: 3 turns", "roofline"]
-
-
-def test_on_a_gpu_jax_matmuls_are_full_float32_like_pytorchs(monkeypatch) -> None:
-    monkeypatch.delenv("JAX_DEFAULT_MATMUL_PRECISION", raising=False)
-    monkeypatch.delenv("XLA_PYTHON_CLIENT_PREALLOCATE", raising=False)
-    monkeypatch.setenv("JAX_PLATFORMS", "")
-    before, platforms = jax.config.jax_default_matmul_precision, jax.config.jax_platforms
-    try:
-        bench_report.use_platform("cpu")  # children inherit the choice
-        assert os.environ["JAX_PLATFORMS"] == "cpu"
-        bench_report.use_platform()  # this machine's backend (CPU): precision left alone
-        assert jax.config.jax_default_matmul_precision == before
-        assert os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
-        monkeypatch.setattr(jax, "default_backend", lambda: "gpu")  # a GPU, without --device
-        bench_report.use_platform()
-        assert jax.config.jax_default_matmul_precision == "highest"
-        assert os.environ["JAX_DEFAULT_MATMUL_PRECISION"] == "highest"  # children inherit it
-    finally:
-        jax.config.update("jax_default_matmul_precision", before)
-        jax.config.update("jax_platforms", platforms)
 
 
 def test_the_default_roofline_matmul_is_larger_on_a_gpu(monkeypatch) -> None:
