@@ -145,6 +145,8 @@ def table(workdirs: list[str], keys: tuple[str, ...] = KEYS, *, group: bool = Tr
     workdirs, keys = list(workdirs), tuple(keys)  # read more than once below
     if not workdirs:  # checked as a list: an empty generator is true
         raise ValueError("no run folder given: give at least one")
+    if not keys:  # rows without a column, which neither format_markdown nor the figure can show
+        raise ValueError(f"no metric given: give at least one metrics.json key, such as {KEYS[1]}")
     resolved = [Path(w).resolve() for w in workdirs]
     twice = next((w for w, r in zip(workdirs, resolved) if resolved.count(r) > 1), None)
     if twice is not None:

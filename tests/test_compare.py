@@ -281,6 +281,14 @@ def test_an_empty_iterable_of_runs_is_refused_as_no_run(empty) -> None:
         compare.table(empty)  # a generator is true even when empty
 
 
+@pytest.mark.parametrize("empty", [(), [], (k for k in [])], ids=["tuple", "list", "generator"])
+def test_no_metric_is_refused_not_a_table_without_columns(tmp_path: Path, empty) -> None:
+    run = fake_run(tmp_path / "a", 0.017)  # rows without a metric: format_markdown refuses them
+    with pytest.raises(ValueError, match=r"^no metric given: give at least one metrics.json key, "
+                                         r"such as test.occluded.mse$"):
+        compare.table([run], empty)
+
+
 @pytest.mark.parametrize("tab, error, says", [
     ({}, ValueError, r"the table has no row: give \{label: \{key: \(mean, std, n\)\}\} for at "
                      r"least one run, as compare.table returns it"),
