@@ -7,6 +7,7 @@ import math
 import numbers
 import os
 import reprlib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -142,7 +143,8 @@ def table(workdirs: list[str], keys: tuple[str, ...] = KEYS, *, group: bool = Tr
     The std is over seeds (ddof=1; 0 for a single run).
     """
     check_sequences(workdirs, keys)
-    workdirs, keys = list(workdirs), tuple(keys)  # read more than once below
+    workdirs = list(workdirs) if isinstance(workdirs, Iterable) else []  # read more than once
+    keys = tuple(keys) if isinstance(keys, Iterable) else ()  # None: as empty, not a TypeError
     if not workdirs:  # checked as a list: an empty generator is true
         raise ValueError("no run folder given: give at least one")
     if not keys:  # rows without a column, which neither format_markdown nor the figure can show

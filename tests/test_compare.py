@@ -274,14 +274,15 @@ def test_one_string_for_the_runs_or_the_keys_or_no_run_is_refused(tmp_path: Path
         compare.table([])
 
 
-@pytest.mark.parametrize("empty", [[], (), iter([]), (d for d in [])],
-                         ids=["list", "tuple", "iterator", "generator"])
+@pytest.mark.parametrize("empty", [[], (), iter([]), (d for d in []), None, 0],
+                         ids=["list", "tuple", "iterator", "generator", "None", "zero"])
 def test_an_empty_iterable_of_runs_is_refused_as_no_run(empty) -> None:
     with pytest.raises(ValueError, match="^no run folder given: give at least one$"):
         compare.table(empty)  # a generator is true even when empty
 
 
-@pytest.mark.parametrize("empty", [(), [], (k for k in [])], ids=["tuple", "list", "generator"])
+@pytest.mark.parametrize("empty", [(), [], (k for k in []), None],
+                         ids=["tuple", "list", "generator", "None"])
 def test_no_metric_is_refused_not_a_table_without_columns(tmp_path: Path, empty) -> None:
     run = fake_run(tmp_path / "a", 0.017)  # rows without a metric: format_markdown refuses them
     with pytest.raises(ValueError, match=r"^no metric given: give at least one metrics.json key, "
