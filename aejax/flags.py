@@ -124,7 +124,7 @@ def devices_flag(text: str) -> int | str:
 
 
 def add_parallel_flags(parser: argparse.ArgumentParser) -> None:
-    """``--devices`` and the multi-process flags (``aejax.parallel``)."""
+    """``--devices`` and the multi-process flags (``aejax.parallel``, ``aejax.multihost``)."""
     parser.add_argument("--devices", type=devices_flag, metavar="N|all",
                         help="shard each global batch over N devices in all (with P processes, "
                              "the first N/P of each), or over every device of every process "

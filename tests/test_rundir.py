@@ -121,8 +121,6 @@ def test_a_folder_with_a_run_file_name_but_no_config_json_is_other_files_for_eve
 
 def test_a_resume_without_a_config_json_is_refused_only_without_a_checkpoint(
         tmp_path: Path) -> None:
-    from aejax import resumesettings
-
     empty = tmp_path / "empty"  # nothing in it: no checkpoint, and a plain run may start there
     empty.mkdir()
     with pytest.raises(ValueError, match="no checkpoint in .* start it again without --resume"):
