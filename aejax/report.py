@@ -64,8 +64,8 @@ def evaluate_run(workdir: str | os.PathLike, *, data_dir: str | None = None,
         crosseval.refuse(path, info, f"evaluate it again with {crosseval.again(path, info)}")
     with contextlib.ExitStack() as held:  # no train.py may write metrics.json meanwhile
         runlock.lock(path, held, advice="wait for it to finish")
-        check_writable(path, "evaluating a run rewrites its metrics.json and figures; copy the "
-                             "run folder somewhere writable")
+        writable.check_writable(path, "evaluating a run rewrites its metrics.json and figures; "
+                                "copy the run folder somewhere writable")
         check_parts(info, parts, path)
         saved, arrays = score(path, info, data_dir, data_root, parts)
         write(path, saved, arrays)
@@ -96,7 +96,7 @@ def evaluate_into(workdir: str | os.PathLike, out: str | os.PathLike, *,
     crosseval.refuse(path, info, f"evaluate {crosseval.source(info)} instead")
     check_parts(info, parts, path, occlusion=False)
     crosseval.check_out(target, path)
-    check_makeable(target)
+    writable.check_makeable(target)
     changed = crosseval.changes(config_of(info, path), changes or {}, parts)
     own = read_metrics(path)
     crosseval.check_news(path, own, changed, crosseval.other_occlusion(info, parts),
@@ -109,7 +109,7 @@ def evaluate_into(workdir: str | os.PathLike, out: str | os.PathLike, *,
             raise ValueError(f"{crosseval.SAME.format(path)} (the same parameters on the same "
                              "occluded test images)")
         done = crosseval.claim(target, path, held)
-        check_writable(target, "give another --out")
+        writable.check_writable(target, "give another --out")
         write(target, saved, arrays)
         evaluation = crosseval.record(path, changed, info, parts,
                                       {"data_dir": data_dir, "data_root": data_root})
@@ -125,23 +125,6 @@ def read_metrics(path: Path) -> dict[str, Any]:
     saved = jsonio.read_json(path / "metrics.json")
     jsonio.check_layout(path / "metrics.json", saved)
     return saved
-
-
-def check_writable(folder: Path, advice: str) -> None:
-    """ValueError now, not after the evaluation, if its results cannot be written to ``folder``."""
-    written = [folder, *(p for p in (folder / "metrics.json", folder / "figure.png")
-                         if p.exists())]
-    if blocked := [p for p in written if not os.access(p, os.W_OK)]:
-        raise ValueError(
-            f"{folder} is not writable ({writable.unwritable(blocked[0])}): {advice}")
-
-
-def check_makeable(out: Path) -> None:
-    """ValueError now, not after the scoring, if the folder ``out`` cannot be written or made."""
-    there = next(p for p in (out, *out.parents) if p.exists())  # the folder to make it in
-    if not there.is_dir():
-        raise ValueError(f"--out {out}: cannot create it ({there} is a file)")
-    check_writable(there, "give another --out")
 
 
 def score(path: Path, info: dict[str, Any], data_dir: str | None, data_root: str | None,

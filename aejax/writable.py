@@ -34,6 +34,23 @@ def check_output_folder(path: str, flag: str, made: str | None = None) -> None:
         raise ValueError(f"{flag} {path}: not writable ({unwritable(folder)})")
 
 
+def check_writable(folder: Path, advice: str) -> None:
+    """ValueError now, not after an evaluation, if its results (metrics.json, figure.png) cannot be
+    written to ``folder``."""
+    written = [folder, *(p for p in (folder / "metrics.json", folder / "figure.png")
+                         if p.exists())]
+    if blocked := [p for p in written if not os.access(p, os.W_OK)]:
+        raise ValueError(f"{folder} is not writable ({unwritable(blocked[0])}): {advice}")
+
+
+def check_makeable(out: Path) -> None:
+    """ValueError now, not after the scoring, if the folder ``out`` cannot be written or made."""
+    there = next(p for p in (out, *out.parents) if p.exists())  # the folder to make it in
+    if not there.is_dir():
+        raise ValueError(f"--out {out}: cannot create it ({there} is a file)")
+    check_writable(there, "give another --out")
+
+
 @contextlib.contextmanager
 def writing(path: Path, advice: str) -> Iterator[None]:
     """Turn a run file in ``path`` that cannot be written (a full disk, a read-only folder: an

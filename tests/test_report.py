@@ -194,18 +194,6 @@ def test_an_output_that_cannot_be_written_is_refused_before_the_work(
     assert (run / "metrics.json").read_text() == before
 
 
-def test_an_output_on_a_read_only_file_system_says_so(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(writable.os, "access", lambda path, mode: False)  # report.os too
-    monkeypatch.setattr(writable.os, "statvfs", lambda path: type(
-        "ReadOnly", (), {"f_flag": writable.os.ST_RDONLY})())  # as a read-only mount says
-    with pytest.raises(ValueError, match=r"^--out .*x\.png: not writable \(read-only file "
-                                         r"system\)$"):
-        writable.check_output_folder(str(tmp_path / "x.png"), "--out")
-    with pytest.raises(ValueError, match=f"^{tmp_path} is not writable .read-only file system.: "
-                                         "copy it$"):
-        report.check_writable(tmp_path, "copy it")
-
-
 def test_compare_groups_seeds_into_mean_and_std(runs, tmp_path: Path, capsys) -> None:
     folders, _ = runs
     values = [json.loads((f / "metrics.json").read_text())["test"]["occluded"]["mse"]

@@ -38,3 +38,15 @@ def test_a_write_that_fails_names_the_file_without_its_tmp_suffix(tmp_path: Path
     with pytest.raises(KeyError):  # only OSErrors are the disk's
         with writable.writing(tmp_path, "x"):
             raise KeyError("other")
+
+
+def test_an_output_on_a_read_only_file_system_says_so(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(writable.os, "access", lambda path, mode: False)
+    monkeypatch.setattr(writable.os, "statvfs", lambda path: type(
+        "ReadOnly", (), {"f_flag": writable.os.ST_RDONLY})())  # as a read-only mount says
+    with pytest.raises(ValueError, match=r"^--out .*x\.png: not writable \(read-only file "
+                                         r"system\)$"):
+        writable.check_output_folder(str(tmp_path / "x.png"), "--out")
+    with pytest.raises(ValueError, match=f"^{tmp_path} is not writable .read-only file system.: "
+                                         "copy it$"):
+        writable.check_writable(tmp_path, "copy it")
