@@ -22,6 +22,8 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
+from aejax.occlusion import is_integer
+
 T = TypeVar("T")
 
 AXIS = "data"
@@ -33,7 +35,7 @@ def parse_devices(value: int | str) -> int | str:
     if value == "all":
         return value
     count = int(value) if isinstance(value, str) and value.isdigit() else value
-    if not isinstance(count, (int, np.integer)) or isinstance(count, bool) or count < 1:
+    if not is_integer(count) or count < 1:
         raise ValueError(f"--devices must be a positive number or 'all', got {value!r}")
     return int(count)
 
