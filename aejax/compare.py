@@ -126,15 +126,23 @@ def partition(configs: list[dict[str, Any]], fields: list[str]) -> set[str]:
     return {json.dumps([c.get(k) for k in fields]) for c in configs}
 
 
-def check_sequences(workdirs: Any, keys: Any) -> None:
-    """Raise ValueError for one string (or path) given as the runs or the keys, which would be
-    read character by character."""
+def sequences(workdirs: Any, keys: Any) -> tuple[list[str], tuple[str, ...]]:
+    """The runs as a list and the keys as a tuple (read more than once); ValueError for one
+    string (or path) given as either, which would be read character by character, and for no
+    run or no key (anything not iterable, such as None, counts as none)."""
     if isinstance(workdirs, (str, bytes, os.PathLike)):
         raise ValueError(f"workdirs must be a list of run folders, not one string: give "
                          f"[{os.fspath(workdirs)!r}]")
     if isinstance(keys, (str, bytes)):
         raise ValueError(f"keys must be a sequence of metric names, not one string: give "
                          f"({keys!r},)")
+    workdirs = list(workdirs) if isinstance(workdirs, Iterable) else []
+    keys = tuple(keys) if isinstance(keys, Iterable) else ()
+    if not workdirs:  # checked as a list: an empty generator is true
+        raise ValueError("no run folder given: give at least one")
+    if not keys:  # rows without a column, which neither format_markdown nor the figure can show
+        raise ValueError(f"no metric given: give at least one metrics.json key, such as {KEYS[1]}")
+    return workdirs, keys
 
 
 def table(workdirs: list[str], keys: tuple[str, ...] = KEYS, *, group: bool = True) -> Table:
@@ -142,13 +150,7 @@ def table(workdirs: list[str], keys: tuple[str, ...] = KEYS, *, group: bool = Tr
 
     The std is over seeds (ddof=1; 0 for a single run).
     """
-    check_sequences(workdirs, keys)
-    workdirs = list(workdirs) if isinstance(workdirs, Iterable) else []  # read more than once
-    keys = tuple(keys) if isinstance(keys, Iterable) else ()  # None: as empty, not a TypeError
-    if not workdirs:  # checked as a list: an empty generator is true
-        raise ValueError("no run folder given: give at least one")
-    if not keys:  # rows without a column, which neither format_markdown nor the figure can show
-        raise ValueError(f"no metric given: give at least one metrics.json key, such as {KEYS[1]}")
+    workdirs, keys = sequences(workdirs, keys)
     resolved = [Path(w).resolve() for w in workdirs]
     twice = next((w for w, r in zip(workdirs, resolved) if resolved.count(r) > 1), None)
     if twice is not None:
