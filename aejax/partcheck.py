@@ -45,11 +45,15 @@ def occlude_checked(occlude: OccludeFn, key: jax.Array, clean: jax.Array
 
 
 def check_reconstruction(model: Any, images: jax.Array, recon: Any) -> None:
-    """ValueError (at trace time) unless the model returned an array shaped like its input."""
+    """ValueError (at trace time) unless the model returned a float array shaped like its
+    input (integer reconstructions have no gradient: training would never move the params)."""
     if tuple(getattr(recon, "shape", ())) != tuple(images.shape):
         raise PartError(f"the model {name(model)} returned shape "
                         f"{getattr(recon, 'shape', type(recon).__name__)} for images shaped "
                         f"{tuple(images.shape)}: a reconstruction must be shaped like its input")
+    if not jax.numpy.issubdtype(recon.dtype, jax.numpy.floating):
+        raise PartError(f"the model {name(model)} returned {recon.dtype} reconstructions: they "
+                        "must be floats in [0, 1] (end the model with a sigmoid)")
 
 
 def check_ranges(model: Any, params: Any, clean: jax.Array, occlude: OccludeFn,

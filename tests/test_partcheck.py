@@ -192,6 +192,27 @@ def test_a_model_output_of_another_shape_is_refused_naming_the_model() -> None:
         evaluate.evaluate(CFG, Classifier(), state.params, images_u8(4), np.arange(4))
 
 
+def test_a_model_with_integer_reconstructions_is_refused_naming_the_model() -> None:
+    class Thresholded(nn.Module):  # in [0, 1], but with no gradient: training would not move
+        features: int = 784
+
+        @nn.compact
+        def __call__(self, x: jax.Array) -> jax.Array:
+            return (nn.Dense(self.features)(x) > 0).astype(jnp.int32)
+
+    message = (r"^the model \S*Thresholded\(features=784\) returned int32 reconstructions: "
+               r"they must be floats in \[0, 1\] \(end the model with a sigmoid\)")
+    with pytest.raises(parts.PartError, match=message):  # before training
+        loop.fit(CFG, images_u8(32), progress=False, parts=Parts(model=Thresholded()))
+    tx = train.make_optimizer(CFG)
+    state = train.create_state(jax.random.key(0), Thresholded(), tx)
+    with pytest.raises(parts.PartError, match=message):  # when the step is traced
+        train.make_train_step(CFG, Thresholded(), tx)(state, jnp.asarray(images_u8(8)),
+                                                      jax.random.key(1))
+    with pytest.raises(parts.PartError, match=message):  # and in evaluation
+        evaluate.evaluate(CFG, Thresholded(), state.params, images_u8(4), np.arange(4))
+
+
 @jax.custom_vjp
 def no_backward(x: jax.Array) -> jax.Array:
     """The identity, whose backward pass fails: fine forward, fails differentiated."""
