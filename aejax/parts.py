@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import importlib
 import inspect
 import json
@@ -229,12 +230,29 @@ def value_name(value: Any) -> str:
         return repr(value)
     if isinstance(value, np.generic):
         return repr(value.item())
+    if isinstance(value, (np.ndarray, jax.Array)) and not isinstance(value, jax.core.Tracer):
+        if jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key):
+            return f"key({array_name(np.asarray(jax.random.key_data(value)))})"
+        if value.dtype != object:
+            return array_name(np.asarray(value))
     if isinstance(value, (tuple, list)):
         inner = ", ".join(map(value_name, value))
         return f"[{inner}]" if isinstance(value, list) else f"({inner}{',' * (len(value) == 1)})"
     if isinstance(value, dict):
         return "{" + ", ".join(f"{k!r}: {value_name(v)}" for k, v in value.items()) + "}"
     return str(name(value))
+
+
+def array_name(value: np.ndarray) -> str:
+    """An array argument by its values (``partial(fn, p=jnp.float32(0.1))`` named by 0.1, not
+    by its type, which every value shares): a scalar as the number, a few values as a list,
+    more by shape, dtype and a digest of their bytes."""
+    if value.ndim == 0:
+        return repr(value.item())
+    if value.size <= 16:
+        return f"array({value.tolist()!r}, {value.dtype})"
+    digest = hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest()[:16]
+    return f"array(shape={value.shape}, {value.dtype}, sha256={digest})"
 
 
 class PartError(ValueError):

@@ -485,6 +485,23 @@ def test_names_of_inner_functions_and_numpy_scalars() -> None:
         f"functools.partial({here}.patch, images=1)")
 
 
+def test_array_arguments_are_named_by_their_values() -> None:
+    here = __name__  # else partial(fn, p=jnp.float32(0.1)) and p=0.5 share one name
+    assert parts.name(functools.partial(patch, images=jnp.float32(0.5))) == (
+        f"functools.partial({here}.patch, images=0.5)")
+    assert parts.name(functools.partial(patch, images=np.array([1, 2]))) == (
+        f"functools.partial({here}.patch, images=array([1, 2], int64))")
+    big = parts.name(functools.partial(patch, images=jnp.arange(20.0)))
+    assert big.startswith(f"functools.partial({here}.patch, images=array(shape=(20,), float32, "
+                          "sha256=")
+    assert big != parts.name(functools.partial(patch, images=jnp.arange(1.0, 21.0)))
+    assert parts.name(functools.partial(patch, images=jnp.float32(0.1))) != parts.name(
+        functools.partial(patch, images=jnp.float32(0.2)))
+    assert parts.name(functools.partial(patch, key=jax.random.key(3))) == (
+        f"functools.partial({here}.patch, key=key(array([0, 3], uint32)))")
+    assert " at 0x" not in parts.name(functools.partial(patch, images=np.array([object()])))
+
+
 @pytest.mark.parametrize("spec", ["myparts_t:PARTS.occlude", "myparts_t:1PARTS"])
 def test_load_refuses_a_name_that_is_not_an_identifier(parts_folder: Path, spec: str) -> None:
     with pytest.raises(ValueError, match=rf"^--parts takes MODULE:NAME, .* got '{spec}'$"):
