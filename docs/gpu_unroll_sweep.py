@@ -13,12 +13,12 @@ writes ``OUT_DIR/unroll_LABEL.json``; docs/gpu-unroll-sweep-h100.json holds thre
 """
 import json, os, sys, time
 import jax, jax.numpy as jnp, numpy as np
-from aejax import bench_report, train
+from aejax import bench_report, machine, train
 from aejax.config import Config
 
 out = sys.argv[1]
 label = sys.argv[2]
-bench_report.use_platform(None)  # same precision setting as bench.py on GPU
+machine.use_platform(None)  # same precision setting as bench.py on GPU
 images_u8 = np.asarray(bench_report.images(sys.argv[3], 60000)[0])
 images = jax.device_put(images_u8)
 res = {"label": label, "xla_flags": os.environ.get("XLA_FLAGS", ""), "backend": jax.default_backend(),

@@ -4,7 +4,9 @@ configuration."""
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import importlib
 import importlib.util
 import json
 import logging
@@ -199,3 +201,19 @@ def test_the_loop_runner_warms_up_and_steps_through_shuffled_batches() -> None:
     # 10 steps over 8 batches of 8: a shuffled order, wrapping around after every image
     assert len(seen) == 10 and sorted(order[:64]) == list(range(64)) and order[64:] == order[:16]
     assert order[:64] != list(range(64))
+
+
+@pytest.mark.parametrize("script", sorted((ROOT / "docs").glob("*.py")), ids=lambda p: p.name)
+def test_the_docs_benchmark_scripts_call_only_what_the_library_has(script: Path) -> None:
+    """BENCHMARKS.md's helper scripts run only on a GPU or by hand, so no test runs them: check
+    that every ``module.name`` they take from aejax still exists (bench_report.use_platform
+    moved to machine and left docs/gpu_unroll_sweep.py failing at its first line)."""
+    tree = ast.parse(script.read_text())
+    modules = {alias.asname or alias.name: importlib.import_module(f"aejax.{alias.name}")
+               for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+               and node.module == "aejax" for alias in node.names}
+    missing = sorted(f"{node.value.id}.{node.attr}" for node in ast.walk(tree)
+                     if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                     and node.value.id in modules and not hasattr(modules[node.value.id],
+                                                                  node.attr))
+    assert not missing, f"{script.name} calls what aejax does not have: {missing}"
