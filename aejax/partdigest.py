@@ -45,7 +45,7 @@ def digests(parts: Parts, model: Any, params: Any, batch: jax.ShapeDtypeStruct,
             args = (jax.eval_shape(apply, params, batch), batch)
         try:
             return jax.make_jaxpr(with_grad)(*args)
-        except TypeError:  # integer outputs: no gradient to trace (training's is zero there)
+        except TypeError:  # integer outputs or parameters: no gradient to trace
             return jax.make_jaxpr(forward)(*args)
 
     out = {}
