@@ -93,6 +93,7 @@ def run(cfg: Config, workdir: str | os.PathLike, *, progress: bool = True,
         with writable.writing(path, finished):
             if writer and resume:  # the data paths and devices of this session
                 spec = parts.spec or recorded_spec(path)  # resumed from Python: its --parts
+                runfiles.forget_results(path)
                 write_json(run_info(cfg, ds, mesh, dataclasses.replace(parts, spec=spec)),
                            path / "config.json")
             params = parallel.fetch(state.params)  # host copies: evaluated on the local device

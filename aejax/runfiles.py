@@ -33,6 +33,15 @@ def has_checkpoint(path: Path) -> bool:
     return bool(checkpoint.finished_steps(path / checkpoint.DIRNAME))
 
 
+def forget_results(path: Path) -> None:
+    """Delete the results a resumed run's earlier session saved (metrics.json, params.msgpack)
+    before its config.json is rewritten: a run stopped before the new ones are written (a Ctrl-C,
+    a kill, a full disk) is then one that ``--resume`` finishes, never old scores or parameters
+    under the new config, which compare.py and evaluate.py would take for the new run's."""
+    for name in ("metrics.json", PARAMS_FILE):
+        (path / name).unlink(missing_ok=True)
+
+
 def written(path: Path) -> list[Path]:
     """What a run wrote into ``path``: its files and checkpoint folders, nothing else."""
     checkpoints = path / checkpoint.DIRNAME

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from aejax import (checkpoint, data, experiment, oldrun, paramsfile, resumesettings, runfiles,
-                   runlock, sigint)
+                   runlock, runrow, sigint)
 from aejax.config import Config
 from tests.test_jsonio import full_disk
 
@@ -240,6 +240,31 @@ def test_a_ctrl_c_during_the_evaluation_says_that_resume_evaluates(
     monkeypatch.undo()
     metrics = experiment.run(cfg, run, progress=False, resume=True)  # as the message says
     assert metrics["train"]["steps"] == 256 // 32 and (run / "metrics.json").is_file()
+
+
+def test_a_resumed_run_stopped_before_its_new_results_keeps_no_old_ones(
+        small_idx_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def pressed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    cfg = Config(data_dir=str(small_idx_dir), data_root=str(tmp_path / "root"), epochs=1)
+    run = tmp_path / "run"
+    experiment.run(cfg, run, progress=False)
+    monkeypatch.setattr(experiment.evaluate, "evaluate", pressed)  # a Ctrl-C, a kill, a full disk
+    with pytest.raises(sigint.Interrupted, match="interrupted during the evaluation"):
+        experiment.run(dataclasses.replace(cfg, epochs=2), run, progress=False, resume=True)
+    monkeypatch.undo()
+    # config.json says 2 epochs now: the 1-epoch scores must not sit under it (compare.py and
+    # evaluate.py would show them as the 2-epoch run's); --resume finishes it
+    assert json.loads((run / "config.json").read_text())["config"]["epochs"] == 2
+    assert not (run / "metrics.json").exists()
+    with pytest.raises(ValueError, match=r"no metrics.json; its evaluation did not finish: "
+                                         rf"train.py --workdir {run} --resume finishes it$"):
+        runrow.load_run(run)
+    metrics = experiment.run(dataclasses.replace(cfg, epochs=2), run, progress=False,
+                             resume=True)
+    assert metrics["train"]["steps"] == 2 * 256 // 32
+    assert json.loads((run / "metrics.json").read_text())["train"]["steps"] == 2 * 256 // 32
 
 
 def test_resuming_a_finished_run_says_that_only_the_evaluation_runs(
