@@ -53,17 +53,20 @@ def quiet_abandoned_reads() -> None:
 def quiet_failed_saves() -> None:
     """Drop Orbax's ERROR reports, with tracebacks, of a save that failed on an OSError (a full
     disk: each of its threads logs it, some 200 lines): the error reaches the main thread at
-    the next save or wait, which says it in one line (``Checkpointer.failed_save``). Installed
-    once per process; any other record still gets through."""
+    the next save or wait, which says it in one line (``Checkpointer.failed_save``); and of a
+    wait for a save cut short by a second Ctrl-C, which train.py says as ``interrupted``.
+    Installed once per process; any other record still gets through."""
     target = logging.getLogger("absl")
     if not any(f is failed_save_report for f in target.filters):
         target.addFilter(failed_save_report)
 
 
 def failed_save_report(record: logging.LogRecord) -> bool:
-    """False for a record from Orbax that reports a failed write (``failed_write``)."""
+    """False for a record from Orbax that reports a failed write (``failed_write``) or a
+    KeyboardInterrupt (a Ctrl-C while a save is waited for)."""
     err = record.exc_info[1] if record.exc_info else None
-    return not (err is not None and failed_write(err) and from_orbax(record.pathname))
+    return not (err is not None and (failed_write(err) or isinstance(err, KeyboardInterrupt))
+                and from_orbax(record.pathname))
 
 
 def failed_write(err: BaseException) -> bool:

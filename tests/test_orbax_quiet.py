@@ -141,6 +141,18 @@ def test_only_orbaxs_reports_of_a_failed_write_are_dropped() -> None:
     assert orbax_quiet.failed_save_report(record("/x/mine.py", OSError(28, "No space left")))
 
 
+def test_orbaxs_report_of_a_save_stopped_by_a_second_ctrl_c_is_dropped() -> None:
+    # a second Ctrl-C while train.py waits for a save: Orbax logs "Save Finalize thread
+    # (save_finalize) failed." with the KeyboardInterrupt's traceback before "train.py: interrupted"
+    def record(pathname: str, err: BaseException) -> logging.LogRecord:
+        return logging.makeLogRecord({"pathname": pathname, "msg": "save_finalize failed.",
+                                      "exc_info": (type(err), err, None)})
+
+    manager = "/x/orbax/checkpoint/checkpoint_manager.py"
+    assert not orbax_quiet.failed_save_report(record(manager, KeyboardInterrupt()))
+    assert orbax_quiet.failed_save_report(record("/x/mine.py", KeyboardInterrupt()))
+
+
 def test_only_orbaxs_threads_are_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:
     orbax_thread = type("Thread", (threading.Thread,), {"__module__": "orbax.checkpoint.x"})
     saving = orbax_thread(target=time.sleep, args=(0.3,), daemon=True)
