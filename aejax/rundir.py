@@ -10,7 +10,7 @@ import os
 import time
 from pathlib import Path
 
-from aejax import crosseval, runlock
+from aejax import checkpoint, crosseval, runlock
 from aejax.config import Config
 from aejax.jsonio import read_run_config
 from aejax.oldrun import recover
@@ -43,6 +43,11 @@ def prepare(workdir: str | os.PathLike, *, overwrite: bool = False, resume: bool
     if not overwrite:
         crosseval.check_workdir(path, resume=resume)
     check_holds_run(path, overwrite=overwrite, resume=resume)
+    checkpoints = path / checkpoint.DIRNAME
+    if checkpoints.exists() and not checkpoints.is_dir():  # Orbax would time out, then hang
+        raise ValueError(f"workdir {path} holds a file named {checkpoints.name}, where train.py "
+                         "keeps its checkpoint folders: move or delete it, or choose another "
+                         "--workdir")
     if not (resume or overwrite) and saved_anything(path):
         raise ValueError(f"workdir {path} already holds a run; pass --resume to continue it, "
                          "--overwrite to replace it, or choose another --workdir")

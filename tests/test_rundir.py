@@ -28,6 +28,11 @@ from tests.test_runfiles import make_run, tree_of
     (lambda p: (p.mkdir(), (p / "metrics.json").write_text("{}")), {}, "holds other files"),
     (lambda p: (p.mkdir(), (p / "figure.png").write_text("x")), {"overwrite": True},
      "--overwrite replaces a run, but workdir .* holds other files"),
+    # a file where the checkpoints folder goes: Orbax timed out after 30 s, then hung for good
+    *[(lambda p: (make_run(p, results=True), (p / checkpoint.DIRNAME).write_text("")), kwargs,
+       r"^workdir .*run holds a file named checkpoints, where train.py keeps its checkpoint "
+       r"folders: move or delete it, or choose another --workdir$")
+      for kwargs in ({}, {"resume": True}, {"overwrite": True})],
 ])
 def test_prepare_refuses_what_it_must_not_touch(tmp_path: Path, setup, kwargs: dict,
                                                 message: str) -> None:
