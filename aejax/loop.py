@@ -190,9 +190,8 @@ def run_epochs(loop: Loop, state: TrainState, log: LossLog) -> TrainState:
             log.started += time.perf_counter() - waited  # train.seconds: training, not saving
         if stop is not None and stop.requested():  # Ctrl-C in the last chunk or its save
             hint = resumable.resume_hint(ckpt.directory.parent, loop.parts)
-            raise sigint.Interrupted(
-                f"interrupted after the last step: saved step {sum(map(len, log.losses))} in "
-                f"{ckpt.directory}; {hint} evaluates it")
+            raise stop.stopped(f" after the last step: saved step {sum(map(len, log.losses))} "
+                               f"in {ckpt.directory}; {hint} evaluates it")
     return state
 
 
@@ -202,7 +201,7 @@ def run_epoch(loop: Loop, state: TrainState, log: LossLog, epoch: int, offset: i
 
     Each chunk's losses are checked while the next chunk runs; with checkpoints, the state is
     saved at the epoch's end, when ``checkpoints.every`` is crossed, and (then raising
-    ``Interrupted``) when ``stop.requested()`` after a SIGINT.
+    ``Interrupted``) when ``stop.requested()`` after a SIGINT or SIGTERM.
     """
     plan, ckpt = loop.plan, loop.checkpoints
     steps = plan_steps(plan)
@@ -223,8 +222,8 @@ def run_epoch(loop: Loop, state: TrainState, log: LossLog, epoch: int, offset: i
             save(loop, state, log, steps)
             if stopping:
                 hint = resumable.resume_hint(ckpt.directory.parent, loop.parts)
-                raise sigint.Interrupted(f"interrupted: saved step {end} in {ckpt.directory}; "
-                                             f"continue with {hint}")
+                raise stop.stopped(f": saved step {end} in {ckpt.directory}; continue with "
+                                   f"{hint}")
     if pending is not None:
         log.add(*pending)
     return state

@@ -57,9 +57,9 @@ def main(argv: list[str] | None = None) -> int:
             m = experiment.run(cfg, workdir, progress=not args.no_progress,
                                overwrite=args.overwrite, resume=args.resume,
                                checkpoint_every=every, keep=keep, mesh=mesh, parts=custom)
-        except sigint.Interrupted as stop:  # Ctrl-C: a checkpoint was saved first
+        except sigint.Interrupted as stop:  # Ctrl-C or SIGTERM: a checkpoint was saved first
             print(f"{parser.prog}: {stop}", file=sys.stderr)
-            return 130
+            return stop.exit_code
         if not parallel.is_main_process():
             return 0
         print(cli.summary_line(workdir, m))

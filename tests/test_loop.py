@@ -151,7 +151,7 @@ def test_a_state_whose_parameters_are_not_finite_is_never_saved(tmp_path: Path) 
 
 def test_a_ctrl_c_during_the_last_chunk_still_stops_with_the_saved_step(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    class LateFlag:  # SIGINT arrives after the last chunk's check: while it runs, or its save
+    class LateFlag(sigint.StopFlag):  # SIGINT after the last chunk's check, or in its save
         calls = 0
 
         def requested(self) -> bool:
@@ -201,7 +201,7 @@ def test_a_ctrl_c_while_the_last_save_finishes_still_stops_with_the_saved_step(
 
 def test_a_ctrl_c_with_custom_parts_says_to_resume_with_the_same_parts(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    class Flag:  # SIGINT during the first chunk
+    class Flag(sigint.StopFlag):  # SIGINT during the first chunk
         def requested(self) -> bool:
             return True
 

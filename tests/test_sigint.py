@@ -1,4 +1,4 @@
-"""Tests for aejax.sigint: Ctrl-C during training as a flag read at chunk ends."""
+"""Tests for aejax.sigint: Ctrl-C and SIGTERM during training as a flag read at chunk ends."""
 
 from __future__ import annotations
 
@@ -47,3 +47,45 @@ def test_a_sigint_deferred_before_training_is_the_flag_training_reads(monkeypatc
             assert stop is early and stop.raised
         assert signal.getsignal(signal.SIGINT) is not before  # still deferred until fit ends
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_sigterm_is_a_stop_request_that_says_terminated() -> None:
+    # a scheduler's time limit or preemption (SLURM), `kill`, `docker stop`: save, then stop
+    before = signal.getsignal(signal.SIGTERM)
+    with sigint.stop_on_sigint() as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.requested()
+        stopped = stop.stopped(": saved step 8")
+        assert isinstance(stopped, sigint.Interrupted)
+        assert (str(stopped), stopped.exit_code) == ("terminated: saved step 8", 143)
+        with pytest.raises(KeyboardInterrupt):  # a second signal of either kind: at once
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGTERM) is before
+    with sigint.stop_on_sigint() as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        stopped = stop.stopped(": saved step 8")
+        assert (str(stopped), stopped.exit_code) == ("interrupted: saved step 8", 130)
+
+
+@pytest.mark.parametrize("own", [signal.SIG_IGN, "handler"])
+def test_a_sigterm_handler_of_the_programs_own_is_left_alone(own) -> None:
+    seen = []
+    own = (lambda signum, frame: seen.append(signum)) if own == "handler" else own
+    before = signal.signal(signal.SIGTERM, own)
+    try:
+        with sigint.stop_on_sigint() as stop:
+            assert signal.getsignal(signal.SIGTERM) is own
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert not stop.requested()
+        assert seen in ([], [signal.SIGTERM])
+        assert seen or own is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def test_a_sigterm_deferred_before_training_is_the_flag_training_reads(monkeypatch) -> None:
+    monkeypatch.setattr(sigint.jax, "process_count", lambda: 2)
+    with sigint.defer_sigint() as early:
+        os.kill(os.getpid(), signal.SIGTERM)  # while loading or compiling: not killed
+        with sigint.stop_on_sigint() as stop:
+            assert stop is early and stop.raised and stop.signum == signal.SIGTERM
