@@ -13,7 +13,7 @@ from pathlib import Path
 from aejax import checkpoint, crosseval, runlock
 from aejax.config import Config
 from aejax.jsonio import read_run_config
-from aejax.oldrun import recover
+from aejax.oldrun import REPLACED, recover
 from aejax.parts import spec_in
 from aejax.runfiles import PARAMS_FILE, clear, has_checkpoint, is_run, saved_anything
 
@@ -155,6 +155,11 @@ def finish_hint(path: Path) -> str:
     training now), for the messages that find it unfinished."""
     params, checkpointed = (path / PARAMS_FILE).is_file(), has_checkpoint(path)
     if not (params or checkpointed):
+        if (path / REPLACED).is_dir():  # only a train.py on the folder puts it back (recover)
+            return (f"; a killed --overwrite stopped before it saved anything, the run it "
+                    f"replaces set aside in {path / REPLACED}: train.py --workdir {path} "
+                    "--overwrite trains it again (any train.py on the folder first puts that "
+                    "run back)")
         if saved_anything(path):  # its figures or losses, the parameters deleted since
             return (f"; its parameters and checkpoints are gone: train it again, train.py "
                     f"--workdir {path} --overwrite")

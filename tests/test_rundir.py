@@ -183,6 +183,25 @@ def test_the_finish_hint_names_a_command_that_accepts_the_folder(tmp_path: Path)
     assert rundir.finish_hint(pruned).endswith(f"train.py --workdir {pruned} --resume finishes it")
 
 
+def test_the_finish_hint_after_a_killed_overwrite_names_overwrite(tmp_path: Path) -> None:
+    def killed_overwrite(run: Path) -> Path:
+        make_run(run, results=True, steps=("4",))
+        oldrun.set_aside(run)  # then the new run wrote its config.json and was killed
+        (run / "config.json").write_text(json.dumps({"config": json.loads(Config().to_json())}))
+        return run
+
+    run = killed_overwrite(tmp_path / "run")
+    assert rundir.finish_hint(run) == (
+        f"; a killed --overwrite stopped before it saved anything, the run it replaces set aside "
+        f"in {run / oldrun.REPLACED}: train.py --workdir {run} --overwrite trains it again (any "
+        f"train.py on the folder first puts that run back)")
+    with contextlib.ExitStack() as held:  # what the hint offers is accepted
+        rundir.claim(run, held, overwrite=True, resume=False)
+    run = killed_overwrite(tmp_path / "other")
+    with contextlib.ExitStack() as held, pytest.raises(ValueError, match="already holds a run"):
+        rundir.claim(run, held, overwrite=False, resume=False)  # what the usual hint offered
+
+
 def test_resuming_a_run_whose_checkpoints_were_deleted_names_what_works(tmp_path: Path) -> None:
     pruned = make_run(tmp_path / "pruned")  # finished, then its checkpoints deleted for space
     for name in (runfiles.PARAMS_FILE, "metrics.json", "figure.png"):
