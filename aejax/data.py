@@ -170,8 +170,8 @@ def _check_identity(name: str, folder: Path, files: dict[str, Path], digests: di
                     folder, why)
         return "custom"
     if found not in (None, name):
-        raise DataError(f"files in {folder} are {found}, not {name}: choose dataset {found}, "
-                        f"or put the {name} files there")
+        raise DataError(f"files in {folder} are {found}, not {name}: put the {name} files "
+                        f"there, or train a new run with --dataset {found}")
     for base, info in registered(name).items():
         if base not in files or digests[base] in _sums(name)[base]:  # test_only: no train files
             continue

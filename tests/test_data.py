@@ -361,7 +361,8 @@ def test_official_mnist_files_decompressed_are_mnist_not_custom(mnist_dir, tmp_p
     ds = data.load("mnist", data_dir=tmp_path / "raw", data_root=tmp_path / "root")
     assert ds.name == "mnist" and ds.train_images.shape == (60000, 28, 28)
     assert "custom" not in caplog.text and "uncompressed" not in caplog.text
-    with pytest.raises(DataError, match="are mnist, not kmnist: choose dataset mnist"):
+    with pytest.raises(DataError, match="are mnist, not kmnist: put the kmnist files there, or "
+                                        "train a new run with --dataset mnist$"):
         data.load("kmnist", data_dir=tmp_path / "raw", data_root=tmp_path / "root")
 
 
