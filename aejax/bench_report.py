@@ -100,14 +100,13 @@ def run(images_u8: np.ndarray, opts: Options) -> dict[str, Any]:
     result: dict[str, Any] = {"machine": machine.machine(),
                               "load_average_start": machine.load_average()}
     gpu = result["machine"]["backend"] == "gpu"
-    if opts.torch and torch_baseline.available(cuda=gpu):
+    skipped = torch_baseline.problem(cuda=gpu) if opts.torch else "--no-torch"
+    if skipped is None:
         import torch
 
         result["machine"]["torch"] = torch.__version__
     else:
-        result["torch_skipped"] = ("--no-torch" if not opts.torch else "PyTorch is not installed"
-                                   if not torch_baseline.available() else
-                                   "this PyTorch build sees no GPU")
+        result["torch_skipped"] = skipped
         opts = dataclasses.replace(opts, torch=False)
     sections = [opts.compile, opts.train_script_args is not None, bool(opts.scaling_devices)]
     total = 2 + len(opts.batch_sizes) * (1 + opts.repeats) + sum(sections)

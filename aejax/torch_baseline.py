@@ -3,7 +3,8 @@
 The loop is the original's (forward, ``zero_grad``, ``backward``, ``step`` per batch) without its
 ``DataLoader``: the images are converted to float once and batches are taken by index from a
 shuffled order, which is the fastest way to feed it, so the ratio to JAX is not flattered. PyTorch
-is optional (``pip install -e '.[bench]'``); ``available()`` says whether it can be imported.
+is optional (``pip install -e '.[bench]'``); ``available()`` says whether it is installed, and
+``problem()`` why the baseline cannot run (an install that fails to import, a build without CUDA).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 
 
 def available(cuda: bool = False) -> bool:
-    """Whether PyTorch can be imported (and, with ``cuda``, sees a GPU: a CPU build does not)."""
+    """Whether PyTorch is installed (and, with ``cuda``, sees a GPU: a CPU build does not)."""
     if importlib.util.find_spec("torch") is None:
         return False
     if not cuda:
@@ -24,6 +25,21 @@ def available(cuda: bool = False) -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def problem(cuda: bool = False) -> str | None:
+    """Why the baseline cannot run here (None: it can): PyTorch not installed, failing to import,
+    or (with ``cuda``) not seeing a GPU."""
+    if not available():
+        return "PyTorch is not installed"
+    try:
+        import torch
+    except Exception as err:  # a broken install raises anything: ImportError, OSError (a .so)...
+        detail = (str(err).strip().splitlines() or [""])[0][:160]
+        return f"PyTorch cannot be imported ({type(err).__name__}: {detail})"
+    if cuda and not torch.cuda.is_available():
+        return "this PyTorch build sees no GPU"
+    return None
 
 
 def make_model(features: int = 784, hidden: Sequence[int] = (128, 50)) -> Any:

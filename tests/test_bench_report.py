@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import types
 
 import jax
@@ -125,3 +126,20 @@ def test_gpu_peaks_are_the_peak_bytes_in_mb(monkeypatch) -> None:
     assert bench_report.device_peaks(False) == {"jax": 3.0}
     monkeypatch.setattr(device, "memory_stats", lambda: None)  # a backend that reports none
     assert bench_report.device_peaks(False) == {"jax": None}
+
+
+def test_a_pytorch_that_fails_to_import_is_skipped_with_its_reason(tmp_path, monkeypatch) -> None:
+    # installed but broken (a missing shared library, a NumPy ABI mismatch): no traceback
+    (tmp_path / "torch").mkdir()
+    (tmp_path / "torch" / "__init__.py").write_text(
+        "raise OSError('libtorch_cpu.so: cannot open shared object file')\n")
+    for name in [m for m in sys.modules if m == "torch" or m.startswith("torch.")]:
+        monkeypatch.delitem(sys.modules, name)  # restored afterwards
+    monkeypatch.syspath_prepend(str(tmp_path))
+    opts = bench_report.Options(batch_sizes=(8,), loop_steps=1, repeats=1, roofline_size=32,
+                                compile=False, progress=False)
+    result = bench_report.run(IMAGES, opts)
+    assert result["torch_skipped"] == ("PyTorch cannot be imported (OSError: libtorch_cpu.so: "
+                                       "cannot open shared object file)")
+    assert [r["variant"] for r in result["training"]] == ["scan", "loop"]
+    assert "torch" not in result["machine"]
