@@ -34,7 +34,7 @@ def parser(prog: str, description: str | None) -> argparse.ArgumentParser:
                              "a GPU, where a small one measures launch overhead)")
     parser.add_argument("--data-dir",
                         help="MNIST IDX folder (default: $AEJAX_MNIST_DIR, else random images)")
-    parser.add_argument("--num-images", type=count, default=60000,
+    parser.add_argument("--num-images", type=count,  # None: not given (checked in parse)
                         help="random images' count, without --data-dir (default: 60000)")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch baseline")
     parser.add_argument("--no-compile", action="store_true", help="skip cold/warm compile times")
@@ -50,11 +50,17 @@ def parser(prog: str, description: str | None) -> argparse.ArgumentParser:
 
 def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
     """The flags, with ``data_dir`` from ``AEJAX_MNIST_DIR`` when not given (``data_dir_from_env``
-    says so) and every size or count once."""
+    says so), ``num_images`` only for random images and every size or count once."""
     args = parser.parse_args(argv)
     args.data_dir_from_env = args.data_dir is None and bool(os.environ.get("AEJAX_MNIST_DIR"))
     if args.data_dir_from_env:
         args.data_dir = os.environ["AEJAX_MNIST_DIR"]
+    if args.num_images is not None and args.data_dir:  # else silently 60,000 MNIST images
+        source = (f"AEJAX_MNIST_DIR ({args.data_dir}): unset it (or pass --data-dir '') to time "
+                  "random images, or drop --num-images" if args.data_dir_from_env else
+                  f"--data-dir {args.data_dir}: drop one of the two")
+        parser.error(f"--num-images counts random images, but the images come from {source}")
+    args.num_images = 60000 if args.num_images is None else args.num_images
     if args.out is not None and not args.out:
         parser.error("--out is empty; give a file name such as bench.json")
     # a size or count named twice is measured once (and shown once)

@@ -79,7 +79,7 @@ def test_a_broken_aejax_mnist_dir_is_named_as_the_source_of_the_folder(tmp_path,
                                                                         capsys) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("AEJAX_MNIST_DIR", str(tmp_path / "gone"))
-    argv = ["--num-images", "64", "--no-torch", "--no-compile", "--no-progress"]
+    argv = ["--no-torch", "--no-compile", "--no-progress"]
     assert load_script("bench").main(argv) == 2  # the folder came from the environment
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"bench.py: error: data folder {tmp_path / 'gone'} "
@@ -121,3 +121,22 @@ def test_parse_takes_the_data_folder_from_the_environment_only_when_not_given(
     args = bench_flags.parse(parser, ["--batch-sizes", "64,32,64", "--scaling", "2,1,2"])
     assert (args.data_dir, args.data_dir_from_env) == (None, False)
     assert (args.batch_sizes, args.scaling) == ((64, 32), (2, 1))  # first-named order kept
+
+
+def test_num_images_with_a_data_folder_is_refused_rather_than_ignored(monkeypatch,
+                                                                      capsys) -> None:
+    # it counts random images only: with a folder, 60,000 MNIST images would be timed instead
+    parser = bench_flags.parser("bench.py", None)
+    monkeypatch.setenv("AEJAX_MNIST_DIR", "/data/mnist")
+    for argv, source in [
+            ([], "AEJAX_MNIST_DIR (/data/mnist): unset it (or pass --data-dir '') to time random "
+                 "images, or drop --num-images"),
+            (["--data-dir", "mine"], "--data-dir mine: drop one of the two")]:
+        with pytest.raises(SystemExit) as exit_:
+            bench_flags.parse(parser, ["--num-images", "2048", *argv])
+        assert exit_.value.code == 2 and capsys.readouterr().err.strip().splitlines()[-1] == (
+            f"bench.py: error: --num-images counts random images, but the images come from "
+            f"{source}")
+    assert bench_flags.parse(parser, ["--num-images", "2048", "--data-dir", ""]).num_images == 2048
+    assert bench_flags.parse(parser, ["--data-dir", ""]).num_images == 60000
+    assert bench_flags.parse(parser, []).num_images == 60000  # MNIST's own count, not this
