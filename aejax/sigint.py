@@ -1,5 +1,6 @@
 """Ctrl-C (or SIGTERM) during training: a flag read at chunk ends, so that the state is saved
-before training stops (``Interrupted`` then says how to resume); a second signal stops at once.
+before training stops (``Interrupted`` then says how to resume); a second Ctrl-C stops at once,
+a second SIGTERM changes nothing (a supervisor's next step is SIGKILL).
 
 SIGTERM is what a cluster's scheduler (SLURM at a time limit or preemption), ``kill`` and
 ``docker stop`` send before SIGKILL: a run stopped that way saves its state like one stopped by
@@ -66,7 +67,9 @@ def stop_on_sigint() -> Iterator[StopFlag]:
     flag = next((f for f in ours if f is not None), flag)
 
     def handler(signum: int, frame: Any) -> None:
-        if flag.raised:  # a second signal stops at once, without saving
+        if flag.raised and signum == signal.SIGTERM:  # sent again (a supervisor, a launcher
+            return  # forwarding its group's): the save goes on; only SIGKILL or Ctrl-C cut it
+        if flag.raised:  # a second Ctrl-C stops at once, without saving
             raise KeyboardInterrupt
         flag.raised, flag.signum = True, signum
 
