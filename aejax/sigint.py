@@ -44,11 +44,15 @@ class StopFlag:
         return Interrupted(f"{word}{what}", self.signum)
 
     def requested(self) -> bool:
-        """Whether any process was asked to stop (a collective when there are several)."""
+        """Whether any process was asked to stop (a collective when there are several); a
+        process that got no signal takes the signal of the first that did, for ``stopped``."""
         if jax.process_count() == 1:
             return self.raised
-        flags = multihost_utils.process_allgather(np.array(self.raised))
-        return bool(np.any(flags))
+        signals = multihost_utils.process_allgather(np.int32(self.signum * self.raised))
+        got = [int(s) for s in np.ravel(signals) if s]
+        if got and not self.raised:  # else a SIGTERM to process 1 was "interrupted" in process 0
+            self.signum = got[0]
+        return bool(got)
 
 
 @contextlib.contextmanager

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 
+import numpy as np
 import pytest
 
 from aejax import sigint
@@ -93,3 +94,16 @@ def test_a_sigterm_deferred_before_training_is_the_flag_training_reads(monkeypat
         os.kill(os.getpid(), signal.SIGTERM)  # while loading or compiling: not killed
         with sigint.stop_on_sigint() as stop:
             assert stop is early and stop.raised and stop.signum == signal.SIGTERM
+
+
+def test_a_process_that_got_no_signal_says_what_the_other_got(monkeypatch) -> None:
+    # SIGTERM to process 1 only: process 0 stopped with it but said "interrupted", exit 130
+    monkeypatch.setattr(sigint.jax, "process_count", lambda: 2)
+    monkeypatch.setattr(sigint.multihost_utils, "process_allgather",
+                        lambda x: np.stack([x, np.int32(signal.SIGTERM)]))
+    with sigint.stop_on_sigint() as stop:
+        assert stop.requested() and not stop.raised
+        stopped = stop.stopped(": saved step 8")
+        assert (str(stopped), stopped.exit_code) == ("terminated: saved step 8", 143)
+        os.kill(os.getpid(), signal.SIGINT)  # its own signal, afterwards, is its own
+        assert stop.requested() and stop.signum == signal.SIGINT
