@@ -25,7 +25,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
-from aejax import orbax_quiet, resumable
+from aejax import orbax_quiet, resumable, sigint
 from aejax.config import Config
 from aejax.occlusion import is_integer
 from aejax.partdigest import DIGEST_VERSION
@@ -78,7 +78,7 @@ class Checkpointer:
                 "loss": losses.tolist(), "train_seconds": seconds, "checkpoint_every": self.every,
                 "keep": self.keep, "devices": devices}
         self.parts = meta["parts"]
-        with self.failed_save():  # the previous save's error (it waits for it), or this one's
+        with self.failed_save(), sigint.held():  # failed: the previous save's error, or this one's
             self.manager.save(step, args=ocp.args.Composite(
                 state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
 
@@ -170,7 +170,7 @@ class Checkpointer:
 
     def wait(self) -> None:
         """Block until the last save, which Orbax finishes in the background, is on disk."""
-        with self.failed_save():
+        with self.failed_save(), sigint.held():
             self.manager.wait_until_finished()
 
     def kept(self) -> str:
@@ -182,9 +182,10 @@ class Checkpointer:
         return f"the last good checkpoint (step {step}) is kept in {self.directory}"
 
     def close(self) -> None:
-        """Wait for the last write to finish."""
-        self.wait()
-        self.manager.close()
+        """Wait for the last write to finish (a Ctrl-C meanwhile acts once it has)."""
+        with sigint.held():
+            self.wait()
+            self.manager.close()
 
 
 def finished_steps(directory: Path) -> list[int]:

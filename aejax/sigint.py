@@ -88,6 +88,28 @@ def stop_on_sigint() -> Iterator[StopFlag]:
             signal.signal(sig, current[sig])
 
 
+@contextlib.contextmanager
+def held() -> Iterator[None]:
+    """Hold Ctrl-C (and a SIGTERM that training handles) for the block, then act on it: Orbax's
+    save and its wait, cut short by a KeyboardInterrupt, leave threads that print tracebacks at
+    exit or hang it. Main thread only; an error in the block drops what was held."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[tuple[int, Any]] = []
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    hold = [sig for sig, h in handlers.items() if callable(h)]  # not ignored, not a plain kill
+    for sig in hold:
+        signal.signal(sig, lambda signum, frame: pending.append((signum, frame)))
+    try:
+        yield
+    finally:
+        for sig in hold:
+            signal.signal(sig, handlers[sig])
+    for signum, frame in pending:
+        handlers[signum](signum, frame)
+
+
 def takes_over(sig: int, handler: Any) -> bool:
     """Whether ``stop_on_sigint`` handles ``sig``, whose handler is now ``handler``."""
     if hasattr(handler, "stop_flag"):  # an enclosing block's: the same flag

@@ -8,6 +8,7 @@ import dataclasses
 import errno
 import logging
 import os
+import signal
 from pathlib import Path
 
 import jax
@@ -248,3 +249,30 @@ def test_a_save_that_fails_in_the_background_is_one_error_naming_the_checkpoint_
     monkeypatch.undo()
     step, meta = checkpoint.Checkpointer(tmp_path / "run" / "checkpoints").latest()
     assert step == 3 and len(meta["loss"]) == 3  # what was saved before stays usable
+
+
+@pytest.mark.parametrize("during", ["save", "wait_until_finished"])
+def test_a_ctrl_c_during_a_save_or_its_wait_lets_the_save_finish(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, during: str) -> None:
+    # cut short by a KeyboardInterrupt, Orbax's save threads printed tracebacks at exit or hung it
+    original = getattr(ocp.CheckpointManager, during)
+
+    def interrupted(self, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # a Ctrl-C in the middle of Orbax's call
+        return original(self, *args, **kwargs)
+
+    data = resumable.fingerprint(synthetic_digits(40, 0)[0])
+    ckpt = checkpoint.Checkpointer(tmp_path / "ck")
+    if during != "save":
+        save(ckpt, trained_state(3), data)
+    closed, close = [], ocp.CheckpointManager.close
+    monkeypatch.setattr(ocp.CheckpointManager, during, interrupted)
+    monkeypatch.setattr(ocp.CheckpointManager, "close",
+                        lambda self: (closed.append(True), close(self))[1])
+    with pytest.raises(KeyboardInterrupt):
+        save(ckpt, trained_state(3), data) if during == "save" else ckpt.close()
+    if during != "save":  # the manager closed (its threads joined) before the Ctrl-C acted
+        assert closed == [True]
+    monkeypatch.undo()
+    ckpt.close()
+    assert checkpoint.finished_steps(tmp_path / "ck") == [3]  # written whole

@@ -107,3 +107,20 @@ def test_a_process_that_got_no_signal_says_what_the_other_got(monkeypatch) -> No
         assert (str(stopped), stopped.exit_code) == ("terminated: saved step 8", 143)
         os.kill(os.getpid(), signal.SIGINT)  # its own signal, afterwards, is its own
         assert stop.requested() and stop.signum == signal.SIGINT
+
+
+def test_a_held_ctrl_c_acts_when_the_block_ends() -> None:
+    ran = []
+    with pytest.raises(KeyboardInterrupt):
+        with sigint.held():
+            os.kill(os.getpid(), signal.SIGINT)
+            with sigint.held():  # nested: still held, then acted on once
+                os.kill(os.getpid(), signal.SIGINT)
+            ran.append("the rest of the block")
+    assert ran == ["the rest of the block"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with sigint.stop_on_sigint() as stop:  # training's handler: the first Ctrl-C sets the flag
+        with sigint.held():
+            os.kill(os.getpid(), signal.SIGINT)
+            assert not stop.requested()
+        assert stop.requested()
