@@ -220,7 +220,8 @@ def run_epoch(loop: Loop, state: TrainState, log: LossLog, epoch: int, offset: i
             log.add(*pending)  # never save a state whose losses were not checked
             pending = None
             save(loop, state, log, steps)
-            if stopping:
+            if stopping:  # written inside the guard: a SIGTERM sent again, in close(), killed it
+                ckpt.wait()
                 hint = resumable.resume_hint(ckpt.directory.parent, loop.parts)
                 raise stop.stopped(f": saved step {end} in {ckpt.directory}; continue with "
                                    f"{hint}")

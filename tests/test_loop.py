@@ -291,3 +291,35 @@ def test_fit_trains_on_the_custom_occlusion_not_the_config_bars() -> None:
     _, custom = loop.fit(dataclasses.replace(cfg, train_occlusion="all"), x, progress=False,
                          parts=parts.Parts(occlude=untouched))  # every input "occluded"
     np.testing.assert_allclose(custom["loss"], clean["loss"], rtol=1e-6)
+
+
+def test_a_sigterm_sent_again_while_the_stopping_save_is_written_leaves_it_be(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the save of a SIGTERM was awaited in close(), after the guard: a second SIGTERM there,
+    # of the default action, killed the run with that checkpoint half written and no line
+    saves, seen = [], {"killed": False}
+    save, wait = checkpoint.Checkpointer.save, ocp.CheckpointManager.wait_until_finished
+
+    def saving(self, state, **kwargs) -> None:
+        save(self, state, **kwargs)
+        saves.append(len(kwargs["losses"]))
+        if len(saves) == 1:  # the first epoch's save: SIGTERM, read at the next chunk end
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def waiting(self) -> None:  # SIGTERM again while Orbax writes the stopping save
+        if len(saves) == 2 and not seen.get("sent"):
+            seen["sent"] = True
+            if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+                seen["killed"] = True  # sent now, it would end pytest as well
+            else:
+                os.kill(os.getpid(), signal.SIGTERM)
+        wait(self)
+
+    monkeypatch.setattr(checkpoint.Checkpointer, "save", saving)
+    monkeypatch.setattr(ocp.CheckpointManager, "wait_until_finished", waiting)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # what training takes over
+    with contextlib.closing(checkpoint.Checkpointer(tmp_path / "ck")) as ckpt:
+        with pytest.raises(sigint.Interrupted, match=r"^terminated: saved step \d+ in .*ck; "):
+            loop.fit(CFG, flat_images(), progress=False, checkpoints=ckpt)
+    assert seen == {"sent": True, "killed": False}
+    assert checkpoint.finished_steps(tmp_path / "ck")[-1] == saves[-1]
