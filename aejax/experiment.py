@@ -75,6 +75,8 @@ def run(cfg: Config, workdir: str | os.PathLike, *, progress: bool = True,
                     field, parts.describe()[field])
     writer = parallel.is_main_process()
     path = Path(workdir)
+    check_same_run(cfg, path, resume=resume, overwrite=overwrite, every=checkpoint_every,
+                   keep=keep, mesh=mesh, parts=parts)
     with contextlib.ExitStack() as held:  # the workdir lock, from start() on
         with sigint.defer_sigint():  # several processes: all stop together, at a chunk end
             ds = start(cfg, path, writer=writer, overwrite=overwrite, resume=resume, mesh=mesh,
@@ -139,6 +141,19 @@ def report(cfg: Config, path: Path, ds: data.Dataset, params: Any, history: dict
     return metrics
 
 
+def check_same_run(cfg: Config, path: Path, *, resume: bool, overwrite: bool, every: int,
+                   keep: int, mesh: jax.sharding.Mesh | None, parts: Parts) -> None:
+    """ValueError in every process unless all processes run the same config, workdir, devices,
+    checkpoints and parts (only the data paths may differ: each host may keep its own copy)."""
+    flags = {f"--{k.replace('_', '-')}": v for k, v in dataclasses.asdict(cfg).items()
+             if k not in ("data_dir", "data_root")}
+    flags |= {"--workdir": os.path.abspath(path), "--resume": resume, "--overwrite": overwrite,
+              "--checkpoint-every": every, "--keep": keep, "--parts": parts.describe(),
+              "--devices": 1 if mesh is None else mesh.size}
+    parallel.check_same(flags, "the flags", "give every process the same flags (only --data-dir, "
+                        "--data-root and --process-id may differ)")
+
+
 def start(cfg: Config, path: Path, *, writer: bool, overwrite: bool, resume: bool,
           mesh: jax.sharding.Mesh | None, held: contextlib.ExitStack,
           parts: Parts = Parts()) -> data.Dataset:
@@ -162,6 +177,9 @@ def start(cfg: Config, path: Path, *, writer: bool, overwrite: bool, resume: boo
         return ds
 
     ds = parallel.together(checks, "preparing the run")  # a refusal: claim undoes the folder
+    if jax.process_count() > 1:  # each process fills its devices with its own copy
+        parallel.check_same({"sha256": resumable.fingerprint(ds.train_images)},
+                            "the training images", "give every process the same data")
     if resume:  # Orbax's collectives: only once every process has passed its checks
         check_checkpoint(cfg, path, ds, parts)
     if writer and not resume:  # a resumed run's config.json is rewritten once it has restored

@@ -14,6 +14,8 @@ it owns (``jax.make_array_from_callback``), so the mesh spans every process's de
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -158,6 +160,27 @@ def together(fn: Callable[[], T], what: str) -> T:
     if failed.size:
         raise ValueError(f"{what} failed in process {failed[0]} (see its error)")
     return result
+
+
+def check_same(values: dict[str, Any], what: str, fix: str) -> None:
+    """ValueError in every process unless each of ``values`` (JSON-able, by name) is the same in
+    all processes: a seed that differs would mix two runs silently, an epoch count or a workdir
+    that differs would leave the processes waiting on each other for ever."""
+    if jax.process_count() == 1:
+        return
+    names = sorted(values)
+    mine = np.array([_digest(values[name]) for name in names], np.uint32)
+    every = np.asarray(multihost_utils.process_allgather(mine)).reshape(-1, len(names))
+    differ = every != every[0]
+    if differ.any():
+        proc = int(np.flatnonzero(differ.any(axis=1))[0])
+        which = ", ".join(name for name, d in zip(names, differ[proc]) if d)
+        raise ValueError(f"{what} differ between process 0 and process {proc} ({which}); {fix}")
+
+
+def _digest(value: Any) -> int:
+    text = json.dumps(value, sort_keys=True, default=str).encode()
+    return int.from_bytes(hashlib.sha256(text).digest()[:4], "little")
 
 
 def is_main_process() -> bool:

@@ -230,6 +230,34 @@ def test_flags_refused_in_one_process_stop_all_and_write_nothing(dataset: Path,
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("extra,what", [
+    (["--seed", "7"], "the flags differ between process 0 and process 1 (--seed); give every "
+                      "process the same flags"),  # trained a mix of two runs, silently
+    (["--epochs", "3", "--workdir-suffix"], "the flags differ between process 0 and process 1 "
+                                            "(--epochs, --workdir); give every process"),  # hung
+    (["--data-dir", "other"], "the training images differ between process 0 and process 1"),
+])
+def test_processes_given_different_flags_or_data_stop_at_once(extra: list[str], what: str,
+                                                              dataset: Path,
+                                                              tmp_path: Path) -> None:
+    address = f"127.0.0.1:{free_port()}"
+    if "other" in extra:
+        extra[1] = str(write_idx_dataset(tmp_path / "other", seed=5))  # same shapes, other images
+    suffix = "--workdir-suffix" in extra
+    if suffix:
+        extra.remove("--workdir-suffix")
+    cmds = [script_cmd(dataset, tmp_path, "run2" if i and suffix else "run", "--devices", "all",
+                       "--coordinator", address, "--num-processes", "2", "--process-id", str(i),
+                       *(extra * i)) for i in range(2)]
+    codes = run_processes(cmds, device_env(2), tmp_path / "logs")
+    assert codes == [2, 2], read_logs(tmp_path / "logs")
+    for i in range(2):
+        last = [line for line in (tmp_path / "logs" / f"{i}.out").read_text().splitlines()
+                if line.startswith("train.py:")]  # Gloo logs lines of its own
+        assert len(last) == 1 and last[0].startswith(f"train.py: error: {what}"), last
+    assert not (tmp_path / "run").exists() and not (tmp_path / "run2").exists()
+
+
 def test_mesh_placement_and_fetch_on_one_device() -> None:
     assert parallel.make_mesh(1) is None and parallel.make_mesh("all") is None
     mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), (parallel.AXIS,))
@@ -314,6 +342,25 @@ def test_together_raises_in_every_process_once_all_have_run(
     with pytest.raises(KeyboardInterrupt):  # its own error, a Ctrl-C too, once the others heard
         parallel.together(interrupted, "checking")
     assert sent == [0, 0, 1]
+
+
+def test_check_same_names_what_differs_in_another_process(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    values = {"--seed": 0, "--epochs": 2, "--workdir": "/runs/a"}
+    parallel.check_same(values, "the flags", "fix it")  # one process: nothing to compare
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    others = [values]  # process 1's values
+
+    def allgather(mine: np.ndarray) -> np.ndarray:
+        theirs = np.array([parallel._digest(others[0][k]) for k in sorted(others[0])], np.uint32)
+        return np.stack([mine, theirs])
+
+    monkeypatch.setattr(parallel.multihost_utils, "process_allgather", allgather)
+    parallel.check_same(values, "the flags", "fix it")
+    others[0] = {**values, "--seed": 7, "--workdir": "/runs/b"}
+    with pytest.raises(ValueError, match=r"^the flags differ between process 0 and process 1 "
+                                         r"\(--seed, --workdir\); fix it$"):
+        parallel.check_same(values, "the flags", "fix it")
 
 
 DEFAULT_DEVICE_CODE = """
