@@ -60,7 +60,14 @@ def select_devices(devices: int | str) -> list[jax.Device]:
         raise ValueError(f"--devices {devices} must be a multiple of the {procs} processes "
                          "(each process uses the same number of its devices); try --devices all")
     per = devices // procs
-    return [d for p in range(procs) for d in [d for d in everything if d.process_index == p][:per]]
+    own = [[d for d in everything if d.process_index == p] for p in range(procs)]
+    chosen = [d for mine in own for d in mine[:per]]
+    if len(chosen) < devices:  # else a smaller mesh than asked for, silently
+        fewest = min(map(len, own))
+        raise ValueError(f"--devices {devices} takes {per} devices of each of the {procs} "
+                         f"processes, and one has only {fewest}; use --devices "
+                         f"{fewest * procs} or all")
+    return chosen
 
 
 def make_mesh(devices: int | str = 1) -> Mesh | None:

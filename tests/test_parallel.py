@@ -317,6 +317,12 @@ def test_each_process_takes_its_share_of_the_devices(monkeypatch: pytest.MonkeyP
         parallel.select_devices(9)
     with pytest.raises(ValueError, match=r"^--devices 3 must be a multiple of the 2 processes"):
         parallel.select_devices(3)
+    uneven = fake[:5]  # process 1 has a single device: not a mesh of 3 for --devices 4
+    monkeypatch.setattr(jax, "devices", lambda: uneven)
+    assert parallel.select_devices(2) == [fake[0], fake[4]]
+    with pytest.raises(ValueError, match=r"^--devices 4 takes 2 devices of each of the 2 processes"
+                                         r", and one has only 1; use --devices 2 or all$"):
+        parallel.select_devices(4)
     with pytest.raises(ValueError, match="resume on a count that divides it, such as --devices 2$"):
         parallel.check_batch(6, types.SimpleNamespace(size=4), resume=True)  # 3: not 2 x 1.5
 
