@@ -103,7 +103,8 @@ def test_torch_waits_for_any_cuda_device_and_needs_one_for_cuda(monkeypatch) -> 
     assert synced == ["cuda", "cuda:1"]
     for seen in (False, True):
         monkeypatch.setattr(torch.cuda, "is_available", lambda seen=seen: seen)
-        assert torch_baseline.available() and torch_baseline.available(cuda=True) is seen
+        assert torch_baseline.problem() is None
+        assert torch_baseline.problem(cuda=True) == (None if seen else "this PyTorch build sees no GPU")
 
 
 def test_pytorch_counts_as_available_wherever_it_imports() -> None:
