@@ -90,11 +90,20 @@ def weighted_corr(a: jax.Array, b: jax.Array, weight: jax.Array) -> jax.Array:
     # shifted by each image's smallest counted pixel first: for a nearly constant image that
     # difference is exact, so its deviations are not lost in the rounding of a large mean; a
     # constant image's (0.1, 77/255: inexact means) are exactly 0, so its r is 0/0 = NaN
-    a, b = a - lowest(a, w), b - lowest(b, w)
+    a, b = unit_range(a - lowest(a, w), w), unit_range(b - lowest(b, w), w)
     da = a - jnp.sum(w * a, axis=1, keepdims=True) / n
     db = b - jnp.sum(w * b, axis=1, keepdims=True) / n
     cov = jnp.sum(w * da * db, axis=1)
     return cov / jnp.sqrt(jnp.sum(w * da * da, axis=1) * jnp.sum(w * db * db, axis=1))
+
+
+def unit_range(x: jax.Array, weight: jax.Array) -> jax.Array:
+    """Per image: the counted pixels of ``x`` (shifted, >= 0) scaled by a power of two into
+    [0, 1), the others 0. r does not change, bit for bit, but the squares of tiny deviations
+    (a saturated sigmoid's pixels near 1e-26) no longer underflow: r came out inf."""
+    x = jnp.where(weight > 0, x, 0.0)
+    _, exponent = jnp.frexp(jnp.max(x, axis=1, keepdims=True))  # 0 for an image of zeros
+    return jnp.ldexp(x, -exponent)
 
 
 def lowest(x: jax.Array, weight: jax.Array) -> jax.Array:

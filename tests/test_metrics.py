@@ -119,6 +119,19 @@ def test_corr_of_nearly_constant_images_matches_float64() -> None:
                                rtol=1e-5)
 
 
+def test_corr_of_a_collapsed_models_tiny_pixels_matches_float64() -> None:
+    # A model whose sigmoid saturates (logits about -60) outputs pixels near 1e-26: their
+    # squared deviations underflow float32, and r came out inf or -inf (a test mean of inf).
+    rng = np.random.default_rng(0)
+    a = rng.random((3, 784)).astype(np.float32)
+    logits = rng.uniform(-65, -55, (3, 784))
+    b = (1 / (1 + np.exp(-logits))).astype(np.float32)
+    want = [np.corrcoef(x, y)[0, 1] for x, y in zip(a.astype(np.float64), b.astype(np.float64))]
+    np.testing.assert_allclose(metrics.corr(a, b), want, rtol=1e-4)
+    np.testing.assert_allclose(metrics.corr(b, a), want, rtol=1e-4)
+    np.testing.assert_allclose(metrics.per_image(a, b)["corr"], want, rtol=1e-4)
+
+
 @pytest.mark.parametrize("dtype,rtol", [(jnp.float16, 2e-3), (jnp.bfloat16, 2e-2)])
 def test_half_precision_images_score_like_float32_ones(dtype, rtol: float) -> None:
     a, b = random_pairs(n=3, side=64)  # float16's sums of squares overflow from about 64x64
