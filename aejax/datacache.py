@@ -6,6 +6,7 @@ rebuilt) when unreadable.
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import os
 import tempfile
@@ -31,16 +32,36 @@ def read_cache(path: Path) -> dict[str, np.ndarray] | None:
     if not path.is_file():
         return None
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in KEYS}
+        arrays = _read_npz(path)
         shapes_ok = all(a.dtype == np.uint8 for a in arrays.values()) and [
             a.ndim for a in arrays.values()] == [3, 1, 3, 1]
         if not shapes_ok:
             raise ValueError("unexpected dtypes or shapes")
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+    # a damaged file fails in many ways (zipfile's NotImplementedError, NumPy's header tokenizer's
+    # TokenError, ...): each only costs a rebuild
+    except Exception as e:
         log.warning("ignoring unreadable cache %s (%s); rebuilding it", path, e)
         return None
     log.info("loaded decoded arrays from cache %s", path)
+    return arrays
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """The cached arrays, each member read whole so that zipfile checks its CRC-32 (np.load reads
+    only the bytes its header announces: a damaged shape there went unnoticed)."""
+    arrays = {}
+    with zipfile.ZipFile(path) as npz:
+        for key in KEYS:
+            raw = npz.read(f"{key}.npy")
+            buf = io.BytesIO(raw)
+            major, _ = np.lib.format.read_magic(buf)
+            if major not in (1, 2):
+                raise ValueError(f"{key}: .npy format version {major}")
+            read_header = getattr(np.lib.format, f"read_array_header_{major}_0")
+            shape, fortran_order, dtype = read_header(buf)
+            if fortran_order or dtype.hasobject:
+                raise ValueError(f"{key}: not a C-ordered array of numbers")
+            arrays[key] = np.frombuffer(raw, dtype, offset=buf.tell()).reshape(shape)
     return arrays
 
 

@@ -11,6 +11,7 @@ import stat
 import time
 
 import numpy as np
+import pytest
 
 from aejax import data, datacache, idx
 from tests.test_idx import write_folder, write_idx
@@ -82,6 +83,28 @@ def test_a_cache_of_other_shapes_is_rebuilt(small_idx_dir, tmp_path, caplog):
         np.savez(f, **flat)
     ds = data.load("mnist", data_dir=small_idx_dir, data_root=tmp_path)
     assert "ignoring unreadable cache" in caplog.text and ds.train_images.shape == (256, 28, 28)
+
+
+def _damage(raw: bytes, case: str) -> bytes:
+    """The cache file with one byte changed, as a disk or a copy may damage it."""
+    if case == "shape":  # the training images' count: np.load read 156 images, and no more
+        return raw.replace(b"'shape': (256, 28, 28)", b"'shape': (156, 28, 28)", 1)
+    if case == "header padding":  # a space turned "(": NumPy's header tokenizer's TokenError
+        return raw.replace(b"), } ", b"), }(", 1)
+    assert case == "compression method"  # zipfile: NotImplementedError
+    method = raw.index(b"PK\x01\x02") + 10  # the first member's, in the central directory
+    return raw[:method] + b"\x63" + raw[method + 1:]
+
+
+@pytest.mark.parametrize("case", ["shape", "header padding", "compression method"])
+def test_a_cache_damaged_inside_is_rebuilt_not_trusted(small_idx_dir, tmp_path, caplog, case):
+    first = data.load("mnist", data_dir=small_idx_dir, data_root=tmp_path)
+    (cache,) = (tmp_path / "cache").glob("custom-*.npz")
+    cache.write_bytes(_damage(cache.read_bytes(), case))
+    ds = data.load("mnist", data_dir=small_idx_dir, data_root=tmp_path)
+    assert "ignoring unreadable cache" in caplog.text
+    for key in datacache.KEYS:
+        np.testing.assert_array_equal(getattr(ds, key), getattr(first, key), err_msg=key)
 
 
 def test_any_changed_file_misses_the_cache(tmp_path):
