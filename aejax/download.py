@@ -7,6 +7,7 @@ some machines); a vendored copy stands in without it. Downloads go through TFDS'
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import importlib.util
@@ -17,6 +18,7 @@ import socket
 import threading
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 from aejax import idx
@@ -113,6 +115,14 @@ def download_files(name: str, root: Path) -> Path | None:
     if not reachable(url):
         log.warning("cannot reach %s (offline?); not downloading %s", url, name)
         return None
+    with one_at_a_time(root / "downloads", name):
+        if len(idx.find_files(root / name)) == len(idx.FILES):  # the process before us got them
+            return root / name
+        return _download(name, infos, root)
+
+
+def _download(name: str, infos: dict[str, FileInfo], root: Path) -> Path | None:
+    """`download_files`' download, check and move, by one process at a time."""
     fetch = fetch_tfds if importlib.util.find_spec("tensorflow_datasets") else fetch_urllib
     try:
         paths = fetch(name, infos, root)
@@ -132,6 +142,32 @@ def download_files(name: str, root: Path) -> Path | None:
         Path(f"{paths[base]}.INFO").unlink(missing_ok=True)  # TFDS's note on a file now moved
     log.info("downloaded %s into %s", name, folder)
     return folder
+
+
+@contextlib.contextmanager
+def one_at_a_time(folder: Path, name: str) -> Iterator[None]:
+    """Holds an exclusive lock on `folder` (made if missing), waiting for a process that holds
+    it: runs started together download once, not over each other's files. No lock without
+    `fcntl` (Windows) or where the folder cannot be made or locked (the download then fails or
+    goes on as before)."""
+    try:
+        import fcntl
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder, os.O_RDONLY)
+    except (ImportError, OSError):
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("another process is downloading into %s; waiting for it (%s)", folder, name)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:  # e.g. ENOLCK on some network mounts: no lock to be had
+            pass
+        yield
+    finally:
+        os.close(fd)
 
 
 def reachable(url: str, timeout: float = CONNECT_TIMEOUT_S) -> bool:

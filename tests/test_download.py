@@ -4,6 +4,8 @@ import functools
 import hashlib
 import http.server
 import importlib.util
+import logging
+import shutil
 import socket
 import threading
 import time
@@ -226,3 +228,23 @@ def test_checksum_message_from_tfds_error():
     one_sum = f"Artifact http://h/x.gz, bad:\nchecksum='{'a' * 64}'"
     assert download.checksum_message(one_sum, Path("f")).startswith(
         "a download has the wrong checksum (Artifact http://h/x.gz, bad: checksum=")
+
+
+def test_runs_started_together_download_once(mnist_dir, tmp_path, monkeypatch, serve, caplog):
+    url, requested = serve(mnist_dir)
+    monkeypatch.setenv("AEJAX_MIRROR_MNIST", url)
+    root, loaded = tmp_path / "root", []
+    caplog.set_level(logging.INFO, logger="aejax.download")
+    with download.one_at_a_time(root / "downloads", "mnist"):  # another run, downloading
+        loader = threading.Thread(target=lambda: loaded.append(
+            data.load("mnist", data_root=root, fallback=False)))
+        loader.start()
+        deadline = time.monotonic() + 10
+        while "waiting for it" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.01)
+        (root / "mnist").mkdir()  # ... which it then moves into place
+        for base in idx.FILES:
+            shutil.copy(mnist_dir / f"{base}.gz", root / "mnist")
+    loader.join(60)
+    assert "another process is downloading into" in caplog.text
+    assert loaded[0].source == str(root / "mnist") and requested == []  # used, not fetched again
