@@ -28,6 +28,7 @@ FILES = (
 )
 TEST_FILES = FILES[2:]  # all that evaluation reads
 _GZIP_MAGIC = b"\x1f\x8b"
+_IDX_MAGIC_START = b"\x00\x00"  # an IDX magic number's two zero bytes
 
 Split = tuple[np.ndarray, np.ndarray]
 
@@ -127,8 +128,8 @@ def read_bytes(path: str | os.PathLike) -> bytes:
         raw = path.read_bytes()
     except OSError as e:
         raise unreadable(path, e) from None
-    if not (raw[:2] == _GZIP_MAGIC or path.suffix == ".gz"):
-        return raw
+    if raw[:2] != _GZIP_MAGIC and (path.suffix != ".gz" or raw[:2] == _IDX_MAGIC_START):
+        return raw  # a .gz a browser saved decompressed, keeping the name, is plain IDX
     try:
         return gzip.decompress(raw)
     except (OSError, EOFError, zlib.error) as e:

@@ -366,6 +366,15 @@ def test_official_mnist_files_decompressed_are_mnist_not_custom(mnist_dir, tmp_p
         data.load("kmnist", data_dir=tmp_path / "raw", data_root=tmp_path / "root")
 
 
+def test_official_mnist_files_decompressed_under_their_gz_names_are_mnist(mnist_dir, tmp_path):
+    (tmp_path / "mnist").mkdir()  # as a browser saves them: decompressed, the name kept
+    for base in idx.FILES:
+        name = f"{base}.gz"
+        (tmp_path / "mnist" / name).write_bytes(gzip.decompress((mnist_dir / name).read_bytes()))
+    ds = data.load("mnist", data_root=tmp_path, download=False, fallback=False)
+    assert ds.name == "mnist" and ds.test_images.shape == (10000, 28, 28)
+
+
 def test_training_from_idx_files_never_imports_tfds(small_idx_dir: Path, tmp_path: Path) -> None:
     # the GPU machines have no tensorflow-datasets: train.py and bench.py must run from IDX files
     root = Path(__file__).resolve().parents[1]

@@ -122,6 +122,15 @@ def test_a_gzipped_file_without_the_gz_suffix_is_still_gunzipped(tmp_path):
     np.testing.assert_array_equal(idx.read_images(plain), images)
 
 
+def test_a_plain_idx_file_named_gz_is_read_as_it_is(tmp_path):
+    images = np.arange(18).reshape(2, 3, 3)
+    plain = write_idx(tmp_path / "x", images).rename(tmp_path / "t10k-images-idx3-ubyte.gz")
+    np.testing.assert_array_equal(idx.read_images(plain), images)  # as browsers save downloads
+    plain.write_bytes(b"<html>" + plain.read_bytes())  # neither gzip nor IDX: called a bad gzip
+    with pytest.raises(DataError, match=r"ubyte\.gz is not a valid gzip file"):
+        idx.read_images(plain)
+
+
 @pytest.mark.parametrize("damage", ["truncate", "flip"])
 def test_corrupt_gzip(tmp_path, damage):
     path = write_idx(tmp_path / "train-labels-idx1-ubyte.gz", np.arange(1000) % 10)
