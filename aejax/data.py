@@ -166,8 +166,10 @@ def _check_identity(name: str, folder: Path, files: dict[str, Path], digests: di
         why = (" (uncompressed files are recognised only as MNIST's: the sums of the others' "
                "decompressed files are not known)"
                if any(p.suffix != ".gz" for p in files.values()) else "")
-        log.warning("files in %s match no registered dataset%s; loading them as 'custom'",
-                    folder, why)
+        renamed = [f"{files[b].name} is {known}" for b, d in digests.items()
+                   if (known := _known_as(d, b, name))]
+        log.warning("files in %s match no registered dataset%s; loading them as 'custom'%s",
+                    folder, why, f" (but {', '.join(renamed)}: renamed?)" if renamed else "")
         return "custom"
     if found not in (None, name):
         raise DataError(f"files in {folder} are {found}, not {name}: put the {name} files "
@@ -184,7 +186,9 @@ def _check_identity(name: str, folder: Path, files: dict[str, Path], digests: di
         fix = ("replace it with the registered file (a cut-short copy, or another file of the "
                "same name?)" if explicit else "delete it and run again to re-download it, or "
                "pass --data-dir to load custom data")
-        raise DataError(f"{path} is not the registered {name} file (expected SHA-256 "
+        known = _known_as(digests[base], base, name)
+        raise DataError(f"{path} is not the registered {name} file ("
+                        + (f"it is {known}; " if known else "") + f"expected SHA-256 "
                         f"{expected}, actual {digests[base]}): {fix}")
     return name
 
@@ -193,6 +197,16 @@ def _registered_as(digests: dict[str, str]) -> str | None:
     """The registered dataset that most of the files (by SHA-256) are files of; None if none."""
     matches = {n: sum(d in _sums(n)[b] for b, d in digests.items()) for n in DATASETS}
     return max(matches, key=matches.get) if max(matches.values()) else None
+
+
+def _known_as(digest: str, base: str, name: str) -> str:
+    """Which other registered file (by SHA-256) a file that should be `name`'s `base` is, as
+    "mnist's t10k-labels-idx1-ubyte" (files under each other's names); "" if none."""
+    for other_name in DATASETS:
+        for other, sums in _sums(other_name).items():
+            if digest in sums and (other_name, other) != (name, base):
+                return f"{other_name}'s {other}"
+    return ""
 
 
 def _check_size(name: str, files: dict[str, Path], arrays: dict[str, np.ndarray]) -> None:

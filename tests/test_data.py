@@ -175,6 +175,30 @@ def test_explicit_dir_custom_files(small_idx_dir, tmp_path, caplog):
     assert "match no registered dataset; loading them as 'custom'" in caplog.text
 
 
+def link_files(mnist_dir: Path, folder: Path, sources: dict[str, str]) -> Path:
+    """`folder` with each IDX name linked to the real file named by `sources` (default: its own)."""
+    folder.mkdir()
+    for base in idx.FILES:
+        (folder / f"{base}.gz").symlink_to(mnist_dir / f"{sources.get(base, base)}.gz")
+    return folder
+
+
+def test_official_files_under_each_others_names_say_which_they_are(mnist_dir, tmp_path, caplog):
+    swap = {base: base.replace("train", "T").replace("t10k", "train").replace("T", "t10k")
+            for base in idx.FILES}  # train and test swapped: loadable, on purpose or not
+    ds = data.load("mnist", data_dir=link_files(mnist_dir, tmp_path / "swapped", swap),
+                   data_root=tmp_path / "root")
+    assert ds.name == "custom" and len(ds.train_labels) == 10000
+    assert ("loading them as 'custom' (but train-images-idx3-ubyte.gz is mnist's "
+            "t10k-images-idx3-ubyte, ") in caplog.text
+    assert "t10k-labels-idx1-ubyte.gz is mnist's train-labels-idx1-ubyte: renamed?)" in caplog.text
+    one = link_files(mnist_dir, tmp_path / "one", {"train-labels-idx1-ubyte":
+                                                   "t10k-labels-idx1-ubyte"})
+    with pytest.raises(DataError, match="train-labels-idx1-ubyte.gz is not the registered mnist "
+                       "file [(]it is mnist's t10k-labels-idx1-ubyte; expected SHA-256"):
+        data.load("mnist", data_dir=one, data_root=tmp_path / "root")
+
+
 @pytest.mark.parametrize("problem", ["missing", "empty", "corrupt"])
 def test_explicit_dir_problems_are_errors(small_idx_dir, tmp_path, monkeypatch, problem):
     monkeypatch.setattr(download, "reachable", lambda *a: pytest.fail("tried the network"))
