@@ -1,9 +1,11 @@
-"""Shared test set-up: strict rank promotion, small IDX datasets, the real MNIST location."""
+"""Shared test set-up: strict rank promotion, Ctrl-C as in a terminal, small IDX datasets, the real
+MNIST location."""
 
 from __future__ import annotations
 
 import gzip
 import os
+import signal
 import struct
 from pathlib import Path
 
@@ -12,6 +14,9 @@ import numpy as np
 import pytest
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # pytest started as a script's `&` job:
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C tests, children included,
+    # see what a terminal's user sees (Python's handler, which exec resets to the default)
 
 IDX_NAMES = {
     "train_images": "train-images-idx3-ubyte",
