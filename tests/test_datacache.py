@@ -118,3 +118,31 @@ def test_any_changed_file_misses_the_cache(tmp_path):
         ds = data.load("mnist", data_dir=tmp_path / "mine", data_root=tmp_path / "root")
         for key, name in zip(datacache.KEYS, idx.FILES):
             np.testing.assert_array_equal(getattr(ds, key), written[name], err_msg=base)
+
+
+def small_arrays() -> dict[str, np.ndarray]:
+    """A tiny dataset's arrays, as `data.load` caches them."""
+    images, labels = np.zeros((3, 4, 4), np.uint8), np.arange(3, dtype=np.uint8)
+    return dict(zip(datacache.KEYS, (images, labels, images[:2], labels[:2])))
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "missing test_labels", "float images"])
+def test_a_damaged_cache_file_reads_as_none(damage, tmp_path, caplog) -> None:
+    path = tmp_path / "cache" / "mnist-0123.npz"
+    datacache.write_cache(path, small_arrays())
+    assert datacache.read_cache(path).keys() == set(datacache.KEYS)  # undamaged: read
+    whole = path.read_bytes()
+    if damage == "empty":  # a disk that filled up, or a copy cut short
+        path.write_bytes(b"")
+    elif damage == "truncated":
+        path.write_bytes(whole[:len(whole) // 2])
+    else:  # a valid .npz, but not the arrays a Dataset needs
+        arrays = small_arrays()
+        if damage == "float images":
+            arrays["train_images"] = arrays["train_images"].astype(np.float32)
+        else:
+            del arrays["test_labels"]
+        with open(path, "wb") as f:
+            np.savez(f, **arrays)
+    assert datacache.read_cache(path) is None
+    assert "ignoring unreadable cache" in caplog.text
