@@ -63,3 +63,57 @@ def test_a_cluster_launchers_variables_are_read_and_checked(monkeypatch, caplog)
         assert multihost.initialize() is True
     assert joined == [{"initialization_timeout": multihost.JOIN_TIMEOUT}]
     assert "joining the processes a cluster launcher started" in caplog.text
+
+
+def test_only_a_whole_launch_counts_as_several_processes(monkeypatch) -> None:
+    for name in multihost.SLURM_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("OMPI_MCA_orte_hnp_uri", raising=False)
+    assert multihost.launched_as_several_processes() is False
+    assert multihost.initialize() is False  # a single process: nothing to join
+    # an sbatch script's own shell has a job and a task count, but srun has not started tasks
+    monkeypatch.setenv("SLURM_JOB_ID", "7")
+    monkeypatch.setenv("SLURM_NTASKS", "4")
+    assert multihost.launched_as_several_processes() is False
+    monkeypatch.setenv("OMPI_MCA_orte_hnp_uri", "1234.0;tcp://10.0.0.1:5000")  # under mpirun
+    assert multihost.launched_as_several_processes() is True
+
+
+def test_the_flags_join_process_0_at_once_and_the_others_once_it_answers(monkeypatch) -> None:
+    joined, waited = [], []
+    monkeypatch.setattr(jax.distributed, "initialize",
+                        lambda *args, **kw: joined.append((args, kw)))
+    monkeypatch.setattr(multihost, "wait_for", lambda *args: waited.append(args))
+    assert multihost.initialize("hostA:1234", 3, 0) is True
+    assert waited == []  # process 0 starts the coordinator itself: nothing to wait for
+    assert multihost.initialize("hostA:1234", 3, 2) is True
+    assert waited == [("hostA:1234", multihost.JOIN_TIMEOUT)]
+    assert joined == [(("hostA:1234", 3, pid), {"initialization_timeout": multihost.JOIN_TIMEOUT})
+                      for pid in (0, 2)]
+
+
+def test_waiting_for_the_coordinator_retries_until_the_timeout(monkeypatch) -> None:
+    now, tries = [100.0], []
+
+    def refused(address, timeout):
+        tries.append(now[0])
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    monkeypatch.setattr(multihost.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(multihost.time, "sleep", lambda s: now.__setitem__(0, now[0] + s))
+    monkeypatch.setattr(multihost.socket, "create_connection", refused)
+    with pytest.raises(ValueError, match="nothing answered within 1 s"):
+        multihost.wait_for("hostA:1234", 1)
+    assert tries == [100.0, 100.5, 101.0]  # every half second, until a second has passed
+    tries.clear()
+    answers = iter([ConnectionRefusedError(111, "refused"), None])
+
+    def late(address, timeout):  # process 0 starts listening a moment after this one asks
+        tries.append(address)
+        if error := next(answers):
+            raise error
+        return socket.socket()
+
+    monkeypatch.setattr(multihost.socket, "create_connection", late)
+    multihost.wait_for("hostA:1234", 60)
+    assert tries == [("hostA", 1234)] * 2
