@@ -107,6 +107,7 @@ def test_bench_script_passes_its_flags_on_to_the_measurements(monkeypatch) -> No
         "train_script_args": None, "progress": False}
     load_script("bench").main(["--data-dir", ""])
     assert (seen["torch"], seen["compile"], seen["progress"]) == (True, True, True)
+    assert seen["roofline_size"] == bench_report.default_roofline_size()  # not None: not given
 
 
 def test_parse_takes_the_data_folder_from_the_environment_only_when_not_given(
