@@ -138,10 +138,7 @@ def add_parallel_flags(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> Config:
     """The Config the parsed flags describe (ValueError for impossible values)."""
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)}
-    if isinstance(values["hidden"], str):
-        values["hidden"] = int_list(values["hidden"])
-    return Config(**values)
+    return Config(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Config)})
 
 
 def add_parts_flag(parser: argparse.ArgumentParser, doing: str) -> None:
