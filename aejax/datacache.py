@@ -5,11 +5,13 @@ rebuilt) when unreadable.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import logging
 import os
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 
@@ -18,6 +20,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 CACHE_VERSION = "v1"
+STALE_WRITE_S = 3600.0  # a cache write's temporary file older than this was left by a killed one
 KEYS = ("train_images", "train_labels", "test_images", "test_labels")  # a data.Dataset's arrays
 
 
@@ -70,6 +73,7 @@ def write_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_writes(path.parent)
         with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as f:
             tmp = Path(f.name)
             np.savez(f, **arrays)
@@ -79,3 +83,13 @@ def write_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
         log.warning("could not write the cache %s (%s); continuing without it", path, e)
         if tmp is not None:
             tmp.unlink(missing_ok=True)
+
+
+def remove_stale_writes(folder: Path, age_s: float = STALE_WRITE_S) -> None:
+    """Deletes the temporary files of cache writes killed midway (up to 55 MB each) older than
+    ``age_s``: a write takes about a second, so no other process is still writing them."""
+    now = time.time()
+    for tmp in folder.glob("tmp*.tmp"):
+        with contextlib.suppress(OSError):  # gone already (another process), or not ours to delete
+            if now - tmp.stat().st_mtime > age_s:
+                tmp.unlink()

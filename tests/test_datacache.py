@@ -7,6 +7,7 @@ Offline. Tests on the real MNIST files use the `mnist_dir` fixture of conftest.p
 """
 
 import logging
+import os
 import stat
 import time
 
@@ -146,3 +147,17 @@ def test_a_damaged_cache_file_reads_as_none(damage, tmp_path, caplog) -> None:
             np.savez(f, **arrays)
     assert datacache.read_cache(path) is None
     assert "ignoring unreadable cache" in caplog.text
+
+
+def test_a_killed_writes_temporary_file_is_deleted_by_the_next_write(tmp_path):
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    old, recent = folder / "tmpkilled.tmp", folder / "tmpwriting.tmp"  # NamedTemporaryFile's names
+    for path in (old, recent):
+        path.write_bytes(b"half an npz")
+    os.utime(old, (time.time() - 2 * datacache.STALE_WRITE_S,) * 2)
+    arrays = dict(zip(datacache.KEYS, (np.zeros((2, 4, 4), np.uint8), np.zeros(2, np.uint8),
+                                       np.ones((1, 4, 4), np.uint8), np.ones(1, np.uint8))))
+    datacache.write_cache(folder / "x.npz", arrays)
+    assert not old.exists() and recent.exists()  # another process may still be writing that one
+    assert datacache.read_cache(folder / "x.npz")["test_images"].sum() == 16
