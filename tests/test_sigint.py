@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 
 import numpy as np
 import pytest
@@ -123,4 +124,52 @@ def test_a_held_ctrl_c_acts_when_the_block_ends() -> None:
         with sigint.held():
             os.kill(os.getpid(), signal.SIGINT)
             assert not stop.requested()
+        assert stop.requested()
+
+
+def test_a_process_with_a_signal_of_its_own_keeps_it_and_one_without_takes_the_first(
+        monkeypatch) -> None:
+    # three processes: SIGTERM to process 0, SIGINT to process 2; process 1 got none
+    monkeypatch.setattr(sigint.jax, "process_count", lambda: 3)
+    monkeypatch.setattr(sigint.multihost_utils, "process_allgather",
+                        lambda x: np.stack([np.int32(signal.SIGTERM), x, np.int32(signal.SIGINT)]))
+    with sigint.stop_on_sigint() as stop:
+        assert stop.requested() and stop.signum == signal.SIGTERM  # the first that got one
+    monkeypatch.setattr(sigint.multihost_utils, "process_allgather",
+                        lambda x: np.stack([np.int32(signal.SIGTERM), x]))
+    with sigint.stop_on_sigint() as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.requested() and stop.signum == signal.SIGINT  # its own: "interrupted"
+
+
+def test_outside_the_main_thread_the_signals_act_as_usual() -> None:
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    errors, seen = [], []
+
+    def train() -> None:
+        try:
+            with sigint.stop_on_sigint() as stop, sigint.held():
+                seen.append(stop.requested())
+        except Exception as err:  # signal.signal is for the main thread only
+            errors.append(err)
+
+    thread = threading.Thread(target=train)
+    thread.start()
+    thread.join()
+    assert (errors, seen) == ([], [False])
+    assert {sig: signal.getsignal(sig) for sig in before} == before
+
+
+def test_held_leaves_an_ignored_ctrl_c_ignored_and_acts_on_two_held_ones() -> None:
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)  # nohup: nothing to hold or act on
+    try:
+        with sigint.held():
+            os.kill(os.getpid(), signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, before)
+    with sigint.stop_on_sigint() as stop:  # two Ctrl-C during a save: the second stops at once
+        with pytest.raises(KeyboardInterrupt):
+            with sigint.held():
+                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), signal.SIGINT)
         assert stop.requested()
