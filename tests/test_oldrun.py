@@ -145,3 +145,24 @@ def test_a_ctrl_c_just_after_a_move_while_setting_aside_loses_nothing(
     with pytest.raises(KeyboardInterrupt):
         oldrun.set_aside(run)
     assert tree_of(run) == before
+
+
+def test_a_kill_half_way_through_setting_aside_loses_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = make_run(tmp_path / "run", results=True, steps=("4", "8"))
+    before = tree_of(run)
+    rename, calls = Path.rename, []
+
+    def killed(self: Path, target: Path) -> Path:
+        calls.append(self)
+        if len(calls) == 3:  # config.json and metrics.json moved, then a SIGKILL: no clean-up
+            raise SystemExit("killed")
+        return rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", killed)
+    monkeypatch.setattr(oldrun, "put_back", lambda side, path: None)  # what a kill never runs
+    with pytest.raises(SystemExit):
+        oldrun.set_aside(run)
+    monkeypatch.undo()
+    oldrun.recover(run)  # the next train.py on the folder
+    assert tree_of(run) == before
