@@ -68,3 +68,14 @@ def test_a_missing_unfinished_or_training_run_is_refused(tmp_path: Path) -> None
         runlock.lock(run, held)
         with pytest.raises(ValueError, match="is in use"):
             runrow.load_run(run)
+
+
+def test_a_folder_without_a_config_json_gets_no_hint_to_finish_it(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()  # not a run at all: no "train it again" as if it were one
+    with pytest.raises(ValueError, match="empty is not a finished run: no config.json or "
+                                         "metrics.json$"):
+        runrow.load_run(tmp_path / "empty")
+    run = Path(fake_run(tmp_path / "run", 0.017))
+    (run / "config.json").unlink()
+    with pytest.raises(ValueError, match="run is not a finished run: no config.json$"):
+        runrow.load_run(run)
