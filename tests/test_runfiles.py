@@ -67,3 +67,12 @@ def test_a_clear_cut_short_leaves_a_run_that_saved_nothing(tmp_path: Path,
     assert (run / "config.json").exists()  # deleted last: still a run, not stray files
     monkeypatch.undo()
     assert rundir.prepare(run) == run  # which the next run starts over in place
+
+
+def test_forget_results_deletes_the_scores_and_parameters_only(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "run", results=True, steps=("4",))
+    (run / runfiles.PARAMS_FILE).write_bytes(b"old")  # a resumed run's earlier session's
+    (run / "figure.png").write_bytes(b"old")
+    runfiles.forget_results(run)
+    assert tree_of(run) == ["checkpoints", "checkpoints/4", "config.json", "figure.png"]
+    runfiles.forget_results(run)  # nothing left to delete: no error
