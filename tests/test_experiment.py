@@ -50,6 +50,8 @@ def test_run_writes_config_metrics_figures_and_params(small_idx_dir: Path, tmp_p
     assert Config.from_dict(info["config"]) == cfg
     params = paramsfile.load(run / "params.msgpack")
     assert params["dense_0"]["kernel"].shape == (784, 128)
+    runfiles.clear(run)  # runfiles.RUN_FILES names every file a run writes: --overwrite moves all
+    assert not any(run.iterdir())
 
 
 def test_existing_run_is_not_overwritten(small_idx_dir: Path, tmp_path: Path) -> None:
