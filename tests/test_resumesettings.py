@@ -60,3 +60,18 @@ def test_resume_config_reuses_the_checkpoint_config(
             == dataclasses.replace(cfg, epochs=4))
     with pytest.raises(ValueError, match=r"hidden=\[64, 16\] \(now \[128, 50\]\)"):
         resumesettings.resume_config(meta, {"hidden": (128, 50)}, run)  # a default given explicitly
+
+
+def test_checkpoint_every_0_given_on_resume_is_kept_not_taken_for_absent() -> None:
+    meta = {"checkpoint_every": 3, "keep": 7}  # the run checkpointed every 3rd step
+    assert resumesettings.checkpoint_options(meta, 0, None) == (0, 7)  # epoch ends only, now
+
+
+def test_resuming_a_missing_folder_or_a_file_says_there_is_nothing_to_resume(
+        tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="does not exist, so there is nothing to resume"):
+        resumesettings.resume_meta(tmp_path / "gone")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="is a file, not a run folder"):
+        resumesettings.resume_meta(tmp_path / "file")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # and nothing created
