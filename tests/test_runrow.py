@@ -4,6 +4,7 @@ not a finished run."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 from pathlib import Path
 
@@ -79,3 +80,13 @@ def test_a_folder_without_a_config_json_gets_no_hint_to_finish_it(tmp_path: Path
     (run / "config.json").unlink()
     with pytest.raises(ValueError, match="run is not a finished run: no config.json$"):
         runrow.load_run(run)
+
+
+def test_what_scores_are_of_is_unknown_without_either_digest(tmp_path: Path) -> None:
+    old = Path(fake_run(tmp_path / "old", 0.017))  # no test_occlusion_sha256: before 2026-11-28
+    new = Path(fake_run(tmp_path / "new", 0.017, occluded="ab" * 8))
+    assert runrow.load_run(new)[2] is None  # no params.msgpack
+    for run in (old, new):
+        (run / "params.msgpack").write_bytes(b"params")
+    assert runrow.load_run(old)[2] is None  # so copies of it are not refused as one run's scores
+    assert runrow.load_run(new)[2] == (hashlib.sha256(b"params").hexdigest()[:16], "ab" * 8)
