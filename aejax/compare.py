@@ -76,6 +76,17 @@ def lookup(tree: dict[str, Any], dotted: str, where: str = "metrics.json") -> fl
     return float(tree)
 
 
+def check_numeric(metrics: list[dict[str, Any]], dotted: str) -> None:
+    """ValueError for a key that no run holds a number at, but text or a boolean (a digest, a
+    path, ``data.is_sample``): a field of another kind, not a damaged file (``lookup`` says that
+    of text where other runs hold numbers)."""
+    held = [v for v in (jsonio.at(m, dotted) for m in metrics) if v is not None]
+    if held and all(isinstance(v, (str, bool)) for v in held):
+        kind = type(held[0]).__name__
+        raise ValueError(f"{dotted} is not a number in metrics.json but a {kind} ({held[0]!r}); "
+                         f"name a number, such as {KEYS[1]}")
+
+
 ABSENT = object()  # what jsonio.at gives ``holds`` for a path a tree does not hold
 
 
@@ -171,6 +182,8 @@ def table(workdirs: list[str], keys: tuple[str, ...] = KEYS, *, group: bool = Tr
     if absent:
         raise ValueError(f"no run has the metric(s) {', '.join(absent)}: --keys are dotted paths "
                          f"into metrics.json, such as {KEYS[1]}")
+    for key in keys:
+        check_numeric([m for _, m, _ in runs], key)
     out: Table = {}
     for label, group_metrics in rows.items():
         out[label] = {}

@@ -148,6 +148,16 @@ def test_a_metric_no_run_has_or_a_group_of_metrics_is_refused(tmp_path: Path) ->
     assert math.isnan(by_run["seed=1"]["test.occluded.mse"][0])
 
 
+def test_a_key_that_holds_text_by_design_is_not_called_damaged(tmp_path: Path) -> None:
+    folders = [fake_run(tmp_path / f"s{s}", 0.017, occluded=f"{s}a" * 8, seed=s) for s in (0, 1)]
+    for key, value in (("test_occlusion_sha256", "'0a0a0a0a0a0a0a0a'"),
+                       ("data.is_sample", "False")):
+        with pytest.raises(ValueError, match=f"^{key} is not a number in metrics.json but a "
+                                             f"(str|bool) .{value}.; name a number, such as "
+                                             "test.occluded.mse$"):
+            compare.table(folders, ("test.occluded.mse", key))
+
+
 def test_a_metric_that_every_run_holds_as_nan_is_shown_not_refused(tmp_path: Path) -> None:
     folders = [fake_run(tmp_path / f"s{s}", 0.017, seed=s) for s in range(2)]
     for folder in folders:  # an occlusion that covers every pixel: off_bar_mse is undefined
