@@ -241,13 +241,21 @@ def row_fault(row: Any, keys: list[str]) -> str | None:
     return None
 
 
+def escape(text: Any) -> str:
+    """A label or key as one Markdown table cell: ``|`` escaped (a folder named ``a|b``), line
+    breaks made spaces."""
+    return " ".join(str(text).replace("|", "\\|").splitlines())
+
+
 def format_markdown(tab: Table) -> str:
     """The table as Markdown: ``mean ± std`` cells, the number of runs in the last column."""
     check_table(tab)
     keys = list(next(iter(tab.values())))
     whole = {k: whole_column(tab, k) for k in keys}
-    lines = ["| run | " + " | ".join(keys) + " | n |", "|---" * (len(keys) + 2) + "|"]
+    lines = ["| run | " + " | ".join(map(escape, keys)) + " | n |",
+             "|---" * (len(keys) + 2) + "|"]
     for label, row in tab.items():
         cells = [cell(m, s, n, whole[k]) for k, (m, s, n) in row.items()]
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {next(iter(row.values()))[2]} |")
+        lines.append(f"| {escape(label)} | " + " | ".join(cells)
+                     + f" | {next(iter(row.values()))[2]} |")
     return "\n".join(lines)

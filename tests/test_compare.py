@@ -158,6 +158,13 @@ def test_a_key_that_holds_text_by_design_is_not_called_damaged(tmp_path: Path) -
             compare.table(folders, ("test.occluded.mse", key))
 
 
+def test_markdown_cells_keep_a_pipe_in_a_label_or_key() -> None:
+    tab = {"runs/a|b": {"test.x|y": (0.5, 0.0, 1)}, "c\nd": {"test.x|y": (0.25, 0.0, 1)}}
+    lines = compare.format_markdown(tab).splitlines()
+    assert lines == [r"| run | test.x\|y | n |", "|---|---|---|", r"| runs/a\|b | 0.50000 | 1 |",
+                     "| c d | 0.25000 | 1 |"]
+
+
 def test_a_metric_that_every_run_holds_as_nan_is_shown_not_refused(tmp_path: Path) -> None:
     folders = [fake_run(tmp_path / f"s{s}", 0.017, seed=s) for s in range(2)]
     for folder in folders:  # an occlusion that covers every pixel: off_bar_mse is undefined
