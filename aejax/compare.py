@@ -19,7 +19,7 @@ KEYS: tuple[str, ...] = ("test.clean.mse", "test.occluded.mse", "test.occluded.o
                          "test.occluded.off_bar_mse", "test.occluded.psnr", "test.occluded.ssim",
                          "test.occluded.corr_nonzero")
 IGNORED = ("seed", "data_dir", "data_root")  # differences that do not make another configuration
-MISSING = {"test_occlusion": "unknown"}  # a field older runs lack: not the default's value
+MISSING = {"train_images": "unknown", "test_occlusion": "unknown"}  # digests older runs lack
 Table = dict[str, dict[str, tuple[float, float, int]]]
 ROW = "{key: (mean, std, n)}"  # a row of a Table, as the errors name it
 SHAPE = f"{{label: {ROW}}}"
@@ -119,10 +119,12 @@ def labels(configs: list[dict[str, Any]], names: list[str], group: bool) -> list
                     if k not in ignored
                     and len({json.dumps(c.get(k)) for c in configs
                              if c.get(k) != runrow.UNUSED}) > 1)
-    if "test_occlusion" in fields:  # named only where nothing else tells the corruptions apart
-        rest = [k for k in fields if k != "test_occlusion"]
-        known = [c for c in configs if "test_occlusion" in c]  # older runs did not record it
-        if (len({c["test_occlusion"] for c in known}) < 2
+    for digest in MISSING:  # named only where nothing else tells the data or corruptions apart
+        if digest not in fields:
+            continue
+        rest = [k for k in fields if k != digest]
+        known = [c for c in configs if digest in c]  # older runs did not record it
+        if (len({c[digest] for c in known}) < 2
                 or len(partition(known, rest)) == len(partition(known, fields))):
             fields = rest
     if not fields:

@@ -13,7 +13,8 @@ LAYOUT: dict[str, dict[str, type]] = {
     "config.json": {"parts": dict, "unused_config": list, "evaluation": dict,
                     "evaluation.of": str, "evaluation.changes": dict,
                     "evaluation.params_sha256": str},
-    "metrics.json": {"data": dict, "data.tested_sha256": str, "test_occlusion_sha256": str}}
+    "metrics.json": {"data": dict, "data.train_sha256": str, "data.tested_sha256": str,
+                     "test_occlusion_sha256": str}}
 JSON_TYPES = {dict: "object", list: "list", str: "string", bool: "boolean", int: "number",
               float: "number"}
 

@@ -23,8 +23,10 @@ def load_run(workdir: str | os.PathLike
     The config gets one more field, ``data``: how many training and test images the run had,
     whether they were the small sample, and which test set it was evaluated on when not its own
     (its digest; its source in records without one), so that runs on other data never form one
-    row; and ``test_occlusion``, the digest of the occluded test images it was scored on (where
-    recorded), so that neither do runs scored on other corruptions.
+    row; ``train_images``, the digest of its training images (where recorded), so that neither
+    do runs trained on other images of the same number; and ``test_occlusion``, the digest of
+    the occluded test images it was scored on (where recorded), so that neither do runs scored
+    on other corruptions.
     """
     path = Path(workdir)
     if not path.is_dir():
@@ -52,8 +54,10 @@ def load_run(workdir: str | os.PathLike
     occluded = metrics.get("test_occlusion_sha256")  # not in runs from before 2026-11-28
     unused = info.get("unused_config") or []  # replaced by custom parts: no difference
     config = {k: UNUSED if k in unused else v for k, v in info["config"].items()}
+    trained = data.get("train_sha256")  # not in runs from before 2026-11-30
     row = {**config, **custom, **tested_occlusion(path, info),
            "data": size + (" (sample)" if data.get("is_sample") else "") + test,
+           **({"train_images": trained[:8]} if trained else {}),
            **({"test_occlusion": occluded[:8]} if occluded else {})}
     return row, metrics, scored(path, info, metrics)
 

@@ -24,6 +24,7 @@ def evaluated_data(info: dict[str, Any], trained: dict[str, Any] | None, ds: dat
         trained = {"source": info.get("dataset_source", now["source"]),
                    "folder": info.get("dataset_folder"),
                    "is_sample": info.get("dataset_is_sample", now["is_sample"]),
+                   "train_sha256": info.get("dataset_train_sha256"),
                    "test_sha256": info.get("dataset_test_sha256")}
         here = now["train_size"] or None  # 0: a folder with only the test files (test_only)
         trained["train_size"] = (info.get("dataset_train_size") or saved_train_size(path)

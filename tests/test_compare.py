@@ -15,14 +15,15 @@ from tests.test_experiment import load_script
 
 
 def fake_run(folder: Path, mse: float, clean: float | None = None, train_size: int = 60000,
-             occluded: str | None = None, **config) -> str:
-    """A run folder holding only config.json and metrics.json (with a clean MSE and the digest
-    of its occluded test images if given)."""
+             occluded: str | None = None, trained: str | None = None, **config) -> str:
+    """A run folder holding only config.json and metrics.json (with a clean MSE, the digest
+    of its occluded test images and that of its training images if given)."""
     folder.mkdir(parents=True)
     cfg = json.loads(Config(**config).to_json())
     (folder / "config.json").write_text(json.dumps({"config": cfg}))
     test = {"occluded": {"mse": mse}, **({"clean": {"mse": clean}} if clean else {})}
-    data = {"train_size": train_size, "test_size": 10000, "is_sample": train_size < 60000}
+    data = {"train_size": train_size, "test_size": 10000, "is_sample": train_size < 60000,
+            **({"train_sha256": trained} if trained else {})}
     digest = {"test_occlusion_sha256": occluded} if occluded else {}
     (folder / "metrics.json").write_text(json.dumps({"test": test, "data": data, **digest,
                                                      "train": {"epoch_loss": [0.1, 0.05]}}))
@@ -76,6 +77,26 @@ def test_runs_scored_on_other_corruptions_never_form_one_row(tmp_path: Path) -> 
     tab = compare.table([*same, changed, older], ("test.occluded.mse",))  # still kept apart
     assert {k: v["test.occluded.mse"][2] for k, v in tab.items()} == {
         "test_occlusion=aaaaaaaa": 2, "test_occlusion=bbbbbbbb": 1, "test_occlusion=unknown": 1}
+
+
+def test_runs_trained_on_other_images_of_one_size_never_form_one_row(tmp_path: Path) -> None:
+    same = [fake_run(tmp_path / f"s{s}", 0.017, occluded="aa" * 8, trained="11" * 8, seed=s,
+                     data_dir=f"/mnist{s}") for s in range(2)]  # one data, in two folders
+    assert list(compare.table(same, ("test.occluded.mse",))) == ["all runs"]
+    other = fake_run(tmp_path / "other", 0.02, occluded="aa" * 8, trained="22" * 8, seed=2,
+                     data_dir="/augmented")  # the same test set: only the digest tells
+    tab = compare.table([*same, other], ("test.occluded.mse",))
+    assert {k: v["test.occluded.mse"][2] for k, v in tab.items()} == {
+        "train_images=11111111": 2, "train_images=22222222": 1}
+    older = fake_run(tmp_path / "older", 0.018, occluded="aa" * 8, seed=3)  # recorded none
+    assert list(compare.table([*same, older], ("test.occluded.mse",))) == ["all runs"]
+    tab = compare.table([*same, other, older], ("test.occluded.mse",))
+    assert list(tab) == ["train_images=11111111", "train_images=22222222",
+                         "train_images=unknown"]
+    wider = fake_run(tmp_path / "wider", 0.03, occluded="cc" * 8, trained="22" * 8,
+                     occlusion_width=3)  # told apart by the config already
+    assert list(compare.table([same[0], wider], ("test.occluded.mse",))) == [
+        "occlusion_width=1", "occlusion_width=3"]
 
 
 def test_settings_replaced_by_custom_parts_make_no_row_of_their_own(tmp_path: Path) -> None:

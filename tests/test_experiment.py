@@ -322,3 +322,13 @@ def test_the_test_set_digest_covers_images_and_labels() -> None:
     same = digest(images, labels)
     assert same == digest(images.copy(), labels.copy())
     assert len({same, digest(images + 1, labels), digest(images, labels[::-1].copy())}) == 3
+
+
+def test_the_training_images_are_digested_too() -> None:
+    images, labels = np.zeros((4, 28, 28), np.uint8), np.arange(4, dtype=np.uint8)
+
+    def digest(train_images: np.ndarray) -> str:
+        ds = data.Dataset("custom", train_images, labels, images, labels, "here", False)
+        return experiment.data_info(ds)["train_sha256"]
+
+    assert digest(images) == digest(images.copy()) != digest(images + 1)  # one size, other data
