@@ -163,9 +163,9 @@ def occlusion_mask(key: jax.Array, num_images: int, *, height: int = 28, width: 
                    orientation: Orientation = "alternate", num_bars: int = 1) -> jax.Array:
     """Sample a boolean occlusion mask (N, H, W); the defaults are the original experiment."""
     check_key(key)
-    num_images, bar_width, low, high, num_bars = map(
-        concrete_int, (num_images, bar_width, low, high, num_bars))
-    check_static(**{"image count": num_images})
+    num_images, height, width, bar_width, low, high, num_bars = map(
+        concrete_int, (num_images, height, width, bar_width, low, high, num_bars))
+    check_static(**{"image count": num_images, "image height": height, "image width": width})
     if num_images < 0:
         raise ValueError(f"number of images must be >= 0, got {num_images}")
     for size in bar_sides(orientation, height, width):

@@ -205,6 +205,19 @@ def test_traced_bar_geometry_is_refused_with_what_to_do() -> None:
     np.testing.assert_array_equal(static, occlusion.occlusion_mask(key, 4))
 
 
+def test_occlusion_mask_image_sides_are_static_integers_like_the_bar_geometry() -> None:
+    key = jax.random.key(0)
+    mask = jax.jit(occlusion.occlusion_mask, static_argnums=1)  # the image sides left traced
+    with pytest.raises(ValueError, match="occlusion image height must be a Python int, not a "
+                                         "traced value: mark it static under jit"):
+        mask(key, 4, height=28, width=28)
+    with pytest.raises(ValueError, match="occlusion image width must be an integer, got 28.5"):
+        occlusion.occlusion_mask(key, 4, width=28.5)  # else a mask 29 columns wide
+    static = jax.jit(occlusion.occlusion_mask, static_argnames=("num_images", "height", "width"))
+    np.testing.assert_array_equal(static(key, num_images=4, height=22, width=np.int64(24)),
+                                  occlusion.occlusion_mask(key, 4, height=22, width=24))
+
+
 def test_concrete_integer_scalar_arrays_are_bar_geometry_like_python_ints() -> None:
     x, key = jnp.zeros((4, 784)), jax.random.key(0)
     want = occlusion.occlude(key, x, width=2, low=5, num_bars=2)
