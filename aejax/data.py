@@ -165,7 +165,7 @@ def _check_identity(name: str, folder: Path, files: dict[str, Path], digests: di
     if found is None and explicit:
         why = (" (uncompressed files are recognised only as MNIST's: the sums of the others' "
                "decompressed files are not known)"
-               if any(p.suffix != ".gz" for p in files.values()) else "")
+               if not all(map(idx.is_gzipped, files.values())) else "")
         renamed = [f"{files[b].name} is {known}" for b, d in digests.items()
                    if (known := _known_as(d, b, name))]
         log.warning("files in %s match no registered dataset%s; loading them as 'custom'%s",
@@ -178,7 +178,7 @@ def _check_identity(name: str, folder: Path, files: dict[str, Path], digests: di
         if base not in files or digests[base] in _sums(name)[base]:  # test_only: no train files
             continue
         path = files[base]
-        expected = info.sha256 if path.suffix == ".gz" else UNCOMPRESSED.get(name, {}).get(base)
+        expected = info.sha256 if idx.is_gzipped(path) else UNCOMPRESSED.get(name, {}).get(base)
         if expected is None:
             log.warning("%s is uncompressed: only its format is checked (the registered "
                         "checksums are those of the .gz files)", path)

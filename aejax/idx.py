@@ -128,13 +128,29 @@ def read_bytes(path: str | os.PathLike) -> bytes:
         raw = path.read_bytes()
     except OSError as e:
         raise unreadable(path, e) from None
-    if raw[:2] != _GZIP_MAGIC and (path.suffix != ".gz" or raw[:2] == _IDX_MAGIC_START):
-        return raw  # a .gz a browser saved decompressed, keeping the name, is plain IDX
+    if not _gunzips(raw[:2], path):
+        return raw
     try:
         return gzip.decompress(raw)
     except (OSError, EOFError, zlib.error) as e:
         raise DataError(f"{path} is not a valid gzip file ({e}): it is corrupt or "
                         "truncated; delete it and download or copy it again") from e
+
+
+def is_gzipped(path: str | os.PathLike) -> bool:
+    """Whether ``read_bytes`` gunzips the file (by its first bytes and name, as it reads them)."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            return _gunzips(f.read(2), path)
+    except OSError as e:
+        raise unreadable(path, e) from None
+
+
+def _gunzips(head: bytes, path: Path) -> bool:
+    """Whether a file starting with ``head`` is gzip: its magic, or a .gz name on what is not
+    plain IDX (a .gz a browser saved decompressed, keeping the name, is plain IDX)."""
+    return head == _GZIP_MAGIC or (path.suffix == ".gz" and head != _IDX_MAGIC_START)
 
 
 def parse(buf: bytes, *, magic: int, name: str = "<buffer>") -> np.ndarray:

@@ -399,6 +399,22 @@ def test_official_mnist_files_decompressed_under_their_gz_names_are_mnist(mnist_
     assert ds.name == "mnist" and ds.test_images.shape == (10000, 28, 28)
 
 
+def test_plain_files_under_gz_names_are_checked_as_uncompressed_ones(tmp_path, caplog):
+    # a browser's decompressed .gz is read as plain IDX, so it is checked as uncompressed too:
+    # the registered sums are the .gz files', which it can never match
+    for name in ("kmnist", "mnist"):
+        write_folder(tmp_path / name, gz=False, hw=(28, 28))
+        for base in idx.FILES:
+            (tmp_path / name / base).rename(tmp_path / name / f"{base}.gz")
+    assert data.load("kmnist", data_root=tmp_path).name == "kmnist"
+    assert "t10k-images-idx3-ubyte.gz is uncompressed: only its format is checked" in caplog.text
+    with pytest.raises(DataError, match=r"mnist/t10k-images-idx3-ubyte.gz is not the registered "
+                                        "mnist file .expected SHA-256 0fa7898d509279e4"):
+        data.load("mnist", data_root=tmp_path)  # the official file's decompressed sum
+    data.load("mnist", data_dir=tmp_path / "kmnist", data_root=tmp_path)
+    assert "(uncompressed files are recognised only as MNIST's" in caplog.text
+
+
 def test_training_from_idx_files_never_imports_tfds(small_idx_dir: Path, tmp_path: Path) -> None:
     # the GPU machines have no tensorflow-datasets: train.py and bench.py must run from IDX files
     root = Path(__file__).resolve().parents[1]

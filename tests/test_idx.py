@@ -126,7 +126,9 @@ def test_a_plain_idx_file_named_gz_is_read_as_it_is(tmp_path):
     images = np.arange(18).reshape(2, 3, 3)
     plain = write_idx(tmp_path / "x", images).rename(tmp_path / "t10k-images-idx3-ubyte.gz")
     np.testing.assert_array_equal(idx.read_images(plain), images)  # as browsers save downloads
+    assert not idx.is_gzipped(plain)  # so data.py checks it as an uncompressed file
     plain.write_bytes(b"<html>" + plain.read_bytes())  # neither gzip nor IDX: called a bad gzip
+    assert idx.is_gzipped(plain)
     with pytest.raises(DataError, match=r"ubyte\.gz is not a valid gzip file"):
         idx.read_images(plain)
 
