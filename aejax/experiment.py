@@ -221,14 +221,15 @@ def trained_on_sample(path: Path) -> bool:
 def data_info(ds: data.Dataset) -> dict[str, Any]:
     """Where the data came from (``folder``: its absolute path, when it is a folder), how much
     of it there was, and digests of the training images and of the test set (images and
-    labels), so that compare.py never averages runs on other data of the same size."""
+    labels), so that compare.py never averages runs on other data of the same size (the
+    training images' is their checkpoints' ``resumable.fingerprint``, cut to 16 digits)."""
     folder = str(Path(ds.source).resolve()) if Path(ds.source).is_dir() else None
     test = hashlib.sha256(np.ascontiguousarray(ds.test_images).data)
     test.update(np.ascontiguousarray(ds.test_labels).data)
-    train = hashlib.sha256(np.ascontiguousarray(ds.train_images).data)
+    train = resumable.fingerprint(ds.train_images)["sha256"]
     return {"source": ds.source, "folder": folder, "is_sample": ds.is_sample,
             "train_size": len(ds.train_images), "test_size": len(ds.test_images),
-            "train_sha256": train.hexdigest()[:16], "test_sha256": test.hexdigest()[:16]}
+            "train_sha256": train[:16], "test_sha256": test.hexdigest()[:16]}
 
 
 def run_info(cfg: Config, ds: data.Dataset, mesh: jax.sharding.Mesh | None = None,

@@ -16,8 +16,8 @@ import jax
 import numpy as np
 import pytest
 
-from aejax import (checkpoint, data, experiment, oldrun, paramsfile, resumesettings, runfiles,
-                   runlock, runrow, sigint)
+from aejax import (checkpoint, data, experiment, oldrun, paramsfile, resumable, resumesettings,
+                   runfiles, runlock, runrow, sigint)
 from aejax.config import Config
 from tests.test_jsonio import full_disk
 
@@ -332,3 +332,6 @@ def test_the_training_images_are_digested_too() -> None:
         return experiment.data_info(ds)["train_sha256"]
 
     assert digest(images) == digest(images.copy()) != digest(images + 1)  # one size, other data
+    ds = data.Dataset("custom", images + 2, labels, images, labels, "here", False)
+    saved = resumable.fingerprint(ds.train_images.reshape(4, -1))  # as loop.fit checkpoints it
+    assert experiment.data_info(ds)["train_sha256"] == saved["sha256"][:16]  # one digest
