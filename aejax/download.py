@@ -155,6 +155,8 @@ def one_at_a_time(folder: Path, name: str) -> Iterator[None]:
         folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(folder, os.O_RDONLY)
     except (ImportError, OSError):
+        fd = None
+    if fd is None:  # yielded outside the except: the download's errors are not chained to it
         yield
         return
     try:

@@ -7,6 +7,7 @@ import importlib.util
 import logging
 import shutil
 import socket
+import sys
 import threading
 import time
 from pathlib import Path
@@ -248,3 +249,16 @@ def test_runs_started_together_download_once(mnist_dir, tmp_path, monkeypatch, s
     loader.join(60)
     assert "another process is downloading into" in caplog.text
     assert loaded[0].source == str(root / "mnist") and requested == []  # used, not fetched again
+
+
+@pytest.mark.parametrize("why", ["no fcntl", "folder cannot be made"])
+def test_without_a_lock_a_download_error_is_not_chained_to_why(tmp_path, monkeypatch, why):
+    folder = tmp_path / "downloads"
+    if why == "no fcntl":  # Windows
+        monkeypatch.setitem(sys.modules, "fcntl", None)
+    else:
+        folder.write_text("")  # a file in the way
+    with pytest.raises(RuntimeError) as raised:
+        with download.one_at_a_time(folder, "mnist"):
+            raise RuntimeError("the download's own error")
+    assert raised.value.__context__ is None  # a traceback starts at it, not at the lock
