@@ -191,8 +191,8 @@ def test_a_failed_download_says_so_and_leaves_no_folder(tmp_path, monkeypatch, s
     (tmp_path / "empty").mkdir()
     url, requested = serve(tmp_path / "empty")  # every file: 404 Not Found
     monkeypatch.setenv("AEJAX_MIRROR_MNIST", url)
-    with pytest.raises(DataError, match=f"^no mnist files under {tmp_path / 'root'} and "
-                                        r"it could not be downloaded \(see the log\): put the four"):
+    with pytest.raises(DataError, match=f"^no mnist files under {tmp_path / 'root'} and it "
+                                        r"could not be downloaded \(see the log\): put the four"):
         data.load("mnist", data_root=tmp_path / "root", fallback=False)
     assert f"downloading mnist from {url} failed" in caplog.text and "404" in caplog.text
     assert not (tmp_path / "root" / "mnist").exists()

@@ -104,7 +104,8 @@ def test_torch_waits_for_any_cuda_device_and_needs_one_for_cuda(monkeypatch) -> 
     for seen in (False, True):
         monkeypatch.setattr(torch.cuda, "is_available", lambda seen=seen: seen)
         assert torch_baseline.problem() is None
-        assert torch_baseline.problem(cuda=True) == (None if seen else "this PyTorch build sees no GPU")
+        no_gpu = None if seen else "this PyTorch build sees no GPU"
+        assert torch_baseline.problem(cuda=True) == no_gpu
 
 
 def test_pytorch_counts_as_available_wherever_it_imports() -> None:
