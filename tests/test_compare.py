@@ -97,6 +97,11 @@ def test_runs_trained_on_other_images_of_one_size_never_form_one_row(tmp_path: P
                      occlusion_width=3)  # told apart by the config already
     assert list(compare.table([same[0], wider], ("test.occluded.mse",))) == [
         "occlusion_width=1", "occlusion_width=3"]
+    older_wider = fake_run(tmp_path / "older_wider", 0.03, occluded="aa" * 8, seed=4,
+                           occlusion_width=3)  # the config tells it apart, not the two others
+    assert list(compare.table([same[0], other, older_wider], ("test.occluded.mse",))) == [
+        "occlusion_width=1 train_images=11111111", "occlusion_width=1 train_images=22222222",
+        "occlusion_width=3 train_images=unknown"]
 
 
 def test_settings_replaced_by_custom_parts_make_no_row_of_their_own(tmp_path: Path) -> None:
@@ -177,6 +182,10 @@ def test_a_key_that_holds_text_by_design_is_not_called_damaged(tmp_path: Path) -
                                              f"(str|bool) .{value}.; name a number, such as "
                                              "test.occluded.mse$"):
             compare.table(folders, ("test.occluded.mse", key))
+    older = fake_run(tmp_path / "older", 0.017, seed=2)  # recorded no digest: still not damage
+    with pytest.raises(ValueError, match="^test_occlusion_sha256 is not a number in metrics.json "
+                                         "but a str"):
+        compare.table([*folders, older], ("test.occluded.mse", "test_occlusion_sha256"))
 
 
 def test_markdown_cells_keep_a_pipe_in_a_label_or_key() -> None:
