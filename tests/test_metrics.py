@@ -130,6 +130,9 @@ def test_corr_of_a_collapsed_models_tiny_pixels_matches_float64() -> None:
     np.testing.assert_allclose(metrics.corr(a, b), want, rtol=1e-4)
     np.testing.assert_allclose(metrics.corr(b, a), want, rtol=1e-4)
     np.testing.assert_allclose(metrics.per_image(a, b)["corr"], want, rtol=1e-4)
+    b[0] = a[1]  # one image of ordinary pixels in the batch: each image is scaled on its own
+    want[0] = np.corrcoef(a[0].astype(np.float64), a[1].astype(np.float64))[0, 1]
+    np.testing.assert_allclose(metrics.corr(a, b), want, rtol=1e-4)
 
 
 @pytest.mark.parametrize("dtype,rtol", [(jnp.float16, 2e-3), (jnp.bfloat16, 2e-2)])
