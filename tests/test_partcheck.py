@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aejax import evaluate, loop, occlusion, parts, train
+from aejax import evaluate, loop, occlusion, partcheck, parts, train
 from aejax.parts import Parts
 from tests.test_parts import CFG, images_u8, numpy_bars, patch, untrained
 
@@ -211,6 +211,15 @@ def test_a_model_with_integer_reconstructions_is_refused_naming_the_model() -> N
                                                       jax.random.key(1))
     with pytest.raises(parts.PartError, match=message):  # and in evaluation
         evaluate.evaluate(CFG, Thresholded(), state.params, images_u8(4), np.arange(4))
+
+
+@pytest.mark.parametrize("dtype", [jnp.bool_, jnp.complex64])
+def test_boolean_or_complex_reconstructions_are_refused_as_integer_ones_are(dtype) -> None:
+    images = jnp.full((2, 4), 0.5)
+    partcheck.check_reconstruction(untrained, images, images)  # floats of the input's shape
+    with pytest.raises(parts.PartError, match=f"returned {jnp.dtype(dtype)} reconstructions: "
+                                              "they must be floats"):
+        partcheck.check_reconstruction(untrained, images, images.astype(dtype))
 
 
 @jax.custom_vjp
