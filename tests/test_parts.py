@@ -500,6 +500,11 @@ def test_array_arguments_are_named_by_their_values() -> None:
     assert parts.name(functools.partial(patch, key=jax.random.key(3))) == (
         f"functools.partial({here}.patch, key=key(array([0, 3], uint32)))")
     assert " at 0x" not in parts.name(functools.partial(patch, images=np.array([object()])))
+    traced: list[str] = []  # a partial made inside the user's jit: named, never made concrete
+    jax.jit(lambda p: traced.append(parts.name(functools.partial(patch, images=p))) or p)(
+        jnp.float32(0.5))
+    assert traced[0].startswith(f"functools.partial({here}.patch, images=")
+    assert "Tracer" in traced[0]
 
 
 @pytest.mark.parametrize("spec", ["myparts_t:PARTS.occlude", "myparts_t:1PARTS"])
