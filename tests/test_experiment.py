@@ -10,6 +10,7 @@ import logging
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import jax
@@ -335,3 +336,20 @@ def test_the_training_images_are_digested_too() -> None:
     ds = data.Dataset("custom", images + 2, labels, images, labels, "here", False)
     saved = resumable.fingerprint(ds.train_images.reshape(4, -1))  # as loop.fit checkpoints it
     assert experiment.data_info(ds)["train_sha256"] == saved["sha256"][:16]  # one digest
+
+
+def test_every_process_compares_all_flags_but_its_data_paths(monkeypatch, tmp_path: Path) -> None:
+    compared = []
+    monkeypatch.setattr(experiment.parallel, "check_same", lambda flags, *_: compared.append(flags))
+    cfg = Config(data_dir="/host0/mnist", data_root="/host0/tfds")  # each host's own copy
+    mesh = types.SimpleNamespace(size=4)  # only its size is compared (one CPU device here)
+    experiment.check_same_run(cfg, tmp_path / "run", resume=True, overwrite=False, every=5,
+                              keep=2, mesh=mesh, parts=experiment.Parts())
+    flags = compared[0]
+    assert "--data-dir" not in flags and "--data-root" not in flags
+    assert flags["--seed"] == cfg.seed and flags["--workdir"] == str(tmp_path / "run")
+    assert {k: flags[k] for k in ("--resume", "--overwrite", "--checkpoint-every", "--keep",
+                                  "--devices")} == {"--resume": True, "--overwrite": False,
+                                                    "--checkpoint-every": 5, "--keep": 2,
+                                                    "--devices": 4}
+    assert flags["--parts"] == experiment.Parts().describe()
