@@ -131,6 +131,10 @@ def test_a_plain_idx_file_named_gz_is_read_as_it_is(tmp_path):
     assert idx.is_gzipped(plain)
     with pytest.raises(DataError, match=r"ubyte\.gz is not a valid gzip file"):
         idx.read_images(plain)
+    (tmp_path / "folder.gz").mkdir()  # unreadable as a file: said as read_bytes says it
+    with pytest.raises(DataError, match=r"^cannot read \S*folder.gz \(.*\): check that it is a "
+                                         "readable file$"):
+        idx.is_gzipped(tmp_path / "folder.gz")
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip"])
