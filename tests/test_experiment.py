@@ -253,6 +253,11 @@ def test_a_resumed_run_stopped_before_its_new_results_keeps_no_old_ones(
     cfg = Config(data_dir=str(small_idx_dir), data_root=str(tmp_path / "root"), epochs=1)
     run = tmp_path / "run"
     experiment.run(cfg, run, progress=False)
+    monkeypatch.setattr(experiment.paramsfile, "save", pressed)  # stopped before any new result
+    with pytest.raises(KeyboardInterrupt):
+        experiment.run(dataclasses.replace(cfg, epochs=2), run, progress=False, resume=True)
+    assert not (run / "metrics.json").exists() and not (run / runfiles.PARAMS_FILE).exists()
+    monkeypatch.undo()
     monkeypatch.setattr(experiment.evaluate, "evaluate", pressed)  # a Ctrl-C, a kill, a full disk
     with pytest.raises(sigint.Interrupted, match="interrupted during the evaluation"):
         experiment.run(dataclasses.replace(cfg, epochs=2), run, progress=False, resume=True)
