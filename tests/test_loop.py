@@ -167,6 +167,20 @@ def test_a_ctrl_c_during_the_last_chunk_still_stops_with_the_saved_step(
         assert ckpt.manager.latest_step() == 40
 
 
+def test_a_ctrl_c_mid_epoch_saves_and_stops_at_the_chunk_it_ends(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    class Pressed(sigint.StopFlag):  # SIGINT during the first chunk; saves only at epoch ends
+        def requested(self) -> bool:
+            return True
+
+    monkeypatch.setattr(sigint, "stop_on_sigint", lambda: contextlib.nullcontext(Pressed()))
+    first = schedule.chunk_plan(320 // CFG.batch_size)[0][1]  # not an epoch end (two chunks)
+    with contextlib.closing(checkpoint.Checkpointer(tmp_path / "ck")) as ckpt:
+        with pytest.raises(sigint.Interrupted, match=rf"^interrupted: saved step {first} in "):
+            loop.fit(CFG, flat_images(), progress=False, checkpoints=ckpt)
+        assert ckpt.manager.all_steps() == [first]
+
+
 def test_a_ctrl_c_while_the_last_save_finishes_still_stops_with_the_saved_step(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     total, seen = (320 // CFG.batch_size) * CFG.epochs, {"last save": False, "sent": False}
