@@ -1,10 +1,12 @@
 """Tests for aejax.download: checksum tables, reachable(), fetches from a local http.server."""
 
+import errno
 import functools
 import hashlib
 import http.server
 import importlib.util
 import logging
+import os
 import shutil
 import socket
 import sys
@@ -218,6 +220,28 @@ def test_download_with_wrong_checksum_without_tfds(tmp_path, monkeypatch, serve)
     assert not (tmp_path / "root" / "mnist").exists()
 
 
+def test_one_wrong_download_moves_none_of_the_four(mnist_dir, tmp_path, monkeypatch, serve):
+    hide_module(monkeypatch, "tensorflow_datasets")  # our own check, not TFDS's
+    copy_with_changed_label(mnist_dir, tmp_path / "served")  # the last of the four is wrong
+    url, _ = serve(tmp_path / "served")
+    monkeypatch.setenv("AEJAX_MIRROR_MNIST", url)
+    with pytest.raises(DataError, match="train-labels-idx1-ubyte.gz has SHA-256 "):
+        data.load("mnist", data_root=tmp_path / "root")
+    assert not (tmp_path / "root" / "mnist").exists()  # no half-filled folder a later run reads
+
+
+def test_a_folder_holding_some_of_the_files_is_completed(mnist_dir, tmp_path, monkeypatch, serve,
+                                                        caplog):
+    hide_module(monkeypatch, "tensorflow_datasets")
+    url, requested = serve(mnist_dir)
+    monkeypatch.setenv("AEJAX_MIRROR_MNIST", url)
+    (tmp_path / "mnist").mkdir()  # one of the four: not the files a run before us downloaded
+    shutil.copy(mnist_dir / "train-labels-idx1-ubyte.gz", tmp_path / "mnist")
+    ds = data.load("mnist", data_root=tmp_path, fallback=False)
+    assert "holds only 1 of the 4 IDX files" in caplog.text
+    assert ds.train_images.shape == (60000, 28, 28) and len(requested) == 4
+
+
 def test_checksum_message_from_tfds_error():
     text = ("Artifact http://h/x.gz, downloaded to /d/x.gz, has wrong checksum:\n"
             f"* Expected: UrlInfo(size=3, checksum='{'a' * 64}', filename='x.gz')\n"
@@ -251,13 +275,22 @@ def test_runs_started_together_download_once(mnist_dir, tmp_path, monkeypatch, s
     assert loaded[0].source == str(root / "mnist") and requested == []  # used, not fetched again
 
 
-@pytest.mark.parametrize("why", ["no fcntl", "folder cannot be made"])
+@pytest.mark.parametrize("why", ["no fcntl", "folder cannot be made", "no lock to be had"])
 def test_without_a_lock_a_download_error_is_not_chained_to_why(tmp_path, monkeypatch, why):
     folder = tmp_path / "downloads"
     if why == "no fcntl":  # Windows
         monkeypatch.setitem(sys.modules, "fcntl", None)
-    else:
+    elif why == "folder cannot be made":
         folder.write_text("")  # a file in the way
+    else:  # ENOLCK, as some network mounts answer
+        fcntl = pytest.importorskip("fcntl")
+
+        def no_lock(*args):
+            raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+        monkeypatch.setattr(fcntl, "flock", no_lock)
+    with download.one_at_a_time(folder, "mnist"):  # the download goes on, unlocked
+        pass
     with pytest.raises(RuntimeError) as raised:
         with download.one_at_a_time(folder, "mnist"):
             raise RuntimeError("the download's own error")
