@@ -9,6 +9,7 @@ import errno
 import logging
 import os
 import signal
+import threading
 from pathlib import Path
 
 import jax
@@ -220,17 +221,22 @@ def test_all_finite() -> None:
     assert not checkpoint.all_finite([np.array([np.inf])])
 
 
-def test_a_save_that_fails_in_the_background_is_one_error_naming_the_checkpoint_kept(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    data = resumable.fingerprint(synthetic_digits(40, 0)[0])
+def full_disk_at(step: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the meta item of checkpoint ``step`` fail to write, as on a full disk."""
     real = type(epath.Path(tmp_path)).write_text
 
-    def write_text(self, *args, **kwargs):  # step 7's meta item: a full disk, in Orbax's thread
-        if self.parent.name.startswith("meta") and self.parent.parent.name.startswith("7."):
+    def write_text(self, *args, **kwargs):
+        if self.parent.name.startswith("meta") and self.parent.parent.name.startswith(f"{step}."):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(type(epath.Path(tmp_path)), "write_text", write_text)
+
+
+def test_a_save_that_fails_in_the_background_is_one_error_naming_the_checkpoint_kept(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    data = resumable.fingerprint(synthetic_digits(40, 0)[0])
+    full_disk_at(7, tmp_path, monkeypatch)  # step 7's meta item, in Orbax's thread
     caplog.set_level(logging.INFO)
     ckpt = checkpoint.Checkpointer(tmp_path / "run" / "checkpoints")
     save(ckpt, trained_state(2), data)
@@ -244,6 +250,8 @@ def test_a_save_that_fails_in_the_background_is_one_error_naming_the_checkpoint_
             rf"is kept: free some space \(or fix the folder's permissions\), then --workdir "
             rf"{tmp_path / 'run'} --resume continues from it$")):
         ckpt.wait()
+    assert not [t for t in threading.enumerate()  # its threads ended: none outlives the process's
+                if type(t).__module__.startswith("orbax.")]  # end and reports the shutdown
     ckpt.close()
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]  # no Orbax tracebacks
     monkeypatch.undo()
@@ -251,28 +259,77 @@ def test_a_save_that_fails_in_the_background_is_one_error_naming_the_checkpoint_
     assert step == 3 and len(meta["loss"]) == 3  # what was saved before stays usable
 
 
-@pytest.mark.parametrize("during", ["save", "wait_until_finished"])
+@pytest.mark.parametrize("during", ["save", "close", "wait"])
 def test_a_ctrl_c_during_a_save_or_its_wait_lets_the_save_finish(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, during: str) -> None:
     # cut short by a KeyboardInterrupt, Orbax's save threads printed tracebacks at exit or hung it
-    original = getattr(ocp.CheckpointManager, during)
+    patched = "save" if during == "save" else "wait_until_finished"
+    original, returned = getattr(ocp.CheckpointManager, patched), []
 
     def interrupted(self, *args, **kwargs):
         os.kill(os.getpid(), signal.SIGINT)  # a Ctrl-C in the middle of Orbax's call
-        return original(self, *args, **kwargs)
+        result = original(self, *args, **kwargs)
+        returned.append(True)
+        return result
 
     data = resumable.fingerprint(synthetic_digits(40, 0)[0])
     ckpt = checkpoint.Checkpointer(tmp_path / "ck")
     if during != "save":
         save(ckpt, trained_state(3), data)
     closed, close = [], ocp.CheckpointManager.close
-    monkeypatch.setattr(ocp.CheckpointManager, during, interrupted)
+    monkeypatch.setattr(ocp.CheckpointManager, patched, interrupted)
     monkeypatch.setattr(ocp.CheckpointManager, "close",
                         lambda self: (closed.append(True), close(self))[1])
-    with pytest.raises(KeyboardInterrupt):
-        save(ckpt, trained_state(3), data) if during == "save" else ckpt.close()
-    if during != "save":  # the manager closed (its threads joined) before the Ctrl-C acted
+    with pytest.raises(KeyboardInterrupt):  # wait: as loop.run_epochs calls it, without close
+        save(ckpt, trained_state(3), data) if during == "save" else getattr(ckpt, during)()
+    assert returned  # Orbax's call ran to its end before the Ctrl-C acted
+    if during == "close":  # the manager closed (its threads joined) before the Ctrl-C acted
         assert closed == [True]
     monkeypatch.undo()
     ckpt.close()
     assert checkpoint.finished_steps(tmp_path / "ck") == [3]  # written whole
+
+
+@pytest.mark.parametrize("then", ["save", "wait", "kept", "close"])
+def test_a_failed_save_is_one_error_at_whichever_call_meets_it_next(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, then: str) -> None:
+    # the next save, wait, kept() and close each meet it: each says it in our one line, and
+    # kept() does not name the failed checkpoint as kept
+    full_disk_at(3, tmp_path, monkeypatch)
+    ckpt = checkpoint.Checkpointer(tmp_path / "run" / "checkpoints")
+    custom = {"model": "mymodels:wide", "loss": None, "occlude": None}
+    for step in (2, 3):  # a run with a custom model: its resume names --parts too
+        ckpt.save(trained_state(step), cfg=CFG, data={}, steps=STEPS, parts=custom,
+                  losses=np.zeros(step, np.float32), seconds=0.0)
+    with pytest.raises(ValueError, match=(
+            rf"^could not save a checkpoint in {tmp_path / 'run' / 'checkpoints'} \(No space left "
+            r"on device: .*\); the last good checkpoint \(step 2\) is kept: free some space \(or "
+            rf"fix the folder's permissions\), then --workdir {tmp_path / 'run'} --resume --parts "
+            r".* with the same parts \(or resume=True .*\) continues from it$")):
+        if then == "save":
+            ckpt.save(trained_state(4), cfg=CFG, data={}, steps=STEPS, parts=custom,
+                      losses=np.zeros(4, np.float32), seconds=0.0)
+        else:
+            getattr(ckpt, then)()
+    if then != "close":
+        ckpt.close()
+
+
+def test_a_first_save_that_fails_says_nothing_is_kept(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    full_disk_at(2, tmp_path, monkeypatch)
+    ckpt = checkpoint.Checkpointer(tmp_path / "run" / "checkpoints")
+    save(ckpt, trained_state(2), {})
+    with pytest.raises(ValueError, match=r"\(No space left on device: .*\); no checkpoint was "
+                                         r"saved before it: free some space \(or fix the "
+                                         r"folder's permissions\), then start the run again$"):
+        ckpt.wait()
+    ckpt.close()
+    assert checkpoint.finished_steps(tmp_path / "run" / "checkpoints") == []
+
+
+def test_failed_save_passes_on_errors_that_are_not_a_failed_write(tmp_path: Path) -> None:
+    with contextlib.closing(checkpoint.Checkpointer(tmp_path / "ck")) as ckpt:
+        with pytest.raises(ValueError, match="^a bug of ours$"):  # not 'could not save'
+            with ckpt.failed_save():
+                raise ValueError("a bug of ours")
