@@ -355,11 +355,11 @@ def test_check_same_names_what_differs_in_another_process(
     values = {"--seed": 0, "--epochs": 2, "--workdir": "/runs/a"}
     parallel.check_same(values, "the flags", "fix it")  # one process: nothing to compare
     monkeypatch.setattr(jax, "process_count", lambda: 2)
-    others = [values]  # process 1's values
+    others = [values]  # the values of processes 1, 2, ...
 
     def allgather(mine: np.ndarray) -> np.ndarray:
-        theirs = np.array([parallel._digest(others[0][k]) for k in sorted(others[0])], np.uint32)
-        return np.stack([mine, theirs])
+        theirs = [np.array([parallel._digest(o[k]) for k in sorted(o)], np.uint32) for o in others]
+        return np.stack([mine, *theirs])
 
     monkeypatch.setattr(parallel.multihost_utils, "process_allgather", allgather)
     parallel.check_same(values, "the flags", "fix it")
@@ -367,6 +367,12 @@ def test_check_same_names_what_differs_in_another_process(
     with pytest.raises(ValueError, match=r"^the flags differ between process 0 and process 1 "
                                          r"\(--seed, --workdir\); fix it$"):
         parallel.check_same(values, "the flags", "fix it")
+    monkeypatch.setattr(jax, "process_count", lambda: 3)  # the first that differs, and in what
+    mine = {**values, "--seed": 7}  # its digest is above 2**31 - 1: not an int32
+    others[:] = [{**mine, "--seed": 0}, {**mine, "--epochs": 3}]
+    with pytest.raises(ValueError, match=r"^the flags differ between process 0 and process 1 "
+                                         r"\(--seed\); fix it$"):
+        parallel.check_same(mine, "the flags", "fix it")
 
 
 DEFAULT_DEVICE_CODE = """
