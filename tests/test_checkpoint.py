@@ -328,8 +328,15 @@ def test_a_first_save_that_fails_says_nothing_is_kept(tmp_path: Path,
     assert checkpoint.finished_steps(tmp_path / "run" / "checkpoints") == []
 
 
-def test_failed_save_passes_on_errors_that_are_not_a_failed_write(tmp_path: Path) -> None:
+def test_failed_save_takes_tensorstores_write_errors_and_passes_on_others(tmp_path: Path) -> None:
+    full = ('RESOURCE_EXHAUSTED: Error writing local file "/r/checkpoints/4.orbax-checkpoint-tmp/'
+            'state/_sharding": Failed to write 83 bytes: No space left on device '
+            "[os_error_code='28']")  # a full disk, as TensorStore raises it
     with contextlib.closing(checkpoint.Checkpointer(tmp_path / "ck")) as ckpt:
+        with pytest.raises(ValueError, match=rf"^could not save a checkpoint in {tmp_path / 'ck'} "
+                                             r"\(No space left on device\); no checkpoint was"):
+            with ckpt.failed_save():
+                raise ValueError(full)
         with pytest.raises(ValueError, match="^a bug of ours$"):  # not 'could not save'
             with ckpt.failed_save():
                 raise ValueError("a bug of ours")
