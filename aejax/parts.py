@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import importlib
 import inspect
 import json
@@ -39,6 +38,7 @@ import numpy as np
 
 from aejax import occlusion
 from aejax.config import Config
+from aejax.data import array_sha256
 
 LossFn = Callable[[jax.Array, jax.Array], jax.Array]
 OccludeFn = Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
@@ -251,8 +251,7 @@ def array_name(value: np.ndarray) -> str:
         return repr(value.item())
     if value.size <= 16:
         return f"array({value.tolist()!r}, {value.dtype})"
-    digest = hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest()[:16]
-    return f"array(shape={value.shape}, {value.dtype}, sha256={digest})"
+    return f"array(shape={value.shape}, {value.dtype}, sha256={array_sha256(value)[:16]})"
 
 
 class PartError(ValueError):
