@@ -21,9 +21,21 @@ from aejax import (checkpoint, data, evaluate, loop, oldrun, parallel, paramsfil
                    resumesettings, rundir, runfiles, sigint, train, writable)
 from aejax.config import Config, check_data
 from aejax.jsonio import read_run_config, write_atomic, write_json
-from aejax.parts import Parts, recorded_spec, require
+from aejax.parts import SHARED_NAME, Parts, recorded_spec, require
 
 log = logging.getLogger(__name__)
+
+
+def warn_ambiguous(parts: Parts) -> None:
+    """Warn about each custom part whose name others share (``Parts.ambiguous``), saying whether
+    the part itself or a function among its fields or arguments (a flax initializer) lacks one."""
+    for field in parts.ambiguous():
+        part_name = parts.describe()[field]
+        where = ("it" if SHARED_NAME.search(part_name.split("(", 1)[0]) else
+                 "each function among its fields or arguments, flax's initializers too,")
+        log.warning("the custom %s is named %s, a name that other parts share: resuming and "
+                    "compare.py cannot tell them apart (define %s with def at module level, in "
+                    "a module that the script imports)", field, part_name, where)
 
 
 def train_metrics(history: dict[str, Any], batch_size: int) -> dict[str, Any]:
@@ -67,11 +79,7 @@ def run(cfg: Config, workdir: str | os.PathLike, *, progress: bool = True,
         meta = resumesettings.resume_meta(workdir) if resume else {}
         checkpoint_every, keep = resumesettings.checkpoint_options(meta, checkpoint_every, keep)
     checkpoint.check_options(checkpoint_every, keep)  # before anything is written
-    for field in parts.ambiguous():
-        log.warning("the custom %s is named %s, a name that other parts share: resuming and "
-                    "compare.py cannot tell them apart (define it with def at module level, in "
-                    "a module that the script imports)",
-                    field, parts.describe()[field])
+    warn_ambiguous(parts)
     writer = parallel.is_main_process()
     path = Path(workdir)
     check_same_run(cfg, path, resume=resume, overwrite=overwrite, every=checkpoint_every,

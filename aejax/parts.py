@@ -42,6 +42,7 @@ from aejax.data import array_sha256
 
 LossFn = Callable[[jax.Array, jax.Array], jax.Array]
 OccludeFn = Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
+SHARED_NAME = re.compile(r"<lambda>|<locals>|(^|\W)__main__\.")  # names others share too
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,8 +114,7 @@ class Parts:
         """The custom parts whose names other parts share (lambdas, functions defined inside
         functions, anything defined in the script run as ``__main__``): resume and compare.py
         cannot tell those apart."""
-        return [k for k, v in self.describe().items()
-                if v and ("<lambda>" in v or "<locals>" in v or re.search(r"(^|\W)__main__\.", v))]
+        return [k for k, v in self.describe().items() if v and SHARED_NAME.search(v)]
 
 
 def require(parts: Any) -> Parts:

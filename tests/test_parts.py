@@ -231,6 +231,19 @@ def test_names_hold_no_memory_address_and_tell_settings_apart() -> None:
     assert Parts(loss=functools.partial(script_bce)).ambiguous() == ["loss"]
 
 
+@pytest.mark.parametrize("custom, where", [
+    (Parts(loss=lambda p, t: bce(p, t)), "(define it with def at module level"),
+    (Parts(model=Activated(act=nn.initializers.he_normal())),  # a closure: as kernel_init=
+     "(define each function among its fields or arguments, flax's initializers too, with def"),
+    (Parts(loss=functools.partial(lambda p, t: bce(p, t))), "(define each function among")])
+def test_a_shared_name_warns_what_to_define_at_module_level(
+        custom: Parts, where: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "file").write_text("")  # a workdir refused just after the warning
+    with caplog.at_level("WARNING", logger="aejax.experiment"), pytest.raises(ValueError):
+        experiment.run(CFG, tmp_path / "file", progress=False, parts=custom)
+    assert "a name that other parts share" in caplog.text and where in caplog.text
+
+
 def untrained() -> tuple[nn.Module, dict]:
     """The config's model and its initial parameters."""
     model = train.make_model(CFG)
