@@ -188,8 +188,9 @@ def check_parts(info: dict[str, Any], parts: Parts, workdir: Path, *,
         return
     if not occlusion and not given["model"]:  # an evaluation folder: the model, any occlusion
         raise ValueError(f"{workdir} was trained with a custom model ({saved['model']}); give "
-                         "--parts naming a Parts with that model (and the occlusion to test), or "
-                         "from Python report.evaluate_into(workdir, out, parts=Parts(...))")
+                         "--parts naming a Parts with that model (and the occlusion to test, if "
+                         "it is one of your own), or from Python "
+                         "report.evaluate_into(workdir, out, parts=Parts(...))")
     if not any(given[k] for k in changed):  # evaluate.py, or Python without the parts
         names = ", ".join(f"{k}={saved[k]}" for k in changed)
         raise ValueError(f"{workdir} was trained with custom parts ({names}); evaluate it with "

@@ -328,7 +328,7 @@ def test_an_evaluation_of_a_custom_model_needs_that_model() -> None:
     info = {"config": {}, "parts": {"model": "myparts.Wide(features=784)"}}
     with pytest.raises(ValueError, match=r"^r was trained with a custom model \(myparts.Wide\("
                                          r"features=784\)\); give --parts naming a Parts with "
-                                         r"that model \(and the occlusion to test\)"):
+                                         r"that model \(and the occlusion to test, if it is one "):
         report.check_parts(info, CORNER, Path("r"), occlusion=False)
 
 
