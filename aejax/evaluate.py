@@ -109,6 +109,20 @@ def warn_undefined_masks(per_image: dict[str, np.ndarray]) -> None:
                         "undefined, NaN, %s", count, total, what, metric, means)
 
 
+def warn_undefined_corr(per_image: dict[str, dict[str, np.ndarray]]) -> None:
+    """Log, per comparison, how many test images have no correlation (NaN: the pixels it counts
+    all alike in the image or in what it is compared with, e.g. a collapsed model's output),
+    left out of the means."""
+    for name in COMPARISONS:
+        total = len(per_image[name]["corr"])
+        counts = [f"{metric} for {count} of {total}" for metric in ("corr", "corr_nonzero")
+                  if (count := int(np.sum(np.isnan(per_image[name][metric]))))]
+        if counts:
+            log.warning("test.%s: %s test images is undefined, NaN (the pixels it counts are "
+                        "all alike in the image or in what it is compared with), left out of "
+                        "the means (NaN if every image is)", name, " and ".join(counts))
+
+
 def summary(values: dict[str, dict[str, np.ndarray]], labels: np.ndarray
                  ) -> dict[str, Any]:
     """The ``test`` section of metrics.json: test-set means plus ``per_class``."""
@@ -192,4 +206,5 @@ def evaluate(cfg: Config, model: nn.Module, params: Any, test_images_u8: np.ndar
     arrays["labels"] = np.asarray(test_labels)
     arrays["per_image"] = {name: metrics.to_numpy(values[name]) for name in COMPARISONS}
     warn_undefined_masks(arrays["per_image"]["occluded_input"])
+    warn_undefined_corr(arrays["per_image"])
     return summary(arrays["per_image"], arrays["labels"]), arrays
