@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated metrics.json keys (default: "
                              f"{','.join(compare.KEYS)})")
     args = parser.parse_args(argv)
+    if "" in args.runs:  # else the current folder, named by nothing in the error
+        parser.error("a RUN is empty; give the run folders that train.py wrote")
     if not args.out:
         parser.error(f"--out is empty; give a file name such as {OUT}, or a folder")
     if not args.keys:

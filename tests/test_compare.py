@@ -289,6 +289,13 @@ def test_keys_without_a_name_are_refused_up_front(keys: str, tmp_path: Path,
                                "test.occluded.mse"])
 
 
+def test_an_empty_run_name_is_refused_not_read_as_the_current_folder(
+        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(fake_run(tmp_path / "a", 0.017))  # '' would compare this run with itself
+    code, err = compare_script([str(tmp_path / "a"), ""], capsys)
+    assert (code, err) == (2, ["compare.py: error: a RUN is empty; give the run folders that "
+                               "train.py wrote"])
+
 def test_keys_are_stripped_of_spaces_and_empty_names(tmp_path: Path,
                                                      capsys: pytest.CaptureFixture) -> None:
     runs = [fake_run(tmp_path / "a", 0.017, 0.008), fake_run(tmp_path / "b", 0.016, 0.009, seed=1)]
