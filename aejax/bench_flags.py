@@ -33,7 +33,8 @@ def parser(prog: str, description: str | None) -> argparse.ArgumentParser:
                              f"{bench_report.MIN_ROOFLINE_SIZE} (default: 1024 on a CPU, 8192 on "
                              "a GPU, where a small one measures launch overhead)")
     parser.add_argument("--data-dir",
-                        help="MNIST IDX folder (default: $AEJAX_MNIST_DIR, else random images)")
+                        help="MNIST IDX folder, or '' for random images (default: "
+                             "$AEJAX_MNIST_DIR, else random images)")
     parser.add_argument("--num-images", type=count,  # None: not given (checked in parse)
                         help="random images' count, without --data-dir (default: 60000)")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch baseline")

@@ -124,6 +124,16 @@ def test_parse_takes_the_data_folder_from_the_environment_only_when_not_given(
     assert (args.batch_sizes, args.scaling) == ((64, 32), (2, 1))  # first-named order kept
 
 
+def test_data_dir_help_says_how_to_time_random_images_under_aejax_mnist_dir(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # with AEJAX_MNIST_DIR set, leaving the flag out times MNIST: --help must name the way out
+    parser = bench_flags.parser("bench.py", None)
+    action = next(a for a in parser._actions if "--data-dir" in a.option_strings)
+    assert "'' for random images" in action.help and "$AEJAX_MNIST_DIR" in action.help
+    monkeypatch.setenv("AEJAX_MNIST_DIR", "/data/mnist")
+    assert bench_report.images(bench_flags.parse(parser, ["--data-dir", ""]).data_dir, 8)[1] == (
+        "random uint8 8x784")
+
 def test_num_images_with_a_data_folder_is_refused_rather_than_ignored(monkeypatch,
                                                                       capsys) -> None:
     # it counts random images only: with a folder, 60,000 MNIST images would be timed instead
