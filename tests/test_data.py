@@ -267,6 +267,11 @@ def test_test_only_checks_the_test_images_size(tmp_path):
         data.load("mnist", data_dir=tmp_path / "t10k", data_root=tmp_path, test_only=True)
 
 
+def test_a_data_dir_is_cached_under_the_data_root_made_for_it(small_idx_dir, tmp_path):
+    root = tmp_path / "root"  # not there yet: the README says a --data-dir run still caches
+    data.load("mnist", data_dir=small_idx_dir, data_root=root)
+    assert [p.parent for p in root.rglob("*") if p.is_file()] == [root / "cache"]
+
 def test_loaded_arrays_are_read_only(small_idx_dir, tmp_path):
     first = data.load("mnist", data_dir=small_idx_dir, data_root=tmp_path)
     cached = data.load("mnist", data_dir=small_idx_dir, data_root=tmp_path)  # from the .npz
