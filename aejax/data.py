@@ -89,7 +89,7 @@ def load(name: str = "mnist", *, data_dir: str | os.PathLike | None = None,
         raise DataError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}, "
                         "or pass --data-dir with your own IDX files")
     root = Path(data_root)
-    if data_dir is not None:  # the root only holds the cache then: without it, no cache
+    if data_dir is not None:  # the root then only holds the cache (made if need be)
         return _load_folder(name, Path(data_dir), root, explicit=True, source=str(data_dir),
                             test_only=test_only)
     mode = idx.file_mode(root)  # a file: else no download, no cache, quietly the sample

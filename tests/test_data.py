@@ -272,6 +272,7 @@ def test_a_data_dir_is_cached_under_the_data_root_made_for_it(small_idx_dir, tmp
     data.load("mnist", data_dir=small_idx_dir, data_root=root)
     assert [p.parent for p in root.rglob("*") if p.is_file()] == [root / "cache"]
 
+
 def test_loaded_arrays_are_read_only(small_idx_dir, tmp_path):
     first = data.load("mnist", data_dir=small_idx_dir, data_root=tmp_path)
     cached = data.load("mnist", data_dir=small_idx_dir, data_root=tmp_path)  # from the .npz
