@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import os
 import re
+import shutil
 import signal
 from pathlib import Path
 
@@ -92,26 +93,40 @@ class Bar:
         pass
 
 
-@pytest.mark.parametrize("every", [5, 0], ids=["same-chunks", "other-chunks"])
-def test_resuming_from_a_mid_epoch_checkpoint_is_bit_identical(
-        tmp_path: Path, every: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    x = flat_images(640)
-    cfg = dataclasses.replace(CFG, epochs=3, train_occlusion="mixed")
-    ref, ref_history = loop.fit(cfg, x, progress=False)  # uninterrupted, no checkpoints
-    one_epoch = dataclasses.replace(cfg, epochs=1)
-    with contextlib.closing(checkpoint.Checkpointer(tmp_path, every=5, keep=100)) as ckpt:
+RESUMED = dataclasses.replace(CFG, epochs=3, train_occlusion="mixed")  # on flat_images(640)
+
+
+@pytest.fixture(scope="module")
+def killed_mid_epoch(tmp_path_factory: pytest.TempPathFactory
+                     ) -> tuple[Path, train.TrainState, dict]:
+    """An uninterrupted run of RESUMED (no checkpoints) and a folder whose checkpoints stop at
+    step 28, seven tenths into the first epoch: trained once for the module, resumed from
+    copies."""
+    x, folder = flat_images(640), tmp_path_factory.mktemp("killed") / "checkpoints"
+    ref, ref_history = loop.fit(RESUMED, x, progress=False)
+    one_epoch = dataclasses.replace(RESUMED, epochs=1)
+    with contextlib.closing(checkpoint.Checkpointer(folder, every=5, keep=100)) as ckpt:
         loop.fit(one_epoch, x, progress=False, checkpoints=ckpt)
         ckpt.manager.wait_until_finished()
         # 4-step chunks (the uninterrupted run's are 10 steps long): the results do not depend on it
         assert ckpt.manager.all_steps() == [8, 12, 16, 20, 28, 32, 36, 40]
-        for step in (32, 36, 40):  # as if killed after step 28, seven tenths into the epoch
+        for step in (32, 36, 40):  # as if killed after step 28
             ckpt.manager.delete(step)
+    return folder, ref, ref_history
+
+
+@pytest.mark.parametrize("every", [5, 0], ids=["same-chunks", "other-chunks"])
+def test_resuming_from_a_mid_epoch_checkpoint_is_bit_identical(
+        killed_mid_epoch: tuple[Path, train.TrainState, dict], tmp_path: Path, every: int,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    saved, ref, ref_history = killed_mid_epoch
+    folder = shutil.copytree(saved, tmp_path / "checkpoints")
     # resumed with another interval (every=0: 10-step chunks), step 28 starts no chunk: the
     # epoch's rest begins with a 2-step chunk of its own
-    with contextlib.closing(checkpoint.Checkpointer(tmp_path, every=every, resume=True)) as ckpt:
+    with contextlib.closing(checkpoint.Checkpointer(folder, every=every, resume=True)) as ckpt:
         assert ckpt.latest()[1]["offset"] == 28
         monkeypatch.setattr(loop, "tqdm", Bar)
-        state, history = loop.fit(cfg, x, progress=False, checkpoints=ckpt)
+        state, history = loop.fit(RESUMED, flat_images(640), progress=False, checkpoints=ckpt)
     assert (Bar.made[-1].initial, Bar.made[-1].n, Bar.made[-1].total) == (28, 120, 120)
     for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(ref), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
