@@ -100,6 +100,15 @@ def small_idx_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def no_figures(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs and evaluations draw no figures (about half a warm run's time): for tests that check
+    no figure."""
+    from aejax import plots
+    monkeypatch.setattr(plots, "evaluation_figures", lambda *args, **kwargs: None)
+    monkeypatch.setattr(plots, "loss_curve", lambda *args, **kwargs: None)
+
+
+@pytest.fixture
 def mnist_dir() -> Path:
     """The real MNIST files (``AEJAX_MNIST_DIR``, set by .ci/run); skip when absent."""
     value = os.environ.get("AEJAX_MNIST_DIR")

@@ -309,7 +309,8 @@ def test_evaluating_again_keeps_the_training_data_the_run_had(runs, tmp_path: Pa
     assert (saved["data"]["is_sample"], saved["data"]["train_size"]) == (True, 256)
 
 
-def test_the_test_set_is_told_apart_by_its_content(runs, tmp_path: Path, monkeypatch) -> None:
+def test_the_test_set_is_told_apart_by_its_content(runs, tmp_path: Path, monkeypatch,
+                                                    no_figures: None) -> None:
     (run, other), _ = runs
     copy = tmp_path / "run"
     shutil.copytree(run, copy)

@@ -15,8 +15,8 @@ from aejax.config import Config
 from tests.test_experiment import load_script
 
 
-def test_resume_keeps_the_runs_checkpoint_interval_and_keep(small_idx_dir: Path,
-                                                             tmp_path: Path) -> None:
+def test_resume_keeps_the_runs_checkpoint_interval_and_keep(small_idx_dir: Path, tmp_path: Path,
+                                                             no_figures: None) -> None:
     cfg = Config(data_dir=str(small_idx_dir), data_root=str(tmp_path / "root"), epochs=1)
     run = tmp_path / "run"
     experiment.run(cfg, run, progress=False, checkpoint_every=3, keep=7)
