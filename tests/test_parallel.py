@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -83,12 +84,23 @@ def assert_matches_reference(run: Path, reference: dict[str, np.ndarray]) -> Non
     np.testing.assert_allclose(np.load(run / "train_loss.npy"), reference["loss"], rtol=1e-5)
 
 
-def test_four_devices_match_one_device(dataset: Path, reference: dict, tmp_path: Path) -> None:
-    cmd = script_cmd(dataset, tmp_path, "run", "--devices", "4")
+@pytest.fixture(scope="module")
+def four_devices(dataset: Path, tmp_path_factory: pytest.TempPathFactory
+                 ) -> tuple[Path, subprocess.CompletedProcess]:
+    """The run folder and the process of train.py with FLAGS on 4 forced CPU devices: trained
+    once for the module's tests (which change copies of it)."""
+    tmp = tmp_path_factory.mktemp("four")
+    cmd = script_cmd(dataset, tmp, "run", "--devices", "4")
     done = subprocess.run(cmd, capture_output=True, text=True, env=device_env(4), timeout=TIMEOUT)
+    return tmp / "run", done
+
+
+def test_four_devices_match_one_device(four_devices: tuple[Path, subprocess.CompletedProcess],
+                                       reference: dict) -> None:
+    run, done = four_devices
     assert done.returncode == 0, done.stderr
-    assert_matches_reference(tmp_path / "run", reference)
-    info = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert_matches_reference(run, reference)
+    info = json.loads((run / "config.json").read_text())
     assert len(info["mesh_devices"]) == 4 and info["processes"] == 1
 
 
@@ -131,17 +143,16 @@ def test_impossible_device_requests_fail_in_one_line(extra: list[str], message: 
 
 
 def test_overwrite_with_a_batch_the_devices_do_not_divide_keeps_the_old_run(
-        dataset: Path, tmp_path: Path) -> None:
-    cmd = script_cmd(dataset, tmp_path, "run", "--devices", "4")  # the programs of the 4-device
-    done = subprocess.run(cmd, capture_output=True, text=True, env=device_env(4),  # test above
-                          timeout=TIMEOUT)
-    assert done.returncode == 0, done.stderr
-    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "run").iterdir()}
+        four_devices: tuple[Path, subprocess.CompletedProcess], dataset: Path,
+        tmp_path: Path) -> None:
+    assert four_devices[1].returncode == 0, four_devices[1].stderr
+    run = shutil.copytree(four_devices[0], tmp_path / "run")
+    before = {p.name: p.stat().st_mtime_ns for p in run.iterdir()}
     cmd = script_cmd(dataset, tmp_path, "run", "--overwrite", "--devices", "4",
                      "--batch-size", "30")
     done = subprocess.run(cmd, capture_output=True, text=True, env=device_env(4), timeout=TIMEOUT)
     assert done.returncode == 2 and "is not divisible by the 4 devices" in done.stderr
-    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "run").iterdir()} == before
+    assert {p.name: p.stat().st_mtime_ns for p in run.iterdir()} == before
 
 
 def free_port() -> int:
