@@ -185,6 +185,8 @@ def evaluate(cfg: Config, model: nn.Module, params: Any, test_images_u8: np.ndar
       occlude: the occlusion of the test images, drawn from ``eval_key(cfg)``; None: the
         config's bars (``parts.bars``).
     """
+    metrics.refuse_traced("evaluate.evaluate", "evaluate.evaluate_arrays (unchecked)", params,
+                          test_images_u8, test_labels)
     parts.require_occlusion(occlude)
     partcheck.check_signatures(model, None)
     check_inputs(cfg, model, test_images_u8, test_labels, bars=occlude is None)

@@ -204,9 +204,22 @@ def to_numpy(values: dict[str, jax.Array]) -> dict[str, np.ndarray]:
             if name in values}
 
 
+def refuse_traced(who: str, instead: str, *arrays: Any) -> None:
+    """ValueError, in one line, if any of ``arrays`` is traced: ``who`` returns NumPy arrays,
+    which a transformation (``jit``, ``vmap``, ``grad``) cannot trace through."""
+    if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(arrays)):
+        raise ValueError(f"{who} returns NumPy arrays, so it cannot run under jit, vmap or grad: "
+                         f"call {instead} there")
+
+
 def per_image(target: jax.Array, pred: jax.Array,
               mask: jax.Array | None = None) -> dict[str, np.ndarray]:
-    """Every metric per image; with a mask also ``on_bar_mse`` and ``off_bar_mse``."""
+    """Every metric per image; with a mask also ``on_bar_mse`` and ``off_bar_mse``.
+
+    Checked and NumPy: outside ``jit``/``vmap`` only (``per_image_all`` is the traceable one).
+    """
+    refuse_traced("metrics.per_image", "metrics.per_image_all (unchecked) or the metric "
+                  "functions", target, pred, mask)
     check_inputs(target, pred, mask)
     return to_numpy(per_image_all(target, {"pred": pred}, mask)["pred"])
 

@@ -271,3 +271,11 @@ def test_a_custom_occlusion_is_not_refused_for_the_config_bars_image_size() -> N
         evaluate.evaluate(cfg, model, params, images, labels)
     test, arrays = evaluate.evaluate(cfg, model, params, images, labels, occlude=first_pixels)
     assert np.asarray(arrays["mask"]).sum() == 10 * 8 and np.isfinite(test["occluded"]["mse"])
+
+
+def test_evaluate_under_jit_is_one_error_naming_the_traceable_one(setup) -> None:
+    cfg, model, params, images, labels = setup
+    with pytest.raises(ValueError, match=r"^evaluate\.evaluate returns NumPy arrays, so it "
+                                         r"cannot run under jit, vmap or grad: call "
+                                         r"evaluate\.evaluate_arrays \(unchecked\) there"):
+        jax.jit(lambda p: evaluate.evaluate(cfg, model, p, images[:10], labels[:10])[0])(params)

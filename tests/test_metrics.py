@@ -316,3 +316,14 @@ def test_per_image_refuses_bad_inputs_with_clear_errors(change, message: str) ->
     mask = np.zeros(a.shape, bool)
     with pytest.raises(ValueError, match=message):
         metrics.per_image(*change(a, b, mask))
+
+
+@pytest.mark.parametrize("transform", [jax.jit, jax.vmap,
+                                       lambda f: jax.grad(lambda a, b: f(a, b)["mse"].sum())])
+def test_per_image_under_a_transformation_is_one_error_naming_the_traceable_one(transform
+                                                                                ) -> None:
+    a, b = random_pairs(n=4)
+    with pytest.raises(ValueError, match=r"^metrics\.per_image returns NumPy arrays, so it "
+                                         r"cannot run under jit, vmap or grad: call "
+                                         r"metrics\.per_image_all \(unchecked\)"):
+        transform(metrics.per_image)(a, b)
