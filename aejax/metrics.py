@@ -39,9 +39,27 @@ def as_nhwc(images: jax.Array) -> jax.Array:
     raise ValueError(f"images must be shaped (N, H*W) or (N, H, W), got {images.shape}")
 
 
+def check_shapes(target: jax.Array, pred: jax.Array, mask: jax.Array | None = None) -> None:
+    """ValueError (while tracing: free at run time) unless target and pred are batches of the
+    same shape, (N, D) or (N, H, W), and a mask is shaped like them: a single flat image would
+    otherwise be scored as D one-pixel images, and other shapes broadcast."""
+    for name, x in (("target", target), ("pred", pred)):
+        if np.ndim(x) not in (2, 3):
+            hint = " (one flat image? pass it as a batch, images[None])" if np.ndim(x) == 1 else ""
+            raise ValueError(f"{name} must be shaped (N, H*W) or (N, H, W), got rank "
+                             f"{np.ndim(x)} shape {np.shape(x)}{hint}")
+    if np.shape(target) != np.shape(pred):
+        raise ValueError(f"target and pred must have the same shape, got {np.shape(target)} and "
+                         f"{np.shape(pred)}")
+    if mask is not None and np.shape(mask) != np.shape(target):
+        raise ValueError(f"mask must be shaped like the images {np.shape(target)}, got "
+                         f"{np.shape(mask)}")
+
+
 @jax.jit
 def mse(target: jax.Array, pred: jax.Array) -> jax.Array:
     """Mean squared error per image."""
+    check_shapes(target, pred)
     return pix.mse(as_nhwc(target), as_nhwc(pred))
 
 
@@ -52,6 +70,7 @@ def psnr(target: jax.Array, pred: jax.Array) -> jax.Array:
     Identical images happen: with ``--occlusion-value 0`` a bar on an all-black row changes
     nothing, and dm-pix's PSNR of such a pair is infinite.
     """
+    check_shapes(target, pred)
     return jnp.minimum(pix.psnr(as_nhwc(target), as_nhwc(pred)), PSNR_MAX)
 
 
@@ -63,6 +82,7 @@ def ssim(target: jax.Array, pred: jax.Array, batch_size: int = SSIM_BATCH) -> ja
     filtering would otherwise swap image and filter and return a meaningless value). Computed
     ``batch_size`` images at a time, so memory does not grow with the test set.
     """
+    check_shapes(target, pred)
     return in_chunks(lambda ab: ssim_nhwc(*ab), (as_nhwc(target), as_nhwc(pred)), batch_size)
 
 
@@ -115,12 +135,14 @@ def lowest(x: jax.Array, weight: jax.Array) -> jax.Array:
 @jax.jit
 def corr(target: jax.Array, pred: jax.Array) -> jax.Array:
     """Pearson correlation per image over all pixels."""
+    check_shapes(target, pred)
     return weighted_corr(target, pred, jnp.ones_like(target))
 
 
 @jax.jit
 def corr_nonzero(target: jax.Array, pred: jax.Array) -> jax.Array:
     """Correlation per image over pixels exceeding ``NONZERO_TOL`` in both (the original's)."""
+    check_shapes(target, pred)
     return weighted_corr(target, pred, (target > NONZERO_TOL) & (pred > NONZERO_TOL))
 
 
@@ -131,6 +153,7 @@ def masked_mse(target: jax.Array, pred: jax.Array, mask: jax.Array) -> jax.Array
     Half-precision images are summed in float32: in float16 a count of more than 65,504 pixels
     is inf, and the error came out 0.
     """
+    check_shapes(target, pred, mask)
     dtype = jnp.result_type(target.dtype, pred.dtype, jnp.float32)
     w = _flat(mask).astype(dtype)
     err = jnp.square(_flat(target).astype(dtype) - _flat(pred).astype(dtype))

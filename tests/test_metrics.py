@@ -327,3 +327,28 @@ def test_per_image_under_a_transformation_is_one_error_naming_the_traceable_one(
                                          r"cannot run under jit, vmap or grad: call "
                                          r"metrics\.per_image_all \(unchecked\)"):
         transform(metrics.per_image)(a, b)
+
+
+ONE_METRIC = {"mse": metrics.mse, "psnr": metrics.psnr, "ssim": metrics.ssim,
+              "corr": metrics.corr, "corr_nonzero": metrics.corr_nonzero,
+              "masked_mse": lambda a, b: metrics.masked_mse(a, b, a > 0.5)}
+
+
+@pytest.mark.parametrize("name", list(ONE_METRIC))
+def test_each_metric_refuses_one_image_or_unequal_shapes_in_one_line(name: str) -> None:
+    a, b = random_pairs(n=4)
+    flat_a, flat_b = a.reshape(4, -1), b.reshape(4, -1)
+    with pytest.raises(ValueError, match=r"^target must be shaped \(N, H\*W\) or \(N, H, W\), "
+                                         r"got rank 1 shape \(256,\) \(one flat image\? pass it "
+                                         r"as a batch, images\[None\]\)"):
+        ONE_METRIC[name](flat_a[0], flat_b[0])  # corr and masked_mse gave 256 values, all NaN
+    with pytest.raises(ValueError, match=r"^target and pred must have the same shape, got "
+                                         r"\(4, 16, 16\) and \(4, 8, 16\)"):
+        ONE_METRIC[name](a, b[:, :8])
+
+
+def test_masked_mse_refuses_a_mask_of_another_shape_in_one_line() -> None:
+    a, b = random_pairs(n=4)
+    with pytest.raises(ValueError, match=r"^mask must be shaped like the images \(4, 16, 16\), "
+                                         r"got \(1, 16, 16\)"):
+        metrics.masked_mse(a, b, a[:1] > 0.5)  # broadcast silently before
