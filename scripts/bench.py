@@ -10,7 +10,8 @@ from pathlib import Path
 from aejax.startup import interruptible
 
 with interruptible(__file__):  # a Ctrl-C while JAX is imported: one line, not a traceback
-    from aejax import bench_flags, bench_report, cli, compile_cache, machine, scaling, writable
+    from aejax import (bench_flags, bench_report, cli, compile_cache, jsonio, machine, scaling,
+                       writable)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,8 +35,10 @@ def main(argv: list[str] | None = None) -> int:
                              "time random images") from None
         result = {"data": source, **bench_report.run(images, opts)}
         print(f"data: {source}\n{bench_report.table(result)}")
-        if args.out is not None:
-            Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+        if args.out is not None:  # atomically: a full disk keeps an earlier file whole
+            again = "run bench.py again (this run's numbers are in the table above)"
+            with writable.writing(Path(args.out), again):
+                jsonio.write_atomic((json.dumps(result, indent=2) + "\n").encode(), args.out)
         failed = bench_report.failed_sections(result)
         if failed:  # the other measurements are printed (and written) all the same
             print(f"{parser.prog}: error: {', '.join(failed)} failed (see the table)",

@@ -217,3 +217,28 @@ def test_the_docs_benchmark_scripts_call_only_what_the_library_has(script: Path)
                      and node.value.id in modules and not hasattr(modules[node.value.id],
                                                                   node.attr))
     assert not missing, f"{script.name} calls what aejax does not have: {missing}"
+
+
+def test_an_out_file_that_cannot_be_written_is_kept_whole_and_named(tmp_path) -> None:
+    """A write that fails part-way (here a file-size limit, as a full disk would) leaves an
+    earlier --out file as it was and ends in one line naming it."""
+    out = tmp_path / "bench.json"
+    out.write_text("{}\n")  # an earlier run's file
+    fake = {"machine": {"backend": "cpu", "device_kind": "cpu", "cpu": "x", "cpu_count": 1},
+            "load_average_start": [0], "load_average_end": [0], "training": [],
+            "roofline": {"matmul_size": 256, "gflops": 1.0}, "bench_peak_rss_mb": 1.0,
+            "padding": "x" * 4096}  # more than the child may write
+    code = ("import resource, sys; from aejax import bench_report; from tests.test_experiment "
+            f"import load_script; bench_report.run = lambda images, opts: {fake!r}; "
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (1024, resource.RLIM_INFINITY)); "
+            "sys.exit(load_script('bench').main(sys.argv[1:]))")
+    done = subprocess.run([sys.executable, "-c", code, "--num-images", "64", "--data-dir", "",
+                           "--no-progress", "--out", str(out)], capture_output=True, text=True,
+                          cwd=ROOT, env={**os.environ, "AEJAX_JAX_CACHE": str(tmp_path / "jc")},
+                          timeout=120)
+    assert done.returncode == 2 and "| batch | variant |" in done.stdout
+    assert done.stderr.strip().splitlines() == [
+        f"bench.py: error: could not write {out} (File too large): free some space (or fix the "
+        "folder's permissions), then run bench.py again (this run's numbers are in the table "
+        "above)"]
+    assert out.read_text() == "{}\n" and not list(tmp_path.glob("*.tmp"))  # no half file
