@@ -11,7 +11,7 @@ import flax.linen as nn
 import jax
 import numpy as np
 
-from aejax import metrics, occlusion, paramsfile, partcheck, parts, train
+from aejax import metrics, occlusion, paramsfile, partcheck, parts, summaries, train
 from aejax.config import Config, check_image_size
 from aejax.model import features_of
 
@@ -126,8 +126,8 @@ def warn_undefined_corr(per_image: dict[str, dict[str, np.ndarray]]) -> None:
 def summary(values: dict[str, dict[str, np.ndarray]], labels: np.ndarray
                  ) -> dict[str, Any]:
     """The ``test`` section of metrics.json: test-set means plus ``per_class``."""
-    out: dict[str, Any] = {name: metrics.summarize(v) for name, v in values.items()}
-    out["per_class"] = metrics.per_class(values, labels)
+    out: dict[str, Any] = {name: summaries.summarize(v) for name, v in values.items()}
+    out["per_class"] = summaries.per_class(values, labels)
     return out
 
 
@@ -150,7 +150,7 @@ def check_inputs(cfg: Config, model: nn.Module, images: np.ndarray, labels: np.n
     if np.shape(labels) != shape[:1]:
         raise ValueError(f"{shape[0]} test images need {shape[0]} labels shaped ({shape[0]},), "
                          f"got shape {np.shape(labels)}")
-    metrics.check_labels(labels)
+    summaries.check_labels(labels)
     if bars:
         check_image_size(cfg, height, width)
 

@@ -1,7 +1,7 @@
-"""Per-image image-quality metrics (dm-pix where it has them) and their per-class summaries.
+"""Per-image image-quality metrics (dm-pix where it has them).
 
 Every metric takes a target and a prediction shaped (N, H*W) or (N, H, W), floats in [0, 1],
-and returns one value per image (N,). Summaries average those per-image values.
+and returns one value per image (N,); ``aejax.summaries`` averages them.
 """
 
 from __future__ import annotations
@@ -164,9 +164,7 @@ def check_inputs(target: jax.Array, pred: jax.Array, mask: jax.Array | None = No
     """Raise ValueError unless target and pred are same-shaped float images in [0, 1]."""
     check_images(target, "target")
     check_images(pred, "pred")
-    if target.shape != pred.shape:
-        raise ValueError(f"target and pred must have the same shape, got {target.shape} and "
-                         f"{pred.shape}")
+    check_shapes(target, pred)
     if target.size == 0:
         raise ValueError(f"target and pred hold no images (shape {target.shape})")
     if mask is not None and (mask.shape != target.shape or mask.dtype != bool):
@@ -245,48 +243,3 @@ def per_image(target: jax.Array, pred: jax.Array,
                   "functions", target, pred, mask)
     check_inputs(target, pred, mask)
     return to_numpy(per_image_all(target, {"pred": pred}, mask)["pred"])
-
-
-def mean_std(values: np.ndarray) -> tuple[float, float]:
-    """Mean and (population, ddof=0) standard deviation, ignoring NaN (undefined correlations)."""
-    if values.size == 0 or np.all(np.isnan(values)):
-        return math.nan, math.nan
-    return float(np.nanmean(values)), float(np.nanstd(values))
-
-
-def summarize(values: dict[str, np.ndarray]) -> dict[str, float]:
-    """Means of per-image metrics: ``{metric: mean}``."""
-    return {name: mean_std(v)[0] for name, v in values.items()}
-
-
-def check_labels(labels: Any) -> None:
-    """Raise ValueError unless every label is a whole number (a class: ``per_class`` keys the
-    classes by ``str(int(label))``, so 3.2 and 3.7 would share the class "3")."""
-    labels = np.asarray(labels)
-    if labels.dtype.kind in "iub":
-        return
-    flat = labels.ravel()
-    if labels.dtype.kind == "f":
-        flat = flat[~(np.isfinite(flat) & (flat == np.round(flat)))]
-    if flat.size:
-        raise ValueError(f"labels must be whole numbers (the class of each image), got "
-                         f"{flat[0].item()!r} ({labels.dtype})")
-
-
-def per_class(values: dict[str, dict[str, np.ndarray]], labels: np.ndarray
-              ) -> dict[str, dict[str, Any]]:
-    """``{digit: {"count": n, comparison: {metric: mean, metric + "_std": std}}}``."""
-    check_labels(labels)
-    labels = np.asarray(labels)
-    out: dict[str, dict[str, Any]] = {}
-    for label in np.unique(labels):
-        in_class = labels == label
-        entry: dict[str, Any] = {"count": int(in_class.sum())}
-        for comparison, metrics in values.items():
-            entry[comparison] = {}
-            for name, v in metrics.items():
-                mean, std = mean_std(v[in_class])
-                entry[comparison][name] = mean
-                entry[comparison][f"{name}_std"] = std
-        out[str(int(label))] = entry
-    return out

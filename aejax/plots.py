@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 from matplotlib.backend_bases import FigureCanvasBase  # noqa: E402
 
 from aejax.jsonio import write_atomic  # noqa: E402
-from aejax.metrics import mean_std  # noqa: E402
+from aejax.summaries import mean_std  # noqa: E402
 
 
 def check_format(path: str | os.PathLike, flag: str) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
-from aejax import metrics, occlusion
+from aejax import metrics, occlusion, summaries
 
 
 def random_pairs(n: int = 6, side: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -50,7 +50,7 @@ def test_psnr_of_identical_images_is_capped_so_the_means_stay_finite() -> None:
     values = np.asarray(metrics.psnr(a, b))
     assert values[1] == metrics.PSNR_MAX
     assert np.all(values[[0, 2, 3]] < 30)  # the others are untouched
-    assert np.all(np.isfinite(metrics.mean_std(values)))
+    assert np.all(np.isfinite(summaries.mean_std(values)))
     target = a[:1].copy()
     target[0, 3, 4] = 0.5
     near = target.copy()
@@ -254,38 +254,6 @@ def test_in_chunks_equals_one_call_for_any_remainder(n: int) -> None:
         np.testing.assert_allclose(got, want, rtol=1e-6)
 
 
-def test_per_class_means_and_stds_add_up_to_the_overall_ones() -> None:
-    rng = np.random.default_rng(1)
-    labels = rng.integers(0, 10, 200)
-    values = {"occluded": {"mse": rng.gamma(2.0, 0.01, 200), "psnr": rng.normal(18, 2, 200)}}
-    table = metrics.per_class(values, labels)
-    assert sorted(table, key=int) == [str(d) for d in range(10)]
-    counts = np.array([table[str(d)]["count"] for d in range(10)])
-    assert counts.sum() == 200
-    for name, v in values["occluded"].items():
-        means = np.array([table[str(d)]["occluded"][name] for d in range(10)])
-        stds = np.array([table[str(d)]["occluded"][f"{name}_std"] for d in range(10)])
-        in_class = [v[labels == d] for d in range(10)]  # each class's own images, not all 200
-        np.testing.assert_allclose(means, [x.mean() for x in in_class], rtol=1e-12)
-        np.testing.assert_allclose(stds, [x.std() for x in in_class], rtol=1e-12)
-        overall = metrics.summarize(values["occluded"])[name]
-        np.testing.assert_allclose(np.sum(counts * means) / 200, overall, rtol=1e-10)
-        pooled_var = np.sum(counts * (stds**2 + (means - overall) ** 2)) / 200
-        np.testing.assert_allclose(pooled_var, np.var(v), rtol=1e-10)
-
-
-def test_labels_that_are_not_whole_numbers_are_refused_not_merged() -> None:
-    values = {"occluded": {"mse": np.array([0.1, 0.3, 0.5])}}
-    # whole floats are classes as ints are: 3.0 is the class "3"
-    assert metrics.per_class(values, np.array([3.0, 3.0, 1.0]))["3"]["count"] == 2
-    for labels, got in (([3.2, 3.7, 1.0], r"3\.2 \(float64\)"),
-                        ([1.0, np.nan, 2.0], r"nan \(float64\)"),
-                        (["a", "b", "c"], r"'a' \(<U1\)")):
-        with pytest.raises(ValueError, match=r"^labels must be whole numbers \(the class of each "
-                                             rf"image\), got {got}"):
-            metrics.per_class(values, np.array(labels))
-
-
 def test_undefined_correlations_are_nan_and_skipped_in_means() -> None:
     flat = np.full((1, 16), 0.5, np.float32)  # no variance: r is undefined
     assert np.isnan(metrics.corr(flat, flat)[0])
@@ -295,9 +263,6 @@ def test_undefined_correlations_are_nan_and_skipped_in_means() -> None:
         other = rng.uniform(0, 1, (2, 784)).astype(np.float32)
         assert np.all(np.isnan(metrics.corr(const, other)))
         assert np.all(np.isnan(metrics.corr_nonzero(other, const)))
-    assert metrics.mean_std(np.array([0.5, np.nan, 0.7])) == pytest.approx((0.6, 0.1))
-    summary = metrics.summarize({"corr": np.array([0.5, np.nan, 0.7]), "mse": np.ones(3)})
-    assert summary == pytest.approx({"corr": 0.6, "mse": 1.0})  # the test set's means
 
 
 @pytest.mark.parametrize("change,message", [
