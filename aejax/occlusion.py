@@ -70,7 +70,7 @@ def check_static(**values: object) -> None:
 def check_bars(size: int, *, width: int, low: int, high: int, num_bars: int,
                orientation: str) -> None:
     """Raise ValueError if bars of this geometry do not fit in a ``size``-pixel side."""
-    check_static(width=width, low=low, high=high, bars=num_bars)
+    check_static(width=width, low=low, high=high, num_bars=num_bars)
     if width < 1:
         raise ValueError(f"occlusion width must be >= 1, got {width}")
     if not 1 <= num_bars <= MAX_BARS:

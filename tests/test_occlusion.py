@@ -131,7 +131,7 @@ def test_different_keys_give_different_masks() -> None:
     (dict(value=True), r"occlusion value must be a pixel value in \[0, 1\], not a bool \(True\)"),
     (dict(width=2.5), "occlusion width must be an integer, got 2.5"),
     (dict(low=10.5), "occlusion low must be an integer, got 10.5"),
-    (dict(num_bars=True), "occlusion bars must be an integer, got True"),
+    (dict(num_bars=True), "occlusion num_bars must be an integer, got True"),
 ])
 def test_bad_arguments_raise_clear_errors(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -194,6 +194,8 @@ def test_traced_bar_geometry_is_refused_with_what_to_do() -> None:
         jax.vmap(lambda lo: occlusion.occlude(key, x, low=lo))(jnp.array([10, 11]))
     with pytest.raises(ValueError, match="occlusion width must be a Python int, not a traced"):
         jax.jit(lambda w: occlusion.occlude(key, x, width=w))(2)
+    with pytest.raises(ValueError, match="occlusion num_bars must be a Python int, not a traced"):
+        jax.jit(lambda n: occlusion.occlude(key, x, num_bars=n))(2)  # named as it is passed
     with pytest.raises(ValueError, match="return_mask must be a Python bool, not a traced value: "
                                          "mark it static under jit"):
         jax.jit(occlusion.occlude)(key, x, return_mask=True)
