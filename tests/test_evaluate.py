@@ -152,7 +152,8 @@ def test_images_with_an_empty_or_full_mask_are_nan_and_warned_about(
         test, arrays = evaluate.evaluate(cfg, model, params, images[:10], labels[:10],
                                          occlude=occlude)
     what = "no occluded pixel" if metric == "on_bar_mse" else "every pixel occluded"
-    constant = [CONSTANT.format("occluded_input", 10)] if occlude is whitened else []
+    constant = ([CONSTANT.format("occluded_input", 10, "so its test mean is NaN")]
+                if occlude is whitened else [])
     assert caplog.messages == [f"{count} of 10 test images have {what} (the occlusion's mask): "
                                f"their {metric} is undefined, NaN, {means}", *constant]
     undefined = ~np.asarray(arrays["mask"]).any(axis=1) if metric == "on_bar_mse" else \
@@ -167,9 +168,8 @@ def test_images_with_an_empty_or_full_mask_are_nan_and_warned_about(
             assert np.isnan(test[comparison][metric])
 
 
-CONSTANT = ("test.{0}: corr for {1} of 10 and corr_nonzero for {1} of 10 test images is "
-            "undefined, NaN (the pixels it counts are all alike in the image or in what it is "
-            "compared with), left out of the means (NaN if every image is)")
+CONSTANT = ("test.{0}: {1} of 10 test images are constant or compared with a constant image: "
+            "their corr is undefined, NaN, {2}")
 
 
 def test_constant_reconstructions_have_no_correlation_and_are_warned_about(setup,
@@ -179,16 +179,20 @@ def test_constant_reconstructions_have_no_correlation_and_are_warned_about(setup
     params = {**params, last: jax.tree.map(jnp.zeros_like, params[last])}
     images = images[:10].copy()
     images[3] = 0  # a blank test image: no correlation with anything, the occluded input's too
+    images[5] = np.where(images[5] > 0, 255, 0)  # ink all 255 (as MNIST's test image 9051):
+    # corr_nonzero undefined in every comparison, which is not warned about
     with caplog.at_level(logging.WARNING, logger="aejax.evaluate"):
         test, arrays = evaluate.evaluate(cfg, model, params, images, labels[:10])
-    assert caplog.messages == [CONSTANT.format("clean", 10),
-                               CONSTANT.format("occluded_input", 1),
-                               CONSTANT.format("occluded", 10)]
+    assert caplog.messages == [CONSTANT.format("clean", 10, "so its test mean is NaN"),
+                               CONSTANT.format("occluded_input", 1, "left out of its mean"),
+                               CONSTANT.format("occluded", 10, "so its test mean is NaN")]
     for name in evaluate.COMPARISONS:
         for metric in ("corr", "corr_nonzero"):
             values = arrays["per_image"][name][metric]
             assert np.isnan(values[3]) and (np.isnan(test[name][metric]) or name ==
                                             "occluded_input")
+    assert np.isnan(arrays["per_image"]["occluded_input"]["corr_nonzero"][5])
+    assert not np.isnan(arrays["per_image"]["occluded_input"]["corr"][5])
     assert test["occluded_input"]["corr"] == pytest.approx(
         np.delete(arrays["per_image"]["occluded_input"]["corr"], 3).mean())
 
