@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aejax import evaluate, metrics, parts, train
+from aejax import data, evaluate, metrics, parts, train
 from aejax.config import Config
 from tests.conftest import cpu, synthetic_digits
 from tests.test_metrics import metrics_atol
@@ -195,6 +195,18 @@ def test_constant_reconstructions_have_no_correlation_and_are_warned_about(setup
     assert not np.isnan(arrays["per_image"]["occluded_input"]["corr"][5])
     assert test["occluded_input"]["corr"] == pytest.approx(
         np.delete(arrays["per_image"]["occluded_input"]["corr"], 3).mean())
+
+
+def test_the_real_mnist_test_set_is_evaluated_without_a_warning(mnist_dir, tmp_path,
+                                                               caplog) -> None:
+    cfg = Config()  # test image 9051 has corr_nonzero NaN in every comparison: no news
+    ds = data.load("mnist", data_dir=mnist_dir, data_root=tmp_path, test_only=True)
+    model = train.make_model(cfg)
+    params = train.create_state(jax.random.key(0), model, train.make_optimizer(cfg)).params
+    with caplog.at_level(logging.WARNING, logger="aejax.evaluate"):
+        _, arrays = evaluate.evaluate(cfg, model, params, ds.test_images, ds.test_labels)
+    assert caplog.messages == []
+    assert np.isnan(arrays["per_image"]["occluded"]["corr_nonzero"][9051])
 
 
 def test_the_config_bars_are_not_warned_about(setup, caplog) -> None:
