@@ -71,24 +71,27 @@ def to_float(images_u8: jax.Array) -> jax.Array:
     return images_u8.astype(jnp.float32) / 255.0
 
 
-def make_pair(key: jax.Array, clean: jax.Array, mode: str, occlude: parts.OccludeFn
-              ) -> tuple[jax.Array, jax.Array]:
+def make_pair(key: jax.Array, clean: jax.Array, mode: str, occlude: parts.OccludeFn, *,
+              return_mask: bool = False) -> tuple[jax.Array, ...]:
     """The (input, target) pair for a training batch; the target is always the clean image.
 
     ``none``: the input is clean (the original); ``all``: every input is occluded by
     ``occlude(key, clean)`` (``parts.bars(cfg)`` for the config's bars); ``mixed``: each input
-    is occluded with probability 0.5.
+    is occluded with probability 0.5. With ``return_mask``, also the input's occluded pixels
+    (boolean, shaped like ``clean``; all False where it is clean), for a step of one's own with
+    a loss weighted by them.
     """
     if mode == "none":
-        return clean, clean
+        return (clean, clean, jnp.zeros(clean.shape, bool)) if return_mask else (clean, clean)
     occ_key, pick_key = jax.random.split(key)
-    occluded, _ = partcheck.occlude_checked(occlude, occ_key, clean)
+    occluded, mask = partcheck.occlude_checked(occlude, occ_key, clean)
     if mode == "all":
-        return occluded, clean
+        return (occluded, clean, mask) if return_mask else (occluded, clean)
     if mode == "mixed":  # one draw per image, whatever the image's own rank
         pick = jax.random.bernoulli(pick_key, jnp.float32(0.5),  # float32 draws under x64 too
                                     (clean.shape[0],) + (1,) * (clean.ndim - 1))
-        return jnp.where(pick, occluded, clean), clean
+        pair = jnp.where(pick, occluded, clean), clean
+        return (*pair, mask & pick) if return_mask else pair
     raise ValueError(f"train occlusion must be one of none, all, mixed; got {mode!r}")
 
 

@@ -33,6 +33,23 @@ def test_make_pair_target_is_clean_and_input_is_occluded() -> None:
     assert not np.array_equal(np.asarray(inp), np.asarray(tgt))
 
 
+def test_make_pair_returns_the_inputs_occluded_pixels_on_request() -> None:
+    clean = jnp.asarray(flat_images(64), jnp.float32) / 255.0
+    key, bars = jax.random.key(7), parts.bars(CFG)
+    occ_key, pick_key = jax.random.split(key)
+    bar_mask = np.asarray(bars(occ_key, clean)[1])
+    pick = np.asarray(jax.random.bernoulli(pick_key, jnp.float32(0.5), (64, 1)))
+    pair = jax.jit(train.make_pair, static_argnames=("mode", "occlude", "return_mask"))
+    for mode, want in (("none", np.zeros_like(bar_mask)), ("all", bar_mask),
+                       ("mixed", bar_mask & pick)):
+        inp, tgt, mask = pair(key, clean, mode=mode, occlude=bars, return_mask=True)
+        assert mask.dtype == bool and want.any() == (mode != "none")
+        np.testing.assert_array_equal(mask, want, err_msg=mode)
+        np.testing.assert_array_equal(inp, np.where(mask, 1.0, clean))  # bars only where masked
+        for a, b in zip((inp, tgt), train.make_pair(key, clean, mode, bars), strict=True):
+            np.testing.assert_array_equal(a, b)  # the same pair as without the mask
+
+
 def test_the_first_loss_is_the_original_mse_computed_in_numpy() -> None:
     model, tx = train.make_model(CFG), train.make_optimizer(CFG)
     state = train.create_state(jax.random.key(2), model, tx)
