@@ -19,16 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
-from aejax import datacache, idx
-from aejax.download import (UNCOMPRESSED, FileInfo, download_files, registered, sha256_file,
-                            vendored)
+from aejax import datacache, idx, registry
+from aejax.download import FileInfo, download_files, registered, sha256_file, vendored
 from aejax.idx import DataError
+from aejax.registry import DATASETS
 
 __all__ = ["DATASETS", "DataError", "Dataset", "FileInfo", "load", "registered", "vendored"]
 
 log = logging.getLogger(__name__)
 
-DATASETS: tuple[str, ...] = ("mnist", "fashion_mnist", "kmnist")
 IMAGE_SIDE = 28  # every registered dataset holds 28 x 28 images
 SAMPLE_SEED, SAMPLE_TRAIN = 0, 4000
 
@@ -97,7 +96,7 @@ def load(name: str = "mnist", *, data_dir: str | os.PathLike | None = None,
         raise DataError(f"data root {root} is a file, not a folder: pass a folder as --data-root "
                         "(or --data-dir with the IDX files)")
     folder = _local_folder(root, name)
-    if folder is None and _holds_idx_files(root, name):  # --data-root given the IDX folder
+    if folder is None and registry.holds_idx_files(root, name):  # given the IDX folder itself
         raise DataError(f"data root {root} holds IDX files itself, but --data-root is the folder "
                         f"above them (it reads {root / name}/ and caches in {root / 'cache'}/): "
                         f"pass --data-dir {root} to read these files")
@@ -110,25 +109,6 @@ def load(name: str = "mnist", *, data_dir: str | os.PathLike | None = None,
     raise DataError(_missing_message(name, root, download, fallback))
 
 
-def _holds_idx_files(root: Path, name: str) -> bool:
-    """Whether ``root`` itself holds four IDX files that are not another registered dataset's
-    (those of ``name``, or custom ones): files meant for ``--data-dir``."""
-    files = idx.find_files(root)
-    if len(files) < len(idx.FILES):
-        return False
-    digests = {base: sha256_file(path) for base, path in files.items()}
-    return not any(digest in _sums(other)[base] for other in DATASETS if other != name
-                   for base, digest in digests.items())
-
-
-def _sums(name: str) -> dict[str, tuple[str, ...]]:
-    """The SHA-256 sums a registered dataset's files may have, by base name: the .gz file's, and
-    the decompressed file's where known (MNIST's)."""
-    raw = UNCOMPRESSED.get(name, {})
-    return {base: (info.sha256, *filter(None, [raw.get(base)]))
-            for base, info in registered(name).items()}
-
-
 def _local_folder(root: Path, name: str) -> Path | None:
     """The first folder under `root` holding all four IDX files; in TFDS's manual folder, which
     every dataset shares, not when they are another registered dataset's."""
@@ -136,7 +116,7 @@ def _local_folder(root: Path, name: str) -> Path | None:
     for folder in (root / name, manual / name, manual):
         found = idx.find_files(folder)
         if len(found) == len(idx.FILES):
-            if folder == manual and (other := _registered_as(
+            if folder == manual and (other := registry.registered_as(
                     {base: sha256_file(path) for base, path in found.items()})) not in (None, name):
                 log.warning("%s holds the %s files, not %s's; passing over it", folder, other,
                             name)
@@ -155,7 +135,7 @@ def _load_folder(name: str, folder: Path, root: Path, *, explicit: bool, source:
     if len(files) < len(idx.FILES):  # test_only: a partial training set is not read at all
         files = {base: files[base] for base in idx.TEST_FILES}
     digests = {base: sha256_file(path) for base, path in files.items()}
-    name = _check_identity(name, folder, files, digests, explicit=explicit)
+    name = registry.check_identity(name, folder, files, digests, explicit=explicit)
     read = "".join(digests[base] for base in idx.FILES if base in digests)
     cache = datacache.cache_path(root, name, read)
     arrays = datacache.read_cache(cache)
@@ -176,57 +156,6 @@ def _read_files(files: dict[str, Path]) -> dict[str, np.ndarray]:
         test_x, test_y = idx.read_split(*(files[base] for base in idx.TEST_FILES))
         train_x, train_y = np.zeros((0, *test_x.shape[1:]), np.uint8), np.zeros(0, np.uint8)
     return dict(zip(datacache.KEYS, (train_x, train_y, test_x, test_y)))
-
-
-def _check_identity(name: str, folder: Path, files: dict[str, Path], digests: dict[str, str],
-                    *, explicit: bool) -> str:
-    """`name`, or "custom" for unregistered files in an explicit folder; DataError on conflict."""
-    found = _registered_as(digests)
-    if found is None and explicit:
-        why = (" (uncompressed files are recognised only as MNIST's: the sums of the others' "
-               "decompressed files are not known)"
-               if not all(map(idx.is_gzipped, files.values())) else "")
-        renamed = [f"{files[b].name} is {known}" for b, d in digests.items()
-                   if (known := _known_as(d, b, name))]
-        log.warning("files in %s match no registered dataset%s; loading them as 'custom'%s",
-                    folder, why, f" (but {', '.join(renamed)}: renamed?)" if renamed else "")
-        return "custom"
-    if found not in (None, name):
-        raise DataError(f"files in {folder} are {found}, not {name}: put the {name} files "
-                        f"there, or train a new run with --dataset {found}")
-    for base, info in registered(name).items():
-        if base not in files or digests[base] in _sums(name)[base]:  # test_only: no train files
-            continue
-        path = files[base]
-        expected = info.sha256 if idx.is_gzipped(path) else UNCOMPRESSED.get(name, {}).get(base)
-        if expected is None:
-            log.warning("%s is uncompressed: only its format is checked (the registered "
-                        "checksums are those of the .gz files)", path)
-            continue
-        fix = ("replace it with the registered file (a cut-short copy, or another file of the "
-               "same name?)" if explicit else "delete it and run again to re-download it, or "
-               "pass --data-dir to load custom data")
-        known = _known_as(digests[base], base, name)
-        raise DataError(f"{path} is not the registered {name} file ("
-                        + (f"it is {known}; " if known else "") + f"expected SHA-256 "
-                        f"{expected}, actual {digests[base]}): {fix}")
-    return name
-
-
-def _registered_as(digests: dict[str, str]) -> str | None:
-    """The registered dataset that most of the files (by SHA-256) are files of; None if none."""
-    matches = {n: sum(d in _sums(n)[b] for b, d in digests.items()) for n in DATASETS}
-    return max(matches, key=matches.get) if max(matches.values()) else None
-
-
-def _known_as(digest: str, base: str, name: str) -> str:
-    """Which other registered file (by SHA-256) a file that should be `name`'s `base` is, as
-    "mnist's t10k-labels-idx1-ubyte" (files under each other's names); "" if none."""
-    for other_name in DATASETS:
-        for other, sums in _sums(other_name).items():
-            if digest in sums and (other_name, other) != (name, base):
-                return f"{other_name}'s {other}"
-    return ""
 
 
 def _check_size(name: str, files: dict[str, Path], arrays: dict[str, np.ndarray]) -> None:

@@ -207,13 +207,6 @@ def test_official_files_under_each_others_names_say_which_they_are(mnist_dir, tm
         data.load("mnist", data_dir=one, data_root=tmp_path / "root")
 
 
-def test_another_datasets_file_of_the_same_name_is_named_as_such() -> None:
-    base = "train-labels-idx1-ubyte"  # fashion_mnist's labels among mnist's files, say
-    fashion = data._sums("fashion_mnist")[base][0]
-    assert data._known_as(fashion, base, "mnist") == f"fashion_mnist's {base}"
-    assert data._known_as(fashion, base, "fashion_mnist") == ""  # its own: not another's
-
-
 @pytest.mark.parametrize("problem", ["missing", "empty", "corrupt"])
 def test_explicit_dir_problems_are_errors(small_idx_dir, tmp_path, monkeypatch, problem):
     monkeypatch.setattr(download, "reachable", lambda *a: pytest.fail("tried the network"))
