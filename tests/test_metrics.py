@@ -312,6 +312,27 @@ def test_each_metric_refuses_one_image_or_unequal_shapes_in_one_line(name: str) 
         ONE_METRIC[name](a, b[:, :8])
 
 
+@pytest.mark.parametrize("name", list(ONE_METRIC))
+def test_each_metric_maps_over_a_batch_of_batches(name: str) -> None:
+    # the shape checks see each batch under vmap: (N, H, W), not one image or a stack
+    a, b = random_pairs(n=12)
+    stacked_a, stacked_b = a.reshape(3, 4, 16, 16), b.reshape(3, 4, 16, 16)
+    got = jax.vmap(ONE_METRIC[name])(stacked_a, stacked_b)
+    want = [ONE_METRIC[name](x, y) for x, y in zip(stacked_a, stacked_b, strict=True)]
+    np.testing.assert_allclose(got, np.stack(want), rtol=1e-5, atol=1e-6)
+
+
+def test_per_image_all_maps_over_a_batch_of_batches() -> None:
+    a, b = random_pairs(n=12)
+    stacked_a, stacked_b = a.reshape(3, 4, 16, 16), b.reshape(3, 4, 16, 16)
+    got = jax.vmap(lambda x, y, m: metrics.per_image_all(x, {"p": y}, m))(
+        stacked_a, stacked_b, stacked_a > 0.5)["p"]
+    for i in range(3):
+        want = metrics.per_image(a[4 * i:4 * i + 4], b[4 * i:4 * i + 4], a[4 * i:4 * i + 4] > 0.5)
+        for metric, values in want.items():
+            np.testing.assert_allclose(got[metric][i], values, rtol=1e-5, atol=1e-6)
+
+
 def test_masked_mse_refuses_a_mask_of_another_shape_in_one_line() -> None:
     a, b = random_pairs(n=4)
     with pytest.raises(ValueError, match=r"^mask must be shaped like the images \(4, 16, 16\), "
