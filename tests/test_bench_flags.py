@@ -134,6 +134,7 @@ def test_data_dir_help_says_how_to_time_random_images_under_aejax_mnist_dir(
     assert bench_report.images(bench_flags.parse(parser, ["--data-dir", ""]).data_dir, 8)[1] == (
         "random uint8 8x784")
 
+
 def test_num_images_with_a_data_folder_is_refused_rather_than_ignored(monkeypatch,
                                                                       capsys) -> None:
     # it counts random images only: with a folder, 60,000 MNIST images would be timed instead

@@ -296,6 +296,7 @@ def test_an_empty_run_name_is_refused_not_read_as_the_current_folder(
     assert (code, err) == (2, ["compare.py: error: a RUN is empty; give the run folders that "
                                "train.py wrote"])
 
+
 def test_keys_are_stripped_of_spaces_and_empty_names(tmp_path: Path,
                                                      capsys: pytest.CaptureFixture) -> None:
     runs = [fake_run(tmp_path / "a", 0.017, 0.008), fake_run(tmp_path / "b", 0.016, 0.009, seed=1)]
