@@ -94,6 +94,11 @@ def check_predictions(arrays: dict[str, jax.Array], values: dict[str, dict[str, 
                          "reconstructions must lie in [0, 1] (see aejax.parts)")
 
 
+def left_out(count: int, total: int) -> str:
+    """What becomes of ``count`` NaN values of ``total`` in metrics.json, for the warnings."""
+    return "so its test means are NaN" if count == total else "left out of its means"
+
+
 def warn_undefined_masks(per_image: dict[str, np.ndarray]) -> None:
     """Log how many test images the occlusion left untouched (an all-False mask: ``on_bar_mse``
     undefined) or covered entirely (``off_bar_mse`` undefined): NaN per image, left out of the
@@ -103,10 +108,8 @@ def warn_undefined_masks(per_image: dict[str, np.ndarray]) -> None:
                          ("off_bar_mse", "every pixel occluded")):
         count, total = int(np.sum(np.isnan(per_image[metric]))), len(per_image[metric])
         if count:
-            means = ("so its test means are NaN" if count == total
-                     else "left out of its means")
             log.warning("%d of %d test images have %s (the occlusion's mask): their %s is "
-                        "undefined, NaN, %s", count, total, what, metric, means)
+                        "undefined, NaN, %s", count, total, what, metric, left_out(count, total))
 
 
 def warn_undefined_corr(per_image: dict[str, dict[str, np.ndarray]]) -> None:
@@ -117,10 +120,9 @@ def warn_undefined_corr(per_image: dict[str, dict[str, np.ndarray]]) -> None:
     for name in COMPARISONS:
         values = per_image[name]["corr"]
         if count := int(np.sum(np.isnan(values))):
-            means = "so its test mean is NaN" if count == len(values) else "left out of its mean"
             log.warning("test.%s: %d of %d test images are constant or compared with a constant "
                         "image: their corr is undefined, NaN, %s", name, count, len(values),
-                        means)
+                        left_out(count, len(values)))
 
 
 def summary(values: dict[str, dict[str, np.ndarray]], labels: np.ndarray

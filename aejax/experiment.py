@@ -29,8 +29,9 @@ log = logging.getLogger(__name__)
 def warn_ambiguous(parts: Parts) -> None:
     """Warn about each custom part whose name others share (``Parts.ambiguous``), saying whether
     the part itself or a function among its fields or arguments (a flax initializer) lacks one."""
+    names = parts.describe()
     for field in parts.ambiguous():
-        part_name = parts.describe()[field]
+        part_name = names[field]
         where = ("it" if SHARED_NAME.search(part_name.split("(", 1)[0]) else
                  "each function among its fields or arguments, flax's initializers too,")
         log.warning("the custom %s is named %s, a name that other parts share: resuming and "

@@ -152,7 +152,7 @@ def test_images_with_an_empty_or_full_mask_are_nan_and_warned_about(
         test, arrays = evaluate.evaluate(cfg, model, params, images[:10], labels[:10],
                                          occlude=occlude)
     what = "no occluded pixel" if metric == "on_bar_mse" else "every pixel occluded"
-    constant = ([CONSTANT.format("occluded_input", 10, "so its test mean is NaN")]
+    constant = ([CONSTANT.format("occluded_input", 10, "so its test means are NaN")]
                 if occlude is whitened else [])
     assert caplog.messages == [f"{count} of 10 test images have {what} (the occlusion's mask): "
                                f"their {metric} is undefined, NaN, {means}", *constant]
@@ -183,9 +183,9 @@ def test_constant_reconstructions_have_no_correlation_and_are_warned_about(setup
     # corr_nonzero undefined in every comparison, which is not warned about
     with caplog.at_level(logging.WARNING, logger="aejax.evaluate"):
         test, arrays = evaluate.evaluate(cfg, model, params, images, labels[:10])
-    assert caplog.messages == [CONSTANT.format("clean", 10, "so its test mean is NaN"),
-                               CONSTANT.format("occluded_input", 1, "left out of its mean"),
-                               CONSTANT.format("occluded", 10, "so its test mean is NaN")]
+    assert caplog.messages == [CONSTANT.format("clean", 10, "so its test means are NaN"),
+                               CONSTANT.format("occluded_input", 1, "left out of its means"),
+                               CONSTANT.format("occluded", 10, "so its test means are NaN")]
     for name in evaluate.COMPARISONS:
         for metric in ("corr", "corr_nonzero"):
             values = arrays["per_image"][name][metric]
