@@ -177,6 +177,8 @@ def reachable(url: str, timeout: float = CONNECT_TIMEOUT_S) -> bool:
     the name lookup included: it runs in a thread, since a lookup has no timeout of its own (an
     unreachable name server holds it for resolv.conf's 5 s times 2 attempts)."""
     parts = urllib.parse.urlsplit(url)
+    if not parts.hostname:  # "http:/host/dir": nowhere to connect (None would be this machine)
+        return False
     proxy = urllib.request.getproxies().get(parts.scheme)
     if proxy and not urllib.request.proxy_bypass(parts.hostname):
         parts = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")

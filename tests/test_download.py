@@ -145,6 +145,24 @@ def test_reachable_tries_the_schemes_port_or_the_proxy(monkeypatch):
     assert tried == [("example.org", 443), ("example.org", 80), ("proxy.example", 3128)]
 
 
+def test_a_url_without_a_host_is_unreachable_with_or_without_a_proxy(monkeypatch):
+    tried = []
+
+    def refused(address, timeout=None, *args):
+        tried.append(address)
+        raise ConnectionRefusedError("refused")
+
+    monkeypatch.setattr(socket, "create_connection", refused)
+    for scheme in ("http", "https", "all", "no"):
+        monkeypatch.delenv(f"{scheme}_proxy", raising=False)
+        monkeypatch.delenv(f"{scheme.upper()}_PROXY", raising=False)
+    assert not _real_reachable("http:///x.gz", timeout=1)  # a mirror of "http:/host/dir"
+    monkeypatch.setenv("http_proxy", "proxy.example:3128")
+    monkeypatch.setenv("no_proxy", "localhost")  # urllib's proxy_bypass(None) raised
+    assert not _real_reachable("http:/host/x.gz", timeout=1)
+    assert tried == []  # not this machine's port 80, as (None, 80) would be
+
+
 @pytest.mark.skipif(not HAS_TFDS, reason="tensorflow_datasets is not installed")
 def test_download_from_mirror(mnist_dir, tmp_path, monkeypatch, serve):
     url, requested = serve(mnist_dir)
