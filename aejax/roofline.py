@@ -22,7 +22,7 @@ def step_flops(num_params: int, batch_size: int) -> float:
 
 
 def matmul_gflops(size: int = 1024, repeats: int = 20, *, device: jax.Device | None = None,
-                  dtype: jnp.dtype = jnp.float32) -> float:
+                  dtype: jax.typing.DTypeLike = jnp.float32) -> float:
     """Best-of-``repeats`` GFLOP/s of a jitted ``size`` x ``size`` matmul (2 n^3 FLOPs).
 
     Args:
