@@ -9,6 +9,7 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
+import jax  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.backend_bases import FigureCanvasBase  # noqa: E402
@@ -25,7 +26,7 @@ def check_format(path: str | os.PathLike, flag: str) -> None:
                          f"extension such as .png, .pdf or .svg")
 
 
-def tile(rows: list[np.ndarray], n: int, gap: int = 2) -> np.ndarray:
+def tile(rows: list[np.ndarray | jax.Array], n: int, gap: int = 2) -> np.ndarray:
     """The first ``n`` square images of each row in one array, NaN (drawn white) between them."""
     side = int(round(np.sqrt(np.asarray(rows[0][0]).size)))
     step = side + gap
@@ -37,7 +38,7 @@ def tile(rows: list[np.ndarray], n: int, gap: int = 2) -> np.ndarray:
     return out
 
 
-def reconstruction_grid(rows: dict[str, np.ndarray], path: str | os.PathLike,
+def reconstruction_grid(rows: dict[str, np.ndarray | jax.Array], path: str | os.PathLike,
                         n: int = 10) -> None:
     """The original's figure: one titled row per entry (e.g. original, occluded, reconstructed),
     of the first ``n`` images (all of them, if fewer).
