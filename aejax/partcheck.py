@@ -149,6 +149,9 @@ def check_signatures(model: Any, loss: Any) -> None:
     for kind, part, fn, count, how, why in calls:
         if part is None:
             continue
+        if fn is None:  # a module without __call__: apply has no method to run
+            raise PartError(f"the {kind} {name(part)} has no __call__ method, which {how} runs: "
+                            "define __call__(self, images)")
         try:
             inspect.signature(fn).bind(*[None] * count)
         except TypeError as err:

@@ -171,6 +171,27 @@ def test_a_model_or_loss_wanting_other_arguments_is_told_how_it_is_called(
     assert not trained
 
 
+class EncodeOnly(nn.Module):
+    """Has a compact method, but no ``__call__`` for ``apply`` to run."""
+
+    features: int = 784
+
+    @nn.compact
+    def encode(self, x: jax.Array) -> jax.Array:
+        return nn.sigmoid(nn.Dense(self.features)(x))
+
+
+def test_a_model_without_call_is_told_that_apply_runs_call(monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    trained = []
+    monkeypatch.setattr(loop, "run_epochs", lambda *args: trained.append(args))
+    with pytest.raises(parts.PartError, match=r"^the model \S*EncodeOnly\(features=784\) has no "
+                       r"__call__ method, which model\.apply\(\{\"params\": params\}, images\) "
+                       r"runs: define __call__\(self, images\)$"):  # not "None is not callable"
+        loop.fit(CFG, images_u8(32), progress=False, parts=Parts(model=EncodeOnly()))
+    assert not trained
+
+
 def test_a_model_output_of_another_shape_is_refused_naming_the_model() -> None:
     class Classifier(nn.Module):
         features: int = 784
