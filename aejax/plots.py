@@ -5,17 +5,20 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
 matplotlib.use("Agg")
-import jax  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.backend_bases import FigureCanvasBase  # noqa: E402
 
 from aejax.jsonio import write_atomic  # noqa: E402
 from aejax.summaries import mean_std  # noqa: E402
+
+if TYPE_CHECKING:  # the hints only: figures need no JAX
+    import jax
 
 
 def check_format(path: str | os.PathLike, flag: str) -> None:
