@@ -107,7 +107,7 @@ def download_files(name: str, root: Path) -> Path | None:
     """Downloads the four verified .gz files into `<root>/<name>/`; None if the download
     failed, DataError if a downloaded file is not the registered one (its SHA-256)."""
     infos = registered(name)
-    mirror = os.environ.get(MIRROR_ENV.format(name.upper()))
+    mirror = mirror_url(name)
     if mirror:
         infos = {b: dataclasses.replace(i, url=f"{mirror.rstrip('/')}/{i.filename}")
                  for b, i in infos.items()}
@@ -119,6 +119,24 @@ def download_files(name: str, root: Path) -> Path | None:
         if len(idx.find_files(root / name)) == len(idx.FILES):  # the process before us got them
             return root / name
         return _download(name, infos, root)
+
+
+def mirror_url(name: str) -> str | None:
+    """The base URL that ``AEJAX_MIRROR_<NAME>`` gives, if set; ValueError if it is no
+    http(s) URL with a host (it would only be found unreachable, "offline?")."""
+    var = MIRROR_ENV.format(name.upper())
+    value = os.environ.get(var)
+    if not value:
+        return None
+    parts = urllib.parse.urlsplit(value)
+    why = "not http or https" if parts.scheme not in ("http", "https") else "no host"
+    if parts.scheme in ("http", "https") and parts.hostname:
+        try:
+            _ = parts.port  # urllib checks the port when it is read
+            return value
+        except ValueError as err:  # "Port could not be cast ...", "Port out of range 0-65535"
+            why = f"port: {err}"
+    raise ValueError(f"{var}={value!r} is not a base URL such as http://host/dir ({why})")
 
 
 def _download(name: str, infos: dict[str, FileInfo], root: Path) -> Path | None:

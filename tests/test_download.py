@@ -7,6 +7,7 @@ import http.server
 import importlib.util
 import logging
 import os
+import re
 import shutil
 import socket
 import sys
@@ -161,6 +162,20 @@ def test_a_url_without_a_host_is_unreachable_with_or_without_a_proxy(monkeypatch
     monkeypatch.setenv("no_proxy", "localhost")  # urllib's proxy_bypass(None) raised
     assert not _real_reachable("http:/host/x.gz", timeout=1)
     assert tried == []  # not this machine's port 80, as (None, 80) would be
+
+
+@pytest.mark.parametrize("mirror, why", [
+    ("http://localhost:80x/dir", "port"), ("http://localhost:99999", "port"),
+    ("http:/host/dir", "no host"), ("host/dir", "not http or https"),
+    ("ftp://host/dir", "not http or https")])
+def test_a_mirror_that_is_no_url_is_refused_naming_the_variable(tmp_path, monkeypatch, mirror,
+                                                                why):
+    monkeypatch.setenv("AEJAX_MIRROR_MNIST", mirror)
+    monkeypatch.setattr(download, "reachable", lambda *a, **k: pytest.fail("not tried"))
+    with pytest.raises(ValueError, match=rf"^AEJAX_MIRROR_MNIST='{re.escape(mirror)}' is not "
+                                         rf"a base URL such as http://host/dir \({why}"):
+        download.download_files("mnist", tmp_path)
+    assert not list(tmp_path.iterdir())
 
 
 @pytest.mark.skipif(not HAS_TFDS, reason="tensorflow_datasets is not installed")
