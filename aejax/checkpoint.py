@@ -192,7 +192,7 @@ def finished_steps(directory: Path) -> list[int]:
     """The steps of the finished checkpoints (``<step>/`` folders) in ``directory``, in order."""
     if not directory.is_dir():
         return []
-    return sorted(int(p.name) for p in directory.iterdir() if p.is_dir() and p.name.isdigit())
+    return sorted(int(p.name) for p in directory.iterdir() if p.is_dir() and p.name.isdecimal())
 
 
 def remove_partial(directory: Path) -> None:

@@ -36,7 +36,7 @@ def parse_devices(value: int | str) -> int | str:
     positive count; ValueError for anything else."""
     if value == "all":
         return value
-    count = int(value) if isinstance(value, str) and value.isdigit() else value
+    count = int(value) if isinstance(value, str) and value.isdecimal() else value
     if not is_integer(count) or count < 1:
         raise ValueError(f"--devices must be a positive number or 'all', got {value!r}")
     return int(count)

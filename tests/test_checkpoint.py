@@ -84,7 +84,8 @@ def test_a_save_at_an_epochs_end_records_the_next_epoch_at_offset_0(tmp_path: Pa
 
 
 def test_finished_steps_are_in_numeric_order_without_unfinished_ones(tmp_path: Path) -> None:
-    for name in ("100", "9", "10", "11" + checkpoint.TMP_SUFFIX + "-1234", "notes"):
+    unfinished = "11" + checkpoint.TMP_SUFFIX + "-1234"
+    for name in ("100", "9", "10", unfinished, "notes", "²"):  # "²".isdigit(), not int()'s
         (tmp_path / name).mkdir()
     (tmp_path / "12").write_text("a file, not a checkpoint")
     assert checkpoint.finished_steps(tmp_path) == [9, 10, 100]  # the last is the newest
