@@ -119,6 +119,20 @@ def test_corr_of_nearly_constant_images_matches_float64() -> None:
                                rtol=1e-5)
 
 
+def test_corr_nonzero_of_nearly_constant_images_shifts_by_a_counted_pixel() -> None:
+    # as above, but with pixels left out: a left-out 0 must not be the shift, or the counted
+    # pixels' few-ulp deviations are lost in the rounding of their mean
+    rng = np.random.default_rng(1)
+    a = (np.float32(0.3) + np.float32(3e-8) * rng.integers(0, 4, (4, 784))).astype(np.float32)
+    b = (a + np.float32(3e-8) * rng.integers(0, 2, (4, 784))).astype(np.float32)
+    a[:, 0] = b[:, 1] = 0.0  # below the tolerance in one image: left out
+    keep = (a > metrics.NONZERO_TOL) & (b > metrics.NONZERO_TOL)
+    want = [np.corrcoef(x[k], y[k])[0, 1]
+            for x, y, k in zip(a.astype(np.float64), b.astype(np.float64), keep)]
+    np.testing.assert_allclose(metrics.corr_nonzero(jnp.asarray(a), jnp.asarray(b)), want,
+                               rtol=1e-5)
+
+
 def test_corr_of_a_collapsed_models_tiny_pixels_matches_float64() -> None:
     # A model whose sigmoid saturates (logits about -60) outputs pixels near 1e-26: their
     # squared deviations underflow float32, and r came out inf or -inf (a test mean of inf).
