@@ -184,6 +184,16 @@ def test_corr_nonzero_keeps_only_pixels_above_the_tolerance_in_both() -> None:
     assert abs(expected - all_pixels) > 0.05  # the tolerance changes the answer here
 
 
+def test_corr_nonzero_counts_pixels_just_above_the_tolerance() -> None:
+    # 2e-4 (dark, but above the tolerance in both: counted) and 1e-4 itself (left out)
+    original = np.array([[2e-4, 1e-4, 0.3, 0.2, 0.5, 0.9, 0.7]], np.float32)
+    recon = np.array([[0.9, 0.6, 0.1, 0.3, 0.4, 0.8, 0.9]], np.float32)
+    expected = np.corrcoef(original[0, [0, 2, 3, 4, 5, 6]], recon[0, [0, 2, 3, 4, 5, 6]])[0, 1]
+    np.testing.assert_allclose(metrics.corr_nonzero(original, recon), [expected], rtol=1e-5)
+    without = np.corrcoef(original[0, 2:], recon[0, 2:])[0, 1]
+    assert abs(expected - without) > 0.05  # the dark pixel changes the answer here
+
+
 def test_on_and_off_bar_mse_split_the_total_mse() -> None:
     a, b = random_pairs(n=8, side=28)
     mask = np.asarray(occlusion.occlusion_mask(jax.random.key(3), 8, num_bars=2))
