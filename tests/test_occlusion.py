@@ -107,6 +107,18 @@ def test_a_fixed_start_a_black_bar_and_an_empty_batch_are_allowed() -> None:
     assert occlusion.occlude(key, jnp.zeros((0, 784))).shape == (0, 784)
 
 
+def test_the_limits_of_the_bar_geometry_are_allowed() -> None:
+    key, x = jax.random.key(2), jnp.asarray(images(2))
+    for edge in (0.0, 1.0):  # pixels at either end of [0, 1] (255 / 255: MNIST has them)
+        assert occlusion.occlude(key, jnp.full((2, 784), edge)).shape == (2, 784)
+    whole = occlusion.occlude(key, x, width=28, low=0, high=0, value=0.5)  # as wide as the image
+    np.testing.assert_array_equal(np.asarray(whole), np.full((2, 28, 28), 0.5, np.float32))
+    mask = occlusion.occlusion_mask(key, 2, num_bars=occlusion.MAX_BARS)  # as many as allowed
+    starts, horizontal = occlusion.sample_bars(key, 2, num_bars=occlusion.MAX_BARS)
+    np.testing.assert_array_equal(np.asarray(mask), loop_occlude(
+        np.zeros((2, 28, 28), bool), np.asarray(starts), np.asarray(horizontal), value=True))
+
+
 def test_different_keys_give_different_masks() -> None:
     a = occlusion.occlusion_mask(jax.random.key(0), 64)
     b = occlusion.occlusion_mask(jax.random.key(1), 64)
