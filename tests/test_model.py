@@ -49,6 +49,15 @@ def test_torch_init_is_uniform_within_fan_in_bound_and_flax_init_differs() -> No
         assert float(jnp.std(layer["kernel"])) == pytest.approx(fan_in ** -0.5, rel=0.1)
 
 
+def test_torch_init_reaches_the_fan_in_bound_itself() -> None:
+    # the largest of n uniform draws falls short of the bound by about bound / n: a bound of
+    # 1/sqrt(fan_in + 1) (or any a little smaller) leaves every kernel further short than 20 / n
+    for layer in init_params(jax.random.key(0), Autoencoder()).values():
+        kernel = layer["kernel"]
+        bound = kernel.shape[0] ** -0.5
+        assert float(jnp.max(jnp.abs(kernel))) >= bound * (1 - 20 / kernel.size)
+
+
 def test_unknown_init_scheme_is_rejected() -> None:
     with pytest.raises(ValueError, match="init must be one of"):
         init_params(jax.random.key(0), Autoencoder(init_scheme="xavier"))
