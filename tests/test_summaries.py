@@ -32,8 +32,11 @@ def test_labels_that_are_not_whole_numbers_are_refused_not_merged() -> None:
     values = {"occluded": {"mse": np.array([0.1, 0.3, 0.5])}}
     # whole floats are classes as ints are: 3.0 is the class "3"
     assert summaries.per_class(values, np.array([3.0, 3.0, 1.0]))["3"]["count"] == 2
+    assert summaries.per_class(values, np.uint8([3, 3, 1]))["3"]["count"] == 2  # MNIST's dtype
+    assert summaries.per_class(values, np.array([True, True, False]))["1"]["count"] == 2
     for labels, got in (([3.2, 3.7, 1.0], r"3\.2 \(float64\)"),
                         ([1.0, np.nan, 2.0], r"nan \(float64\)"),
+                        ([1.0, np.inf, 2.0], r"inf \(float64\)"),  # not int(inf)'s OverflowError
                         (["a", "b", "c"], r"'a' \(<U1\)")):
         with pytest.raises(ValueError, match=r"^labels must be whole numbers \(the class of each "
                                              rf"image\), got {got}"):
