@@ -169,6 +169,9 @@ def test_wrong_dims(tmp_path):
     write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", np.zeros((4, 5, 5)))
     with pytest.raises(DataError, match=r"train images are \(5, 4\) but test images are \(5, 5\)"):
         idx.read_folder(idx.locate(tmp_path))
+    write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", np.zeros((4, 6, 4)))  # taller, as wide
+    with pytest.raises(DataError, match=r"train images are \(5, 4\) but test images are \(6, 4\)"):
+        idx.read_folder(idx.locate(tmp_path))
     path = write_idx(tmp_path / "zero.gz", np.zeros((3, 0, 4)))
     with pytest.raises(DataError, match=r"empty dimension in shape \(3, 0, 4\)"):
         idx.read_images(path)
