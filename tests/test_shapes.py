@@ -26,6 +26,9 @@ def test_paths_match_across_containers_and_differences_are_named() -> None:
     saved["opt_state"][0]["nu"] = np.zeros(3)
     assert shapes.mismatch(saved, state) == (
         "params/dense_0/kernel: (4, 5) saved, (4, 3) now; opt_state/0/mu is not saved and 2 more")
+    del saved["opt_state"][0]["nu"]  # three: the third counted, not dropped
+    assert shapes.mismatch(saved, state) == (
+        "params/dense_0/kernel: (4, 5) saved, (4, 3) now; opt_state/0/mu is not saved and 1 more")
     assert shapes.mismatch({"a": np.zeros(1)}, {}) == "a is saved but not built now"
     words = ("given", "built", "")  # evaluate.check_params's, for parameters given in Python
     assert shapes.mismatch({"a": np.zeros(1)}, {}, words=words) == "a is given but not built"
