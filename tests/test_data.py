@@ -251,6 +251,14 @@ def test_test_only_reads_a_folder_with_only_the_test_files(mnist_dir, tmp_path, 
         data.load("mnist", data_dir=folder, data_root=tmp_path / "root", test_only=True)
 
 
+def test_test_only_still_reads_the_training_files_where_all_four_are(small_idx_dir, tmp_path):
+    # report.py loads with test_only, and testset.evaluated_data may take the train size from it
+    ds = data.load("mnist", data_dir=small_idx_dir, data_root=tmp_path / "root", test_only=True)
+    full = data.load("mnist", data_dir=small_idx_dir, data_root=tmp_path / "root")
+    assert ds.train_images.shape == (256, 28, 28) and ds.train_labels.shape == (256,)
+    assert (ds.train_sha256, ds.test_sha256) == (full.train_sha256, full.test_sha256)
+
+
 def test_test_only_checks_the_test_images_size(tmp_path):
     write_folder(tmp_path / "t10k", hw=(5, 4))
     for base in idx.FILES[:2]:
