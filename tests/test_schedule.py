@@ -93,6 +93,12 @@ def test_a_last_chunk_of_three_steps_runs_as_a_pair_and_a_lone_step() -> None:
         np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("steps", [5, 9, 15])
+def test_an_odd_epoch_no_longer_than_the_checkpoint_interval_is_one_chunk(steps: int) -> None:
+    # the wanted length covers the epoch: one chunk (one compilation), not pairs and a lone step
+    assert schedule.chunk_plan(steps, max_length=steps) == [(0, steps)]
+
+
 def test_a_divisor_exactly_half_the_wanted_length_is_preferred() -> None:
     # 136 = 8 x 17: chunks of 8 need one compilation; chunks of 16 would leave a rest of 8
     assert schedule.chunk_plan(136, max_length=16) == [(o, 8) for o in range(0, 136, 8)]
