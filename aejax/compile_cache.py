@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import jax
+from jax.experimental.compilation_cache import compilation_cache
 
 log = logging.getLogger(__name__)
 DEFAULT_DIR = Path("~/.cache/aejax/jax").expanduser()
@@ -30,6 +31,8 @@ def enable(directory: str | os.PathLike | None = None, *,
                     "writable folder%s", path, err.strerror or err,
                     f", or pass {off_flag}" if off_flag else "")
         return None
+    if jax.config.jax_compilation_cache_dir not in (None, str(path)):  # JAX opens one folder
+        compilation_cache.reset_cache()  # per process: else it went on caching in the old one
     jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)

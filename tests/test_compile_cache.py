@@ -6,7 +6,9 @@ import logging
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import pytest
+from jax.experimental.compilation_cache import compilation_cache as cc
 
 from aejax import compile_cache
 
@@ -21,6 +23,7 @@ def jax_options():
     yield
     for name, value in before.items():
         jax.config.update(name, value)
+    cc.reset_cache()  # the folder JAX opened in the test is not the suite's
 
 
 def test_enable_points_jax_at_the_folder_and_caches_everything(tmp_path: Path,
@@ -57,6 +60,14 @@ def test_the_folder_may_come_from_aejax_jax_cache_with_a_tilde_and_exist_already
     assert compile_cache.enable() == tmp_path / "cache"
     assert compile_cache.enable() == tmp_path / "cache"  # the next run finds it there
     assert jax.config.jax_compilation_cache_dir == str(tmp_path / "cache")
+
+
+def test_enabling_another_folder_later_in_the_process_caches_there(tmp_path: Path,
+                                                                   jax_options) -> None:
+    for i, folder in enumerate([tmp_path / "a", tmp_path / "b"]):  # JAX opens its folder once
+        assert compile_cache.enable(folder) == folder
+        jax.jit(lambda x, i=i: x * (i + 3.5))(jnp.arange(7.0 + i)).block_until_ready()
+        assert any(folder.iterdir()), f"nothing cached in {folder}"
 
 
 @pytest.mark.parametrize("script", ["train", "evaluate"])
