@@ -13,7 +13,8 @@ A research extension is a pure function or a Flax module handed to ``loop.fit``,
   ``Autoencoder`` from the config).
 
 Functions are traced into the compiled step, so they must be jit-compatible. They are compared
-by identity, so pass the same object to reuse compiled programs; ``Parts.describe`` names them
+by identity, so pass the same object to reuse evaluation's compiled programs (training compiles
+its chunks in every ``loop.fit``); ``Parts.describe`` names them
 (``name``) in config.json and in checkpoints, and a run is resumed only with the same names.
 ``loop.fit`` checks the ranges (``partcheck.check_ranges``) before it trains, and checkpoints
 record what each part computes (``partdigest.digests``).
