@@ -1,21 +1,21 @@
-"""Figures for a run (matplotlib with the Agg backend); never called from inside jit."""
+"""Figures for a run (matplotlib's Agg canvas, without pyplot: the backend, and the figures, of
+a notebook that runs experiments stay as they were); never called from inside jit."""
 
 from __future__ import annotations
 
 import io
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
+import numpy as np
+from matplotlib.backend_bases import FigureCanvasBase
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.backend_bases import FigureCanvasBase  # noqa: E402
-
-from aejax.jsonio import write_atomic  # noqa: E402
-from aejax.summaries import mean_std  # noqa: E402
+from aejax.jsonio import write_atomic
+from aejax.summaries import mean_std
 
 if TYPE_CHECKING:  # the hints only: figures need no JAX
     import jax
@@ -41,6 +41,13 @@ def tile(rows: list[np.ndarray | jax.Array], n: int, gap: int = 2) -> np.ndarray
     return out
 
 
+def subplots(*shape: int, **kwargs: Any) -> tuple[Figure, Any]:
+    """``plt.subplots`` on a figure of its own, drawn by Agg, that pyplot never sees."""
+    fig = Figure(figsize=kwargs.pop("figsize", None))
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(*shape, **kwargs)
+
+
 def reconstruction_grid(rows: dict[str, np.ndarray | jax.Array], path: str | os.PathLike,
                         n: int = 10) -> None:
     """The original's figure: one titled row per entry (e.g. original, occluded, reconstructed),
@@ -50,8 +57,8 @@ def reconstruction_grid(rows: dict[str, np.ndarray | jax.Array], path: str | os.
     """
     n = min(n, *(len(images) for images in rows.values()))
     grid = tile(list(rows.values()), n)
-    fig, ax = plt.subplots(figsize=(n * 1.1, len(rows) * 1.15))
-    cmap = plt.get_cmap("gray").with_extremes(bad="white")
+    fig, ax = subplots(figsize=(n * 1.1, len(rows) * 1.15))
+    cmap = matplotlib.colormaps["gray"].with_extremes(bad="white")
     ax.imshow(grid, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
     step = grid.shape[0] / len(rows)
     ax.set_yticks([(r + 0.5) * step - 1 for r in range(len(rows))], list(rows), fontsize=10)
@@ -81,7 +88,7 @@ def loss_curve(losses: np.ndarray, steps_per_epoch: int, path: str | os.PathLike
         raise ValueError(f"a loss curve needs losses and steps_per_epoch >= 1, got "
                          f"{len(losses)} losses and {steps_per_epoch}")
     epochs = len(losses) // steps_per_epoch
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = subplots(figsize=(7, 4))
     steps = np.arange(1, len(losses) + 1)
     ax.plot(steps, losses, color="0.8", lw=0.5, label="per step")
     ax.plot(steps, smooth(losses, max(1, steps_per_epoch // 20)), lw=1.2, label="smoothed")
@@ -106,23 +113,20 @@ METRIC_TITLES = {"psnr": "PSNR (dB) per digit", "corr": "pixel correlation per d
                  "mse": "MSE per digit"}
 
 
-def _save(fig: plt.Figure, path: str | os.PathLike) -> None:
+def _save(fig: Figure, path: str | os.PathLike) -> None:
     fig.tight_layout()
     write_figure(fig, path)
 
 
-def write_figure(fig: plt.Figure, path: str | os.PathLike) -> None:
-    """Save and close ``fig``, atomically: a failed write (a full disk) leaves an earlier figure
-    at ``path`` as it was, not half of a new one."""
+def write_figure(fig: Figure, path: str | os.PathLike) -> None:
+    """Save ``fig``, atomically: a failed write (a full disk) leaves an earlier figure at
+    ``path`` as it was, not half of a new one."""
     kind = Path(path).suffix.lstrip(".").lower()
-    try:
-        if kind not in FigureCanvasBase.get_supported_filetypes():  # matplotlib names the file
-            fig.savefig(path, dpi=100)
-            return
-        drawn = io.BytesIO()
-        fig.savefig(drawn, dpi=100, format=kind)
-    finally:
-        plt.close(fig)
+    if kind not in FigureCanvasBase.get_supported_filetypes():  # matplotlib names the file
+        fig.savefig(path, dpi=100)
+        return
+    drawn = io.BytesIO()
+    fig.savefig(drawn, dpi=100, format=kind)
     write_atomic(drawn.getvalue(), path)
 
 
@@ -137,7 +141,7 @@ def correlation_figure(arrays: dict, path: str | os.PathLike, index: int = 0, n:
     ``n`` images (all of them, if fewer) as bars, of every image as a histogram."""
     corr = {c: arrays["per_image"][c] for c in ("clean", "occluded")}
     n = min(n, len(arrays["labels"]))
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.3))
+    fig, axes = subplots(1, 3, figsize=(15, 4.3))
     clean = np.asarray(arrays["clean"][index]).ravel()
     recon = np.asarray(arrays["recon_occluded"][index]).ravel()
     bar = np.asarray(arrays["mask"][index]).ravel()
@@ -181,7 +185,7 @@ def per_class_figure(test: dict, path: str | os.PathLike,
                      metrics: tuple[str, ...] = ("psnr", "corr")) -> None:
     """Mean ± std of each metric per digit, for every comparison: which digits suffer most?"""
     digits = sorted(test["per_class"], key=int)
-    fig, axes = plt.subplots(1, len(metrics), figsize=(6.5 * len(metrics), 4.2), squeeze=False)
+    fig, axes = subplots(1, len(metrics), figsize=(6.5 * len(metrics), 4.2), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         for k, (c, (label, color)) in enumerate(COMPARISON_STYLE.items()):
             rows = [test["per_class"][d][c] for d in digits]
@@ -204,15 +208,15 @@ def compare_figure(table: dict[str, dict[str, tuple[float, float, int]]],
     labels, metrics = list(table), list(next(iter(table.values())))
     nrows = -(-len(metrics) // ncols)
     size = (4.2 * ncols + 1.5, nrows * (1.2 + 0.4 * len(labels)))
-    fig, axes = plt.subplots(nrows, ncols, figsize=size, squeeze=False)
-    y = np.arange(len(labels))
+    fig, axes = subplots(nrows, ncols, figsize=size, squeeze=False)
+    y, colors = np.arange(len(labels)), matplotlib.colormaps["tab10"]
     for i, ax in enumerate(axes.flat):
         if i >= len(metrics):
             ax.axis("off")
             continue
         values = [table[g][metrics[i]] for g in labels]
         for k, (mean, std, _) in enumerate(values):
-            ax.errorbar(mean, k, xerr=std, fmt="o", capsize=4, color=plt.cm.tab10(k % 10))
+            ax.errorbar(mean, k, xerr=std, fmt="o", capsize=4, color=colors(k % 10))
         ax.set(yticks=y, yticklabels=labels if i % ncols == 0 else [], title=metrics[i])
         ax.invert_yaxis()
         ax.grid(axis="x", alpha=0.3)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,8 @@ from aejax import evaluate, plots
 from aejax.config import Config
 from aejax.model import Autoencoder, init_params
 from tests.test_jsonio import full_disk
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_constant_reconstructions_still_give_every_figure(tmp_path: Path) -> None:
@@ -53,8 +57,7 @@ def test_smooth_is_the_trailing_mean_of_a_plain_loop(window: int) -> None:
 def test_the_loss_curve_names_its_loss_and_keeps_negative_losses_visible(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, losses: np.ndarray, label: str,
         scale: str) -> None:
-    closed = []
-    monkeypatch.setattr(plots.plt, "close", closed.append)
+    closed = drawn(monkeypatch)
     plots.loss_curve(losses, 20, tmp_path / "loss.png", label=label)
     ax = closed[0].axes[0]
     assert (ax.get_ylabel(), ax.get_yscale()) == (label, scale)
@@ -73,8 +76,7 @@ def test_fewer_test_images_than_the_figures_show_still_give_every_figure(tmp_pat
 
 def test_a_loss_curve_shorter_than_an_epoch_has_no_epoch_means(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    closed = []
-    monkeypatch.setattr(plots.plt, "close", closed.append)
+    closed = drawn(monkeypatch)
     plots.loss_curve(np.full(5, 0.1), 10, tmp_path / "loss.png")
     labels = [line.get_label() for line in closed[0].axes[0].get_lines()]
     assert labels == ["per step", "smoothed"]
@@ -92,8 +94,7 @@ def test_every_correlation_bar_shows_and_the_legend_covers_none(
     per_image = {c: {"corr": np.full(n, 0.9), "corr_nonzero": low} for c in ("clean", "occluded")}
     arrays = {"per_image": per_image, "labels": np.arange(n), "clean": np.zeros((n, 784)),
               "recon_occluded": np.zeros((n, 784)), "mask": np.zeros((n, 784), bool)}
-    closed = []
-    monkeypatch.setattr(plots.plt, "close", closed.append)
+    closed = drawn(monkeypatch)
     plots.correlation_figure(arrays, tmp_path / "correlation.png")
     ax = closed[0].axes[1]
     renderer = closed[0].canvas.get_renderer()
@@ -129,7 +130,7 @@ def test_a_figure_that_cannot_be_written_leaves_the_earlier_one_whole(
     path = tmp_path / name
     plots.loss_curve(np.linspace(1, 0.1, 8), 4, path)
     before = path.read_bytes()
-    real = plots.plt.Figure.savefig
+    real = plots.Figure.savefig
 
     def savefig(fig, fname, *args, **kwargs):  # into a file: its first bytes, then a full disk
         if isinstance(fname, (str, os.PathLike)):
@@ -137,7 +138,7 @@ def test_a_figure_that_cannot_be_written_leaves_the_earlier_one_whole(
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(fname))
         return real(fig, fname, *args, **kwargs)
 
-    monkeypatch.setattr(plots.plt.Figure, "savefig", savefig)
+    monkeypatch.setattr(plots.Figure, "savefig", savefig)
     full_disk(monkeypatch)
     with pytest.raises(OSError, match="No space left on device"):
         plots.loss_curve(np.linspace(1, 0.5, 8), 4, path)
@@ -147,8 +148,7 @@ def test_a_figure_that_cannot_be_written_leaves_the_earlier_one_whole(
 
 def test_the_reconstruction_grid_shows_each_image_once_when_there_are_fewer_than_n(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    closed = []
-    monkeypatch.setattr(plots.plt, "close", closed.append)
+    closed = drawn(monkeypatch)
     images = jax.numpy.linspace(0, 1, 3 * 16).reshape(3, 16)  # JAX clamps indices past the end
     plots.reconstruction_grid({"original": images, "occluded": images}, tmp_path / "f.png", n=10)
     shown = closed[0].axes[0].images[0].get_array()
@@ -157,8 +157,7 @@ def test_the_reconstruction_grid_shows_each_image_once_when_there_are_fewer_than
 
 def test_each_epoch_mean_is_drawn_in_the_middle_of_its_epoch(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    closed = []
-    monkeypatch.setattr(plots.plt, "close", closed.append)
+    closed = drawn(monkeypatch)
     losses = np.concatenate([np.full(20, 0.4), np.full(20, 0.2), np.full(5, 0.1)])
     plots.loss_curve(losses, 20, tmp_path / "loss.png")
     (means,) = [ln for ln in closed[0].axes[0].get_lines() if ln.get_label() == "epoch mean"]
@@ -177,12 +176,35 @@ def test_images_at_the_histograms_lowest_bin_edge_are_not_said_to_be_hidden(
     assert sum(p.get_height() for p in ax.patches[:60]) == n and not ax.texts
 
 
+def drawn(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The figures that plots draws from now on (each still written)."""
+    figures, write = [], plots.write_figure
+
+    def capture(fig: Any, path: Any) -> None:
+        figures.append(fig)
+        write(fig, path)
+
+    monkeypatch.setattr(plots, "write_figure", capture)
+    return figures
+
+
 def histogram_axes(per_image: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     """The histogram panel of correlation.png drawn for ``per_image`` (blank images)."""
     n = len(per_image["clean"]["corr"])
     arrays = {"per_image": per_image, "labels": np.arange(n) % 10, "clean": np.zeros((n, 784)),
               "recon_occluded": np.zeros((n, 784)), "mask": np.zeros((n, 784), bool)}
-    closed = []
-    monkeypatch.setattr(plots.plt, "close", closed.append)
+    closed = drawn(monkeypatch)
     plots.correlation_figure(arrays, tmp_path / "correlation.png")
     return closed[0].axes[2]
+
+
+def test_drawing_leaves_the_users_backend_and_figures_alone(tmp_path: Path) -> None:
+    code = ("import matplotlib; matplotlib.use('svg'); import matplotlib.pyplot as plt; "
+            "plt.figure(); import numpy as np; from aejax import plots; "  # a notebook's state
+            f"plots.loss_curve(np.linspace(1, 0.1, 8), 4, {str(tmp_path / 'loss.png')!r}); "
+            "print(matplotlib.get_backend(), plt.get_fignums())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["svg", "[1]"]  # not Agg, where plt.show() shows nothing
+    assert (tmp_path / "loss.png").stat().st_size > 0
