@@ -216,6 +216,12 @@ def test_whole_number_columns_are_shown_without_decimals() -> None:
                          "| b | 124 | nan | 0.01600 | 30.00 | 1 |"]
 
 
+def test_negative_means_of_magnitude_one_or_more_get_two_decimals() -> None:
+    tab = {"a": {"test.x": (-12.345678, 0.5, 2), "test.y": (-0.0123456, 0.001, 2)}}
+    assert compare.format_markdown(tab).splitlines()[-1] == (
+        "| a | -12.35 ± 0.50 | -0.01235 ± 0.00100 | 2 |")  # the digits go by size, not sign
+
+
 def test_runs_on_other_data_never_form_one_row_and_no_run_counts_twice(tmp_path: Path) -> None:
     full = fake_run(tmp_path / "full", 0.017)
     sample = fake_run(tmp_path / "sample", 0.020, train_size=4000, seed=1)
