@@ -50,6 +50,10 @@ def test_only_the_data_paths_and_the_epochs_may_change() -> None:
     extra = {**json.loads(CFG.to_json()), "dropout": 0.5}  # saved by a version with that field
     with pytest.raises(ValueError, match=r"trained with dropout=0\.5 \(now None\); leave those"):
         resumable.check_config(extra, CFG, "ck")
+    older = json.loads(CFG.to_json())
+    del older["seed"]  # saved by a version without that field: not taken for the same config
+    with pytest.raises(ValueError, match=r"trained with seed=None \(now 0\); leave those"):
+        resumable.check_config(older, CFG, "ck")
 
 
 def test_other_images_and_steps_past_the_epochs_are_refused() -> None:
