@@ -96,3 +96,17 @@ def test_a_changed_occlusion_is_warned_about_as_an_occlusion(
     with caplog.at_level(logging.WARNING, logger="aejax.resumable"):
         resumable.warn_changed_parts(meta(parts=names, **saved), {"occlude": "aaaa"}, "ck")
     assert "with an occlusion named myparts.patch as before" in caplog.records[0].getMessage()
+
+
+def test_every_part_changed_under_its_name_is_warned_about(
+        caplog: pytest.LogCaptureFixture) -> None:
+    names = {"loss": "myparts.bce", "occlude": "myparts.patch"}
+    saved = {"parts_digests": {"loss": "bbbb", "occlude": "dddd"},
+             "parts_digests_version": DIGEST_VERSION, "jax_version": jax.__version__}
+    with caplog.at_level(logging.WARNING, logger="aejax.resumable"):
+        resumable.warn_changed_parts(meta(parts=names, **saved),
+                                     {"loss": "aaaa", "occlude": "cccc"}, "ck")
+    texts = [r.getMessage() for r in caplog.records]
+    assert len(texts) == 2  # not only the first changed part
+    assert "a loss named myparts.bce" in texts[0]
+    assert "an occlusion named myparts.patch" in texts[1]
