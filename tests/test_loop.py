@@ -74,6 +74,18 @@ def test_the_custom_parts_range_check_draws_its_own_key(monkeypatch) -> None:
     np.testing.assert_array_equal(jax.random.key_data(seen[0]), jax.random.key_data(want))
 
 
+def test_training_draws_its_noise_and_its_batch_order_from_keys_of_their_own(monkeypatch) -> None:
+    seen, run_epochs = [], loop.run_epochs  # the Loop that trains: its keys
+    monkeypatch.setattr(loop, "run_epochs",
+                        lambda lp, *args: seen.append(lp) or run_epochs(lp, *args))
+    cfg = dataclasses.replace(CFG, epochs=1)
+    loop.fit(cfg, flat_images(64), progress=False)
+    keys = {k: jax.random.key_data(v) for k, v in train.root_keys(cfg.seed).items()}
+    np.testing.assert_array_equal(jax.random.key_data(seen[0].noise_key), keys["noise"])
+    np.testing.assert_array_equal(jax.random.key_data(seen[0].orders.data_key), keys["data"])
+    assert not np.array_equal(keys["noise"], keys["data"])  # one key per purpose
+
+
 class Bar:
     """A stand-in for fit's tqdm bar that keeps its count (a disabled tqdm counts nothing)."""
 
