@@ -145,6 +145,22 @@ def test_resuming_from_a_mid_epoch_checkpoint_is_bit_identical(
     np.testing.assert_array_equal(history["loss"], ref_history["loss"])
 
 
+def test_a_resumed_runs_training_time_counts_its_earlier_sessions(
+        killed_mid_epoch: tuple[Path, train.TrainState, dict], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = shutil.copytree(killed_mid_epoch[0], tmp_path / "checkpoints")
+    load_latest = checkpoint.Checkpointer.load_latest
+
+    def earlier_hour(self, *args):  # the checkpoint says an hour was spent training before
+        state, losses, _ = load_latest(self, *args)
+        return state, losses, 3600.0
+
+    monkeypatch.setattr(checkpoint.Checkpointer, "load_latest", earlier_hour)
+    with contextlib.closing(checkpoint.Checkpointer(folder, resume=True)) as ckpt:
+        _, history = loop.fit(dataclasses.replace(RESUMED, epochs=1), flat_images(640),
+                              progress=False, checkpoints=ckpt)
+    assert 3600.0 < history["train_seconds"] < 3600.0 + 600
+
 @pytest.mark.parametrize("every,images,steps", [
     # 40-step epochs in 4-step chunks: the ends of those that cross 5, 10, ... and each epoch
     (5, 640, [8, 12, 16, 20, 28, 32, 36, 40, 48, 52, 56, 60, 68, 72, 76, 80]),
