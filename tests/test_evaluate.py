@@ -295,3 +295,14 @@ def test_evaluate_under_jit_is_one_error_naming_the_traceable_one(setup) -> None
                                          r"cannot run under jit, vmap or grad: call "
                                          r"evaluate\.evaluate_arrays \(unchecked\) there"):
         jax.jit(lambda p: evaluate.evaluate(cfg, model, p, images[:10], labels[:10])[0])(params)
+
+
+def test_each_digits_scores_are_those_of_its_own_test_images(setup) -> None:
+    cfg, model, params, images, labels = setup
+    test, arrays = evaluate.evaluate(cfg, model, params, images, labels)
+    assert not np.array_equal(labels, np.sort(labels))  # unsorted: a misalignment would show
+    for digit in np.unique(labels):
+        mse = arrays["per_image"]["occluded"]["mse"][labels == digit]
+        got = test["per_class"][str(digit)]
+        assert got["count"] == len(mse)
+        assert got["occluded"]["mse"] == pytest.approx(np.mean(mse), rel=1e-6)
