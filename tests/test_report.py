@@ -489,3 +489,15 @@ def test_a_metrics_file_without_its_data_source_is_evaluated_again(runs, tmp_pat
     code, out, err = call("evaluate", ["--workdir", str(copy), "--no-compile-cache"], capsys)
     assert code == 0, err
     assert "test images (source not recorded)" in out
+
+
+def test_format_table_puts_each_digits_clean_and_occluded_mse_in_their_rows() -> None:
+    scores = {m: 0.5 for m in report.TABLE_METRICS}
+    test = {c: scores for c in ("clean", "occluded_input", "occluded")}
+    test["per_class"] = {d: {"clean": {"mse": 0.01 * (i + 1), "psnr": 20.0},
+                             "occluded": {"mse": 0.1 * (i + 1), "psnr": 10.0}}
+                         for i, d in enumerate(("10", "2"))}
+    assert report.format_table(test).splitlines()[-3:] == [
+        "per digit           2      10",  # in numeric order
+        "clean mse      0.0200  0.0100",
+        "occluded mse   0.2000  0.1000"]
