@@ -501,3 +501,9 @@ def test_format_table_puts_each_digits_clean_and_occluded_mse_in_their_rows() ->
         "per digit           2      10",  # in numeric order
         "clean mse      0.0200  0.0100",
         "occluded mse   0.2000  0.1000"]
+
+
+def test_export_path_adds_npz_to_a_file_name_but_not_to_a_folder(tmp_path: Path) -> None:
+    assert report.export_path(tmp_path / "a") == tmp_path / "a.npz"
+    assert report.export_path(tmp_path / "a.npz") == tmp_path / "a.npz"
+    assert report.export_path(tmp_path) == tmp_path  # a folder: refused as one, not beside it
