@@ -507,3 +507,11 @@ def test_export_path_adds_npz_to_a_file_name_but_not_to_a_folder(tmp_path: Path)
     assert report.export_path(tmp_path / "a") == tmp_path / "a.npz"
     assert report.export_path(tmp_path / "a.npz") == tmp_path / "a.npz"
     assert report.export_path(tmp_path) == tmp_path  # a folder: refused as one, not beside it
+
+
+def test_a_data_root_given_with_a_data_dir_is_not_refused(runs, tmp_path: Path) -> None:
+    (run, _), _ = runs
+    copy = Path(shutil.copytree(run, tmp_path / "run"))
+    data_dir = report.load_config(run).data_dir  # --data-dir is read; --data-root is moot
+    saved, _ = report.evaluate_run(copy, data_dir=data_dir, data_root=str(tmp_path / "root"))
+    assert saved["test"] == json.loads((run / "metrics.json").read_text())["test"]
