@@ -230,6 +230,7 @@ def test_runs_by_run_are_named_by_folder_and_by_path_only_where_names_clash(
     clash = [fake_run(tmp_path / "x" / "r", 0.017), fake_run(tmp_path / "y" / "r", 0.016)]
     assert list(compare.table(clash, keys, group=False)) == clash
 
+
 def test_runs_on_other_data_never_form_one_row_and_no_run_counts_twice(tmp_path: Path) -> None:
     full = fake_run(tmp_path / "full", 0.017)
     sample = fake_run(tmp_path / "sample", 0.020, train_size=4000, seed=1)

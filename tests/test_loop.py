@@ -161,6 +161,7 @@ def test_a_resumed_runs_training_time_counts_its_earlier_sessions(
                               progress=False, checkpoints=ckpt)
     assert 3600.0 < history["train_seconds"] < 3600.0 + 600
 
+
 @pytest.mark.parametrize("every,images,steps", [
     # 40-step epochs in 4-step chunks: the ends of those that cross 5, 10, ... and each epoch
     (5, 640, [8, 12, 16, 20, 28, 32, 36, 40, 48, 52, 56, 60, 68, 72, 76, 80]),
