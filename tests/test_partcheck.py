@@ -287,3 +287,4 @@ def test_pixels_are_checked_against_both_ends_of_0_1_exactly() -> None:
     # not "values in [0, 1]": the digits shown never round a value back into the range
     assert outside_pixels(jnp.array([0.0, 1.0005])) == "values in [0, 1.000499963760376]"
     assert outside_pixels(jnp.array([-1e-4, 1.0])) == "values in [-0.0001, 1]"
+    assert outside_pixels(jnp.ones(3)) is None and outside_pixels(jnp.zeros(3)) is None
