@@ -288,3 +288,13 @@ def test_pixels_are_checked_against_both_ends_of_0_1_exactly() -> None:
     assert outside_pixels(jnp.array([0.0, 1.0005])) == "values in [0, 1.000499963760376]"
     assert outside_pixels(jnp.array([-1e-4, 1.0])) == "values in [-0.0001, 1]"
     assert outside_pixels(jnp.ones(3)) is None and outside_pixels(jnp.zeros(3)) is None
+
+
+def test_an_occlusion_returning_more_than_two_arrays_is_refused() -> None:
+    def three(key: jax.Array, images: jax.Array) -> tuple[jax.Array, ...]:
+        return images, images > 0, images  # one too many for training to unpack
+
+    with pytest.raises(parts.PartError, match=r"must return \(occluded, mask\) shaped like its "
+                                              r"images \(2, 4\); .* returned \(\(2, 4\), "
+                                              r"\(2, 4\), \(2, 4\)\)$"):
+        partcheck.occlude_checked(three, jax.random.key(0), jnp.zeros((2, 4)))
