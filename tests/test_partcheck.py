@@ -298,3 +298,8 @@ def test_an_occlusion_returning_more_than_two_arrays_is_refused() -> None:
                                               r"images \(2, 4\); .* returned \(\(2, 4\), "
                                               r"\(2, 4\), \(2, 4\)\)$"):
         partcheck.occlude_checked(three, jax.random.key(0), jnp.zeros((2, 4)))
+
+
+def test_infinite_pixels_are_counted_as_nans_are() -> None:
+    values = jnp.array([0.5, jnp.inf, -jnp.inf, jnp.nan])  # not "values in [-inf, inf]"
+    assert partcheck.outside_pixels(values) == "3 NaN or infinite values"
