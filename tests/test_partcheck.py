@@ -303,3 +303,13 @@ def test_an_occlusion_returning_more_than_two_arrays_is_refused() -> None:
 def test_infinite_pixels_are_counted_as_nans_are() -> None:
     values = jnp.array([0.5, jnp.inf, -jnp.inf, jnp.nan])  # not "values in [-inf, inf]"
     assert partcheck.outside_pixels(values) == "3 NaN or infinite values"
+
+
+def float_mask(key: jax.Array, images: jax.Array) -> tuple[jax.Array, jax.Array]:
+    return images, jnp.zeros_like(images)
+
+
+def test_a_contract_broken_compiled_is_said_as_such_not_as_a_failed_call() -> None:
+    with pytest.raises(parts.PartError, match=r"^an occlusion's mask must be boolean; "
+                                              r"\S*float_mask returned float32\b"):
+        partcheck.occlude_compiled(float_mask, jax.random.key(0), jnp.zeros((2, 4)))
