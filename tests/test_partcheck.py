@@ -313,3 +313,9 @@ def test_a_contract_broken_compiled_is_said_as_such_not_as_a_failed_call() -> No
     with pytest.raises(parts.PartError, match=r"^an occlusion's mask must be boolean; "
                                               r"\S*float_mask returned float32\b"):
         partcheck.occlude_compiled(float_mask, jax.random.key(0), jnp.zeros((2, 4)))
+
+
+def test_a_parts_error_is_named_by_its_first_line() -> None:
+    err = RuntimeError("  shapes differ\n  (8, 784) and (8, 10)\n")
+    assert partcheck.first_line(err) == "RuntimeError: shapes differ"
+    assert partcheck.first_line(KeyError()) == "KeyError: "
