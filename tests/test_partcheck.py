@@ -319,3 +319,17 @@ def test_a_parts_error_is_named_by_its_first_line() -> None:
     err = RuntimeError("  shapes differ\n  (8, 784) and (8, 10)\n")
     assert partcheck.first_line(err) == "RuntimeError: shapes differ"
     assert partcheck.first_line(KeyError()) == "KeyError: "
+
+
+def per_pixel_loss(pred: jax.Array, target: jax.Array) -> jax.Array:
+    return jnp.square(pred - target)  # forgot the mean: not a scalar
+
+
+def test_a_loss_that_is_not_a_scalar_is_told_so_before_training(monkeypatch: pytest.MonkeyPatch
+                                                                  ) -> None:
+    trained = []
+    monkeypatch.setattr(loop, "run_epochs", lambda *args: trained.append(args))
+    with pytest.raises(ValueError, match=r"^a loss must return a scalar; \S*per_pixel_loss "
+                                         r"returned shape \(8, 784\)"):  # not "failed under jit"
+        loop.fit(CFG, images_u8(32), progress=False, parts=Parts(loss=per_pixel_loss))
+    assert not trained
