@@ -123,9 +123,10 @@ def test_numpy_and_jax_floats_and_paths_become_json_values() -> None:
 
 
 def test_each_range_is_checked_at_both_ends() -> None:
-    from aejax.config import FLOAT32_OVERFLOW, MAX_SEED, check_batch_size
+    from aejax.config import FLOAT32_OVERFLOW, MAX_BARS, MAX_SEED, check_batch_size
 
     assert (Config(seed=MAX_SEED).seed, Config(eval_seed=MAX_SEED).eval_seed) == (MAX_SEED,) * 2
+    assert Config(occlusion_bars=MAX_BARS).occlusion_bars == MAX_BARS
     with pytest.raises(ValueError, match=LR_RANGE):  # rounds to inf in float32
         Config(learning_rate=FLOAT32_OVERFLOW)
     with pytest.raises(ValueError, match=r"hidden sizes must be in 1..2147483647, got \[\]"):
