@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+import pytest
+
 from aejax import flags
 from aejax.parts import Parts
 
@@ -37,3 +39,17 @@ def test_devices_help_says_n_counts_every_process_devices() -> None:
     # parallel.select_devices takes N in all, N/P from each of P processes, not N per process
     assert "local" not in action.help
     assert "N devices in all" in action.help and "N/P of each" in action.help
+
+
+def test_every_dataset_is_a_choice_and_other_names_are_refused_as_parsed(capsys) -> None:
+    from aejax import registry
+
+    parser = flags.OneLineParser(prog="p")
+    flags.add_config_flags(parser)
+    for name in registry.DATASETS:
+        assert parser.parse_args(["--dataset", name]).dataset == name
+    for flag, value in (("--train-occlusion", "some"), ("--init-scheme", "xavier"),
+                        ("--occlusion-orientation", "diagonal")):
+        with pytest.raises(SystemExit):  # argparse's error names the flag and its choices
+            parser.parse_args([flag, value])
+        assert f"p: error: argument {flag}: invalid choice: '{value}'" in capsys.readouterr().err
