@@ -54,3 +54,16 @@ def test_a_reserved_run_folder_is_removed_when_the_run_leaves_it_empty(
     with pytest.raises(ValueError, match="a run of several processes needs --workdir"):
         with cli.run_folder(parser.parse_args([])):
             pass
+
+
+def test_a_failed_host_allocation_is_one_line_saying_what_to_lower(capsys) -> None:
+    def allocate(message: str) -> int:
+        raise MemoryError(message)
+
+    huge = "Unable to allocate 8.0 TiB"
+    assert cli.run_main(lambda: allocate(huge), "p", oom_hint="lower N") == 2
+    assert capsys.readouterr().err == ("p: error: out of memory (Unable to allocate 8.0 TiB); "
+                                       "lower N\n")
+    assert cli.run_main(lambda: allocate(""), "p", oom_hint="lower N") == 2  # bytearray's: none
+    assert capsys.readouterr().err == ("p: error: out of memory (a host allocation failed); "
+                                       "lower N\n")
