@@ -400,3 +400,12 @@ def test_what_a_custom_occlusion_ignores_is_not_said_to_be_tested() -> None:
     bars = {"config": config, crosseval.KEY: {"of": "/r", "changes": {"occlusion_width": 3}}}
     assert crosseval.tested(bars) == {"occlude": None, **{k: config[k] for k in crosseval.TESTED},
                                       "occlusion_width": 3}
+
+
+def test_an_evaluation_of_a_run_deleted_since_is_not_stale(tmp_path: Path) -> None:
+    info = {crosseval.KEY: {"of": str(tmp_path / "run"), "params_sha256": "ab" * 8}}
+    assert crosseval.stale(info) is False  # compare.py still shows its scores
+    (tmp_path / "run").mkdir()
+    assert crosseval.stale(info) is False  # a run holding no parameters
+    (tmp_path / "run" / crosseval.PARAMS).write_bytes(b"trained again")
+    assert crosseval.stale(info) is True
