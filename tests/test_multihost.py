@@ -117,3 +117,15 @@ def test_waiting_for_the_coordinator_retries_until_the_timeout(monkeypatch) -> N
     monkeypatch.setattr(multihost.socket, "create_connection", late)
     multihost.wait_for("hostA:1234", 60)
     assert tries == [("hostA", 1234)] * 2
+
+
+def test_a_process_id_outside_the_count_is_refused_before_joining(monkeypatch) -> None:
+    joined = []
+    monkeypatch.setattr(jax.distributed, "initialize", lambda *args, **kw: joined.append(args))
+    monkeypatch.setattr(multihost, "wait_for", lambda *args: joined.append(args))
+    for pid in (2, -1):  # not a wait of JOIN_TIMEOUT for a coordinator that never counts it
+        with pytest.raises(ValueError, match=rf"^--process-id must be in 0..1 \(--num-processes "
+                                             rf"2\), got {pid}$"):
+            multihost.initialize("hostA:1234", 2, pid)
+    assert joined == []
+    assert multihost.initialize("hostA:1234", 2, 1) is True  # the last one
