@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from aejax import flags
+from aejax import flags, registry
 from aejax.parts import Parts
 
 
@@ -42,8 +42,6 @@ def test_devices_help_says_n_counts_every_process_devices() -> None:
 
 
 def test_every_dataset_is_a_choice_and_other_names_are_refused_as_parsed(capsys) -> None:
-    from aejax import registry
-
     parser = flags.OneLineParser(prog="p")
     flags.add_config_flags(parser)
     for name in registry.DATASETS:
