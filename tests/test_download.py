@@ -128,17 +128,23 @@ def test_reachable_says_yes_and_no_at_once_for_a_local_port(monkeypatch):
     assert time.perf_counter() - start < 5.0  # neither waits for the timeout
 
 
-def test_reachable_tries_the_schemes_port_or_the_proxy(monkeypatch):
-    tried = []
+@pytest.fixture
+def tried(monkeypatch):
+    """The addresses that connections are tried to (each refused), with no proxy set."""
+    addresses = []
 
     def refused(address, timeout=None, *args):
-        tried.append(address)
+        addresses.append(address)
         raise ConnectionRefusedError("refused")
 
     monkeypatch.setattr(socket, "create_connection", refused)
     for scheme in ("http", "https", "all", "no"):
         monkeypatch.delenv(f"{scheme}_proxy", raising=False)
         monkeypatch.delenv(f"{scheme.upper()}_PROXY", raising=False)
+    return addresses
+
+
+def test_reachable_tries_the_schemes_port_or_the_proxy(monkeypatch, tried):
     assert not _real_reachable("https://example.org/x.gz", timeout=1)
     assert not _real_reachable("http://example.org/x.gz", timeout=1)
     monkeypatch.setenv("https_proxy", "proxy.example:3128")  # offline but for the proxy
@@ -146,17 +152,7 @@ def test_reachable_tries_the_schemes_port_or_the_proxy(monkeypatch):
     assert tried == [("example.org", 443), ("example.org", 80), ("proxy.example", 3128)]
 
 
-def test_a_url_without_a_host_is_unreachable_with_or_without_a_proxy(monkeypatch):
-    tried = []
-
-    def refused(address, timeout=None, *args):
-        tried.append(address)
-        raise ConnectionRefusedError("refused")
-
-    monkeypatch.setattr(socket, "create_connection", refused)
-    for scheme in ("http", "https", "all", "no"):
-        monkeypatch.delenv(f"{scheme}_proxy", raising=False)
-        monkeypatch.delenv(f"{scheme.upper()}_PROXY", raising=False)
+def test_a_url_without_a_host_is_unreachable_with_or_without_a_proxy(monkeypatch, tried):
     assert not _real_reachable("http:///x.gz", timeout=1)  # a mirror of "http:/host/dir"
     monkeypatch.setenv("http_proxy", "proxy.example:3128")
     monkeypatch.setenv("no_proxy", "localhost")  # urllib's proxy_bypass(None) raised
