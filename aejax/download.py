@@ -129,8 +129,11 @@ def mirror_url(name: str) -> str | None:
     if not value:
         return None
     parts = urllib.parse.urlsplit(value)
-    why = "not http or https" if parts.scheme not in ("http", "https") else "no host"
-    if parts.scheme in ("http", "https") and parts.hostname:
+    if parts.scheme not in ("http", "https"):
+        why = "not http or https"
+    elif not parts.hostname:
+        why = "no host"
+    else:
         try:
             _ = parts.port  # urllib checks the port when it is read
             return value
