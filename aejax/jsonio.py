@@ -32,9 +32,9 @@ def read_json(path: str | os.PathLike) -> dict[str, Any]:
     return obj
 
 
-def write_json(obj: Any, path: str | os.PathLike) -> None:
-    """Pretty JSON, written atomically."""
-    write_atomic((json.dumps(obj, indent=2, sort_keys=True) + "\n").encode(), path)
+def write_json(obj: Any, path: str | os.PathLike, *, sort_keys: bool = True) -> None:
+    """Pretty JSON, written atomically (keys sorted unless ``sort_keys`` is False)."""
+    write_atomic((json.dumps(obj, indent=2, sort_keys=sort_keys) + "\n").encode(), path)
 
 
 def write_atomic(payload: bytes, path: str | os.PathLike) -> None:

@@ -3,7 +3,6 @@ roofline."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -38,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.out is not None:  # atomically: a full disk keeps an earlier file whole
             again = "run bench.py again (this run's numbers are in the table above)"
             with writable.writing(Path(args.out), again):
-                jsonio.write_atomic((json.dumps(result, indent=2) + "\n").encode(), args.out)
+                jsonio.write_json(result, args.out, sort_keys=False)  # the table's order
         failed = bench_report.failed_sections(result)
         if failed:  # the other measurements are printed (and written) all the same
             print(f"{parser.prog}: error: {', '.join(failed)} failed (see the table)",
